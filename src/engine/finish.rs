@@ -1,0 +1,175 @@
+//! The end of an upload: write the manifest (SLO, nested when needed, or DLO), then
+//! HEAD the object and check its size and ETag against the journal.
+
+use std::time::Duration;
+
+use percent_encoding::percent_decode_str;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::journal::{JobRecord, SegmentRecord};
+use crate::names::SegmentNaming;
+use crate::plan::ManifestKind;
+use crate::swift::manifest::{Entry, HeartbeatResult, large_object_etag, slo_body, slo_layout};
+use crate::swift::{Swift, enc_container, enc_object};
+
+/// MD5 of nothing: the ETag of an empty object.
+pub const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
+
+/// How writing the manifest went.
+#[derive(Debug)]
+pub(super) enum Written {
+    /// Written; the object must now have this ETag.
+    Ok {
+        /// Expected ETag (unquoted).
+        etag: String,
+        /// Bytes of manifest bodies sent.
+        sent: u64,
+    },
+    /// The server refused some segments (missing, or another ETag/size): send them again.
+    Resend(Vec<u64>),
+}
+
+/// The ETag the finished object will have.
+pub(super) fn expected_etag(job: &JobRecord, segs: &[SegmentRecord], naming: &SegmentNaming) -> String {
+    if segs.is_empty() {
+        return EMPTY_MD5.to_string();
+    }
+    match job.plan.manifest {
+        ManifestKind::Dlo => large_object_etag(segs.iter().map(|s| s.md5.as_deref().unwrap_or(""))),
+        ManifestKind::Slo => {
+            let l = layout(job, segs, naming);
+            large_object_etag(l.top.iter().map(|e| e.etag.as_str()))
+        }
+    }
+}
+
+fn layout(job: &JobRecord, segs: &[SegmentRecord], naming: &SegmentNaming) -> crate::swift::manifest::SloLayout {
+    let entries = segs
+        .iter()
+        .map(|s| Entry {
+            path: format!("/{}/{}", naming.container, naming.name(s.index)),
+            etag: s.md5.clone().unwrap_or_default(),
+            size_bytes: s.length,
+        })
+        .collect();
+    slo_layout(entries, job.plan.per_manifest as usize, &naming.container, |l, i| naming.sub_manifest_name(l, i))
+}
+
+/// Writes the manifest of a job whose segments are all confirmed.
+pub(super) async fn write_manifest(
+    swift: &Swift,
+    job: &JobRecord,
+    segs: &[SegmentRecord],
+    naming: &SegmentNaming,
+) -> Result<Written> {
+    let fail = |e: crate::swift::SwiftError| {
+        e.into_error(ErrorKind::Resumable).hint(format!("run `k5up resume {}` to try the manifest again", job.id))
+    };
+    if segs.is_empty() {
+        let op = format!("PUT empty object {}/{}", job.container, job.object);
+        swift
+            .put_small(&op, &job.container, &job.object, "", vec![], &[("ETag", EMPTY_MD5.into())])
+            .await
+            .map_err(fail)?;
+        return Ok(Written::Ok { etag: EMPTY_MD5.into(), sent: 0 });
+    }
+    match job.plan.manifest {
+        ManifestKind::Dlo => {
+            let value = format!("{}/{}", enc_container(&naming.container), enc_object(&naming.prefix));
+            let op = format!("PUT DLO manifest {}/{}", job.container, job.object);
+            swift
+                .put_small(&op, &job.container, &job.object, "", vec![], &[("X-Object-Manifest", value)])
+                .await
+                .map_err(fail)?;
+            Ok(Written::Ok { etag: expected_etag(job, segs, naming), sent: 0 })
+        }
+        ManifestKind::Slo => {
+            let l = layout(job, segs, naming);
+            let mut sent = 0;
+            for sub in &l.subs {
+                let body = slo_body(&sub.entries);
+                sent += body.len() as u64;
+                let want = large_object_etag(sub.entries.iter().map(|e| e.etag.as_str()));
+                let r = swift.put_slo(&naming.container, &sub.name, body, &want).await.map_err(fail)?;
+                if let Some(resend) = check(job, naming, &sub.name, &r, &want)? {
+                    return Ok(Written::Resend(resend));
+                }
+            }
+            let body = slo_body(&l.top);
+            sent += body.len() as u64;
+            let want = large_object_etag(l.top.iter().map(|e| e.etag.as_str()));
+            let r = swift.put_slo(&job.container, &job.object, body, &want).await.map_err(fail)?;
+            if let Some(resend) = check(job, naming, &job.object, &r, &want)? {
+                return Ok(Written::Resend(resend));
+            }
+            Ok(Written::Ok { etag: want, sent })
+        }
+    }
+}
+
+/// Checks a heartbeat result: `Ok(None)` when written with the expected ETag,
+/// `Ok(Some(indices))` when segments must be sent again.
+fn check(
+    job: &JobRecord,
+    naming: &SegmentNaming,
+    name: &str,
+    r: &HeartbeatResult,
+    want: &str,
+) -> Result<Option<Vec<u64>>> {
+    if r.status == 201 || r.status == 200 {
+        return match &r.etag {
+            Some(e) if !e.eq_ignore_ascii_case(want) => Err(Error::failed(format!(
+                "job {}: manifest {name} was written with ETag {e}, expected {want}",
+                job.id
+            ))),
+            _ => Ok(None),
+        };
+    }
+    let prefix = format!("/{}/", naming.container);
+    let resend: Vec<u64> = r
+        .errors
+        .iter()
+        .filter_map(|(path, _)| {
+            let p = percent_decode_str(path).decode_utf8_lossy();
+            naming.index_of(p.strip_prefix(&prefix)?)
+        })
+        .collect();
+    if !resend.is_empty() && resend.len() == r.errors.len() {
+        tracing::warn!(
+            "job {}: the server refused {} segment(s) in the manifest ({}); sending them again",
+            job.id,
+            resend.len(),
+            r.errors.iter().map(|(p, why)| format!("{p}: {why}")).take(3).collect::<Vec<_>>().join("; ")
+        );
+        return Ok(Some(resend));
+    }
+    Err(Error::failed(format!(
+        "job {}: the server refused manifest {name}: {} {} {}",
+        job.id,
+        r.status,
+        r.body.trim(),
+        r.errors.iter().map(|(p, why)| format!("{p}: {why}")).collect::<Vec<_>>().join("; ")
+    ))
+    .hint(format!("`k5up verify {}` compares the server with the journal", job.id)))
+}
+
+/// HEADs the object until its size and ETag are the expected ones. A DLO is read
+/// through an eventually consistent listing, so it gets up to `patience` to settle.
+pub(super) async fn verify_head(swift: &Swift, job: &JobRecord, want_etag: &str, patience: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let head = swift.head(&job.container, &job.object).await.map_err(|e| e.into_error(ErrorKind::Resumable))?;
+        let (size, etag) = head.map(|h| (h.size, h.etag)).unwrap_or((0, "(missing)".into()));
+        if size == job.plan.file_size && etag.eq_ignore_ascii_case(want_etag) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::failed(format!(
+                "job {}: {}/{} on the server has size {size} and ETag {etag}; expected size {} and ETag {want_etag}",
+                job.id, job.container, job.object, job.plan.file_size
+            ))
+            .hint(format!("`k5up verify {}` shows which segments differ", job.id)));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,238 @@
+//! `verify` (compare the server with the journal, and optionally read the object
+//! back) and `abort` (delete a job's segments and its journal).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use md5::{Digest, Md5};
+use serde::Serialize;
+
+use super::{Engine, finish, naming_of};
+use crate::error::{Error, ErrorKind, Result};
+use crate::journal::{Phase, SegState};
+use crate::plan::ManifestKind;
+use crate::swift::{enc_container, enc_object};
+
+/// One check of `verify`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// Whether it holds.
+    pub ok: bool,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// The outcome of `verify`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// Job id.
+    pub job: String,
+    /// True when every check holds.
+    pub ok: bool,
+    /// The checks.
+    pub checks: Vec<Check>,
+}
+
+impl Engine {
+    /// `k5up verify JOB [--deep]`.
+    pub async fn verify(&self, id: &str, deep: bool) -> Result<VerifyReport> {
+        let journal = self.root.open(id)?;
+        let job = journal.job()?;
+        let segs = journal.segments()?;
+        drop(journal);
+        let naming = naming_of(&job);
+        let mut checks = vec![];
+        let se = |e: crate::swift::SwiftError| e.into_error(ErrorKind::Resumable);
+
+        // Segments: every journaled segment on the server with its MD5 and size.
+        let listing = self.swift.list(&naming.container, &naming.prefix).await.map_err(se)?;
+        let by_name: std::collections::HashMap<&str, &crate::swift::ListEntry> =
+            listing.iter().map(|e| (e.name.as_str(), e)).collect();
+        let mut bad = vec![];
+        for s in &segs {
+            let ok = by_name
+                .get(naming.name(s.index).as_str())
+                .is_some_and(|e| Some(e.hash.as_str()) == s.md5.as_deref() && e.bytes == s.length);
+            if s.state == SegState::Confirmed && !ok {
+                bad.push(s.index);
+            }
+        }
+        let confirmed = segs.iter().filter(|s| s.state == SegState::Confirmed).count();
+        checks.push(Check {
+            name: "segments".into(),
+            ok: bad.is_empty(),
+            detail: if bad.is_empty() {
+                format!("{confirmed} confirmed segment(s) of {} on the server with their MD5 and size", segs.len())
+            } else {
+                format!(
+                    "{} confirmed segment(s) missing or different on the server: {:?}",
+                    bad.len(),
+                    &bad[..bad.len().min(20)]
+                )
+            },
+        });
+
+        // The object and its manifest.
+        let head = self.swift.head(&job.container, &job.object).await.map_err(se)?;
+        let want = finish::expected_etag(&job, &segs, &naming);
+        match &head {
+            None => checks.push(Check {
+                name: "object".into(),
+                ok: false,
+                detail: format!("{}/{} does not exist (phase {})", job.container, job.object, job.phase.as_str()),
+            }),
+            Some(h) => {
+                checks.push(Check {
+                    name: "object".into(),
+                    ok: h.size == job.plan.file_size && h.etag.eq_ignore_ascii_case(&want),
+                    detail: format!(
+                        "size {} (expected {}), ETag {} (expected {want})",
+                        h.size, job.plan.file_size, h.etag
+                    ),
+                });
+                if !segs.is_empty() {
+                    checks.push(self.check_manifest(&job, &naming, h, &segs).await?);
+                }
+            }
+        }
+
+        if deep {
+            checks.push(self.read_back(&job).await?);
+        }
+        let ok = checks.iter().all(|c| c.ok);
+        if !ok && job.phase != Phase::Done {
+            checks.push(Check {
+                name: "phase".into(),
+                ok: false,
+                detail: format!(
+                    "the job is not complete (phase {}): `k5up resume {id}` finishes it",
+                    job.phase.as_str()
+                ),
+            });
+        }
+        Ok(VerifyReport { job: job.id, ok, checks })
+    }
+
+    async fn check_manifest(
+        &self,
+        job: &crate::journal::JobRecord,
+        naming: &crate::names::SegmentNaming,
+        head: &crate::swift::ObjectInfo,
+        segs: &[crate::journal::SegmentRecord],
+    ) -> Result<Check> {
+        Ok(match job.plan.manifest {
+            ManifestKind::Dlo => {
+                let want = format!("{}/{}", enc_container(&naming.container), enc_object(&naming.prefix));
+                let got = head.dlo_manifest.clone().unwrap_or_default();
+                let decoded = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().to_string();
+                Check {
+                    name: "manifest".into(),
+                    ok: decoded(&got) == decoded(&want),
+                    detail: format!("X-Object-Manifest {got:?} (expected {want:?})"),
+                }
+            }
+            ManifestKind::Slo => {
+                let resp = self
+                    .swift
+                    .get(&job.container, &job.object, "multipart-manifest=get&format=raw")
+                    .await
+                    .map_err(|e| e.into_error(ErrorKind::Resumable))?;
+                let entries: Vec<serde_json::Value> = resp.json().await.unwrap_or_default();
+                let total: u64 = entries.iter().filter_map(|e| e["size_bytes"].as_u64()).sum();
+                let levels = job.plan.manifest_levels();
+                let expect_top = if levels == 1 { segs.len() } else { 0 };
+                let ok = head.slo && total == job.plan.file_size && (expect_top == 0 || entries.len() == expect_top);
+                Check {
+                    name: "manifest".into(),
+                    ok,
+                    detail: format!(
+                        "SLO with {} top-level entr{} totalling {total} bytes ({} level{})",
+                        entries.len(),
+                        if entries.len() == 1 { "y" } else { "ies" },
+                        levels,
+                        if levels == 1 { "" } else { "s" }
+                    ),
+                }
+            }
+        })
+    }
+
+    /// Reads the object back and compares its MD5 with the local file's.
+    async fn read_back(&self, job: &crate::journal::JobRecord) -> Result<Check> {
+        let path = job.file.clone();
+        let local = tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64)> {
+            let f = std::fs::File::open(Path::new(&path))?;
+            let len = f.metadata()?.len();
+            Ok((crate::source::md5_range(&f, 0, len)?, len))
+        });
+        let resp =
+            self.swift.get(&job.container, &job.object, "").await.map_err(|e| e.into_error(ErrorKind::Resumable))?;
+        let mut stream = resp.bytes_stream();
+        let mut h = Md5::new();
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let c =
+                chunk.map_err(|e| Error::resumable(format!("reading {}/{} back: {e}", job.container, job.object)))?;
+            n += c.len() as u64;
+            h.update(&c);
+        }
+        let remote = hex::encode(h.finalize());
+        let (local, _) = local
+            .await
+            .map_err(|e| Error::failed(e.to_string()))?
+            .map_err(|e| Error::io(format!("cannot read {}", job.file), e))?;
+        Ok(Check {
+            name: "content".into(),
+            ok: remote == local && n == job.plan.file_size,
+            detail: format!("read back {n} bytes with MD5 {remote}; the local file's MD5 is {local}"),
+        })
+    }
+
+    /// `k5up abort JOB [--purge]`: deletes the job's segments (and sub-manifests)
+    /// and its journal entry. A completed job keeps its object unless `purge`.
+    pub async fn abort(&self, id: &str, purge: bool) -> Result<String> {
+        let journal = self.root.open(id)?;
+        let job = journal.job()?;
+        let naming = naming_of(&job);
+        if job.phase == Phase::Done && !purge {
+            self.root.remove(journal)?;
+            return Ok(format!(
+                "job {id} was complete: its journal entry is removed and {}/{} is kept (use --purge to delete the object and its segments)",
+                job.container, job.object
+            ));
+        }
+        let se = |e: crate::swift::SwiftError| e.into_error(ErrorKind::Resumable);
+        if job.phase == Phase::Done || job.phase == Phase::Manifest {
+            // The object is (or may be) a manifest over our segments: it goes with them.
+            if let Some(h) = self.swift.head(&job.container, &job.object).await.map_err(se)?
+                && (h.slo || h.dlo_manifest.is_some() || job.plan.segment_count == 0)
+            {
+                self.swift.delete(&job.container, &job.object, "").await.map_err(se)?;
+            }
+        }
+        let listing = self.swift.list(&naming.container, &naming.prefix).await.map_err(se)?;
+        let swift = Arc::new(self.swift.clone());
+        let conc = self.settings.concurrency.max(1);
+        let results: Vec<_> = futures_util::stream::iter(listing.iter().map(|e| {
+            let swift = swift.clone();
+            let name = e.name.clone();
+            let c = naming.container.clone();
+            async move { swift.delete(&c, &name, "").await }
+        }))
+        .buffer_unordered(conc)
+        .collect()
+        .await;
+        let deleted = results.iter().filter(|r| matches!(r, Ok(true))).count();
+        if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+            return Err(se(e).context(format!("abort of job {id}")));
+        }
+        self.root.remove(journal)?;
+        Ok(format!(
+            "job {id} aborted: {deleted} segment object(s) deleted from {}, journal entry removed",
+            naming.container
+        ))
+    }
+}

@@ -1,0 +1,443 @@
+//! The job lifecycle: create or reopen a job, reconcile it with the server, upload
+//! what is missing, write and verify the manifest.
+
+mod finish;
+mod maintain;
+mod reconcile;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+pub use finish::EMPTY_MD5;
+pub use maintain::{Check, VerifyReport};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::journal::{JobRecord, Journal, Phase, Root, SegState, SegmentRecord};
+use crate::names::{SegmentNaming, check_container, check_object};
+use crate::plan::{self, Limits, ManifestKind, Plan};
+use crate::progress::Progress;
+use crate::source::{self, FileIdentity};
+use crate::status::StatusView;
+use crate::swift::{Swift, SwiftError};
+use crate::upload;
+
+/// Tunables of a run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Segments in flight at once.
+    pub concurrency: usize,
+    /// A PUT without progress for this long is abandoned and retried.
+    pub stall_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { concurrency: 4, stall_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// What the user asked to upload.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    /// The image file.
+    pub file: PathBuf,
+    /// Target container.
+    pub container: String,
+    /// Target object (default: the file's name).
+    pub object: Option<String>,
+    /// `--segment-size`.
+    pub segment_size: Option<u64>,
+    /// `--manifest` (default: SLO when the server offers it, else DLO).
+    pub manifest: Option<ManifestKind>,
+}
+
+/// A job as planned (what `--dry-run` prints).
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The job record (new, or the journaled one).
+    pub job: JobRecord,
+    /// True when the journal already had this job.
+    pub existing: bool,
+    /// Levels of SLO manifests (1 = flat).
+    pub manifest_levels: u32,
+}
+
+/// Runs jobs against one Swift account and one journal.
+#[derive(Debug)]
+pub struct Engine {
+    /// The journal.
+    pub root: Root,
+    /// The storage client.
+    pub swift: Swift,
+    /// Tunables.
+    pub settings: Settings,
+    /// Live counters of the current run.
+    pub progress: Arc<Progress>,
+    /// Turns true on Ctrl-C / SIGTERM.
+    pub cancel: watch::Receiver<bool>,
+}
+
+/// The short, deterministic id of a job: the file's identity and the target.
+pub fn job_id(identity: &FileIdentity, storage_url: &str, container: &str, object: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        identity.dev.to_string(),
+        identity.ino.to_string(),
+        identity.size.to_string(),
+        identity.mtime_ns.to_string(),
+        storage_url.to_string(),
+        container.to_string(),
+        object.to_string(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..4])
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn naming_of(job: &JobRecord) -> SegmentNaming {
+    SegmentNaming { container: job.segment_container.clone(), prefix: job.segment_prefix.clone() }
+}
+
+/// The first contact with the server: a failure here is most often a wrong URL
+/// or credentials, so it is reported at once as bad input.
+fn first_contact(e: SwiftError) -> Error {
+    let transport = e.status.is_none();
+    let mut err = e.into_error(ErrorKind::BadInput);
+    if transport {
+        err.kind = ErrorKind::BadInput;
+        err.msg = format!("cannot reach the server: {}", err.msg);
+        err.hint = Some("check ST_AUTH / OS_AUTH_URL / OS_STORAGE_URL and the network".into());
+    }
+    err
+}
+
+impl Engine {
+    /// The storage URL, trying a few times only (first contact).
+    async fn storage_url_first(&self) -> Result<String> {
+        self.swift.with_retry_for(Duration::from_secs(15)).storage_url().await.map_err(first_contact)
+    }
+
+    /// Plans an upload: opens the file, logs in, reads the limits, and finds or
+    /// designs the job. Creates nothing.
+    pub async fn plan(&self, req: &UploadRequest) -> Result<(PathBuf, File, Planned)> {
+        let (path, file, ident) = source::open(&req.file)?;
+        let object = match &req.object {
+            Some(o) => o.clone(),
+            None => path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| Error::input("cannot derive an object name from the file name; use --object"))?
+                .to_string(),
+        };
+        check_container(&req.container)?;
+        check_object(&object)?;
+        let storage_url = self.storage_url_first().await?;
+        let id = job_id(&ident, &storage_url, &req.container, &object);
+        if self.root.exists(&id) {
+            let j = self.root.open(&id)?;
+            let job = j.job()?;
+            if req.segment_size.is_some_and(|s| s != job.plan.segment_size) {
+                return Err(Error::input(format!(
+                    "job {id} exists with segment size {}; --segment-size differs",
+                    job.plan.segment_size
+                ))
+                .hint(format!("omit --segment-size to continue it, or `k5up abort {id}` first")));
+            }
+            if req.manifest.is_some_and(|m| m != job.plan.manifest) {
+                return Err(Error::input(format!(
+                    "job {id} exists with manifest {}; --manifest differs",
+                    job.plan.manifest.as_str()
+                ))
+                .hint(format!("omit --manifest to continue it, or `k5up abort {id}` first")));
+            }
+            let levels = job.plan.manifest_levels();
+            return Ok((path, file, Planned { job, existing: true, manifest_levels: levels }));
+        }
+        let limits = self.swift.limits().await.map_err(first_contact)?;
+        let kind = req.manifest.unwrap_or(if limits.slo.is_some() { ManifestKind::Slo } else { ManifestKind::Dlo });
+        // Plan with a provisional segment size to learn the path length, then name for real.
+        let probe = SegmentNaming::new(
+            &req.container,
+            &object,
+            kind == ManifestKind::Slo,
+            ident.mtime_ns,
+            ident.size,
+            1 << 40,
+        )?;
+        let entry_path_len = probe.container.len() + probe.name(0).len() + 2;
+        let plan = plan::plan(ident.size, &limits, req.segment_size, kind, entry_path_len)?;
+        let naming = SegmentNaming::new(
+            &req.container,
+            &object,
+            kind == ManifestKind::Slo,
+            ident.mtime_ns,
+            ident.size,
+            plan.segment_size,
+        )?;
+        let job = JobRecord {
+            id,
+            created_unix: now_unix(),
+            file: path.to_str().unwrap_or_default().to_string(),
+            identity: ident,
+            auth: self.swift.auth().describe(),
+            storage_url,
+            container: req.container.clone(),
+            object,
+            segment_container: naming.container.clone(),
+            segment_prefix: naming.prefix.clone(),
+            plan: plan.clone(),
+            limits,
+            phase: Phase::Uploading,
+            manifest_etag: None,
+            bytes_sent_other: 0,
+            last_error: None,
+            runs: 0,
+        };
+        let levels = plan.manifest_levels();
+        Ok((path, file, Planned { job, existing: false, manifest_levels: levels }))
+    }
+
+    /// `k5up upload`: creates the job (or continues the same one) and runs it.
+    pub async fn upload(&self, req: &UploadRequest) -> Result<StatusView> {
+        let (_path, file, planned) = self.plan(req).await?;
+        let journal = if planned.existing {
+            tracing::info!("job {} exists: continuing it", planned.job.id);
+            self.root.open(&planned.job.id)?
+        } else {
+            let p = &planned.job.plan;
+            let segs = (0..p.segment_count).map(|i| new_segment(p, i));
+            self.root.create(&planned.job, segs)?
+        };
+        self.run(journal, file).await
+    }
+
+    /// `k5up resume JOB`.
+    pub async fn resume(&self, id: &str) -> Result<StatusView> {
+        let journal = self.root.open(id)?;
+        let job = journal.job()?;
+        let file = self.check_source(&job)?;
+        self.storage_url_first().await?;
+        self.run(journal, file).await
+    }
+
+    /// Reopens the job's file and refuses it if it changed since the job was created.
+    fn check_source(&self, job: &JobRecord) -> Result<File> {
+        let (_, file, now) = source::open(Path::new(&job.file)).map_err(|e| e.context(format!("job {}", job.id)))?;
+        if let Some(what) = job.identity.changes(&now) {
+            return Err(Error::failed(format!(
+                "job {}: {} has changed since the upload started: {what}",
+                job.id, job.file
+            ))
+            .hint(format!("restore the original file, or `k5up abort {}` and upload the new one", job.id)));
+        }
+        Ok(file)
+    }
+
+    async fn run(&self, journal: Journal, file: File) -> Result<StatusView> {
+        let journal = Arc::new(journal);
+        let mut job = journal.job()?;
+        if job.phase == Phase::Done {
+            tracing::info!("job {} is already complete (ETag {})", job.id, job.manifest_etag.as_deref().unwrap_or(""));
+            let segs = journal.segments()?;
+            return Ok(StatusView::from_records(&job, &segs));
+        }
+        let now = source::identity(&file, Path::new(&job.file))?;
+        if let Some(what) = job.identity.changes(&now) {
+            return Err(Error::failed(format!(
+                "job {}: {} has changed since the upload started: {what}",
+                job.id, job.file
+            ))
+            .hint(format!("restore the original file, or `k5up abort {}` and upload the new one", job.id)));
+        }
+        let url = self.swift.storage_url().await.map_err(first_contact)?;
+        if url != job.storage_url {
+            return Err(Error::input(format!(
+                "job {} uploads to {}, but these credentials reach {url}",
+                job.id, job.storage_url
+            ))
+            .hint("use the credentials the job was created with"));
+        }
+        job.runs += 1;
+        job.last_error = None;
+        job.phase = if job.phase == Phase::Manifest { Phase::Manifest } else { Phase::Uploading };
+        journal.put_job(&job)?;
+        journal.flush()?;
+        let result = self.run_phases(&journal, Arc::new(file), &mut job).await;
+        if let Err(e) = &result {
+            job.last_error = Some(e.msg.clone());
+            if e.kind == ErrorKind::Failed {
+                job.phase = Phase::Failed;
+            }
+            let _ = journal.put_job(&job);
+        }
+        let flushed = journal.flush();
+        let view = StatusView::live(&job, &self.progress);
+        let _ = self.write_snapshot(&journal, &view);
+        result?;
+        flushed?;
+        let segs = journal.segments()?;
+        let mut v = StatusView::from_records(&job, &segs);
+        v.running = false;
+        let _ = self.write_snapshot(&journal, &v);
+        Ok(v)
+    }
+
+    fn write_snapshot(&self, journal: &Journal, v: &StatusView) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(v).map_err(|e| Error::failed(e.to_string()))?;
+        journal.write_snapshot(&bytes)
+    }
+
+    async fn run_phases(&self, journal: &Arc<Journal>, file: Arc<File>, job: &mut JobRecord) -> Result<()> {
+        let naming = naming_of(job);
+        self.swift.ensure_container(&job.container).await.map_err(|e| e.into_error(ErrorKind::Resumable))?;
+        if job.plan.segment_count > 0 {
+            self.swift.ensure_container(&naming.container).await.map_err(|e| e.into_error(ErrorKind::Resumable))?;
+        }
+        // Up to three rounds: a manifest the server refuses for missing segments sends those again.
+        for round in 0..3 {
+            self.upload_missing(journal, &file, job, &naming).await?;
+            job.phase = Phase::Manifest;
+            journal.put_job(job)?;
+            journal.flush()?;
+            // The file must not have changed while it was being read.
+            let now = source::identity(&file, Path::new(&job.file))?;
+            if let Some(what) = job.identity.changes(&now) {
+                return Err(Error::failed(format!("job {}: {} changed during the upload: {what}", job.id, job.file)));
+            }
+            let segs = journal.segments()?;
+            let view = StatusView::live(job, &self.progress);
+            let _ = self.write_snapshot(journal, &view);
+            match finish::write_manifest(&self.swift, job, &segs, &naming).await? {
+                finish::Written::Ok { etag, sent } => {
+                    job.bytes_sent_other += sent;
+                    let patience = if job.plan.manifest == ManifestKind::Dlo {
+                        Duration::from_secs(60)
+                    } else {
+                        Duration::from_secs(5)
+                    };
+                    finish::verify_head(&self.swift, job, &etag, patience).await?;
+                    job.manifest_etag = Some(etag);
+                    job.phase = Phase::Done;
+                    journal.put_job(job)?;
+                    journal.flush()?;
+                    tracing::info!("job {}: {}/{} is complete and verified", job.id, job.container, job.object);
+                    return Ok(());
+                }
+                finish::Written::Resend(indices) => {
+                    tracing::warn!(
+                        "job {}: manifest round {}: {} segment(s) to send again",
+                        job.id,
+                        round + 1,
+                        indices.len()
+                    );
+                    for mut s in segs.into_iter().filter(|s| indices.contains(&s.index)) {
+                        s.state = SegState::Pending;
+                        journal.put_segment(&s)?;
+                    }
+                    journal.flush()?;
+                    job.phase = Phase::Uploading;
+                }
+            }
+        }
+        Err(Error::failed(format!("job {}: the server kept refusing the manifest", job.id)))
+    }
+
+    /// Reconciles with the listing, then uploads every segment not on the server.
+    async fn upload_missing(
+        &self,
+        journal: &Arc<Journal>,
+        file: &Arc<File>,
+        job: &JobRecord,
+        naming: &SegmentNaming,
+    ) -> Result<()> {
+        let listing =
+            self.swift.list(&naming.container, &naming.prefix).await.map_err(|e| e.into_error(ErrorKind::Resumable))?;
+        let segs = journal.segments()?;
+        let r = reconcile::reconcile(segs, listing, naming);
+        for s in &r.changed {
+            journal.put_segment(s)?;
+        }
+        journal.flush()?;
+        if !r.lost.is_empty() {
+            tracing::warn!(
+                "job {}: {} confirmed segment(s) are no longer on the server; sending them again",
+                job.id,
+                r.lost.len()
+            );
+        }
+        if !r.adopted.is_empty() {
+            tracing::info!("job {}: {} segment(s) found whole on the server, not sent again", job.id, r.adopted.len());
+        }
+        // Counters start from the journal.
+        let all = journal.segments()?;
+        let base = StatusView::from_records(job, &all);
+        let p = &self.progress;
+        use std::sync::atomic::Ordering::Relaxed;
+        p.bytes_total.store(job.plan.file_size, Relaxed);
+        p.segments_total.store(job.plan.segment_count, Relaxed);
+        p.bytes_confirmed.store(base.bytes_confirmed, Relaxed);
+        p.segments_confirmed.store(base.segments_confirmed, Relaxed);
+        p.bytes_sent.store(base.bytes_sent - job.bytes_sent_other, Relaxed);
+        p.bytes_wasted.store(base.bytes_wasted, Relaxed);
+        p.segments_adopted.fetch_add(r.adopted.len() as u64, Relaxed);
+        if r.todo.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            "job {}: {} of {} segments to upload ({} confirmed)",
+            job.id,
+            r.todo.len(),
+            job.plan.segment_count,
+            base.segments_confirmed
+        );
+        let ctx = Arc::new(upload::Ctx {
+            swift: self.swift.clone(),
+            journal: journal.clone(),
+            file: file.clone(),
+            naming: naming.clone(),
+            progress: self.progress.clone(),
+            stall_timeout: self.settings.stall_timeout,
+            job_id: job.id.clone(),
+        });
+        let mut cancel = self.cancel.clone();
+        let snap_job = job.clone();
+        upload::run(ctx, r.todo, self.settings.concurrency, &mut cancel, || {
+            let v = StatusView::live(&snap_job, &self.progress);
+            if let Err(e) = self.write_snapshot(journal, &v) {
+                tracing::debug!("{e}");
+            }
+        })
+        .await
+    }
+}
+
+fn new_segment(p: &Plan, index: u64) -> SegmentRecord {
+    let (offset, length) = p.segment(index);
+    SegmentRecord { index, offset, length, md5: None, state: SegState::Pending, attempts: 0, sent: 0, inflight: 0 }
+}
+
+/// The limits and plan summary for `--dry-run`.
+pub fn describe_limits(l: &Limits) -> String {
+    let slo = match &l.slo {
+        Some(s) => {
+            format!("SLO max_manifest_segments {}, max_manifest_size {}", s.max_manifest_segments, s.max_manifest_size)
+        }
+        None => "no SLO".into(),
+    };
+    format!(
+        "max_file_size {} ({}), {slo}{}",
+        l.max_file_size,
+        crate::units::format_size(l.max_file_size),
+        if l.from_info { "" } else { " (Swift defaults: /info unavailable)" }
+    )
+}

@@ -1,0 +1,91 @@
+//! The one error type the library returns, classified by what the user can do
+//! about it. The binary turns [`ErrorKind`] into the process exit code.
+
+use std::fmt;
+
+/// What kind of failure this is, from the user's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad usage or bad input (a missing file, an invalid name, wrong credentials): exit 2.
+    BadInput,
+    /// Transient failures outlasted the retry budget, or the run was interrupted:
+    /// the job is intact and `k5up resume` continues it. Exit 75.
+    Resumable,
+    /// Anything else (a server refusal, a damaged journal, a changed file): exit 1.
+    Failed,
+}
+
+impl ErrorKind {
+    /// The process exit code for this kind (documented in the README and `--help`).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorKind::BadInput => 2,
+            ErrorKind::Resumable => 75,
+            ErrorKind::Failed => 1,
+        }
+    }
+}
+
+/// An error with its kind, a one-line message and an optional hint of what to do.
+#[derive(Debug)]
+pub struct Error {
+    /// How the user should react, and the exit code.
+    pub kind: ErrorKind,
+    /// What failed, on what (job, segment, server's X-Trans-Id).
+    pub msg: String,
+    /// What the user can do about it, when there is something.
+    pub hint: Option<String>,
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind`.
+    pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Self {
+        Error { kind, msg: msg.into(), hint: None }
+    }
+    /// Bad usage or input (exit 2).
+    pub fn input(msg: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadInput, msg)
+    }
+    /// A failure that `k5up resume` can continue from (exit 75).
+    pub fn resumable(msg: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Resumable, msg)
+    }
+    /// Any other failure (exit 1).
+    pub fn failed(msg: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Failed, msg)
+    }
+    /// Adds (or replaces) the hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    /// Prefixes the message with what was being done.
+    pub fn context(mut self, what: impl fmt::Display) -> Self {
+        self.msg = format!("{what}: {}", self.msg);
+        self
+    }
+    /// An I/O error on `what` (a path or an action), classified by its kind.
+    pub fn io(what: impl fmt::Display, e: std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match e.kind() {
+            K::NotFound | K::PermissionDenied | K::IsADirectory | K::InvalidInput => ErrorKind::BadInput,
+            _ => ErrorKind::Failed,
+        };
+        Self::new(kind, format!("{what}: {e}"))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,350 @@
+//! The on-disk journal: the only module that names sled and bincode.
+//!
+//! Layout: `<root>/jobs/<id>/` per job, holding `db/` (a sled database: the job
+//! record and one record per segment, keyed by big-endian index), `lock` + `owner`
+//! (one writer process at a time), and `status.json`, a snapshot that a running
+//! upload replaces atomically so `status` and `jobs` work from another terminal
+//! while sled's own process lock is held.
+//!
+//! The journal is a fast cache of the truth, which lives in the file and in the
+//! server's listing: a lost or damaged journal is rebuilt from those.
+
+mod lock;
+pub mod records;
+
+use std::path::{Path, PathBuf};
+
+pub use lock::Role;
+pub use records::{JobRecord, Phase, SCHEMA_VERSION, SegState, SegmentRecord};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::error::{Error, Result};
+
+const JOB_KEY: &[u8] = b"job";
+const SEGMENTS_TREE: &[u8] = b"segments";
+
+/// The directory holding every job's journal.
+#[derive(Debug, Clone)]
+pub struct Root {
+    dir: PathBuf,
+}
+
+impl Root {
+    /// The journal root: `explicit`, else `$XDG_STATE_HOME/k5up`, else `~/.local/state/k5up`.
+    pub fn new(explicit: Option<PathBuf>) -> Result<Self> {
+        let dir = match explicit {
+            Some(d) => d,
+            None => match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+                Some(x) => PathBuf::from(x).join("k5up"),
+                None => {
+                    let home = std::env::var_os("HOME").ok_or_else(|| {
+                        Error::input("neither XDG_STATE_HOME nor HOME is set").hint("use --journal DIR")
+                    })?;
+                    PathBuf::from(home).join(".local/state/k5up")
+                }
+            },
+        };
+        Ok(Root { dir })
+    }
+
+    /// The root directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn job_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("jobs").join(id)
+    }
+
+    /// True when a journal exists for `id`.
+    pub fn exists(&self, id: &str) -> bool {
+        self.job_dir(id).join("db").exists()
+    }
+
+    /// Ids of every job in the journal, sorted.
+    pub fn job_ids(&self) -> Result<Vec<String>> {
+        let dir = self.dir.join("jobs");
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(Error::io(format!("cannot list {}", dir.display()), e)),
+        };
+        let mut ids: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("db").exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The last snapshot a writer left for `id`, if any.
+    pub fn read_snapshot(&self, id: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.job_dir(id).join("status.json")).ok()
+    }
+
+    /// Opens `id` for reading if no writer holds it; `Ok(None)` when one does
+    /// (the caller then reads the snapshot).
+    pub fn open_reader(&self, id: &str) -> Result<Option<Journal>> {
+        self.check_known(id)?;
+        let dir = self.job_dir(id);
+        match lock::lock(&dir, id, Role::Reader)? {
+            Ok(l) => Ok(Some(Journal::open_db(dir, id, l)?)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Opens `id` for a run; fails clearly if another process is working on it.
+    pub fn open(&self, id: &str) -> Result<Journal> {
+        self.check_known(id)?;
+        let dir = self.job_dir(id);
+        let l = lock::lock(&dir, id, Role::Writer)?.map_err(|_| Error::failed("unreachable: writer lock"))?;
+        Journal::open_db(dir, id, l)
+    }
+
+    /// Creates the journal of a new job with its segments. Fails if it exists.
+    pub fn create(&self, job: &JobRecord, segments: impl Iterator<Item = SegmentRecord>) -> Result<Journal> {
+        let dir = self.job_dir(&job.id);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create journal {}", dir.display()), e))?;
+        let l = lock::lock(&dir, &job.id, Role::Writer)?.map_err(|_| Error::failed("unreachable: writer lock"))?;
+        if dir.join("db").exists() {
+            return Err(Error::failed(format!("job {} exists already", job.id)));
+        }
+        // Build in a temporary directory and rename it into place, so a crash while
+        // creating never leaves a half-written journal that looks complete.
+        let tmp = dir.join("db.new");
+        let _ = std::fs::remove_dir_all(&tmp);
+        {
+            let db = sled_open(&tmp, &job.id)?;
+            let segs = db.open_tree(SEGMENTS_TREE).map_err(|e| sled_err(&job.id, e))?;
+            let mut batch = sled::Batch::default();
+            for s in segments {
+                batch.insert(&s.index.to_be_bytes(), encode(&s)?);
+            }
+            segs.apply_batch(batch).map_err(|e| sled_err(&job.id, e))?;
+            db.insert(JOB_KEY, encode(job)?).map_err(|e| sled_err(&job.id, e))?;
+            db.flush().map_err(|e| sled_err(&job.id, e))?;
+        }
+        std::fs::rename(&tmp, dir.join("db")).map_err(|e| Error::io("cannot finish journal", e))?;
+        Journal::open_db(dir, &job.id, l)
+    }
+
+    /// Deletes the journal of `id` (the caller holds its lock through `journal`).
+    pub fn remove(&self, journal: Journal) -> Result<()> {
+        let dir = journal.dir.clone();
+        drop(journal);
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("cannot remove {}", dir.display()), e))
+    }
+
+    fn check_known(&self, id: &str) -> Result<()> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) || !self.exists(id) {
+            return Err(Error::input(format!("unknown job `{id}` in journal {}", self.dir.display()))
+                .hint("`k5up jobs` lists the known jobs; --journal/K5UP_JOURNAL selects another journal"));
+        }
+        Ok(())
+    }
+}
+
+/// An open job journal. Holds the job's lock while alive.
+#[derive(Debug)]
+pub struct Journal {
+    id: String,
+    dir: PathBuf,
+    db: sled::Db,
+    segs: sled::Tree,
+    _lock: lock::JobLock,
+}
+
+fn sled_open(path: &Path, id: &str) -> Result<sled::Db> {
+    sled::Config::new().path(path).flush_every_ms(Some(500)).open().map_err(|e| sled_err(id, e))
+}
+
+fn sled_err(id: &str, e: sled::Error) -> Error {
+    match e {
+        sled::Error::Corruption { .. } => Error::failed(format!("the journal of job {id} is damaged ({e})"))
+            .hint("run the same `k5up upload` command again with --rebuild-journal: the job is rebuilt from the server's listing and the file"),
+        other => Error::failed(format!("journal of job {id}: {other}")),
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    let mut out = SCHEMA_VERSION.to_be_bytes().to_vec();
+    let body = bincode::serde::encode_to_vec(v, bincode::config::standard())
+        .map_err(|e| Error::failed(format!("cannot encode journal record: {e}")))?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+fn decode<T: DeserializeOwned>(id: &str, bytes: &[u8]) -> Result<T> {
+    if bytes.len() < 2 {
+        return Err(Error::failed(format!("the journal of job {id} holds a truncated record")));
+    }
+    let v = u16::from_be_bytes([bytes[0], bytes[1]]);
+    if v != SCHEMA_VERSION {
+        return Err(Error::failed(format!(
+            "the journal of job {id} was written with record schema {v}; this k5up reads schema {SCHEMA_VERSION}"
+        ))
+        .hint("use the k5up version that created the job, or `k5up abort` it and upload again"));
+    }
+    let (rec, _) = bincode::serde::decode_from_slice(&bytes[2..], bincode::config::standard())
+        .map_err(|e| Error::failed(format!("the journal of job {id} holds an unreadable record: {e}")))?;
+    Ok(rec)
+}
+
+impl Journal {
+    fn open_db(dir: PathBuf, id: &str, lock: lock::JobLock) -> Result<Journal> {
+        let db = sled_open(&dir.join("db"), id)?;
+        let segs = db.open_tree(SEGMENTS_TREE).map_err(|e| sled_err(id, e))?;
+        Ok(Journal { id: id.to_string(), dir, db, segs, _lock: lock })
+    }
+
+    /// The job id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The job record.
+    pub fn job(&self) -> Result<JobRecord> {
+        let raw = self
+            .db
+            .get(JOB_KEY)
+            .map_err(|e| sled_err(&self.id, e))?
+            .ok_or_else(|| Error::failed(format!("the journal of job {} has no job record", self.id)))?;
+        decode(&self.id, &raw)
+    }
+
+    /// Replaces the job record (durable at the next flush).
+    pub fn put_job(&self, job: &JobRecord) -> Result<()> {
+        self.db.insert(JOB_KEY, encode(job)?).map_err(|e| sled_err(&self.id, e))?;
+        Ok(())
+    }
+
+    /// Every segment, in index order.
+    pub fn segments(&self) -> Result<Vec<SegmentRecord>> {
+        self.segs
+            .iter()
+            .map(|kv| {
+                let (_, v) = kv.map_err(|e| sled_err(&self.id, e))?;
+                decode(&self.id, &v)
+            })
+            .collect()
+    }
+
+    /// Replaces a segment record (durable at the next flush).
+    pub fn put_segment(&self, s: &SegmentRecord) -> Result<()> {
+        self.segs.insert(s.index.to_be_bytes(), encode(s)?).map_err(|e| sled_err(&self.id, e))?;
+        Ok(())
+    }
+
+    /// Makes every write so far durable (fsync). A segment counts as confirmed only
+    /// after the flush that follows its record.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(|e| sled_err(&self.id, e))?;
+        Ok(())
+    }
+
+    /// Atomically replaces the job's status snapshot (read by other processes).
+    pub fn write_snapshot(&self, bytes: &[u8]) -> Result<()> {
+        let tmp = self.dir.join("status.json.tmp");
+        std::fs::write(&tmp, bytes)
+            .and_then(|_| std::fs::rename(&tmp, self.dir.join("status.json")))
+            .map_err(|e| Error::io(format!("cannot write status snapshot of job {}", self.id), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Limits, ManifestKind, Plan};
+    use crate::source::FileIdentity;
+
+    pub(crate) fn sample_job(id: &str) -> JobRecord {
+        JobRecord {
+            id: id.into(),
+            created_unix: 1,
+            file: "/tmp/x".into(),
+            identity: FileIdentity { size: 10, mtime_ns: -5, dev: 1, ino: 2, fingerprint: "ab".into() },
+            auth: "tempauth test:tester".into(),
+            storage_url: "http://127.0.0.1:8080/v1/AUTH_test".into(),
+            container: "c".into(),
+            object: "o".into(),
+            segment_container: "c_segments".into(),
+            segment_prefix: "o/slo/".into(),
+            plan: Plan {
+                file_size: 10,
+                segment_size: 4,
+                segment_count: 3,
+                manifest: ManifestKind::Slo,
+                per_manifest: 1000,
+            },
+            limits: Limits::swift_defaults(),
+            phase: Phase::Uploading,
+            manifest_etag: None,
+            bytes_sent_other: 0,
+            last_error: None,
+            runs: 1,
+        }
+    }
+
+    fn seg(i: u64) -> SegmentRecord {
+        SegmentRecord {
+            index: i,
+            offset: i * 4,
+            length: 4,
+            md5: None,
+            state: SegState::Pending,
+            attempts: 0,
+            sent: 0,
+            inflight: 0,
+        }
+    }
+
+    #[test]
+    fn create_reopen_and_update() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(Some(d.path().to_path_buf())).unwrap();
+        let j = root.create(&sample_job("abc123"), (0..3).map(seg)).unwrap();
+        let mut s = seg(300);
+        s.index = 1;
+        s.state = SegState::Confirmed;
+        s.md5 = Some("x".into());
+        j.put_segment(&s).unwrap();
+        j.flush().unwrap();
+        drop(j);
+        let j = root.open("abc123").unwrap();
+        let segs = j.segments().unwrap();
+        assert_eq!(segs.len(), 3);
+        assert_eq!(segs[1].state, SegState::Confirmed);
+        assert_eq!(j.job().unwrap(), sample_job("abc123"));
+        assert_eq!(root.job_ids().unwrap(), vec!["abc123".to_string()]);
+    }
+
+    #[test]
+    fn second_writer_is_refused_and_reader_falls_back() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(Some(d.path().to_path_buf())).unwrap();
+        let j = root.create(&sample_job("abc"), (0..3).map(seg)).unwrap();
+        // flock is per open file description: a second open in this process conflicts too
+        let e = root.open("abc").unwrap_err();
+        assert!(e.msg.contains("is being uploaded by pid"), "{e}");
+        assert!(root.open_reader("abc").unwrap().is_none());
+        drop(j);
+        assert!(root.open_reader("abc").unwrap().is_some());
+    }
+
+    #[test]
+    fn unknown_schema_and_unknown_job_are_clear_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(Some(d.path().to_path_buf())).unwrap();
+        assert!(root.open("nope").unwrap_err().msg.contains("unknown job"));
+        assert!(root.open("../x").unwrap_err().msg.contains("unknown job"));
+        let j = root.create(&sample_job("v"), (0..1).map(seg)).unwrap();
+        let mut raw = encode(&sample_job("v")).unwrap();
+        raw[0..2].copy_from_slice(&99u16.to_be_bytes());
+        j.db.insert(JOB_KEY, raw).unwrap();
+        let e = j.job().unwrap_err();
+        assert!(e.msg.contains("schema 99"), "{e}");
+        j.db.insert(JOB_KEY, vec![0u8, 1, 255, 255, 255]).unwrap();
+        assert!(j.job().unwrap_err().msg.contains("unreadable"));
+    }
+}

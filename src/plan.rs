@@ -1,0 +1,238 @@
+//! The planner: file size + server limits → segment size, count and manifest shape.
+//! Pure: no I/O, so every rule here is unit-tested.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::units::format_size;
+
+/// k5up's default segment size: 256 MiB.
+///
+/// Why: an interrupted segment is sent again whole, so a kill costs at most
+/// `concurrency × segment size` of re-sent bytes (1 GiB at the default concurrency of 4);
+/// per-request overhead is negligible at this size even on a fast LAN; and up to
+/// 250 GiB of image fit in one SLO manifest of at most 1000 segments. Larger images
+/// get larger segments (so the manifest stays within `max_manifest_segments`), up to
+/// the server's `max_file_size`; only beyond 1000 × max_file_size is the SLO nested.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 256 << 20;
+
+const MIB: u64 = 1 << 20;
+
+/// How the segments are tied together into the final object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ManifestKind {
+    /// Static Large Object: an explicit, validated list of segments.
+    Slo,
+    /// Dynamic Large Object: `X-Object-Manifest` naming a segment prefix (as K5 used).
+    Dlo,
+}
+
+impl ManifestKind {
+    /// `slo` or `dlo`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ManifestKind::Slo => "slo",
+            ManifestKind::Dlo => "dlo",
+        }
+    }
+}
+
+/// The limits of the server that matter to the plan (from `GET /info`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest single object (`swift.max_file_size`).
+    pub max_file_size: u64,
+    /// SLO limits, when the server has the SLO middleware.
+    pub slo: Option<SloLimits>,
+    /// Largest page of a container listing.
+    pub container_listing_limit: u64,
+    /// True when these came from `/info`, false when they are Swift's documented defaults.
+    pub from_info: bool,
+}
+
+/// The SLO middleware's limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SloLimits {
+    /// Entries per manifest.
+    pub max_manifest_segments: u64,
+    /// Bytes per manifest body.
+    pub max_manifest_size: u64,
+    /// Smallest segment other than the last.
+    pub min_segment_size: u64,
+}
+
+impl Limits {
+    /// Swift's documented defaults, used when `/info` is disabled.
+    pub fn swift_defaults() -> Self {
+        Limits {
+            max_file_size: 5 * (1 << 30) + 2,
+            slo: Some(SloLimits { max_manifest_segments: 1000, max_manifest_size: 8 << 20, min_segment_size: 1 }),
+            container_listing_limit: 10_000,
+            from_info: false,
+        }
+    }
+}
+
+/// The plan of one upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Bytes in the file.
+    pub file_size: u64,
+    /// Bytes per segment (the last one may be shorter).
+    pub segment_size: u64,
+    /// Number of segments (0 for an empty file, which is uploaded as a plain empty object).
+    pub segment_count: u64,
+    /// SLO or DLO.
+    pub manifest: ManifestKind,
+    /// For SLO: entries per manifest (a larger upload nests sub-manifests). 0 for DLO.
+    pub per_manifest: u64,
+}
+
+impl Plan {
+    /// Offset and length of segment `index`.
+    pub fn segment(&self, index: u64) -> (u64, u64) {
+        let off = index * self.segment_size;
+        (off, self.segment_size.min(self.file_size - off))
+    }
+
+    /// Number of manifest levels (1 = a plain SLO, 2 = one level of sub-manifests, ...).
+    pub fn manifest_levels(&self) -> u32 {
+        if self.manifest == ManifestKind::Dlo || self.segment_count == 0 {
+            return 1;
+        }
+        let mut n = self.segment_count;
+        let mut levels = 1;
+        while n > self.per_manifest {
+            n = n.div_ceil(self.per_manifest);
+            levels += 1;
+        }
+        levels
+    }
+}
+
+/// Chooses the segment size and manifest shape.
+///
+/// `entry_path_len` is the length of one segment's path in a manifest entry, used to
+/// keep manifests under `max_manifest_size`.
+pub fn plan(
+    file_size: u64,
+    limits: &Limits,
+    requested: Option<u64>,
+    manifest: ManifestKind,
+    entry_path_len: usize,
+) -> Result<Plan> {
+    let slo = match (manifest, &limits.slo) {
+        (ManifestKind::Slo, Some(s)) => Some(s),
+        (ManifestKind::Slo, None) => {
+            return Err(Error::input("the server does not offer SLO (static large objects) in /info")
+                .hint("use --manifest dlo"));
+        }
+        (ManifestKind::Dlo, _) => None,
+    };
+    let max_seg = limits.max_file_size;
+    // Entries per manifest: the segment limit, and what fits in max_manifest_size
+    // (an entry is the path plus about 80 bytes of JSON, etag and size).
+    let per_manifest = match slo {
+        Some(s) => s.max_manifest_segments.min(s.max_manifest_size / (entry_path_len as u64 + 80)).max(2),
+        None => 0,
+    };
+    let segment_size = match requested {
+        Some(0) => return Err(Error::input("--segment-size must be at least 1 byte")),
+        Some(r) if r > max_seg => {
+            return Err(Error::input(format!(
+                "segment size {} is larger than the server's max_file_size {}",
+                format_size(r),
+                format_size(max_seg)
+            ))
+            .hint(format!("use --segment-size {} or less", format_size(max_seg))));
+        }
+        Some(r) => {
+            if let Some(s) = slo
+                && r < s.min_segment_size
+                && file_size > r
+            {
+                return Err(Error::input(format!(
+                    "segment size {r} B is below the server's SLO min_segment_size {} B",
+                    s.min_segment_size
+                )));
+            }
+            r
+        }
+        None => {
+            let mut s = DEFAULT_SEGMENT_SIZE;
+            if per_manifest > 0 && file_size.div_ceil(s) > per_manifest {
+                // Grow the segments so one manifest holds them all, in whole MiB.
+                s = file_size.div_ceil(per_manifest).div_ceil(MIB) * MIB;
+            }
+            let cap = if max_seg >= MIB { max_seg / MIB * MIB } else { max_seg };
+            s.min(cap).max(slo.map_or(1, |l| l.min_segment_size.min(cap)))
+        }
+    };
+    Ok(Plan { file_size, segment_size, segment_count: file_size.div_ceil(segment_size), manifest, per_manifest })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn default_size_for_small_and_large_files() {
+        let l = Limits::swift_defaults();
+        let p = plan(10 * GIB, &l, None, ManifestKind::Slo, 60).unwrap();
+        assert_eq!(p.segment_size, DEFAULT_SEGMENT_SIZE);
+        assert_eq!(p.segment_count, 40);
+        assert_eq!(p.manifest_levels(), 1);
+        // 300 GiB: segments grow so that one manifest of <= 1000 entries suffices.
+        let p = plan(300 * GIB, &l, None, ManifestKind::Slo, 60).unwrap();
+        assert!(p.segment_count <= 1000, "{p:?}");
+        assert_eq!(p.segment_size % MIB, 0);
+        assert_eq!(p.manifest_levels(), 1);
+        // 10 TiB: capped at max_file_size, so the SLO nests.
+        let p = plan(10 * 1024 * GIB, &l, None, ManifestKind::Slo, 60).unwrap();
+        assert_eq!(p.segment_size, 5 * GIB);
+        assert_eq!(p.manifest_levels(), 2);
+    }
+
+    #[test]
+    fn explicit_size_checked_against_limits() {
+        let l = Limits::swift_defaults();
+        assert!(plan(GIB, &l, Some(6 * GIB), ManifestKind::Slo, 60).is_err());
+        assert!(plan(GIB, &l, Some(0), ManifestKind::Slo, 60).is_err());
+        let p = plan(GIB + 1, &l, Some(512 << 20), ManifestKind::Dlo, 60).unwrap();
+        assert_eq!(p.segment_count, 3);
+        assert_eq!(p.segment(2), (GIB, 1));
+    }
+
+    #[test]
+    fn small_server_limits_nest() {
+        let mut l = Limits::swift_defaults();
+        l.max_file_size = 16 << 20;
+        l.slo.as_mut().unwrap().max_manifest_segments = 16;
+        let p = plan(100 << 20, &l, Some(MIB), ManifestKind::Slo, 60).unwrap();
+        assert_eq!(p.segment_count, 100);
+        assert_eq!(p.per_manifest, 16);
+        assert_eq!(p.manifest_levels(), 2);
+        let p = plan(100 << 20, &l, None, ManifestKind::Slo, 60).unwrap();
+        assert_eq!(p.segment_size, 16 << 20);
+        // manifest size limit: long paths mean fewer entries per manifest
+        l.slo.as_mut().unwrap().max_manifest_size = 10_000;
+        let p = plan(100 << 20, &l, Some(MIB), ManifestKind::Slo, 920).unwrap();
+        assert_eq!(p.per_manifest, 10);
+    }
+
+    #[test]
+    fn empty_file_has_no_segments() {
+        let p = plan(0, &Limits::swift_defaults(), None, ManifestKind::Slo, 60).unwrap();
+        assert_eq!(p.segment_count, 0);
+    }
+
+    #[test]
+    fn slo_requires_server_support() {
+        let mut l = Limits::swift_defaults();
+        l.slo = None;
+        assert!(plan(GIB, &l, None, ManifestKind::Slo, 60).is_err());
+        assert!(plan(GIB, &l, None, ManifestKind::Dlo, 60).is_ok());
+    }
+}

@@ -1,0 +1,66 @@
+//! Live counters of a run, shared by the workers, the status snapshot writer and
+//! the progress display.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+/// Counters of one job; cheap to update from any task.
+#[derive(Debug)]
+pub struct Progress {
+    /// Bytes in the file.
+    pub bytes_total: AtomicU64,
+    /// Bytes in confirmed segments.
+    pub bytes_confirmed: AtomicU64,
+    /// Bytes put on the wire, this job's earlier runs included.
+    pub bytes_sent: AtomicU64,
+    /// Bytes put on the wire that did not end in a confirmed segment (retries, cut PUTs).
+    pub bytes_wasted: AtomicU64,
+    /// Segments in the plan.
+    pub segments_total: AtomicU64,
+    /// Confirmed segments.
+    pub segments_confirmed: AtomicU64,
+    /// Segments confirmed by this run without being sent (found whole on the server).
+    pub segments_adopted: AtomicU64,
+    /// PUTs started by this run.
+    pub puts: AtomicU64,
+    /// Bytes sent by this run only (for the rate).
+    pub run_bytes_sent: AtomicU64,
+    /// When this run started.
+    pub started: Instant,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            bytes_total: AtomicU64::new(0),
+            bytes_confirmed: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            bytes_wasted: AtomicU64::new(0),
+            segments_total: AtomicU64::new(0),
+            segments_confirmed: AtomicU64::new(0),
+            segments_adopted: AtomicU64::new(0),
+            puts: AtomicU64::new(0),
+            run_bytes_sent: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Progress {
+    /// Counts `n` bytes handed to the network.
+    pub fn sent(&self, n: u64) {
+        self.bytes_sent.fetch_add(n, Relaxed);
+        self.run_bytes_sent.fetch_add(n, Relaxed);
+    }
+
+    /// Counts a confirmed segment of `len` bytes.
+    pub fn confirmed(&self, len: u64) {
+        self.bytes_confirmed.fetch_add(len, Relaxed);
+        self.segments_confirmed.fetch_add(1, Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Relaxed)
+    }
+}

@@ -1,0 +1,150 @@
+//! The source file: its identity (so a changed file is never resumed) and range reads.
+
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::error::{Error, Result};
+
+/// Size of the blocks read for hashing and sending.
+pub const CHUNK: usize = 1 << 20;
+
+/// What identifies a file's content without reading all of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileIdentity {
+    /// Bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// SHA-256 (hex, 32 chars) of 16 blocks of 64 KiB sampled evenly through the file.
+    pub fingerprint: String,
+}
+
+/// Opens `path` as a source: it must be a readable regular file (or a block device).
+pub fn open(path: &Path) -> Result<(PathBuf, File, FileIdentity)> {
+    let canon = path.canonicalize().map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    if canon.to_str().is_none() {
+        return Err(Error::input(format!("{}: the path is not valid UTF-8", path.display())));
+    }
+    let meta = std::fs::metadata(&canon).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    if meta.is_dir() {
+        return Err(Error::input(format!("{} is a directory, not an image file", path.display())));
+    }
+    let file = File::open(&canon).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let id = identity(&file, &canon)?;
+    Ok((canon, file, id))
+}
+
+/// Reads the identity of an open file.
+pub fn identity(file: &File, path: &Path) -> Result<FileIdentity> {
+    let meta = file.metadata().map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
+    let size = if meta.file_type().is_file() {
+        meta.len()
+    } else {
+        // A block device reports 0; seek to its end instead.
+        use std::io::{Seek, SeekFrom};
+        let mut f = file.try_clone().map_err(|e| Error::io(path.display(), e))?;
+        f.seek(SeekFrom::End(0)).map_err(|e| Error::io(format!("cannot size {}", path.display()), e))?
+    };
+    let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
+    let fingerprint = fingerprint(file, size).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    Ok(FileIdentity { size, mtime_ns, dev: meta.dev(), ino: meta.ino(), fingerprint })
+}
+
+fn fingerprint(file: &File, size: u64) -> std::io::Result<String> {
+    const SAMPLES: u64 = 16;
+    const BLOCK: u64 = 64 << 10;
+    let mut h = Sha256::new();
+    h.update(size.to_be_bytes());
+    let mut buf = vec![0u8; BLOCK as usize];
+    for i in 0..SAMPLES {
+        let span = size.saturating_sub(BLOCK);
+        let off = span * i / (SAMPLES - 1);
+        let len = BLOCK.min(size - off.min(size)) as usize;
+        file.read_exact_at(&mut buf[..len], off)?;
+        h.update(&buf[..len]);
+    }
+    Ok(hex::encode(&h.finalize()[..16]))
+}
+
+impl FileIdentity {
+    /// Explains how `now` differs from `self` (the journaled identity), if it does.
+    pub fn changes(&self, now: &FileIdentity) -> Option<String> {
+        if self.size != now.size {
+            return Some(format!("its size changed from {} to {} bytes", self.size, now.size));
+        }
+        if self.mtime_ns != now.mtime_ns {
+            return Some("its modification time changed".into());
+        }
+        if self.fingerprint != now.fingerprint {
+            return Some("its content changed".into());
+        }
+        None
+    }
+}
+
+/// MD5 (hex) of `len` bytes at `off` of `file`, read in [`CHUNK`] blocks. Blocking.
+pub fn md5_range(file: &File, off: u64, len: u64) -> std::io::Result<String> {
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; CHUNK.min(len as usize).max(1)];
+    let mut done = 0u64;
+    while done < len {
+        let n = buf.len().min((len - done) as usize);
+        file.read_exact_at(&mut buf[..n], off + done)?;
+        h.update(&buf[..n]);
+        done += n as u64;
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// MD5 hex of a byte slice.
+pub fn md5_hex(data: &[u8]) -> String {
+    hex::encode(Md5::digest(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn identity_and_md5() {
+        let mut t = tempfile::NamedTempFile::new().unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        t.write_all(&data).unwrap();
+        let (_, f, id) = open(t.path()).unwrap();
+        assert_eq!(id.size, data.len() as u64);
+        assert_eq!(md5_range(&f, 0, id.size).unwrap(), md5_hex(&data));
+        assert_eq!(md5_range(&f, 100, 2_000_000).unwrap(), md5_hex(&data[100..2_000_100]));
+        // a change in a sampled block changes the fingerprint
+        let w = std::fs::OpenOptions::new().write(true).open(t.path()).unwrap();
+        w.write_all_at(b"zz", 0).unwrap();
+        let id2 = identity(&f, t.path()).unwrap();
+        assert!(id.changes(&id2).is_some());
+    }
+
+    #[test]
+    fn directories_and_missing_files_are_bad_input() {
+        let d = tempfile::tempdir().unwrap();
+        let e = open(d.path()).unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::BadInput);
+        assert!(e.msg.contains("directory"));
+        let e = open(&d.path().join("nope")).unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::BadInput);
+    }
+
+    #[test]
+    fn empty_file_identity() {
+        let t = tempfile::NamedTempFile::new().unwrap();
+        let (_, _, id) = open(t.path()).unwrap();
+        assert_eq!(id.size, 0);
+    }
+}

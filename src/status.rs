@@ -1,0 +1,132 @@
+//! What `status` and `jobs` show, built from the journal (job idle) or from a live
+//! run's counters (written as the job's snapshot about once a second).
+
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::journal::{JobRecord, Root, SegState, SegmentRecord};
+use crate::progress::Progress;
+
+/// The state of one job, as `status --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// Job id.
+    pub job: String,
+    /// `uploading`, `manifest`, `done` or `failed`.
+    pub phase: String,
+    /// True while a k5up process works on the job.
+    pub running: bool,
+    /// That process's id.
+    pub pid: Option<u32>,
+    /// Source file.
+    pub file: String,
+    /// Target container.
+    pub container: String,
+    /// Target object.
+    pub object: String,
+    /// Container of the segments.
+    pub segment_container: String,
+    /// `slo` or `dlo`.
+    pub manifest: String,
+    /// Bytes per segment.
+    pub segment_size: u64,
+    /// Segments in the plan.
+    pub segments_total: u64,
+    /// Segments on the server and journaled.
+    pub segments_confirmed: u64,
+    /// Bytes in the file.
+    pub bytes_total: u64,
+    /// Bytes in confirmed segments.
+    pub bytes_confirmed: u64,
+    /// Bytes put on the wire for this job across all runs, retries included (a PUT cut
+    /// off by a kill counts whole: an upper bound).
+    pub bytes_sent: u64,
+    /// Bytes sent that did not end in a confirmed segment.
+    pub bytes_wasted: u64,
+    /// ETag of the finished object.
+    pub manifest_etag: Option<String>,
+    /// The error that stopped the last run.
+    pub last_error: Option<String>,
+    /// Account storage URL.
+    pub storage_url: String,
+    /// Runs that worked on this job.
+    pub runs: u32,
+}
+
+impl StatusView {
+    fn base(job: &JobRecord) -> Self {
+        StatusView {
+            job: job.id.clone(),
+            phase: job.phase.as_str().to_string(),
+            running: false,
+            pid: None,
+            file: job.file.clone(),
+            container: job.container.clone(),
+            object: job.object.clone(),
+            segment_container: job.segment_container.clone(),
+            manifest: job.plan.manifest.as_str().to_string(),
+            segment_size: job.plan.segment_size,
+            segments_total: job.plan.segment_count,
+            segments_confirmed: 0,
+            bytes_total: job.plan.file_size,
+            bytes_confirmed: 0,
+            bytes_sent: job.bytes_sent_other,
+            bytes_wasted: 0,
+            manifest_etag: job.manifest_etag.clone(),
+            last_error: job.last_error.clone(),
+            storage_url: job.storage_url.clone(),
+            runs: job.runs,
+        }
+    }
+
+    /// From the journal's records.
+    pub fn from_records(job: &JobRecord, segs: &[SegmentRecord]) -> Self {
+        let mut v = Self::base(job);
+        for s in segs {
+            let sent = s.sent + s.inflight;
+            v.bytes_sent += sent;
+            if s.state == SegState::Confirmed {
+                v.segments_confirmed += 1;
+                v.bytes_confirmed += s.length;
+                v.bytes_wasted += sent.saturating_sub(s.length);
+            } else {
+                v.bytes_wasted += sent;
+            }
+        }
+        v
+    }
+
+    /// From a live run's counters.
+    pub fn live(job: &JobRecord, p: &Progress) -> Self {
+        let mut v = Self::base(job);
+        v.running = true;
+        v.pid = Some(std::process::id());
+        v.segments_confirmed = Progress::get(&p.segments_confirmed);
+        v.bytes_confirmed = Progress::get(&p.bytes_confirmed);
+        v.bytes_sent += Progress::get(&p.bytes_sent);
+        v.bytes_wasted = Progress::get(&p.bytes_wasted);
+        v
+    }
+}
+
+/// The status of job `id`: read from its journal when no process holds it, else
+/// from the snapshot the running process keeps up to date.
+pub fn read(root: &Root, id: &str) -> Result<StatusView> {
+    match root.open_reader(id)? {
+        Some(j) => {
+            let job = j.job()?;
+            let segs = j.segments()?;
+            Ok(StatusView::from_records(&job, &segs))
+        }
+        None => {
+            let raw = root.read_snapshot(id).unwrap_or_default();
+            let mut v: StatusView = serde_json::from_slice(&raw).map_err(|_| {
+                crate::Error::failed(format!(
+                    "job {id} is busy and its status snapshot is unreadable; try again in a second"
+                ))
+            })?;
+            v.running = true;
+            Ok(v)
+        }
+    }
+}

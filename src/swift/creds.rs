@@ -1,0 +1,256 @@
+//! Credentials from the environment (OpenStack RC files, `ST_*`), or from
+//! clouds.yaml (`OS_CLOUD`), in this order of precedence:
+//! `OS_STORAGE_URL`+`OS_AUTH_TOKEN`, `OS_CLOUD`, `OS_AUTH_URL`, `ST_AUTH`.
+//!
+//! Reference: <https://docs.openstack.org/python-openstackclient/latest/configuration/index.html>
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::auth::{Credentials, Keystone, KeystoneMethod, NameOrId, Secret};
+use crate::error::{Error, Result};
+
+/// TLS settings that come with the credentials (`OS_CACERT`, clouds.yaml `cacert`/`verify`).
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// A PEM bundle of extra CA certificates.
+    pub cacert: Option<PathBuf>,
+    /// Skip certificate verification (loudly warned about).
+    pub insecure: bool,
+}
+
+/// Reads credentials from `env` (normally the process environment).
+pub fn from_env(env: &HashMap<String, String>) -> Result<(Credentials, TlsSettings)> {
+    let get = |k: &str| env.get(k).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let mut tls = TlsSettings { cacert: get("OS_CACERT").map(PathBuf::from), insecure: false };
+    if let (Some(url), Some(token)) = (get("OS_STORAGE_URL"), get("OS_AUTH_TOKEN")) {
+        return Ok((Credentials::Token { storage_url: url, token: Secret::new(token) }, tls));
+    }
+    if let Some(cloud) = get("OS_CLOUD") {
+        let (creds, ctls) = from_clouds_yaml(&cloud, env)?;
+        if tls.cacert.is_none() {
+            tls.cacert = ctls.cacert;
+        }
+        tls.insecure |= ctls.insecure;
+        return Ok((creds, tls));
+    }
+    if let Some(auth_url) = get("OS_AUTH_URL") {
+        let k = keystone_from(
+            &auth_url,
+            &|k: &str| get(&format!("OS_{}", k.to_ascii_uppercase())),
+            get("OS_REGION_NAME"),
+            get("OS_INTERFACE"),
+            get("OS_STORAGE_URL"),
+        )?;
+        return Ok((Credentials::Keystone(k), tls));
+    }
+    if let Some(url) = get("ST_AUTH") {
+        let user = get("ST_USER").ok_or_else(|| Error::input("ST_AUTH is set but ST_USER is not"))?;
+        let key = get("ST_KEY").ok_or_else(|| Error::input("ST_AUTH is set but ST_KEY is not"))?;
+        return Ok((Credentials::V1 { url, user, key: Secret::new(key) }, tls));
+    }
+    Err(Error::input("no credentials found")
+        .hint("source an OpenStack RC file (OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME, ...), set OS_CLOUD for clouds.yaml, or set ST_AUTH/ST_USER/ST_KEY"))
+}
+
+/// Builds Keystone settings from auth fields looked up by their clouds.yaml name
+/// (`username`, `project_name`, ...).
+fn keystone_from(
+    auth_url: &str,
+    get: &dyn Fn(&str) -> Option<String>,
+    region: Option<String>,
+    interface: Option<String>,
+    storage_url: Option<String>,
+) -> Result<Keystone> {
+    let method = if let Some(id) = get("application_credential_id") {
+        let secret = get("application_credential_secret")
+            .ok_or_else(|| Error::input("an application credential id is set but its secret is not"))?;
+        KeystoneMethod::AppCredential { id, secret: Secret::new(secret) }
+    } else {
+        // A domain by id or name; the generic OS_DOMAIN_ID/NAME, then Keystone's `default`.
+        let dom = |id_key: &str, name_key: &str| -> Box<NameOrId> {
+            let by = |i: Option<String>, n: Option<String>| match (i, n) {
+                (Some(id), _) => Some(NameOrId::Id(id)),
+                (None, Some(name)) => Some(NameOrId::Name { name, domain: None }),
+                _ => None,
+            };
+            Box::new(
+                by(get(id_key), get(name_key))
+                    .or_else(|| by(get("domain_id"), get("domain_name")))
+                    .unwrap_or_else(|| NameOrId::Id("default".into())),
+            )
+        };
+        let user = match get("user_id") {
+            Some(id) => NameOrId::Id(id),
+            None => NameOrId::Name {
+                name: get("username").ok_or_else(|| Error::input("Keystone auth needs OS_USERNAME or OS_USER_ID"))?,
+                domain: Some(dom("user_domain_id", "user_domain_name")),
+            },
+        };
+        let project = match (
+            get("project_id").or_else(|| get("tenant_id")),
+            get("project_name").or_else(|| get("tenant_name")),
+        ) {
+            (Some(id), _) => NameOrId::Id(id),
+            (None, Some(name)) => {
+                NameOrId::Name { name, domain: Some(dom("project_domain_id", "project_domain_name")) }
+            }
+            (None, None) => {
+                return Err(Error::input("Keystone auth needs a project: OS_PROJECT_ID or OS_PROJECT_NAME"));
+            }
+        };
+        let password = get("password").ok_or_else(|| Error::input("Keystone auth needs OS_PASSWORD"))?;
+        KeystoneMethod::Password { user, password: Secret::new(password), project }
+    };
+    Ok(Keystone {
+        auth_url: auth_url.to_string(),
+        method,
+        region,
+        interface: interface.unwrap_or_else(|| "public".into()),
+        storage_url,
+    })
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct CloudsFile {
+    #[serde(default)]
+    clouds: HashMap<String, Cloud>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+struct Cloud {
+    #[serde(default)]
+    auth: HashMap<String, serde_yaml_ng::Value>,
+    region_name: Option<String>,
+    interface: Option<String>,
+    cacert: Option<String>,
+    verify: Option<bool>,
+}
+
+fn clouds_paths(env: &HashMap<String, String>, file: &str) -> Vec<PathBuf> {
+    let mut v = vec![PathBuf::from(file)];
+    if let Some(h) = env.get("HOME") {
+        v.push(Path::new(h).join(".config/openstack").join(file));
+    }
+    v.push(Path::new("/etc/openstack").join(file));
+    v
+}
+
+fn read_clouds(path: &Path) -> Result<Option<CloudsFile>> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => serde_yaml_ng::from_str(&s)
+            .map(Some)
+            .map_err(|e| Error::input(format!("{}: not a valid clouds.yaml: {e}", path.display()))),
+        Err(_) => Ok(None),
+    }
+}
+
+fn from_clouds_yaml(name: &str, env: &HashMap<String, String>) -> Result<(Credentials, TlsSettings)> {
+    let paths = match env.get("OS_CLIENT_CONFIG_FILE") {
+        Some(p) => vec![PathBuf::from(p)],
+        None => clouds_paths(env, "clouds.yaml"),
+    };
+    let mut found = None;
+    for p in &paths {
+        if let Some(f) = read_clouds(p)?
+            && let Some(c) = f.clouds.get(name)
+        {
+            found = Some(c.clone());
+            break;
+        }
+    }
+    let mut cloud = found.ok_or_else(|| {
+        Error::input(format!("OS_CLOUD={name}: no such cloud in clouds.yaml"))
+            .hint(format!("looked in {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")))
+    })?;
+    // secure.yaml holds the secrets of the same clouds, merged over clouds.yaml.
+    for p in clouds_paths(env, "secure.yaml") {
+        if let Some(f) = read_clouds(&p)?
+            && let Some(s) = f.clouds.get(name)
+        {
+            cloud.auth.extend(s.auth.clone());
+            break;
+        }
+    }
+    let get = |k: &str| -> Option<String> {
+        match cloud.auth.get(k)? {
+            serde_yaml_ng::Value::String(s) if !s.is_empty() => Some(s.clone()),
+            serde_yaml_ng::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let auth_url =
+        get("auth_url").ok_or_else(|| Error::input(format!("cloud {name} in clouds.yaml has no auth.auth_url")))?;
+    let k = keystone_from(
+        &auth_url,
+        &get,
+        env.get("OS_REGION_NAME").cloned().or(cloud.region_name.clone()),
+        env.get("OS_INTERFACE").cloned().or(cloud.interface.clone()),
+        env.get("OS_STORAGE_URL").cloned(),
+    )?;
+    let tls = TlsSettings { cacert: cloud.cacert.map(PathBuf::from), insecure: cloud.verify == Some(false) };
+    Ok((Credentials::Keystone(k), tls))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn v1_and_token_and_missing() {
+        let (c, _) = from_env(&env(&[("ST_AUTH", "http://a/auth/v1.0"), ("ST_USER", "t:u"), ("ST_KEY", "k")])).unwrap();
+        assert!(matches!(c, Credentials::V1 { .. }));
+        let (c, _) = from_env(&env(&[("OS_STORAGE_URL", "http://s/v1/AUTH_x"), ("OS_AUTH_TOKEN", "t")])).unwrap();
+        assert!(matches!(c, Credentials::Token { .. }));
+        let e = from_env(&env(&[])).unwrap_err();
+        assert!(e.msg.contains("no credentials"));
+        assert!(from_env(&env(&[("ST_AUTH", "x")])).unwrap_err().msg.contains("ST_USER"));
+    }
+
+    #[test]
+    fn keystone_password_json() {
+        let (c, _) = from_env(&env(&[
+            ("OS_AUTH_URL", "http://k:5000/v3"),
+            ("OS_USERNAME", "demo"),
+            ("OS_PASSWORD", "pw"),
+            ("OS_PROJECT_NAME", "demo"),
+            ("OS_USER_DOMAIN_NAME", "Default"),
+            ("OS_PROJECT_DOMAIN_NAME", "Default"),
+        ]))
+        .unwrap();
+        let Credentials::Keystone(k) = c else { panic!() };
+        let KeystoneMethod::Password { user, project, .. } = &k.method else { panic!() };
+        assert_eq!(user.to_json(), serde_json::json!({"name": "demo", "domain": {"name": "Default"}}));
+        assert_eq!(project.to_json(), serde_json::json!({"name": "demo", "domain": {"name": "Default"}}));
+        assert_eq!(k.interface, "public");
+    }
+
+    #[test]
+    fn keystone_app_credential_and_clouds_yaml() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("clouds.yaml");
+        std::fs::write(
+            &p,
+            "clouds:\n  lab:\n    auth:\n      auth_url: http://k:5000\n      application_credential_id: abc\n      application_credential_secret: s3\n    region_name: R1\n    verify: false\n",
+        )
+        .unwrap();
+        let (c, tls) = from_env(&env(&[
+            ("OS_CLOUD", "lab"),
+            ("OS_CLIENT_CONFIG_FILE", p.to_str().unwrap()),
+            ("HOME", "/nonexistent"),
+        ]))
+        .unwrap();
+        let Credentials::Keystone(k) = c else { panic!() };
+        assert!(matches!(k.method, KeystoneMethod::AppCredential { .. }));
+        assert_eq!(k.region.as_deref(), Some("R1"));
+        assert!(tls.insecure);
+        let e = from_env(&env(&[("OS_CLOUD", "nope"), ("OS_CLIENT_CONFIG_FILE", p.to_str().unwrap())])).unwrap_err();
+        assert!(e.msg.contains("no such cloud"));
+    }
+}

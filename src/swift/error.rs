@@ -1,0 +1,144 @@
+//! A failed request to Swift or Keystone, with what the operator needs: the
+//! operation, the status, the server's `X-Trans-Id`, and the error class.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind};
+use crate::retry::{Class, Retryable, classify_status};
+
+/// A failed HTTP operation.
+#[derive(Debug, Clone)]
+pub struct SwiftError {
+    /// What was being done, e.g. `PUT segment 17 of disk.img`.
+    pub op: String,
+    /// The HTTP status, when a response came.
+    pub status: Option<u16>,
+    /// The server's transaction id (`X-Trans-Id` / `X-Openstack-Request-Id`).
+    pub trans_id: Option<String>,
+    /// A short description (the start of the body, or the transport error).
+    pub detail: String,
+    /// The server's `Retry-After`.
+    pub retry_after: Option<Duration>,
+    /// Retry, re-authenticate, or stop.
+    pub class: Class,
+}
+
+impl SwiftError {
+    /// An error from a response's status, headers and body.
+    pub fn from_response(op: &str, status: u16, headers: &reqwest::header::HeaderMap, body: &str) -> Self {
+        let retry_after = headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(3600.0)));
+        let mut detail: String = body.trim().chars().take(300).collect();
+        if detail.starts_with('<') {
+            // an HTML error page: keep its text only
+            detail = strip_tags(&detail);
+        }
+        SwiftError {
+            op: op.to_string(),
+            status: Some(status),
+            trans_id: trans_id(headers),
+            detail,
+            retry_after,
+            class: classify_status(status),
+        }
+    }
+
+    /// An error of the transport (connection refused, reset, timeout): transient.
+    pub fn transport(op: &str, e: &reqwest::Error) -> Self {
+        let mut detail = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            detail = format!("{detail}: {s}");
+            src = s.source();
+        }
+        SwiftError {
+            op: op.to_string(),
+            status: None,
+            trans_id: None,
+            detail,
+            retry_after: None,
+            class: Class::Transient,
+        }
+    }
+
+    /// A local failure while talking to the server (e.g. the body could not be read).
+    pub fn local(op: &str, detail: impl Into<String>, class: Class) -> Self {
+        SwiftError { op: op.to_string(), status: None, trans_id: None, detail: detail.into(), retry_after: None, class }
+    }
+
+    /// Converts to the library's error, of `kind` when the class is not decisive.
+    pub fn into_error(self, kind_if_transient: ErrorKind) -> Error {
+        let kind = match (self.class, self.status) {
+            (_, Some(401)) => ErrorKind::BadInput,
+            (Class::Transient, _) => kind_if_transient,
+            _ => ErrorKind::Failed,
+        };
+        let hint = match self.status {
+            Some(401) => Some("check the credentials (ST_* / OS_* variables or clouds.yaml)"),
+            Some(403) => Some("the account does not allow this operation; ask for the member/swiftoperator role"),
+            Some(404) => Some("check the container and object names"),
+            Some(413) => Some("the server refused the size; check `k5up upload --dry-run` for its limits"),
+            None if self.class == Class::Transient => {
+                Some("check the endpoint and the network; `k5up resume` continues the job")
+            }
+            _ => None,
+        };
+        let mut e = Error::new(kind, self.to_string());
+        if let Some(h) = hint {
+            e = e.hint(h);
+        }
+        e
+    }
+}
+
+fn strip_tags(s: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                out.push(' ');
+            }
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The transaction id of a response.
+pub fn trans_id(h: &reqwest::header::HeaderMap) -> Option<String> {
+    h.get("x-trans-id").or_else(|| h.get("x-openstack-request-id")).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+impl fmt::Display for SwiftError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed", self.op)?;
+        if let Some(s) = self.status {
+            write!(f, ": HTTP {s}")?;
+        }
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        if let Some(t) = &self.trans_id {
+            write!(f, " (X-Trans-Id: {t})")?;
+        }
+        Ok(())
+    }
+}
+
+impl Retryable for SwiftError {
+    fn class(&self) -> Class {
+        self.class
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}

@@ -1,0 +1,81 @@
+//! A segment's request body: read from disk in 1 MiB blocks by a blocking reader,
+//! a few blocks ahead, never the whole segment in memory; every block handed to
+//! the network is counted, and the time of the last one feeds the stall watchdog.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::progress::Progress;
+use crate::source::CHUNK;
+
+/// Blocks read ahead of the network per segment (so ~4 MiB per PUT in flight).
+const READ_AHEAD: usize = 4;
+
+/// Shared between the body stream and the watchdog of one PUT attempt.
+#[derive(Debug)]
+pub struct Meter {
+    start: Instant,
+    /// Bytes of this attempt handed to the network.
+    pub sent: AtomicU64,
+    /// Milliseconds since `start` of the last progress.
+    last_ms: AtomicU64,
+}
+
+impl Meter {
+    /// A new meter; progress counts from now.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Meter { start: Instant::now(), sent: AtomicU64::new(0), last_ms: AtomicU64::new(0) })
+    }
+    fn tick(&self, n: u64) {
+        self.sent.fetch_add(n, Relaxed);
+        self.last_ms.store(self.start.elapsed().as_millis() as u64, Relaxed);
+    }
+    /// Time since the last progress.
+    pub fn idle(&self) -> Duration {
+        self.start.elapsed().saturating_sub(Duration::from_millis(self.last_ms.load(Relaxed)))
+    }
+}
+
+/// Resolves when `meter` has seen no progress for `timeout` (a stalled body or a
+/// server that never answers).
+pub async fn stalled(meter: &Meter, timeout: Duration) {
+    let tick = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(tick).await;
+        if meter.idle() >= timeout {
+            return;
+        }
+    }
+}
+
+/// A streamed body of `len` bytes at `off` in `file`.
+pub fn segment_body(file: Arc<File>, off: u64, len: u64, meter: Arc<Meter>, progress: Arc<Progress>) -> reqwest::Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut done = 0u64;
+        while done < len {
+            let n = CHUNK.min((len - done) as usize);
+            let mut buf = vec![0u8; n];
+            let r = file.read_exact_at(&mut buf, off + done).map(|_| Bytes::from(buf));
+            let failed = r.is_err();
+            if tx.blocking_send(r).is_err() || failed {
+                return; // the request was dropped, or the read failed (sent as the error)
+            }
+            done += n as u64;
+        }
+    });
+    let stream = futures_util::stream::unfold((rx, meter, progress), |(mut rx, meter, progress)| async move {
+        let item = rx.recv().await?;
+        if let Ok(b) = &item {
+            meter.tick(b.len() as u64);
+            progress.sent(b.len() as u64);
+        }
+        Some((item, (rx, meter, progress)))
+    });
+    reqwest::Body::wrap_stream(stream)
+}

@@ -1,0 +1,80 @@
+//! The bounded worker pool: the only module that spawns upload tasks.
+//!
+//! At most `concurrency` segments are in flight; each is hashed, PUT and journaled
+//! by its own task ([`segment::process`]). A fatal error or Ctrl-C stops new
+//! segments and abandons the ones in flight; what was confirmed stays confirmed.
+
+pub mod body;
+pub mod segment;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use segment::{Ctx, Outcome};
+
+use crate::error::{Error, Result};
+use crate::journal::SegmentRecord;
+use crate::swift::ListEntry;
+
+/// Uploads `todo` with at most `concurrency` segments in flight. `on_tick` runs about
+/// once a second (status snapshots). Returns when all are confirmed, on the first
+/// error, or when `cancel` turns true (a resumable "interrupted" error).
+pub async fn run(
+    ctx: Arc<Ctx>,
+    todo: Vec<(SegmentRecord, Option<ListEntry>)>,
+    concurrency: usize,
+    cancel: &mut watch::Receiver<bool>,
+    mut on_tick: impl FnMut(),
+) -> Result<()> {
+    let mut queue = todo.into_iter();
+    let mut set = JoinSet::new();
+    let mut failure: Option<Error> = None;
+    let mut cancelled = *cancel.borrow();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        while set.len() < concurrency.max(1) && failure.is_none() && !cancelled {
+            match queue.next() {
+                Some((seg, hint)) => {
+                    set.spawn(segment::process(ctx.clone(), seg, hint));
+                }
+                None => break,
+            }
+        }
+        if set.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = set.join_next() => match joined {
+                Some(Ok(Ok(_))) => {}
+                Some(Ok(Err(e)))
+                    if failure.is_none() => {
+                        set.abort_all();
+                        failure = Some(e);
+                    }
+                Some(Err(je)) if je.is_panic() => {
+                    set.abort_all();
+                    failure.get_or_insert_with(|| Error::failed(format!("an upload task panicked: {je}")));
+                }
+                _ => {}
+            },
+            changed = cancel.changed(), if !cancelled => {
+                if changed.is_err() || *cancel.borrow() {
+                    cancelled = true;
+                    set.abort_all();
+                }
+            }
+            _ = tick.tick() => on_tick(),
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if cancelled {
+        return Err(Error::resumable(format!("job {} interrupted", ctx.job_id))
+            .hint(format!("run `k5up resume {}` to continue", ctx.job_id)));
+    }
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! One segment: hash → (adopt if the server already holds it whole) → PUT with its
+//! MD5 as `ETag` → verify the returned ETag → journal it durably.
+
+use std::fs::File;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::Method;
+
+use super::body::{Meter, segment_body, stalled};
+use crate::error::{Error, ErrorKind, Result};
+use crate::journal::{Journal, SegState, SegmentRecord};
+use crate::names::SegmentNaming;
+use crate::progress::Progress;
+use crate::retry::{self, Class};
+use crate::swift::{ListEntry, Swift, SwiftError};
+
+/// What every segment task shares.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The storage client.
+    pub swift: Swift,
+    /// The job's journal.
+    pub journal: Arc<Journal>,
+    /// The source, opened once.
+    pub file: Arc<File>,
+    /// Segment names.
+    pub naming: SegmentNaming,
+    /// Live counters.
+    pub progress: Arc<Progress>,
+    /// A PUT with no progress for this long is abandoned and retried.
+    pub stall_timeout: Duration,
+    /// The job id, for messages.
+    pub job_id: String,
+}
+
+/// How a segment got confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent by this run.
+    Sent,
+    /// Found whole on the server (MD5 and size match): not sent again.
+    Adopted,
+}
+
+/// Hashes `len` bytes at `off` on a blocking thread.
+pub async fn hash_range(file: Arc<File>, off: u64, len: u64) -> std::io::Result<String> {
+    tokio::task::spawn_blocking(move || crate::source::md5_range(&file, off, len))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
+async fn save(journal: &Arc<Journal>, rec: SegmentRecord, flush: bool) -> Result<()> {
+    let j = journal.clone();
+    tokio::task::spawn_blocking(move || {
+        j.put_segment(&rec)?;
+        if flush { j.flush() } else { Ok(()) }
+    })
+    .await
+    .map_err(|e| Error::failed(format!("journal task failed: {e}")))?
+}
+
+/// Settles an attempt's byte count in the segment record, also when the attempt
+/// is dropped (Ctrl-C, another segment's fatal error) before it finished.
+struct Attempt<'a> {
+    ctx: &'a Ctx,
+    rec: &'a Mutex<SegmentRecord>,
+    meter: Arc<Meter>,
+    settled: bool,
+}
+
+impl Attempt<'_> {
+    fn settle(&mut self) -> u64 {
+        let sent = Progress::get(&self.meter.sent);
+        if !self.settled {
+            self.settled = true;
+            let mut r = self.rec.lock().expect("segment lock");
+            r.sent += sent;
+            r.inflight = 0;
+        }
+        sent
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            let sent = self.settle();
+            self.ctx.progress.bytes_wasted.fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+            let rec = self.rec.lock().expect("segment lock").clone();
+            let _ = self.ctx.journal.put_segment(&rec); // made durable by the run's final flush
+        }
+    }
+}
+
+/// Uploads one segment (or adopts it), and journals it as confirmed.
+pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEntry>) -> Result<Outcome> {
+    let label = format!("segment {} of job {}", seg.index, ctx.job_id);
+    let name = ctx.naming.name(seg.index);
+    let (off, len) = (seg.offset, seg.length);
+    let rec = Mutex::new(seg);
+
+    // 1. The MD5 must be known before the PUT: it goes in the ETag header.
+    let known = rec.lock().expect("segment lock").md5.clone();
+    let md5 = match known {
+        Some(m) => m,
+        None => {
+            let m = hash_range(ctx.file.clone(), off, len).await.map_err(|e| {
+                Error::io(format!("{label}: cannot read the source"), e)
+                    .hint("`k5up resume` continues once the file is readable")
+            })?;
+            let r = {
+                let mut r = rec.lock().expect("segment lock");
+                r.md5 = Some(m.clone());
+                r.clone()
+            };
+            save(&ctx.journal, r, false).await?;
+            m
+        }
+    };
+
+    // 2. Already on the server, whole? (a PUT that completed before a crash, or a lost journal)
+    if on_server.is_some_and(|e| e.hash == md5 && e.bytes == len) {
+        tracing::debug!("{label}: already on the server with MD5 {md5}: adopted");
+        return confirm(&ctx, rec, Outcome::Adopted).await;
+    }
+
+    // 3. PUT with retries.
+    let op = format!("PUT {label} ({}/{name})", ctx.naming.container);
+    let check_source = Mutex::new(false);
+    let result = retry::retry(ctx.swift.policy(), &label, |_attempt| async {
+        if std::mem::take(&mut *check_source.lock().expect("flag")) {
+            // Swift said the body did not match our MD5 (422): was the file changed?
+            let now = hash_range(ctx.file.clone(), off, len)
+                .await
+                .map_err(|e| SwiftError::local(&op, format!("cannot re-read the source: {e}"), Class::Fatal))?;
+            if now != md5 {
+                return Err(SwiftError::local(
+                    &op,
+                    format!("the file changed while uploading (MD5 of this segment was {md5}, is now {now})"),
+                    Class::Fatal,
+                ));
+            }
+        }
+        let start = {
+            let mut r = rec.lock().expect("segment lock");
+            r.attempts += 1;
+            r.inflight = len;
+            r.clone()
+        };
+        save(&ctx.journal, start, true).await.map_err(|e| SwiftError::local(&op, e.msg, Class::Fatal))?;
+        let mut attempt = Attempt { ctx: &ctx, rec: &rec, meter: Meter::new(), settled: false };
+        let body = segment_body(ctx.file.clone(), off, len, attempt.meter.clone(), ctx.progress.clone());
+        ctx.progress.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let put = ctx.swift.send(&op, Method::PUT, &ctx.naming.container, Some(&name), "", |r| {
+            r.header("ETag", &md5)
+                .header("Content-Length", len.to_string())
+                .header("Content-Type", "application/octet-stream")
+                .body(body)
+        });
+        let res = tokio::select! {
+            r = put => r,
+            _ = stalled(&attempt.meter, ctx.stall_timeout) => Err(SwiftError::local(
+                &op,
+                format!("stalled: no progress for {:?}", ctx.stall_timeout),
+                Class::Transient,
+            )),
+        };
+        let sent = attempt.settle();
+        let res = res.and_then(|resp| {
+            let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or("").trim_matches('"');
+            if etag.eq_ignore_ascii_case(&md5) {
+                Ok(())
+            } else {
+                Err(SwiftError::from_response(
+                    &op,
+                    200,
+                    resp.headers(),
+                    &format!("server ETag {etag} ≠ local MD5 {md5}"),
+                ))
+                .map_err(|mut e| {
+                    e.class = Class::Transient;
+                    e
+                })
+            }
+        });
+        if let Err(e) = &res {
+            ctx.progress.bytes_wasted.fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+            if e.status == Some(422) {
+                *check_source.lock().expect("flag") = true;
+            }
+        }
+        res
+    })
+    .await;
+    match result {
+        Ok(()) => confirm(&ctx, rec, Outcome::Sent).await,
+        Err(e) => {
+            let r = rec.lock().expect("segment lock").clone();
+            let _ = save(&ctx.journal, r, true).await;
+            let attempts = rec.lock().expect("segment lock").attempts;
+            let err = e.into_error(ErrorKind::Resumable);
+            Err(Error::new(err.kind, format!("{label}: {} (after {attempts} attempts)", err.msg))
+                .hint(err.hint.unwrap_or_else(|| format!("run `k5up resume {}` to continue", ctx.job_id))))
+        }
+    }
+}
+
+async fn confirm(ctx: &Ctx, rec: Mutex<SegmentRecord>, how: Outcome) -> Result<Outcome> {
+    let r = {
+        let mut r = rec.into_inner().expect("segment lock");
+        r.state = SegState::Confirmed;
+        r.inflight = 0;
+        r
+    };
+    let len = r.length;
+    save(&ctx.journal, r, true).await?;
+    ctx.progress.confirmed(len);
+    if how == Outcome::Adopted {
+        ctx.progress.segments_adopted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(how)
+}
