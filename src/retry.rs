@@ -5,7 +5,9 @@
 //! once again), or fatal.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use backoff::backoff::Backoff;
 
@@ -47,6 +49,8 @@ pub struct Policy {
     pub initial: Duration,
     /// Largest backoff delay.
     pub max_interval: Duration,
+    /// Log retries at debug level only (first contact, where the final error says it all).
+    pub quiet: bool,
 }
 
 impl Default for Policy {
@@ -55,6 +59,7 @@ impl Default for Policy {
             retry_for: Duration::from_secs(2 * 3600),
             initial: Duration::from_secs(1),
             max_interval: Duration::from_secs(60),
+            quiet: false,
         }
     }
 }
@@ -111,7 +116,11 @@ where
             delay = delay.max(ra);
         }
         delay = delay.min(policy.retry_for.saturating_sub(elapsed));
-        tracing::warn!("{what}: attempt {attempt} failed ({err}); retrying in {:.1?}", delay);
+        if policy.quiet {
+            tracing::debug!("{what}: attempt {attempt} failed ({err}); retrying in {:.1?}", delay);
+        } else {
+            tracing::warn!("{what}: attempt {attempt} failed ({err}); retrying in {:.1?}", delay);
+        }
         tokio::time::sleep(delay).await;
     }
 }
@@ -142,6 +151,7 @@ mod tests {
             retry_for: Duration::from_secs(3600),
             initial: Duration::from_millis(100),
             max_interval: Duration::from_secs(2),
+            quiet: false,
         }
     }
 

@@ -56,6 +56,7 @@ pub(super) fn init_tracing(verbose: u8, want_bar: bool) -> Option<ProgressBar> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(BarWriter(bar.clone()))
         .try_init();
     bar

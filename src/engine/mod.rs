@@ -124,7 +124,7 @@ fn first_contact(e: SwiftError) -> Error {
 impl Engine {
     /// The storage URL, trying a few times only (first contact).
     async fn storage_url_first(&self) -> Result<String> {
-        self.swift.with_retry_for(Duration::from_secs(15)).storage_url().await.map_err(first_contact)
+        self.swift.with_retry_for(Duration::from_secs(10)).storage_url().await.map_err(first_contact)
     }
 
     /// Plans an upload: opens the file, logs in, reads the limits, and finds or

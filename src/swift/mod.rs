@@ -120,10 +120,11 @@ impl Swift {
         &self.auth
     }
 
-    /// The same client (sharing its token) with a shorter retry budget.
+    /// The same client (sharing its token) with a shorter, quiet retry budget.
     pub fn with_retry_for(&self, retry_for: Duration) -> Swift {
         let mut s = self.clone();
         s.policy.retry_for = s.policy.retry_for.min(retry_for);
+        s.policy.quiet = true;
         s
     }
 

@@ -1,0 +1,301 @@
+//! Test support: the testbed's endpoints, the k5up binary, an independent observer
+//! of what Swift holds (curl, not k5up's own client), and a throttling proxy.
+#![allow(dead_code)]
+
+pub mod throttle;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use md5::{Digest, Md5};
+use serde_json::Value;
+
+/// Credentials of one testbed proxy.
+#[derive(Debug, Clone)]
+pub struct Creds {
+    pub auth: String,
+    pub user: String,
+    pub key: String,
+}
+
+impl Creds {
+    /// The same credentials through a proxy on `port` in front of this one.
+    pub fn via(&self, port: u16) -> Creds {
+        let url = reqwest_free_port_swap(&self.auth, port);
+        Creds { auth: url, ..self.clone() }
+    }
+    pub fn port(&self) -> u16 {
+        let rest = self.auth.split("://").nth(1).unwrap();
+        rest.split('/').next().unwrap().split(':').nth(1).unwrap().parse().unwrap()
+    }
+}
+
+fn reqwest_free_port_swap(url: &str, port: u16) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (_host, path) = rest.split_once('/').unwrap();
+    format!("{scheme}://127.0.0.1:{port}/{path}")
+}
+
+/// The running testbed, from `testbed/run/env` (written by `testbed/up`).
+pub struct Testbed {
+    env: HashMap<String, String>,
+}
+
+impl Testbed {
+    pub fn get() -> Testbed {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/run/env");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+            panic!("{} is missing: start the testbed with `testbed/up` (or run `scripts/test`)", path.display())
+        });
+        let env = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Testbed { env }
+    }
+    fn creds(&self, prefix: &str) -> Creds {
+        let g = |k: &str| self.env.get(&format!("{prefix}ST_{k}")).cloned().expect("testbed env");
+        Creds { auth: g("AUTH"), user: g("USER"), key: g("KEY") }
+    }
+    /// Stock proxy: Swift's default limits.
+    pub fn stock(&self) -> Creds {
+        self.creds("STOCK_")
+    }
+    /// Small max_file_size and max_manifest_segments.
+    pub fn small(&self) -> Creds {
+        self.creds("SMALL_")
+    }
+    /// Small limits and tokens of a few seconds.
+    pub fn short(&self) -> Creds {
+        self.creds("SHORT_")
+    }
+    pub fn var(&self, k: &str) -> String {
+        self.env[k].clone()
+    }
+}
+
+/// A unique container name for one test.
+pub fn unique(prefix: &str) -> String {
+    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{:x}", std::process::id(), n % 0xffff_ffff)
+}
+
+/// Writes `size` pseudo-random bytes (seeded) to `path`; returns their MD5 hex.
+pub fn write_random(path: &Path, size: u64, seed: u64) -> String {
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut h = Md5::new();
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    let mut left = size;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let n = buf.len().min(left as usize);
+        for chunk in buf[..n].chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b = x.to_le_bytes();
+            chunk.copy_from_slice(&b[..chunk.len()]);
+        }
+        f.write_all(&buf[..n]).unwrap();
+        h.update(&buf[..n]);
+        left -= n as u64;
+    }
+    hex::encode(h.finalize())
+}
+
+pub fn md5_of_range(path: &Path, off: u64, len: u64) -> String {
+    let data = std::fs::read(path).unwrap();
+    hex::encode(Md5::digest(&data[off as usize..(off + len) as usize]))
+}
+
+/// A journal directory and environment for running k5up.
+pub struct Run {
+    pub dir: tempfile::TempDir,
+    pub creds: Creds,
+}
+
+impl Run {
+    pub fn new(creds: Creds) -> Run {
+        Run { dir: tempfile::tempdir().unwrap(), creds }
+    }
+    pub fn journal(&self) -> PathBuf {
+        self.dir.path().join("journal")
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    /// The k5up command with a clean environment: only this run's credentials and journal.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_k5up"));
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("ST_AUTH", &self.creds.auth)
+            .env("ST_USER", &self.creds.user)
+            .env("ST_KEY", &self.creds.key)
+            .env("K5UP_JOURNAL", self.journal())
+            .env("K5UP_BACKOFF_INITIAL_MS", "100")
+            .stdin(Stdio::null());
+        c
+    }
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "k5up panicked: {err}");
+        out
+    }
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "k5up {args:?} failed ({:?}):\n{}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+    /// Starts k5up in the background; its output goes to files (see [`Run::stderr`]).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        let out = std::fs::File::create(self.path("spawn.stdout")).unwrap();
+        let err = std::fs::File::create(self.path("spawn.stderr")).unwrap();
+        self.cmd(args).stdout(out).stderr(err).spawn().unwrap()
+    }
+    /// What the last spawned k5up wrote to stderr.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.path("spawn.stderr")).unwrap_or_default()
+    }
+    /// `status --json` of the only job (or of `job`).
+    pub fn status(&self, job: &str) -> Value {
+        serde_json::from_str(&self.ok(&["status", job, "--json"])).unwrap()
+    }
+    pub fn jobs(&self) -> Vec<Value> {
+        serde_json::from_str::<Vec<Value>>(&self.ok(&["jobs", "--json"])).unwrap()
+    }
+    pub fn only_job(&self) -> String {
+        let j = self.jobs();
+        assert_eq!(j.len(), 1, "{j:?}");
+        j[0]["job"].as_str().unwrap().to_string()
+    }
+    /// The job id `upload --dry-run` reports.
+    pub fn job_id(&self, upload_args: &[&str]) -> String {
+        let mut a = upload_args.to_vec();
+        a.push("--dry-run");
+        let out = self.ok(&a);
+        out.lines().find_map(|l| l.strip_prefix("job")).unwrap().split_whitespace().next().unwrap().to_string()
+    }
+}
+
+fn enc(s: &str) -> String {
+    let mut o = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            o.push(b as char);
+        } else {
+            o.push_str(&format!("%{b:02X}"));
+        }
+    }
+    o
+}
+
+/// An observer of what Swift holds, through curl (independent of k5up's client).
+pub struct Observer {
+    pub storage_url: String,
+    pub token: String,
+}
+
+impl Observer {
+    pub fn login(c: &Creds) -> Observer {
+        let out = Command::new("curl")
+            .args(["-s", "-f", "-D", "-", "-o", "/dev/null", "-H"])
+            .arg(format!("X-Auth-User: {}", c.user))
+            .arg("-H")
+            .arg(format!("X-Auth-Key: {}", c.key))
+            .arg(&c.auth)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let h = |name: &str| {
+            text.lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                })
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+        };
+        Observer { storage_url: h("x-storage-url"), token: h("x-auth-token") }
+    }
+
+    fn curl(&self, args: &[&str], path: &str) -> Output {
+        Command::new("curl")
+            .args(["-s", "-H", &format!("X-Auth-Token: {}", self.token)])
+            .args(args)
+            .arg(format!("{}/{}", self.storage_url, path))
+            .output()
+            .unwrap()
+    }
+
+    /// MD5 and length of the object's content, or None if it does not exist.
+    pub fn get_md5(&self, container: &str, object: &str) -> Option<(String, u64)> {
+        let out = self.curl(&["-f"], &format!("{}/{}", enc(container), enc(object)));
+        out.status.success().then(|| (hex::encode(Md5::digest(&out.stdout)), out.stdout.len() as u64))
+    }
+
+    /// The listing of `container` under `prefix`: name → entry.
+    pub fn list(&self, container: &str, prefix: &str) -> HashMap<String, Value> {
+        let mut all = HashMap::new();
+        let mut marker = String::new();
+        loop {
+            let q = format!("{}?format=json&prefix={}&marker={}", enc(container), enc(prefix), enc(&marker));
+            let out = self.curl(&[], &q);
+            if out.stdout.is_empty() {
+                return all;
+            }
+            let v: Vec<Value> = match serde_json::from_slice(&out.stdout) {
+                Ok(v) => v,
+                Err(_) => return all, // 404: no container
+            };
+            if v.is_empty() {
+                return all;
+            }
+            marker = v.last().unwrap()["name"].as_str().unwrap().to_string();
+            for e in v {
+                all.insert(e["name"].as_str().unwrap().to_string(), e);
+            }
+        }
+    }
+
+    /// Response headers of a HEAD (lower-case names).
+    pub fn head(&self, container: &str, object: &str) -> Option<HashMap<String, String>> {
+        let out = self.curl(&["-I", "-f"], &format!("{}/{}", enc(container), enc(object)));
+        if !out.status.success() {
+            return None;
+        }
+        Some(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .collect(),
+        )
+    }
+}
+
+/// Polls `f` every 20 ms until it returns Some, for at most `limit`.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "condition not reached within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

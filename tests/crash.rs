@@ -1,0 +1,113 @@
+//! Killing k5up at several points of an upload: the object reads back identical, and
+//! nothing the server already held whole before the kill is PUT again.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::throttle::Throttle;
+use common::{Observer, Run, Testbed, md5_of_range, unique, wait_for, write_random};
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+
+/// Segments whole on the server: name → last_modified.
+fn whole(obs: &Observer, c: &str, prefix: &str, src: &std::path::Path, seg: u64, size: u64) -> HashMap<String, String> {
+    obs.list(&format!("{c}_segments"), prefix)
+        .into_iter()
+        .filter(|(name, e)| {
+            let idx: u64 = name.rsplit('/').next().unwrap().parse().unwrap();
+            let len = seg.min(size - idx * seg);
+            e["bytes"] == len && e["hash"].as_str().unwrap() == md5_of_range(src, idx * seg, len)
+        })
+        .map(|(n, e): (String, Value)| (n, e["last_modified"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn kill_at(fraction: f64) {
+    let tb = Testbed::get();
+    let size = 24 * MIB + 333;
+    let seg = MIB;
+    let nseg = size.div_ceil(seg);
+    // 8 MiB/s: the upload takes about 3 s, long enough to kill it where we want.
+    let throttle = Throttle::start(tb.small().port(), 8 * MIB);
+    let creds = tb.small().via(throttle.port);
+    let run = Run::new(creds.clone());
+    let src = run.path("disk.img");
+    let md5 = write_random(&src, size, 42);
+    let c = unique("crash");
+    let s = src.to_str().unwrap();
+    let args =
+        ["upload", s, "-c", &c, "-o", "disk.img", "--segment-size", "1MiB", "--concurrency", "3", "--no-progress"];
+    let job = run.job_id(&args);
+    let obs = Observer::login(&creds);
+    let prefix = "disk.img/slo/";
+    let target = ((nseg as f64) * fraction).round().max(1.0) as usize;
+
+    let mut child = run.spawn(&args);
+    wait_for(Duration::from_secs(60), || (obs.list(&format!("{c}_segments"), prefix).len() >= target).then_some(()));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = whole(&obs, &c, prefix, &src, seg, size);
+    assert!(before.len() >= target, "{} whole before the kill", before.len());
+    let st = run.status(&job);
+    assert!(!st["running"].as_bool().unwrap());
+    assert!(st["segments_confirmed"].as_u64().unwrap() as usize <= before.len(), "journal never ahead of the server");
+
+    run.ok(&["resume", &job, "--no-progress"]);
+    assert_eq!(obs.get_md5(&c, "disk.img").unwrap(), (md5, size), "object identical after resume");
+    let after = whole(&obs, &c, prefix, &src, seg, size);
+    for (name, lm) in &before {
+        assert_eq!(after.get(name), Some(lm), "segment {name} (whole before the kill) was PUT again");
+    }
+    // Bytes on the wire: at most the file plus what was in flight at the kill.
+    let st = run.status(&job);
+    let sent = st["bytes_sent"].as_u64().unwrap();
+    assert!(sent <= size + 3 * seg + 64 * 1024, "bytes_sent {sent} for a {size}-byte file");
+    assert_eq!(st["phase"], "done");
+}
+
+#[test]
+fn kill_after_first_segment() {
+    kill_at(0.05);
+}
+
+#[test]
+fn kill_at_half() {
+    kill_at(0.5);
+}
+
+#[test]
+fn kill_near_the_end() {
+    kill_at(0.95);
+}
+
+#[test]
+fn ctrl_c_exits_75_and_resume_completes() {
+    let tb = Testbed::get();
+    let size = 16 * MIB;
+    let throttle = Throttle::start(tb.small().port(), 4 * MIB);
+    let creds = tb.small().via(throttle.port);
+    let run = Run::new(creds.clone());
+    let src = run.path("disk.img");
+    let md5 = write_random(&src, size, 7);
+    let c = unique("sigint");
+    let s = src.to_str().unwrap();
+    let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--concurrency", "2", "--no-progress"];
+    let job = run.job_id(&args);
+    let obs = Observer::login(&creds);
+    let mut child = run.spawn(&args);
+    wait_for(Duration::from_secs(60), || (obs.list(&format!("{c}_segments"), "").len() >= 3).then_some(()));
+    let pid = child.id().to_string();
+    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let status = child.wait().unwrap();
+    let err = run.stderr();
+    assert_eq!(status.code(), Some(75), "{err}");
+    assert!(err.contains(&format!("k5up resume {job}")), "{err}");
+    let st = run.status(&job);
+    assert_eq!(st["phase"], "uploading");
+    assert!(st["segments_confirmed"].as_u64().unwrap() >= 2);
+    run.ok(&["resume", &job, "--no-progress"]);
+    assert_eq!(obs.get_md5(&c, "disk.img").unwrap(), (md5, size));
+}

@@ -1,0 +1,151 @@
+//! Resume edge cases: a lost journal, a changed file, two processes on one job,
+//! tokens that expire during the upload, abort.
+
+mod common;
+
+use std::time::Duration;
+
+use common::throttle::Throttle;
+use common::{Observer, Run, Testbed, unique, wait_for, write_random};
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn lost_journal_is_rebuilt_by_the_same_command_without_resending() {
+    let tb = Testbed::get();
+    let run = Run::new(tb.small());
+    let src = run.path("disk.img");
+    let md5 = write_random(&src, 10 * MIB + 5, 1);
+    let c = unique("lost");
+    let s = src.to_str().unwrap();
+    let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--no-progress"];
+    run.ok(&args);
+    let obs = Observer::login(&tb.small());
+    let before = obs.list(&format!("{c}_segments"), "disk.img/");
+    std::fs::remove_dir_all(run.journal()).unwrap();
+    run.ok(&args);
+    let after = obs.list(&format!("{c}_segments"), "disk.img/");
+    for (name, e) in &before {
+        if name.contains("/manifest/") {
+            continue;
+        }
+        assert_eq!(after[name]["last_modified"], e["last_modified"], "{name} was sent again");
+    }
+    let st = run.status(&run.only_job());
+    assert_eq!(st["phase"], "done");
+    assert!(st["bytes_sent"].as_u64().unwrap() < MIB, "segment bodies were not re-sent: {st}");
+    assert_eq!(obs.get_md5(&c, "disk.img").unwrap().0, md5);
+}
+
+#[test]
+fn changed_file_is_refused() {
+    let tb = Testbed::get();
+    let throttle = Throttle::start(tb.small().port(), 4 * MIB);
+    let creds = tb.small().via(throttle.port);
+    let run = Run::new(creds.clone());
+    let src = run.path("disk.img");
+    write_random(&src, 12 * MIB, 2);
+    let c = unique("changed");
+    let s = src.to_str().unwrap();
+    let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--no-progress"];
+    let job = run.job_id(&args);
+    let obs = Observer::login(&creds);
+    let mut child = run.spawn(&args);
+    wait_for(Duration::from_secs(60), || (!obs.list(&format!("{c}_segments"), "").is_empty()).then_some(()));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Change the content (same size).
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
+    f.write_all_at(b"changed!", 0).unwrap();
+    drop(f);
+    let out = run.run(&["resume", &job, "--no-progress"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has changed since the upload started"), "{err}");
+    assert!(obs.head(&c, "disk.img").is_none(), "no object was written from a changed file");
+}
+
+#[test]
+fn second_process_is_refused_and_status_works_meanwhile() {
+    let tb = Testbed::get();
+    let throttle = Throttle::start(tb.small().port(), 4 * MIB);
+    let creds = tb.small().via(throttle.port);
+    let run = Run::new(creds.clone());
+    let src = run.path("disk.img");
+    let md5 = write_random(&src, 12 * MIB, 3);
+    let c = unique("twice");
+    let s = src.to_str().unwrap();
+    let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--concurrency", "2", "--no-progress"];
+    let job = run.job_id(&args);
+    let mut child = run.spawn(&args);
+    let pid = child.id();
+    // status from another process while the upload holds the journal
+    let st = wait_for(Duration::from_secs(30), || {
+        let out = run.run(&["status", &job, "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (v["running"] == true && v["segments_confirmed"].as_u64().unwrap() >= 1).then_some(v)
+    });
+    assert_eq!(st["pid"], pid, "{st}");
+    assert_eq!(st["phase"], "uploading");
+    let jobs = run.jobs();
+    assert_eq!(jobs[0]["job"], job.as_str());
+    // the same upload again, and a resume, are refused with the pid
+    for a in [&args[..], &["resume", &job, "--no-progress"][..]] {
+        let out = run.run(a);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("job {job} is being uploaded by pid {pid}")), "{err}");
+    }
+    assert!(child.wait().unwrap().success(), "{}", run.stderr());
+    assert_eq!(Observer::login(&creds).get_md5(&c, "disk.img").unwrap().0, md5);
+}
+
+#[test]
+fn upload_survives_several_token_expiries() {
+    let tb = Testbed::get();
+    let life: u64 = tb.var("SHORT_TOKEN_LIFE").parse().unwrap();
+    // About 5 token lives of upload time.
+    let rate = 2 * MIB;
+    let size = rate * life * 5;
+    let throttle = Throttle::start(tb.short().port(), rate);
+    let creds = tb.short().via(throttle.port);
+    let run = Run::new(creds.clone());
+    let src = run.path("disk.img");
+    let md5 = write_random(&src, size, 4);
+    let c = unique("token");
+    let s = src.to_str().unwrap();
+    let t0 = std::time::Instant::now();
+    let out = run.run(&["-v", "upload", s, "-c", &c, "--segment-size", "1MiB", "--concurrency", "2", "--no-progress"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(t0.elapsed() > Duration::from_secs(3 * life), "the upload outlived several tokens");
+    let refreshes = err.matches("refreshing").count() + err.matches("token rejected").count();
+    assert!(refreshes >= 2, "expected several token renewals, saw {refreshes}:\n{err}");
+    assert_eq!(Observer::login(&tb.short()).get_md5(&c, "disk.img").unwrap(), (md5, size));
+}
+
+#[test]
+fn abort_deletes_segments_and_journal() {
+    let tb = Testbed::get();
+    let throttle = Throttle::start(tb.small().port(), 4 * MIB);
+    let creds = tb.small().via(throttle.port);
+    let run = Run::new(creds.clone());
+    let src = run.path("disk.img");
+    write_random(&src, 12 * MIB, 5);
+    let c = unique("abort");
+    let s = src.to_str().unwrap();
+    let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--no-progress"];
+    let job = run.job_id(&args);
+    let obs = Observer::login(&creds);
+    let mut child = run.spawn(&args);
+    wait_for(Duration::from_secs(60), || (obs.list(&format!("{c}_segments"), "").len() >= 2).then_some(()));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = run.ok(&["abort", &job]);
+    assert!(out.contains("aborted"), "{out}");
+    assert!(obs.list(&format!("{c}_segments"), "").is_empty(), "segments deleted");
+    assert!(run.jobs().is_empty(), "journal entry removed");
+    let out = run.run(&["resume", &job]);
+    assert_eq!(out.status.code(), Some(2), "unknown job after abort");
+}

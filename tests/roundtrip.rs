@@ -1,0 +1,82 @@
+//! Round trips against the real Swift: what is read back has the source's MD5.
+
+mod common;
+
+use common::{Observer, Run, Testbed, unique, write_random};
+
+const MIB: u64 = 1 << 20;
+
+fn roundtrip(creds: common::Creds, size: u64, extra: &[&str], object: &str) -> (Run, Observer, String) {
+    let run = Run::new(creds.clone());
+    let src = run.path("image.raw");
+    let md5 = write_random(&src, size, size);
+    let c = unique("rt");
+    let mut args = vec!["upload", src.to_str().unwrap(), "--container", &c, "--object", object, "--no-progress"];
+    args.extend_from_slice(extra);
+    run.ok(&args);
+    let obs = Observer::login(&creds);
+    let (got, len) = obs.get_md5(&c, object).expect("object exists");
+    assert_eq!(len, size, "object size");
+    assert_eq!(got, md5, "object read back has the source's MD5");
+    let job = run.only_job();
+    let st = run.status(&job);
+    assert_eq!(st["phase"], "done");
+    assert_eq!(st["bytes_confirmed"], size);
+    assert_eq!(st["manifest_etag"].as_str().unwrap(), obs.head(&c, object).unwrap()["etag"].trim_matches('"'));
+    (run, obs, c)
+}
+
+#[test]
+fn slo_many_segments_not_a_multiple_with_unicode_name() {
+    let tb = Testbed::get();
+    // 37 segments of 1 MiB + 12345 bytes; the small proxy allows 16 entries per
+    // manifest, so this is a nested SLO too.
+    let (run, obs, c) = roundtrip(
+        tb.small(),
+        37 * MIB + 12345,
+        &["--segment-size", "1MiB", "--manifest", "slo"],
+        "disks/my image ü 日本.raw",
+    );
+    let h = obs.head(&c, "disks/my image ü 日本.raw").unwrap();
+    assert_eq!(h["x-static-large-object"], "True");
+    let segs = obs.list(&format!("{c}_segments"), "disks/my image ü 日本.raw/slo/");
+    assert_eq!(segs.keys().filter(|k| !k.contains("/manifest/")).count(), 38);
+    assert!(segs.keys().any(|k| k.contains("/manifest/")), "nested sub-manifests exist");
+    let v = run.ok(&["verify", &run.only_job(), "--deep"]);
+    assert!(v.contains("content") && !v.contains("FAIL"), "{v}");
+}
+
+#[test]
+fn slo_exact_multiple_of_segment_size() {
+    let tb = Testbed::get();
+    roundtrip(tb.small(), 8 * MIB, &["--segment-size", "2MiB"], "exact.img");
+}
+
+#[test]
+fn dlo_round_trip_both_shapes() {
+    let tb = Testbed::get();
+    let (_, obs, c) = roundtrip(tb.small(), 9 * MIB, &["--segment-size", "3MiB", "--manifest", "dlo"], "dlo exact.img");
+    let h = obs.head(&c, "dlo exact.img").unwrap();
+    assert!(h.contains_key("x-object-manifest"), "{h:?}");
+    roundtrip(tb.small(), 9 * MIB + 1, &["--segment-size", "3MiB", "--manifest", "dlo"], "dlo odd.img");
+}
+
+#[test]
+fn default_plan_on_the_small_proxy_uses_its_max_file_size() {
+    let tb = Testbed::get();
+    let run = Run::new(tb.small());
+    let src = run.path("a.img");
+    write_random(&src, 40 * MIB, 3);
+    let out = run.ok(&["upload", src.to_str().unwrap(), "-c", "x", "--dry-run"]);
+    assert!(out.contains("3 × 16.00 MiB"), "{out}");
+    assert!(out.contains("max_manifest_segments 16"), "{out}");
+}
+
+#[test]
+fn stock_proxy_single_segment_and_empty_file() {
+    let tb = Testbed::get();
+    roundtrip(tb.stock(), 3 * MIB + 7, &[], "small.img");
+    let (_, obs, c) = roundtrip(tb.stock(), 0, &[], "empty.img");
+    let h = obs.head(&c, "empty.img").unwrap();
+    assert_eq!(h["content-length"], "0");
+}
