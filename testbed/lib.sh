@@ -12,6 +12,9 @@ TB_OBJECT_PORT=${K5UP_TB_OBJECT_PORT:-6210}
 TB_STOCK_PORT=${K5UP_TB_STOCK_PORT:-8080}
 TB_SMALL_PORT=${K5UP_TB_SMALL_PORT:-8081}
 TB_SHORT_PORT=${K5UP_TB_SHORT_PORT:-8082}
+TB_KSWIFT_PORT=${K5UP_TB_KSWIFT_PORT:-8083}     # Swift proxy behind Keystone
+TB_KEYSTONE_PORT=${K5UP_TB_KEYSTONE_PORT:-5000}
+TB_KEYSTONE_ADMIN_PW=${K5UP_TB_KEYSTONE_ADMIN_PW:-admin-secret-pw}
 
 # The test proxies' limits: small enough that multi-segment and nested-SLO
 # tests are cheap, and tokens that expire several times during one test.

@@ -75,7 +75,14 @@ impl Testbed {
         self.creds("SHORT_")
     }
     pub fn var(&self, k: &str) -> String {
-        self.env[k].clone()
+        self.env.get(k).cloned().unwrap_or_else(|| panic!("{k} missing from testbed/run/env: re-run testbed/up"))
+    }
+    /// Keystone password credentials of the demo user (an OpenStack RC file).
+    pub fn keystone_password_env(&self) -> Vec<(String, String)> {
+        ["AUTH_URL", "USERNAME", "PASSWORD", "PROJECT_NAME", "USER_DOMAIN_NAME", "PROJECT_DOMAIN_NAME", "REGION_NAME"]
+            .iter()
+            .map(|k| (format!("OS_{k}"), self.var(&format!("KS_OS_{k}"))))
+            .collect()
     }
 }
 
@@ -116,12 +123,19 @@ pub fn md5_of_range(path: &Path, off: u64, len: u64) -> String {
 /// A journal directory and environment for running k5up.
 pub struct Run {
     pub dir: tempfile::TempDir,
-    pub creds: Creds,
+    /// The credential variables this run passes to k5up.
+    pub env: Vec<(String, String)>,
 }
 
 impl Run {
+    /// A run with Swift v1 (tempauth) credentials.
     pub fn new(creds: Creds) -> Run {
-        Run { dir: tempfile::tempdir().unwrap(), creds }
+        Run::with_env(&[("ST_AUTH", &creds.auth), ("ST_USER", &creds.user), ("ST_KEY", &creds.key)])
+    }
+    /// A run with these credential variables (OS_*, ST_*).
+    pub fn with_env(vars: &[(&str, &str)]) -> Run {
+        let env = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Run { dir: tempfile::tempdir().unwrap(), env }
     }
     pub fn journal(&self) -> PathBuf {
         self.dir.path().join("journal")
@@ -136,9 +150,7 @@ impl Run {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
-            .env("ST_AUTH", &self.creds.auth)
-            .env("ST_USER", &self.creds.user)
-            .env("ST_KEY", &self.creds.key)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("K5UP_JOURNAL", self.journal())
             .env("K5UP_BACKOFF_INITIAL_MS", "100")
             .stdin(Stdio::null());
@@ -246,6 +258,27 @@ impl Observer {
     pub fn get_md5(&self, container: &str, object: &str) -> Option<(String, u64)> {
         let out = self.curl(&["-f"], &format!("{}/{}", enc(container), enc(object)));
         out.status.success().then(|| (hex::encode(Md5::digest(&out.stdout)), out.stdout.len() as u64))
+    }
+
+    /// An observer of the Keystone-authenticated Swift, as the demo user.
+    pub fn keystone(tb: &Testbed) -> Observer {
+        let body = serde_json::json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": tb.var("KS_OS_USERNAME"), "domain": {"id": "default"}, "password": tb.var("KS_OS_PASSWORD")}}},
+            "scope": {"project": {"id": tb.var("KS_OS_PROJECT_ID")}}}});
+        let out = Command::new("curl")
+            .args(["-s", "-f", "-D", "-", "-o", "/dev/null", "-H", "Content-Type: application/json", "-d"])
+            .arg(body.to_string())
+            .arg(format!("{}/auth/tokens", tb.var("KS_OS_AUTH_URL")))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let token = text
+            .lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("x-subject-token")))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no token from Keystone: {text}"));
+        Observer { storage_url: tb.var("KS_SWIFT_URL"), token }
     }
 
     /// The listing of `container` under `prefix`: name → entry.

@@ -1,0 +1,82 @@
+#!/usr/bin/python3
+"""Create the testbed's Keystone content through its REST API (idempotent).
+
+A project `demo` with a user `demo` (role member), an application credential of
+that user, and the object-store service whose endpoints point at the Keystone-
+authenticated Swift proxy. Prints a JSON object with the ids and secrets the
+testbed writes to run/env and run/clouds.yaml.
+
+usage: keystone_setup.py KEYSTONE_URL ADMIN_PASSWORD SWIFT_URL STATE_FILE
+"""
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+
+ks, admin_pw, swift_url, state_file = sys.argv[1:5]
+DEMO_PW = "demo-secret-pw"
+
+
+def call(method, path, body=None, token=None, ok=(200, 201, 204)):
+    req = urllib.request.Request(ks + path, method=method)
+    req.add_header("Content-Type", "application/json")
+    req.add_header("Accept", "application/json")
+    if token:
+        req.add_header("X-Auth-Token", token)
+    data = json.dumps(body).encode() if body is not None else None
+    try:
+        with urllib.request.urlopen(req, data, timeout=30) as r:
+            text = r.read()
+            return r.status, r.headers, (json.loads(text) if text else {})
+    except urllib.error.HTTPError as e:
+        if e.code in ok:
+            return e.code, e.headers, {}
+        raise SystemExit("%s %s: %s %s" % (method, path, e.code, e.read()[:300]))
+
+
+def login(user, pw, project):
+    _, h, _ = call("POST", "/v3/auth/tokens", {"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "domain": {"id": "default"}, "password": pw}}},
+        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}})
+    return h["X-Subject-Token"]
+
+
+def find(token, path, key, name):
+    _, _, body = call("GET", "%s?name=%s" % (path, name), token=token)
+    items = body.get(key, [])
+    return items[0]["id"] if items else None
+
+
+if os.path.exists(state_file):
+    print(open(state_file).read())
+    sys.exit(0)
+
+admin = login("admin", admin_pw, "admin")
+project = find(admin, "/v3/projects", "projects", "demo") or call(
+    "POST", "/v3/projects", {"project": {"name": "demo", "domain_id": "default"}}, admin)[2]["project"]["id"]
+user = find(admin, "/v3/users", "users", "demo") or call(
+    "POST", "/v3/users", {"user": {"name": "demo", "domain_id": "default", "password": DEMO_PW}}, admin)[2]["user"]["id"]
+member = find(admin, "/v3/roles", "roles", "member")
+call("PUT", "/v3/projects/%s/users/%s/roles/%s" % (project, user, member), token=admin)
+
+service = find(admin, "/v3/services", "services", "swift")
+if not service:
+    service = call("POST", "/v3/services", {"service": {"name": "swift", "type": "object-store"}}, admin)[2]["service"]["id"]
+    for iface in ("public", "internal", "admin"):
+        call("POST", "/v3/endpoints", {"endpoint": {
+            "service_id": service, "interface": iface, "region_id": "RegionOne",
+            "url": swift_url + "/v1/AUTH_$(project_id)s"}}, admin)
+
+demo = login("demo", DEMO_PW, "demo")
+_, _, ac = call("POST", "/v3/users/%s/application_credentials" % user,
+                {"application_credential": {"name": "k5up-testbed"}}, demo)
+state = {
+    "project_id": project, "user_id": user, "demo_password": DEMO_PW,
+    "app_cred_id": ac["application_credential"]["id"],
+    "app_cred_secret": ac["application_credential"]["secret"],
+}
+with open(state_file, "w") as f:
+    json.dump(state, f)
+print(json.dumps(state))
