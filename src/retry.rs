@@ -108,7 +108,9 @@ where
         }
         let elapsed = start.elapsed();
         if elapsed >= policy.retry_for {
-            tracing::warn!("{what}: giving up after {attempt} attempts in {:.0?}: {err}", elapsed);
+            if !policy.quiet {
+                tracing::warn!("{what}: giving up after {attempt} attempts in {:.0?}: {err}", elapsed);
+            }
             return Err(err);
         }
         let mut delay = backoff.next_backoff().unwrap_or(policy.max_interval);

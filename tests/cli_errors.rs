@@ -91,3 +91,44 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn tls_with_a_private_ca() {
+    let tb = Testbed::get();
+    let creds = Creds { auth: tb.var("TLS_ST_AUTH"), user: tb.var("TLS_ST_USER"), key: tb.var("TLS_ST_KEY") };
+    let ca = tb.var("TLS_CACERT");
+    let run = Run::new(creds.clone());
+    let img = run.path("a.img");
+    let md5 = write_random(&img, 3 << 20, 21);
+    let i = img.to_str().unwrap();
+    let c = common::unique("tls");
+    // untrusted: refused at once, with the way out in the hint
+    let t0 = std::time::Instant::now();
+    let err = fails(&run, &["upload", i, "-c", &c], 2, "certificate");
+    assert!(err.contains("--cacert"), "{err}");
+    assert!(t0.elapsed().as_secs() < 5, "a certificate error is not retried");
+    // --cacert and OS_CACERT
+    run.ok(&["upload", i, "-c", &c, "--cacert", &ca, "--no-progress"]);
+    let out = run.cmd(&["verify", &run.only_job(), "--deep"]).env("OS_CACERT", &ca).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // --insecure works and says loudly what it costs
+    let out = run.run(&["upload", i, "-c", &c, "-o", "insecure.img", "--insecure", "--no-progress"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("TLS certificate verification is OFF"), "{err}");
+    let obs_out = std::process::Command::new("curl")
+        .args(["-s", "--cacert", &ca, "-H", &format!("X-Auth-User: {}", creds.user), "-H"])
+        .arg(format!("X-Auth-Key: {}", creds.key))
+        .args(["-D", "-", "-o", "/dev/null", &creds.auth])
+        .output()
+        .unwrap();
+    let hdrs = String::from_utf8_lossy(&obs_out.stdout);
+    let token = hdrs.lines().find_map(|l| l.strip_prefix("X-Auth-Token: ")).unwrap().trim().to_string();
+    let body = std::process::Command::new("curl")
+        .args(["-s", "-f", "--cacert", &ca, "-H", &format!("X-Auth-Token: {token}")])
+        .arg(format!("https://127.0.0.1:{}/v1/AUTH_test/{c}/insecure.img", creds.port()))
+        .output()
+        .unwrap();
+    use md5::Digest;
+    assert_eq!(hex::encode(md5::Md5::digest(&body.stdout)), md5);
+}

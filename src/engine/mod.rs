@@ -111,7 +111,7 @@ fn naming_of(job: &JobRecord) -> SegmentNaming {
 /// The first contact with the server: a failure here is most often a wrong URL
 /// or credentials, so it is reported at once as bad input.
 fn first_contact(e: SwiftError) -> Error {
-    let transport = e.status.is_none();
+    let transport = e.status.is_none() && e.class == crate::retry::Class::Transient;
     let mut err = e.into_error(ErrorKind::BadInput);
     if transport {
         err.kind = ErrorKind::BadInput;

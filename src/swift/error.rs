@@ -56,14 +56,9 @@ impl SwiftError {
             detail = format!("{detail}: {s}");
             src = s.source();
         }
-        SwiftError {
-            op: op.to_string(),
-            status: None,
-            trans_id: None,
-            detail,
-            retry_after: None,
-            class: Class::Transient,
-        }
+        // A certificate the client does not trust will not become trusted by retrying.
+        let class = if detail.contains("certificate") { Class::Fatal } else { Class::Transient };
+        SwiftError { op: op.to_string(), status: None, trans_id: None, detail, retry_after: None, class }
     }
 
     /// A local failure while talking to the server (e.g. the body could not be read).
@@ -75,6 +70,7 @@ impl SwiftError {
     pub fn into_error(self, kind_if_transient: ErrorKind) -> Error {
         let kind = match (self.class, self.status) {
             (_, Some(401)) => ErrorKind::BadInput,
+            (_, None) if self.detail.contains("certificate") => ErrorKind::BadInput,
             (Class::Transient, _) => kind_if_transient,
             _ => ErrorKind::Failed,
         };
@@ -83,6 +79,9 @@ impl SwiftError {
             Some(403) => Some("the account does not allow this operation; ask for the member/swiftoperator role"),
             Some(404) => Some("check the container and object names"),
             Some(413) => Some("the server refused the size; check `k5up upload --dry-run` for its limits"),
+            None if self.detail.contains("certificate") => {
+                Some("the server's TLS certificate is not trusted: --cacert FILE or OS_CACERT adds a private CA")
+            }
             None if self.class == Class::Transient => {
                 Some("check the endpoint and the network; `k5up resume` continues the job")
             }
