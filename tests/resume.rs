@@ -22,6 +22,13 @@ fn lost_journal_is_rebuilt_by_the_same_command_without_resending() {
     run.ok(&args);
     let obs = Observer::login(&tb.small());
     let before = obs.list(&format!("{c}_segments"), "disk.img/");
+    let object_before = obs.head(&c, "disk.img").unwrap();
+    // resuming a finished job touches nothing
+    let job = run.only_job();
+    let out = run.ok(&["resume", &job, "--no-progress"]);
+    assert!(out.contains("is complete"), "{out}");
+    assert_eq!(obs.list(&format!("{c}_segments"), "disk.img/"), before);
+    assert_eq!(obs.head(&c, "disk.img").unwrap()["last-modified"], object_before["last-modified"]);
     std::fs::remove_dir_all(run.journal()).unwrap();
     run.ok(&args);
     let after = obs.list(&format!("{c}_segments"), "disk.img/");

@@ -1,0 +1,46 @@
+//! Micro-benchmark of the hot path's first pass: reading a segment and computing its
+//! MD5 (`source::md5_range`), against openssl's MD5 speed on this machine when
+//! openssl is installed. Run with `cargo bench --bench hash`.
+
+use std::io::Write;
+use std::time::Instant;
+
+fn main() {
+    let size: u64 = std::env::var("BENCH_HASH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(512) << 20;
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    let block: Vec<u8> = (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    for _ in 0..(size >> 20) {
+        f.write_all(&block).expect("write");
+    }
+    f.flush().expect("flush");
+    let file = std::fs::File::open(f.path()).expect("open");
+    // warm the page cache, as the second read of a segment would find it
+    k5up::source::md5_range(&file, 0, size).expect("read");
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        std::hint::black_box(k5up::source::md5_range(&file, 0, size).expect("read"));
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let gib = size as f64 / (1u64 << 30) as f64;
+    println!(
+        "md5_range (md-5 crate, 1 MiB reads, page cache): {:.0} MiB/s, {:.2} CPU-s/GiB",
+        gib * 1024.0 / best,
+        best / gib
+    );
+    match std::process::Command::new("openssl").args(["speed", "-seconds", "2", "-bytes", "16384", "md5"]).output() {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            if let Some(line) = text.lines().find(|l| l.starts_with("md5")) {
+                let kbs: f64 =
+                    line.split_whitespace().last().and_then(|v| v.trim_end_matches('k').parse().ok()).unwrap_or(0.0);
+                println!(
+                    "openssl md5 (16 KiB blocks, reference floor): {:.0} MiB/s, {:.2} CPU-s/GiB",
+                    kbs * 1000.0 / (1 << 20) as f64,
+                    (1u64 << 30) as f64 / (kbs * 1000.0)
+                );
+            }
+        }
+        _ => println!("openssl not found: no reference figure"),
+    }
+}
