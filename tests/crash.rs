@@ -45,10 +45,7 @@ fn kill_at(fraction: f64) {
     let prefix = "disk.img/slo/";
     let target = ((nseg as f64) * fraction).round().max(1.0) as usize;
 
-    let mut child = run.spawn(&args);
-    wait_for(Duration::from_secs(60), || (obs.list(&format!("{c}_segments"), prefix).len() >= target).then_some(()));
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    run.kill_after(&args, &obs, &format!("{c}_segments"), target); // SIGKILL
     let before = whole(&obs, &c, prefix, &src, seg, size);
     assert!(before.len() >= target, "{} whole before the kill", before.len());
     let st = run.status(&job);

@@ -57,10 +57,7 @@ fn changed_file_is_refused() {
     let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--no-progress"];
     let job = run.job_id(&args);
     let obs = Observer::login(&creds);
-    let mut child = run.spawn(&args);
-    wait_for(Duration::from_secs(60), || (!obs.list(&format!("{c}_segments"), "").is_empty()).then_some(()));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    run.kill_after(&args, &obs, &format!("{c}_segments"), 1);
     // Change the content (same size).
     use std::os::unix::fs::FileExt;
     let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
@@ -145,10 +142,7 @@ fn abort_deletes_segments_and_journal() {
     let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--no-progress"];
     let job = run.job_id(&args);
     let obs = Observer::login(&creds);
-    let mut child = run.spawn(&args);
-    wait_for(Duration::from_secs(60), || (obs.list(&format!("{c}_segments"), "").len() >= 2).then_some(()));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    run.kill_after(&args, &obs, &format!("{c}_segments"), 2);
     let out = run.ok(&["abort", &job]);
     assert!(out.contains("aborted"), "{out}");
     assert!(obs.list(&format!("{c}_segments"), "").is_empty(), "segments deleted");

@@ -225,22 +225,9 @@ impl Engine {
     pub async fn resume(&self, id: &str) -> Result<StatusView> {
         let journal = self.root.open(id)?;
         let job = journal.job()?;
-        let file = self.check_source(&job)?;
+        let (_, file, _) = source::open(Path::new(&job.file)).map_err(|e| e.context(format!("job {}", job.id)))?;
         self.storage_url_first().await?;
         self.run(journal, file).await
-    }
-
-    /// Reopens the job's file and refuses it if it changed since the job was created.
-    fn check_source(&self, job: &JobRecord) -> Result<File> {
-        let (_, file, now) = source::open(Path::new(&job.file)).map_err(|e| e.context(format!("job {}", job.id)))?;
-        if let Some(what) = job.identity.changes(&now) {
-            return Err(Error::failed(format!(
-                "job {}: {} has changed since the upload started: {what}",
-                job.id, job.file
-            ))
-            .hint(format!("restore the original file, or `k5up abort {}` and upload the new one", job.id)));
-        }
-        Ok(file)
     }
 
     async fn run(&self, journal: Journal, file: File) -> Result<StatusView> {
@@ -251,14 +238,7 @@ impl Engine {
             let segs = journal.segments()?;
             return Ok(StatusView::from_records(&job, &segs));
         }
-        let now = source::identity(&file, Path::new(&job.file))?;
-        if let Some(what) = job.identity.changes(&now) {
-            return Err(Error::failed(format!(
-                "job {}: {} has changed since the upload started: {what}",
-                job.id, job.file
-            ))
-            .hint(format!("restore the original file, or `k5up abort {}` and upload the new one", job.id)));
-        }
+        ensure_unchanged(&job, &file)?;
         let url = self.swift.storage_url().await.map_err(first_contact)?;
         if url != job.storage_url {
             return Err(Error::input(format!(
@@ -310,10 +290,7 @@ impl Engine {
             journal.put_job(job)?;
             journal.flush()?;
             // The file must not have changed while it was being read.
-            let now = source::identity(&file, Path::new(&job.file))?;
-            if let Some(what) = job.identity.changes(&now) {
-                return Err(Error::failed(format!("job {}: {} changed during the upload: {what}", job.id, job.file)));
-            }
+            ensure_unchanged(job, &file)?;
             let segs = journal.segments()?;
             let view = StatusView::live(job, &self.progress);
             let _ = self.write_snapshot(journal, &view);
@@ -418,6 +395,18 @@ impl Engine {
             }
         })
         .await
+    }
+}
+
+/// Refuses a source whose identity differs from the journaled one.
+fn ensure_unchanged(job: &JobRecord, file: &File) -> Result<()> {
+    let now = source::identity(file, Path::new(&job.file))?;
+    match job.identity.changes(&now) {
+        None => Ok(()),
+        Some(what) => {
+            Err(Error::failed(format!("job {}: {} has changed since the upload started: {what}", job.id, job.file))
+                .hint(format!("restore the original file, or `k5up abort {}` and upload the new one", job.id)))
+        }
     }
 }
 

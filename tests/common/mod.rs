@@ -180,6 +180,14 @@ impl Run {
         let err = std::fs::File::create(self.path("spawn.stderr")).unwrap();
         self.cmd(args).stdout(out).stderr(err).spawn().unwrap()
     }
+    /// Starts `args` in the background and SIGKILLs it once `container` holds at least
+    /// `n` objects (as the observer sees them).
+    pub fn kill_after(&self, args: &[&str], obs: &Observer, container: &str, n: usize) {
+        let mut child = self.spawn(args);
+        wait_for(Duration::from_secs(60), || (obs.list(container, "").len() >= n).then_some(()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
     /// What the last spawned k5up wrote to stderr.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.path("spawn.stderr")).unwrap_or_default()
