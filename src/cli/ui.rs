@@ -105,12 +105,18 @@ pub(super) fn spawn_progress(p: Arc<Progress>, bar: Option<ProgressBar>) -> Disp
             Duration::from_secs(every.max(1))
         });
         tick.tick().await;
+        let mut first = true;
         loop {
             tick.tick().await;
             match &b {
                 Some(b) => {
                     b.set_length(Progress::get(&p.bytes_total));
                     b.set_position(Progress::get(&p.bytes_confirmed));
+                    if first && Progress::get(&p.bytes_total) > 0 {
+                        // what earlier runs confirmed must not count in this run's rate
+                        b.reset_eta();
+                        first = false;
+                    }
                     b.set_message(format!(
                         "{}/{} segs",
                         Progress::get(&p.segments_confirmed),

@@ -252,7 +252,13 @@ impl Engine {
         job.phase = if job.phase == Phase::Manifest { Phase::Manifest } else { Phase::Uploading };
         journal.put_job(&job)?;
         journal.flush()?;
-        let result = self.run_phases(&journal, Arc::new(file), &mut job).await;
+        let _ = self.write_snapshot(&journal, &StatusView::from_records(&job, &journal.segments()?));
+        // Ctrl-C stops any phase; the pool also watches it to abandon segments in flight.
+        let mut cancel = self.cancel.clone();
+        let result = tokio::select! {
+            r = self.run_phases(&journal, Arc::new(file), &mut job) => r,
+            _ = upload::cancelled(&mut cancel) => Err(upload::interrupted(&job.id)),
+        };
         if let Err(e) = &result {
             job.last_error = Some(e.msg.clone());
             if e.kind == ErrorKind::Failed {
