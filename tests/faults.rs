@@ -1,0 +1,76 @@
+//! The upload keeps going through transient faults injected in front of the real
+//! Swift: 503/429/498 answers with Retry-After, and a stalled request body.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use common::throttle::{Fault, Throttle};
+use common::{Observer, Run, Testbed, unique, write_random};
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn throttling_answers_are_retried_honouring_retry_after() {
+    let tb = Testbed::get();
+    let faults = vec![
+        Fault::Reply { method: "PUT ", status: 503, retry_after: Some(2), count: 1 },
+        Fault::Reply { method: "PUT ", status: 498, retry_after: Some(2), count: 1 },
+        Fault::Reply { method: "PUT ", status: 429, retry_after: Some(2), count: 1 },
+    ];
+    let proxy = Throttle::with_faults(tb.small().port(), 1 << 30, faults);
+    let creds = tb.small().via(proxy.port);
+    let run = Run::new(creds.clone());
+    let src = run.path("disk.img");
+    let md5 = write_random(&src, 6 * MIB + 3, 31);
+    let c = unique("faults");
+    let t0 = Instant::now();
+    let out = run.run(&["upload", src.to_str().unwrap(), "-c", &c, "--segment-size", "1MiB", "--concurrency", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(proxy.stats.replies.load(Ordering::Relaxed), 3, "three faults injected");
+    // One worker, three consecutive faults, each asking for 2 s: at least 6 s.
+    assert!(t0.elapsed().as_secs_f64() >= 6.0, "Retry-After honoured ({:?})", t0.elapsed());
+    for code in ["HTTP 503", "HTTP 498", "HTTP 429"] {
+        assert!(err.contains(code), "{code} logged with its retry: {err}");
+    }
+    assert!(err.contains("tx-injected-fault"), "the X-Trans-Id is in the log: {err}");
+    assert_eq!(Observer::login(&creds).get_md5(&c, "disk.img").unwrap(), (md5, 6 * MIB + 3));
+}
+
+#[test]
+fn a_stalled_body_is_abandoned_and_sent_again() {
+    let tb = Testbed::get();
+    let faults = vec![Fault::Stall { method: "PUT ", after: 300 << 10, count: 2 }];
+    let proxy = Throttle::with_faults(tb.small().port(), 1 << 30, faults);
+    let creds = tb.small().via(proxy.port);
+    let run = Run::new(creds.clone());
+    let src = run.path("disk.img");
+    let md5 = write_random(&src, 4 * MIB, 32);
+    let c = unique("stall");
+    let out = run.run(&["upload", src.to_str().unwrap(), "-c", &c, "--segment-size", "1MiB", "--stall-timeout", "2s"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(proxy.stats.stalls.load(Ordering::Relaxed), 2, "two bodies stalled");
+    assert!(err.contains("stalled: no progress for 2s"), "{err}");
+    assert_eq!(Observer::login(&creds).get_md5(&c, "disk.img").unwrap(), (md5, 4 * MIB));
+    let st = run.status(&run.only_job());
+    assert!(st["bytes_wasted"].as_u64().unwrap() >= 2 * (300 << 10) - 4096, "stalled bytes counted as wasted: {st}");
+}
+
+#[test]
+fn a_refused_segment_is_fatal_and_named() {
+    let tb = Testbed::get();
+    let faults = vec![Fault::Reply { method: "PUT ", status: 403, retry_after: None, count: 100 }];
+    let proxy = Throttle::with_faults(tb.small().port(), 1 << 30, faults);
+    let run = Run::new(tb.small().via(proxy.port));
+    let src = run.path("disk.img");
+    write_random(&src, 2 * MIB, 33);
+    let c = unique("refused");
+    let out = run.run(&["upload", src.to_str().unwrap(), "-c", &c, "--segment-size", "1MiB", "--concurrency", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("HTTP 403") && err.contains("tx-injected-fault"), "{err}");
+    assert!(proxy.stats.replies.load(Ordering::Relaxed) <= 2, "a 403 is not retried");
+}
