@@ -162,7 +162,7 @@ fn sled_open(path: &Path, id: &str) -> Result<sled::Db> {
 fn sled_err(id: &str, e: sled::Error) -> Error {
     match e {
         sled::Error::Corruption { .. } => Error::failed(format!("the journal of job {id} is damaged ({e})"))
-            .hint("run the same `k5up upload` command again with --rebuild-journal: the job is rebuilt from the server's listing and the file"),
+            .hint(format!("remove jobs/{id} from the journal directory and run the same `k5up upload` command again: segments already on the server are adopted, not sent again")),
         other => Error::failed(format!("journal of job {id}: {other}")),
     }
 }
