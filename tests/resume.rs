@@ -150,3 +150,50 @@ fn abort_deletes_segments_and_journal() {
     let out = run.run(&["resume", &job]);
     assert_eq!(out.status.code(), Some(2), "unknown job after abort");
 }
+
+/// Overwrites every file of a job's sled database with garbage of the same size.
+fn corrupt_sled(journal: &std::path::Path, job: &str) -> usize {
+    let mut n = 0;
+    let mut stack = vec![journal.join("jobs").join(job).join("db")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let len = std::fs::metadata(&p).unwrap().len() as usize;
+                let junk: Vec<u8> = (0..len).map(|i| (i * 7919 % 251) as u8).collect();
+                std::fs::write(&p, junk).unwrap();
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn corrupted_journal_is_rebuilt_from_the_listing_without_resending() {
+    let tb = Testbed::get();
+    let throttle = Throttle::start(tb.small().port(), 4 * MIB);
+    let creds = tb.small().via(throttle.port);
+    let run = Run::new(creds.clone());
+    let src = run.path("disk.img");
+    let md5 = write_random(&src, 12 * MIB + 9, 6);
+    let c = unique("corrupt");
+    let s = src.to_str().unwrap();
+    let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--no-progress"];
+    let job = run.job_id(&args);
+    let obs = Observer::login(&creds);
+    run.kill_after(&args, &obs, &format!("{c}_segments"), 4);
+    let before = obs.list(&format!("{c}_segments"), "");
+    assert!(corrupt_sled(&run.journal(), &job) > 0);
+    let out = run.run(&["resume", &job, "--no-progress"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("the journal of job {job} is damaged")), "said clearly: {err}");
+    assert_eq!(obs.get_md5(&c, "disk.img").unwrap(), (md5, 12 * MIB + 9));
+    let after = obs.list(&format!("{c}_segments"), "");
+    for (name, e) in &before {
+        assert_eq!(after[name]["last_modified"], e["last_modified"], "{name} was sent again");
+    }
+}

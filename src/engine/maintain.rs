@@ -39,7 +39,7 @@ pub struct VerifyReport {
 impl Engine {
     /// `k5up verify JOB [--deep]`.
     pub async fn verify(&self, id: &str, deep: bool) -> Result<VerifyReport> {
-        let journal = self.root.open(id)?;
+        let journal = self.open_job(id)?;
         let job = journal.job()?;
         let segs = journal.segments()?;
         drop(journal);
@@ -194,7 +194,7 @@ impl Engine {
     /// `k5up abort JOB [--purge]`: deletes the job's segments (and sub-manifests)
     /// and its journal entry. A completed job keeps its object unless `purge`.
     pub async fn abort(&self, id: &str, purge: bool) -> Result<String> {
-        let journal = self.root.open(id)?;
+        let journal = self.open_job(id)?;
         let job = journal.job()?;
         let naming = naming_of(&job);
         if job.phase == Phase::Done && !purge {

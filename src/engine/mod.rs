@@ -17,7 +17,7 @@ pub use finish::EMPTY_MD5;
 pub use maintain::{Check, VerifyReport};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::journal::{JobRecord, Journal, Phase, Root, SegState, SegmentRecord};
+use crate::journal::{JobRecord, Journal, Opened, Phase, Root, SegState, SegmentRecord};
 use crate::names::{SegmentNaming, check_container, check_object};
 use crate::plan::{self, Limits, ManifestKind, Plan};
 use crate::progress::Progress;
@@ -144,7 +144,7 @@ impl Engine {
         let storage_url = self.storage_url_first().await?;
         let id = job_id(&ident, &storage_url, &req.container, &object);
         if self.root.exists(&id) {
-            let j = self.root.open(&id)?;
+            let j = self.open_job(&id)?;
             let job = j.job()?;
             if req.segment_size.is_some_and(|s| s != job.plan.segment_size) {
                 return Err(Error::input(format!(
@@ -212,7 +212,7 @@ impl Engine {
         let (_path, file, planned) = self.plan(req).await?;
         let journal = if planned.existing {
             tracing::info!("job {} exists: continuing it", planned.job.id);
-            self.root.open(&planned.job.id)?
+            self.open_job(&planned.job.id)?
         } else {
             let p = &planned.job.plan;
             let segs = (0..p.segment_count).map(|i| new_segment(p, i));
@@ -221,9 +221,31 @@ impl Engine {
         self.run(journal, file).await
     }
 
+    /// Opens a job's journal for a run. A damaged journal is never trusted: it is
+    /// set aside and the job rebuilt from its birth record; the next reconciliation
+    /// then adopts every segment the server holds whole (hashing the file).
+    pub(crate) fn open_job(&self, id: &str) -> Result<Journal> {
+        match self.root.open_checked(id)? {
+            Opened::Ok(j) => Ok(j),
+            Opened::Damaged { reason, birth, held } => {
+                let Some(mut job) = birth else {
+                    return Err(Error::failed(format!("the journal of job {id} is damaged ({reason}) and cannot be rebuilt"))
+                        .hint("remove it from the journal directory and run the same `k5up upload` command again: segments already on the server are adopted"));
+                };
+                tracing::warn!(
+                    "the journal of job {id} is damaged ({reason}): rebuilding it from the server's listing and the file (the damaged copy is kept beside it)"
+                );
+                job.phase = Phase::Uploading;
+                job.last_error = Some(format!("journal rebuilt after damage: {reason}"));
+                let p = job.plan.clone();
+                self.root.rebuild(held, &job, (0..p.segment_count).map(|i| new_segment(&p, i)))
+            }
+        }
+    }
+
     /// `k5up resume JOB`.
     pub async fn resume(&self, id: &str) -> Result<StatusView> {
-        let journal = self.root.open(id)?;
+        let journal = self.open_job(id)?;
         let job = journal.job()?;
         let (_, file, _) = source::open(Path::new(&job.file)).map_err(|e| e.context(format!("job {}", job.id)))?;
         self.storage_url_first().await?;

@@ -110,6 +110,19 @@ impl Root {
         if dir.join("db").exists() {
             return Err(Error::failed(format!("job {} exists already", job.id)));
         }
+        Self::create_locked(dir, l, job, segments)
+    }
+
+    fn create_locked(
+        dir: PathBuf,
+        l: lock::JobLock,
+        job: &JobRecord,
+        segments: impl Iterator<Item = SegmentRecord>,
+    ) -> Result<Journal> {
+        // The birth record: a plain copy of the job as created, outside sled, from
+        // which a damaged journal can be rebuilt.
+        let birth = serde_json::to_vec_pretty(job).map_err(|e| Error::failed(e.to_string()))?;
+        write_atomic(&dir, "birth.json", &birth)?;
         // Build in a temporary directory and rename it into place, so a crash while
         // creating never leaves a half-written journal that looks complete.
         let tmp = dir.join("db.new");
@@ -129,6 +142,54 @@ impl Root {
         Journal::open_db(dir, &job.id, l)
     }
 
+    /// Opens `id` for a run, reading every record once: a journal that sled cannot
+    /// open, or whose records do not decode, comes back as [`Opened::Damaged`]
+    /// (still locked) instead of being trusted.
+    pub fn open_checked(&self, id: &str) -> Result<Opened> {
+        self.check_known(id)?;
+        let dir = self.job_dir(id);
+        let l = lock::lock(&dir, id, Role::Writer)?.map_err(|_| Error::failed("unreachable: writer lock"))?;
+        let birth = std::fs::read(dir.join("birth.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        // sled 0.34 can panic on some damaged files instead of returning an error.
+        let probe = std::panic::catch_unwind(|| {
+            sled_open(&dir.join("db"), id).and_then(|db| {
+                let segs = db.open_tree(SEGMENTS_TREE).map_err(|e| sled_err(id, e))?;
+                Ok((db, segs))
+            })
+        })
+        .unwrap_or_else(|_| Err(Error::failed("sled panicked while opening it")));
+        let (db, segs) = match probe {
+            Ok(x) => x,
+            Err(e) => return Ok(Opened::Damaged { reason: e.msg, birth, held: Held { dir, lock: l } }),
+        };
+        let j = Journal { id: id.to_string(), dir, db, segs, _lock: l };
+        let check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| j.job().and_then(|_| j.segments())))
+            .unwrap_or_else(|_| Err(Error::failed("sled panicked while reading it")));
+        if let Err(e) = check {
+            let Journal { dir, _lock, .. } = j;
+            return Ok(Opened::Damaged { reason: e.msg, birth, held: Held { dir, lock: _lock } });
+        }
+        Ok(Opened::Ok(j))
+    }
+
+    /// Replaces a damaged journal (kept aside as `db.damaged-<time>`) by a new one.
+    pub fn rebuild(
+        &self,
+        held: Held,
+        job: &JobRecord,
+        segments: impl Iterator<Item = SegmentRecord>,
+    ) -> Result<Journal> {
+        let Held { dir, lock } = held;
+        let stamp =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let aside = dir.join(format!("db.damaged-{stamp}"));
+        if dir.join("db").exists() {
+            std::fs::rename(dir.join("db"), &aside)
+                .map_err(|e| Error::io(format!("cannot move the damaged journal of job {} aside", job.id), e))?;
+        }
+        Self::create_locked(dir, lock, job, segments)
+    }
+
     /// Deletes the journal of `id` (the caller holds its lock through `journal`).
     pub fn remove(&self, journal: Journal) -> Result<()> {
         let dir = journal.dir.clone();
@@ -143,6 +204,36 @@ impl Root {
         }
         Ok(())
     }
+}
+
+/// The outcome of [`Root::open_checked`].
+#[derive(Debug)]
+pub enum Opened {
+    /// Opened, every record readable.
+    Ok(Journal),
+    /// Unusable; the job's lock is still held.
+    Damaged {
+        /// What is wrong.
+        reason: String,
+        /// The job as it was created (from `birth.json`), if readable.
+        birth: Option<JobRecord>,
+        /// The held lock, for [`Root::rebuild`].
+        held: Held,
+    },
+}
+
+/// A job's lock held across a rebuild.
+#[derive(Debug)]
+pub struct Held {
+    dir: PathBuf,
+    lock: lock::JobLock,
+}
+
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, dir.join(name)))
+        .map_err(|e| Error::io(format!("cannot write {}", dir.join(name).display()), e))
 }
 
 /// An open job journal. Holds the job's lock while alive.
@@ -245,10 +336,7 @@ impl Journal {
 
     /// Atomically replaces the job's status snapshot (read by other processes).
     pub fn write_snapshot(&self, bytes: &[u8]) -> Result<()> {
-        let tmp = self.dir.join("status.json.tmp");
-        std::fs::write(&tmp, bytes)
-            .and_then(|_| std::fs::rename(&tmp, self.dir.join("status.json")))
-            .map_err(|e| Error::io(format!("cannot write status snapshot of job {}", self.id), e))
+        write_atomic(&self.dir, "status.json", bytes)
     }
 }
 
@@ -330,6 +418,25 @@ mod tests {
         assert!(root.open_reader("abc").unwrap().is_none());
         drop(j);
         assert!(root.open_reader("abc").unwrap().is_some());
+    }
+
+    #[test]
+    fn damaged_journal_is_reported_not_trusted_and_rebuilt() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(Some(d.path().to_path_buf())).unwrap();
+        let j = root.create(&sample_job("dmg"), (0..3).map(seg)).unwrap();
+        j.segs.insert(1u64.to_be_bytes(), vec![0u8, 1, 0xff, 0xff]).unwrap();
+        j.flush().unwrap();
+        drop(j);
+        let Opened::Damaged { reason, birth, held } = root.open_checked("dmg").unwrap() else { panic!("trusted") };
+        assert!(reason.contains("unreadable record"), "{reason}");
+        assert_eq!(birth.as_ref().unwrap(), &sample_job("dmg"));
+        let j = root.rebuild(held, &birth.unwrap(), (0..3).map(seg)).unwrap();
+        assert_eq!(j.segments().unwrap().len(), 3);
+        drop(j);
+        assert!(matches!(root.open_checked("dmg").unwrap(), Opened::Ok(_)));
+        let kept = std::fs::read_dir(d.path().join("jobs/dmg")).unwrap().flatten();
+        assert!(kept.into_iter().any(|e| e.file_name().to_string_lossy().starts_with("db.damaged-")));
     }
 
     #[test]
