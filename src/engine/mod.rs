@@ -228,7 +228,7 @@ impl Engine {
         match self.root.open_checked(id)? {
             Opened::Ok(j) => Ok(j),
             Opened::Damaged { reason, birth, held } => {
-                let Some(mut job) = birth else {
+                let Some(mut job) = birth.map(|b| *b) else {
                     return Err(Error::failed(format!("the journal of job {id} is damaged ({reason}) and cannot be rebuilt"))
                         .hint("remove it from the journal directory and run the same `k5up upload` command again: segments already on the server are adopted"));
                 };

@@ -149,7 +149,8 @@ impl Root {
         self.check_known(id)?;
         let dir = self.job_dir(id);
         let l = lock::lock(&dir, id, Role::Writer)?.map_err(|_| Error::failed("unreachable: writer lock"))?;
-        let birth = std::fs::read(dir.join("birth.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let birth =
+            std::fs::read(dir.join("birth.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).map(Box::new);
         // sled 0.34 can panic on some damaged files instead of returning an error.
         let probe = std::panic::catch_unwind(|| {
             sled_open(&dir.join("db"), id).and_then(|db| {
@@ -216,7 +217,7 @@ pub enum Opened {
         /// What is wrong.
         reason: String,
         /// The job as it was created (from `birth.json`), if readable.
-        birth: Option<JobRecord>,
+        birth: Option<Box<JobRecord>>,
         /// The held lock, for [`Root::rebuild`].
         held: Held,
     },
@@ -430,7 +431,7 @@ mod tests {
         drop(j);
         let Opened::Damaged { reason, birth, held } = root.open_checked("dmg").unwrap() else { panic!("trusted") };
         assert!(reason.contains("unreadable record"), "{reason}");
-        assert_eq!(birth.as_ref().unwrap(), &sample_job("dmg"));
+        assert_eq!(**birth.as_ref().unwrap(), sample_job("dmg"));
         let j = root.rebuild(held, &birth.unwrap(), (0..3).map(seg)).unwrap();
         assert_eq!(j.segments().unwrap().len(), 3);
         drop(j);
