@@ -25,6 +25,10 @@ pub struct Progress {
     pub puts: AtomicU64,
     /// Bytes sent by this run only (for the rate).
     pub run_bytes_sent: AtomicU64,
+    /// Transient failures seen by this run (drives adaptive concurrency).
+    pub trouble: AtomicU64,
+    /// Segments allowed in flight right now (adaptive, at most `--concurrency`).
+    pub concurrency: AtomicU64,
     /// When this run started.
     pub started: Instant,
 }
@@ -41,6 +45,8 @@ impl Default for Progress {
             segments_adopted: AtomicU64::new(0),
             puts: AtomicU64::new(0),
             run_bytes_sent: AtomicU64::new(0),
+            trouble: AtomicU64::new(0),
+            concurrency: AtomicU64::new(0),
             started: Instant::now(),
         }
     }

@@ -51,6 +51,9 @@ pub struct StatusView {
     pub storage_url: String,
     /// Runs that worked on this job.
     pub runs: u32,
+    /// Segments in flight allowed now (adaptive; 0 when not running).
+    #[serde(default)]
+    pub concurrency: u64,
 }
 
 impl StatusView {
@@ -76,6 +79,7 @@ impl StatusView {
             last_error: job.last_error.clone(),
             storage_url: job.storage_url.clone(),
             runs: job.runs,
+            concurrency: 0,
         }
     }
 
@@ -105,6 +109,7 @@ impl StatusView {
         v.bytes_confirmed = Progress::get(&p.bytes_confirmed);
         v.bytes_sent += Progress::get(&p.bytes_sent);
         v.bytes_wasted = Progress::get(&p.bytes_wasted);
+        v.concurrency = Progress::get(&p.concurrency);
         v
     }
 }

@@ -15,9 +15,9 @@ const MIB: u64 = 1 << 20;
 fn throttling_answers_are_retried_honouring_retry_after() {
     let tb = Testbed::get();
     let faults = vec![
-        Fault::Reply { method: "PUT ", status: 503, retry_after: Some(2), count: 1 },
-        Fault::Reply { method: "PUT ", status: 498, retry_after: Some(2), count: 1 },
-        Fault::Reply { method: "PUT ", status: 429, retry_after: Some(2), count: 1 },
+        Fault::Reply { method: "PUT ".into(), status: 503, retry_after: Some(2), count: 1 },
+        Fault::Reply { method: "PUT ".into(), status: 498, retry_after: Some(2), count: 1 },
+        Fault::Reply { method: "PUT ".into(), status: 429, retry_after: Some(2), count: 1 },
     ];
     let proxy = Throttle::with_faults(tb.small().port(), 1 << 30, faults);
     let creds = tb.small().via(proxy.port);
@@ -42,7 +42,7 @@ fn throttling_answers_are_retried_honouring_retry_after() {
 #[test]
 fn a_stalled_body_is_abandoned_and_sent_again() {
     let tb = Testbed::get();
-    let faults = vec![Fault::Stall { method: "PUT ", after: 300 << 10, count: 2 }];
+    let faults = vec![Fault::Stall { method: "PUT ".into(), after: 300 << 10, count: 2 }];
     let proxy = Throttle::with_faults(tb.small().port(), 1 << 30, faults);
     let creds = tb.small().via(proxy.port);
     let run = Run::new(creds.clone());
@@ -62,7 +62,7 @@ fn a_stalled_body_is_abandoned_and_sent_again() {
 #[test]
 fn a_refused_segment_is_fatal_and_named() {
     let tb = Testbed::get();
-    let faults = vec![Fault::Reply { method: "PUT ", status: 403, retry_after: None, count: 100 }];
+    let faults = vec![Fault::Reply { method: "PUT ".into(), status: 403, retry_after: None, count: 100 }];
     let proxy = Throttle::with_faults(tb.small().port(), 1 << 30, faults);
     let run = Run::new(tb.small().via(proxy.port));
     let src = run.path("disk.img");
@@ -73,4 +73,51 @@ fn a_refused_segment_is_fatal_and_named() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("HTTP 403") && err.contains("tx-injected-fault"), "{err}");
     assert!(proxy.stats.replies.load(Ordering::Relaxed) <= 2, "a 403 is not retried");
+}
+
+#[test]
+fn bwlimit_caps_the_rate() {
+    let tb = Testbed::get();
+    let run = Run::new(tb.small());
+    let src = run.path("disk.img");
+    let size = 6 * MIB;
+    let md5 = write_random(&src, size, 34);
+    let c = unique("bwlimit");
+    let t0 = Instant::now();
+    run.ok(&[
+        "upload",
+        src.to_str().unwrap(),
+        "-c",
+        &c,
+        "--segment-size",
+        "1MiB",
+        "--bwlimit",
+        "2MiB",
+        "--no-progress",
+    ]);
+    // A lower bound only: 6 MiB at 2 MiB/s cannot take less than ~2.5 s (the first block is free).
+    let e = t0.elapsed().as_secs_f64();
+    assert!(e >= 2.4, "6 MiB at 2 MiB/s took only {e:.2} s");
+    assert_eq!(Observer::login(&tb.small()).get_md5(&c, "disk.img").unwrap(), (md5, size));
+    let out = run.run(&["upload", src.to_str().unwrap(), "-c", &c, "--bwlimit", "10"]);
+    assert_eq!(out.status.code(), Some(2), "a rate below 1 KiB/s is refused");
+}
+
+#[test]
+fn concurrency_backs_off_under_errors_and_recovers() {
+    let tb = Testbed::get();
+    let c = unique("adapt");
+    let segments = format!("PUT /v1/AUTH_test/{c}_segments/");
+    let faults = vec![Fault::Reply { method: segments, status: 503, retry_after: None, count: 4 }];
+    let proxy = Throttle::with_faults(tb.small().port(), 1 << 30, faults);
+    let creds = tb.small().via(proxy.port);
+    let run = Run::new(creds.clone());
+    let src = run.path("disk.img");
+    let md5 = write_random(&src, 24 * MIB, 35);
+    let out = run.run(&["upload", src.to_str().unwrap(), "-c", &c, "--segment-size", "1MiB", "--concurrency", "4"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("transient failures: 4 → 2 segments in parallel"), "{err}");
+    assert!(err.contains("no failures:") && err.contains("→ 4 segments in parallel"), "back up to 4: {err}");
+    assert_eq!(Observer::login(&creds).get_md5(&c, "disk.img").unwrap(), (md5, 24 * MIB));
 }

@@ -134,6 +134,9 @@ struct RunArgs {
     /// Abandon and retry a PUT that makes no progress for this long
     #[arg(long, default_value = "60s", value_parser = units::parse_duration)]
     stall_timeout: Duration,
+    /// Cap the upload rate, e.g. 20MiB (per second, all segments together)
+    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
+    bwlimit: Option<u64>,
     /// No progress bar (periodic log lines instead)
     #[arg(long)]
     no_progress: bool,
@@ -228,8 +231,15 @@ fn default_run() -> RunArgs {
         concurrency: 4,
         retry_for: Duration::from_secs(600),
         stall_timeout: Duration::from_secs(60),
+        bwlimit: None,
         no_progress: true,
     }
+}
+
+/// A rate: a size per second (`20MiB`, `20MiB/s`, `500k`); at least 1 KiB/s.
+fn parse_rate(s: &str) -> std::result::Result<u64, String> {
+    let r = units::parse_size(s.trim().trim_end_matches("/s"))?;
+    if r < 1024 { Err(format!("`{s}`: a rate below 1 KiB/s is not useful")) } else { Ok(r) }
 }
 
 fn engine(cli: &Cli, root: Root, a: &RunArgs) -> Result<Engine> {
@@ -251,7 +261,7 @@ fn engine(cli: &Cli, root: Root, a: &RunArgs) -> Result<Engine> {
     Ok(Engine {
         root,
         swift,
-        settings: Settings { concurrency: a.concurrency as usize, stall_timeout: a.stall_timeout },
+        settings: Settings { concurrency: a.concurrency as usize, stall_timeout: a.stall_timeout, bwlimit: a.bwlimit },
         progress: Arc::new(Progress::default()),
         cancel: rx,
     })

@@ -33,11 +33,13 @@ pub struct Settings {
     pub concurrency: usize,
     /// A PUT without progress for this long is abandoned and retried.
     pub stall_timeout: Duration,
+    /// `--bwlimit`: bytes per second for all segment bodies together.
+    pub bwlimit: Option<u64>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { concurrency: 4, stall_timeout: Duration::from_secs(60) }
+        Settings { concurrency: 4, stall_timeout: Duration::from_secs(60), bwlimit: None }
     }
 }
 
@@ -413,6 +415,7 @@ impl Engine {
             progress: self.progress.clone(),
             stall_timeout: self.settings.stall_timeout,
             job_id: job.id.clone(),
+            pacer: self.settings.bwlimit.map(|r| Arc::new(upload::pace::Pacer::new(r))),
         });
         let mut cancel = self.cancel.clone();
         let snap_job = job.clone();

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::pace::Pacer;
 use crate::progress::Progress;
 use crate::source::CHUNK;
 
@@ -33,6 +34,10 @@ impl Meter {
     }
     fn tick(&self, n: u64) {
         self.sent.fetch_add(n, Relaxed);
+        self.touch();
+    }
+    /// Records progress without bytes (a deliberate wait is not a stall).
+    pub fn touch(&self) {
         self.last_ms.store(self.start.elapsed().as_millis() as u64, Relaxed);
     }
     /// Time since the last progress.
@@ -54,7 +59,14 @@ pub async fn stalled(meter: &Meter, timeout: Duration) {
 }
 
 /// A streamed body of `len` bytes at `off` in `file`.
-pub fn segment_body(file: Arc<File>, off: u64, len: u64, meter: Arc<Meter>, progress: Arc<Progress>) -> reqwest::Body {
+pub fn segment_body(
+    file: Arc<File>,
+    off: u64,
+    len: u64,
+    meter: Arc<Meter>,
+    progress: Arc<Progress>,
+    pacer: Option<Arc<Pacer>>,
+) -> reqwest::Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
     tokio::task::spawn_blocking(move || {
         let mut done = 0u64;
@@ -69,13 +81,17 @@ pub fn segment_body(file: Arc<File>, off: u64, len: u64, meter: Arc<Meter>, prog
             done += n as u64;
         }
     });
-    let stream = futures_util::stream::unfold((rx, meter, progress), |(mut rx, meter, progress)| async move {
-        let item = rx.recv().await?;
-        if let Ok(b) = &item {
-            meter.tick(b.len() as u64);
-            progress.sent(b.len() as u64);
-        }
-        Some((item, (rx, meter, progress)))
-    });
+    let stream =
+        futures_util::stream::unfold((rx, meter, progress, pacer), |(mut rx, meter, progress, pacer)| async move {
+            let item = rx.recv().await?;
+            if let Ok(b) = &item {
+                if let Some(p) = &pacer {
+                    p.admit(b.len(), &meter).await;
+                }
+                meter.tick(b.len() as u64);
+                progress.sent(b.len() as u64);
+            }
+            Some((item, (rx, meter, progress, pacer)))
+        });
     reqwest::Body::wrap_stream(stream)
 }

@@ -3,8 +3,13 @@
 //! At most `concurrency` segments are in flight; each is hashed, PUT and journaled
 //! by its own task ([`segment::process`]). A fatal error or Ctrl-C stops new
 //! segments and abandons the ones in flight; what was confirmed stays confirmed.
+//!
+//! Concurrency adapts (AIMD): when transient failures rise (throttling, 5xx, resets,
+//! stalls) the number of segments started in parallel is halved; every two segments
+//! confirmed without a new failure add one back, up to `concurrency`.
 
 pub mod body;
+pub mod pace;
 pub mod segment;
 
 use std::sync::Arc;
@@ -16,7 +21,10 @@ use tokio::task::JoinSet;
 pub use segment::{Ctx, Outcome};
 
 use crate::error::{Error, Result};
+use std::sync::atomic::Ordering::Relaxed;
+
 use crate::journal::SegmentRecord;
+use crate::progress::Progress;
 use crate::swift::ListEntry;
 
 /// Uploads `todo` with at most `concurrency` segments in flight. `on_tick` runs about
@@ -34,8 +42,24 @@ pub async fn run(
     let mut failure: Option<Error> = None;
     let mut cancelled = *cancel.borrow();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let max = concurrency.max(1);
+    let mut limit = max;
+    let mut seen_trouble = Progress::get(&ctx.progress.trouble);
+    let mut calm = 0;
+    ctx.progress.concurrency.store(limit as u64, Relaxed);
     loop {
-        while set.len() < concurrency.max(1) && failure.is_none() && !cancelled {
+        let trouble = Progress::get(&ctx.progress.trouble);
+        if trouble > seen_trouble {
+            seen_trouble = trouble;
+            calm = 0;
+            if limit > 1 {
+                let fewer = (limit / 2).max(1);
+                tracing::info!("job {}: transient failures: {limit} → {fewer} segments in parallel", ctx.job_id);
+                limit = fewer;
+            }
+        }
+        ctx.progress.concurrency.store(limit as u64, Relaxed);
+        while set.len() < limit && failure.is_none() && !cancelled {
             match queue.next() {
                 Some((seg, hint)) => {
                     set.spawn(segment::process(ctx.clone(), seg, hint));
@@ -48,12 +72,22 @@ pub async fn run(
         }
         tokio::select! {
             joined = set.join_next() => match joined {
-                Some(Ok(Ok(_))) => {}
-                Some(Ok(Err(e)))
-                    if failure.is_none() => {
+                Some(Ok(Ok(_))) => {
+                    if Progress::get(&ctx.progress.trouble) == seen_trouble {
+                        calm += 1;
+                        if calm >= 2 && limit < max {
+                            calm = 0;
+                            tracing::info!("job {}: no failures: {limit} → {} segments in parallel", ctx.job_id, limit + 1);
+                            limit += 1;
+                        }
+                    }
+                }
+                Some(Ok(Err(e))) => {
+                    if failure.is_none() {
                         set.abort_all();
                         failure = Some(e);
                     }
+                }
                 Some(Err(je)) if je.is_panic() => {
                     set.abort_all();
                     failure.get_or_insert_with(|| Error::failed(format!("an upload task panicked: {je}")));

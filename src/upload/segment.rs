@@ -32,6 +32,8 @@ pub struct Ctx {
     pub stall_timeout: Duration,
     /// The job id, for messages.
     pub job_id: String,
+    /// `--bwlimit`, shared by every body.
+    pub pacer: Option<Arc<super::pace::Pacer>>,
 }
 
 /// How a segment got confirmed.
@@ -150,7 +152,8 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
         };
         save(&ctx.journal, start, true).await.map_err(|e| SwiftError::local(&op, e.msg, Class::Fatal))?;
         let mut attempt = Attempt { ctx: &ctx, rec: &rec, meter: Meter::new(), settled: false };
-        let body = segment_body(ctx.file.clone(), off, len, attempt.meter.clone(), ctx.progress.clone());
+        let body =
+            segment_body(ctx.file.clone(), off, len, attempt.meter.clone(), ctx.progress.clone(), ctx.pacer.clone());
         ctx.progress.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let put = ctx.swift.send(&op, Method::PUT, &ctx.naming.container, Some(&name), "", |r| {
             r.header("ETag", &md5)
@@ -186,6 +189,9 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
         });
         if let Err(e) = &res {
             ctx.progress.bytes_wasted.fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+            if e.class == Class::Transient {
+                ctx.progress.trouble.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             if e.status == Some(422) {
                 *check_source.lock().expect("flag") = true;
             }

@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub enum Fault {
     /// Answer `status` (with `Retry-After` when given) instead of forwarding, for the
-    /// next `count` connections whose first request line starts with `method`.
-    Reply { method: &'static str, status: u16, retry_after: Option<u32>, count: usize },
-    /// For the next `count` connections whose first request starts with `method`:
+    /// next `count` requests whose request line starts with `method` (e.g. `PUT ` or
+    /// `PUT /v1/AUTH_test/c_segments/`).
+    Reply { method: String, status: u16, retry_after: Option<u32>, count: usize },
+    /// For the next `count` requests whose request line starts with `method`:
     /// forward `after` bytes of the request, then stop forwarding (a stalled body)
     /// until the client gives up.
-    Stall { method: &'static str, after: usize, count: usize },
+    Stall { method: String, after: usize, count: usize },
 }
 
 /// What the proxy did.
