@@ -72,8 +72,8 @@ pub async fn run(
         }
         tokio::select! {
             joined = set.join_next() => match joined {
-                Some(Ok(Ok(_))) => {
-                    if Progress::get(&ctx.progress.trouble) == seen_trouble {
+                Some(Ok(Ok(_)))
+                    if Progress::get(&ctx.progress.trouble) == seen_trouble => {
                         calm += 1;
                         if calm >= 2 && limit < max {
                             calm = 0;
@@ -81,13 +81,11 @@ pub async fn run(
                             limit += 1;
                         }
                     }
-                }
-                Some(Ok(Err(e))) => {
-                    if failure.is_none() {
+                Some(Ok(Err(e)))
+                    if failure.is_none() => {
                         set.abort_all();
                         failure = Some(e);
                     }
-                }
                 Some(Err(je)) if je.is_panic() => {
                     set.abort_all();
                     failure.get_or_insert_with(|| Error::failed(format!("an upload task panicked: {je}")));
