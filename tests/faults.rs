@@ -121,3 +121,63 @@ fn concurrency_backs_off_under_errors_and_recovers() {
     assert!(err.contains("no failures:") && err.contains("→ 4 segments in parallel"), "back up to 4: {err}");
     assert_eq!(Observer::login(&creds).get_md5(&c, "disk.img").unwrap(), (md5, 24 * MIB));
 }
+
+#[test]
+fn resets_lost_responses_corrupted_bodies_and_latency_are_survived() {
+    let tb = Testbed::get();
+    let c = unique("mixed");
+    let seg = format!("PUT /v1/AUTH_test/{c}_segments/");
+    let faults = vec![
+        Fault::Reset { method: seg.clone(), after: 200 << 10, count: 2 },
+        Fault::CloseBeforeResponse { method: seg.clone(), count: 2 },
+        Fault::Corrupt { method: seg.clone(), at: 1000, count: 2 },
+    ];
+    let proxy = Throttle::new(tb.small().port(), 1 << 30, std::time::Duration::from_millis(30), faults);
+    let creds = tb.small().via(proxy.port);
+    let run = Run::new(creds.clone());
+    let src = run.path("disk.img");
+    let size = 10 * MIB + 77;
+    let md5 = write_random(&src, size, 36);
+    let out = run.run(&["upload", src.to_str().unwrap(), "-c", &c, "--segment-size", "1MiB", "--concurrency", "2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let s = &proxy.stats;
+    assert_eq!(
+        (s.resets.load(Ordering::Relaxed), s.closes.load(Ordering::Relaxed), s.corruptions.load(Ordering::Relaxed)),
+        (2, 2, 2),
+        "every scripted fault was injected"
+    );
+    assert!(err.contains("HTTP 422"), "Swift refused the corrupted bodies: {err}");
+    assert_eq!(Observer::login(&creds).get_md5(&c, "disk.img").unwrap(), (md5, size), "the object is identical");
+    let st = run.status(&run.only_job());
+    // wasted: at most the faulted attempts (each at most one segment)
+    assert!(st["bytes_wasted"].as_u64().unwrap() <= 6 * MIB, "{st}");
+}
+
+#[test]
+fn a_link_down_mid_upload_heals_without_the_user() {
+    let tb = Testbed::get();
+    // CI: 12 s down; K5UP_LINK_DOWN_SECS=300 for the long local mode.
+    let down: u64 = std::env::var("K5UP_LINK_DOWN_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    let proxy = Throttle::start(tb.small().port(), 4 * MIB);
+    let creds = tb.small().via(proxy.port);
+    let run = Run::new(creds.clone());
+    let src = run.path("disk.img");
+    let size = 16 * MIB;
+    let md5 = write_random(&src, size, 37);
+    let c = unique("linkdown");
+    let args = ["upload", src.to_str().unwrap(), "-c", &c, "--segment-size", "1MiB", "--no-progress"];
+    let obs = Observer::login(&creds);
+    let t0 = Instant::now();
+    let mut child = run.spawn(&args);
+    common::wait_for(std::time::Duration::from_secs(60), || {
+        (obs.list(&format!("{c}_segments"), "").len() >= 3).then_some(())
+    });
+    proxy.link_down(std::time::Duration::from_secs(down));
+    let status = child.wait().unwrap();
+    let err = run.stderr();
+    assert!(status.success(), "{err}");
+    assert!(t0.elapsed().as_secs() >= down, "the upload waited out the outage");
+    assert!(proxy.stats.link_down_cuts.load(Ordering::Relaxed) > 0, "the link really went down");
+    assert_eq!(Observer::login(&creds).get_md5(&c, "disk.img").unwrap(), (md5, size));
+}

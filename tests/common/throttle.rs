@@ -21,6 +21,34 @@ pub enum Fault {
     /// forward `after` bytes of the request, then stop forwarding (a stalled body)
     /// until the client gives up.
     Stall { method: String, after: usize, count: usize },
+    /// Forward `after` bytes of the request, then cut both directions (a reset link).
+    Reset { method: String, after: usize, count: usize },
+    /// Forward the whole request, then close without relaying the response (the
+    /// server may well have stored the object).
+    CloseBeforeResponse { method: String, count: usize },
+    /// Flip one byte of the body at offset `at` (Swift must answer 422).
+    Corrupt { method: String, at: usize, count: usize },
+}
+
+impl Fault {
+    fn method(&self) -> &str {
+        match self {
+            Fault::Reply { method, .. }
+            | Fault::Stall { method, .. }
+            | Fault::Reset { method, .. }
+            | Fault::CloseBeforeResponse { method, .. }
+            | Fault::Corrupt { method, .. } => method,
+        }
+    }
+    fn count(&mut self) -> &mut usize {
+        match self {
+            Fault::Reply { count, .. }
+            | Fault::Stall { count, .. }
+            | Fault::Reset { count, .. }
+            | Fault::CloseBeforeResponse { count, .. }
+            | Fault::Corrupt { count, .. } => count,
+        }
+    }
 }
 
 /// What the proxy did.
@@ -28,13 +56,36 @@ pub enum Fault {
 pub struct Stats {
     pub replies: AtomicUsize,
     pub stalls: AtomicUsize,
+    pub resets: AtomicUsize,
+    pub closes: AtomicUsize,
+    pub corruptions: AtomicUsize,
+    /// Connections cut or turned away while the link was down.
+    pub link_down_cuts: AtomicUsize,
     pub connections: AtomicUsize,
+}
+
+/// Settings shared by the connections of one proxy.
+struct Shared {
+    upstream: u16,
+    rate: u64,
+    latency: Duration,
+    clock: Mutex<Instant>,
+    script: Mutex<Vec<Fault>>,
+    stats: Arc<Stats>,
+    down_until: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    fn down(&self) -> bool {
+        self.down_until.lock().unwrap().is_some_and(|t| Instant::now() < t)
+    }
 }
 
 /// A running proxy; it lives as long as the test process.
 pub struct Throttle {
     pub port: u16,
     pub stats: Arc<Stats>,
+    shared: Arc<Shared>,
 }
 
 impl Throttle {
@@ -45,67 +96,78 @@ impl Throttle {
 
     /// Like [`Throttle::start`], with a script of faults applied in order.
     pub fn with_faults(upstream: u16, rate: u64, faults: Vec<Fault>) -> Throttle {
+        Throttle::new(upstream, rate, Duration::ZERO, faults)
+    }
+
+    /// The full form: `latency` is added before each request is forwarded.
+    pub fn new(upstream: u16, rate: u64, latency: Duration, faults: Vec<Fault>) -> Throttle {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let clock = Arc::new(Mutex::new(Instant::now()));
-        let script = Arc::new(Mutex::new(faults));
         let stats = Arc::new(Stats::default());
-        let st = stats.clone();
+        let shared = Arc::new(Shared {
+            upstream,
+            rate,
+            latency,
+            clock: Mutex::new(Instant::now()),
+            script: Mutex::new(faults),
+            stats: stats.clone(),
+            down_until: Mutex::new(None),
+        });
+        let sh = shared.clone();
         std::thread::spawn(move || {
             for client in l.incoming() {
                 let Ok(client) = client else { continue };
-                st.connections.fetch_add(1, Ordering::Relaxed);
-                let (clock, script, st) = (clock.clone(), script.clone(), st.clone());
-                std::thread::spawn(move || serve(client, upstream, rate, clock, script, st));
+                sh.stats.connections.fetch_add(1, Ordering::Relaxed);
+                if sh.down() {
+                    // the link is down: the connection goes nowhere
+                    sh.stats.link_down_cuts.fetch_add(1, Ordering::Relaxed);
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let sh = sh.clone();
+                std::thread::spawn(move || serve(client, sh));
             }
         });
-        Throttle { port, stats }
+        Throttle { port, stats, shared }
+    }
+
+    /// Takes the link down for `d`: open connections are cut, new ones go nowhere.
+    pub fn link_down(&self, d: Duration) {
+        *self.shared.down_until.lock().unwrap() = Some(Instant::now() + d);
     }
 }
 
-/// Takes the fault that applies to a connection starting with `head`, if any.
+/// Takes the fault that applies to a request starting with `head`, if any.
 fn take_fault(script: &Mutex<Vec<Fault>>, head: &[u8]) -> Option<Fault> {
     let mut s = script.lock().unwrap();
-    let pos = s.iter().position(|f| {
-        let m = match f {
-            Fault::Reply { method, .. } | Fault::Stall { method, .. } => method,
-        };
-        head.starts_with(m.as_bytes())
-    })?;
+    let pos = s.iter().position(|f| head.starts_with(f.method().as_bytes()))?;
     let f = s[pos].clone();
-    let left = match &mut s[pos] {
-        Fault::Reply { count, .. } | Fault::Stall { count, .. } => {
-            *count -= 1;
-            *count
-        }
-    };
-    if left == 0 {
+    *s[pos].count() -= 1;
+    if *s[pos].count() == 0 {
         s.remove(pos);
     }
     Some(f)
 }
 
-fn serve(
-    client: TcpStream,
-    upstream: u16,
-    rate: u64,
-    clock: Arc<Mutex<Instant>>,
-    script: Arc<Mutex<Vec<Fault>>>,
-    stats: Arc<Stats>,
-) {
-    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
+fn serve(client: TcpStream, sh: Arc<Shared>) {
+    let Ok(server) = TcpStream::connect(("127.0.0.1", sh.upstream)) else { return };
     let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-    std::thread::spawn(move || {
+    let relay = std::thread::spawn(move || {
         let mut to = c2;
         let _ = std::io::copy(&mut { s2 }, &mut to);
         let _ = to.shutdown(Shutdown::Write);
     });
-    let mut link = Link { from: client, to: server, rate, clock, buf: Vec::new() };
+    let mut link = Link { from: client, to: server, sh: sh.clone(), buf: Vec::new(), flip_at: None };
+    let stats = &sh.stats;
     // One request at a time: its head, then Content-Length bytes of body.
     while let Some(head_len) = link.read_head() {
+        if !sh.latency.is_zero() {
+            std::thread::sleep(sh.latency);
+        }
         let head = String::from_utf8_lossy(&link.buf[..head_len]).to_string();
         let body_len = content_length(&head);
-        match take_fault(&script, head.as_bytes()) {
+        let whole = head_len + body_len.unwrap_or(0) as usize;
+        match take_fault(&sh.script, head.as_bytes()) {
             Some(Fault::Reply { status, retry_after, .. }) => {
                 stats.replies.fetch_add(1, Ordering::Relaxed);
                 let ra = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
@@ -124,14 +186,32 @@ fn serve(
                 }
                 break;
             }
+            Some(Fault::Reset { after, .. }) => {
+                stats.resets.fetch_add(1, Ordering::Relaxed);
+                let _ = link.forward(head_len + after);
+                break;
+            }
+            Some(Fault::CloseBeforeResponse { .. }) => {
+                stats.closes.fetch_add(1, Ordering::Relaxed);
+                let _ = link.forward(whole);
+                let _ = link.from.shutdown(Shutdown::Both);
+                break;
+            }
+            Some(Fault::Corrupt { at, .. }) => {
+                stats.corruptions.fetch_add(1, Ordering::Relaxed);
+                link.flip_at = Some(head_len + at);
+                if link.forward(whole).is_err() {
+                    break;
+                }
+            }
             None => {
-                let Some(body_len) = body_len else {
+                if body_len.is_none() {
                     // chunked or unknown framing: plain forwarding from here on
                     let _ = link.forward(link.buf.len());
                     let _ = std::io::copy(&mut link.from, &mut link.to);
                     break;
-                };
-                if link.forward(head_len + body_len as usize).is_err() {
+                }
+                if link.forward(whole).is_err() {
                     break;
                 }
             }
@@ -139,6 +219,7 @@ fn serve(
     }
     let _ = link.to.shutdown(Shutdown::Both);
     let _ = link.from.shutdown(Shutdown::Both);
+    let _ = relay.join();
 }
 
 fn content_length(head: &str) -> Option<u64> {
@@ -158,9 +239,10 @@ fn content_length(head: &str) -> Option<u64> {
 struct Link {
     from: TcpStream,
     to: TcpStream,
-    rate: u64,
-    clock: Arc<Mutex<Instant>>,
+    sh: Arc<Shared>,
     buf: Vec<u8>,
+    /// Offset (from the start of the current request) of a byte to flip.
+    flip_at: Option<usize>,
 }
 
 impl Link {
@@ -180,7 +262,12 @@ impl Link {
 
     /// Forwards exactly `n` bytes (buffered first, then read), at the capped rate.
     fn forward(&mut self, mut n: usize) -> std::io::Result<()> {
+        let mut done = 0;
         while n > 0 {
+            if self.sh.down() {
+                self.sh.stats.link_down_cuts.fetch_add(1, Ordering::Relaxed);
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
             if self.buf.is_empty() {
                 let mut chunk = vec![0u8; (16 << 10).min(n)];
                 let got = self.from.read(&mut chunk)?;
@@ -190,21 +277,29 @@ impl Link {
                 self.buf.extend_from_slice(&chunk[..got]);
             }
             let take = self.buf.len().min(n);
+            if let Some(at) = self.flip_at {
+                if at >= done && at < done + take {
+                    self.buf[at - done] ^= 0x55;
+                    self.flip_at = None;
+                }
+            }
             self.pace(take);
             self.to.write_all(&self.buf[..take])?;
             self.buf.drain(..take);
             n -= take;
+            done += take;
         }
+        self.flip_at = None;
         Ok(())
     }
 
     /// A shared virtual clock: every chunk books n/rate seconds of the link.
     fn pace(&self, n: usize) {
         let start = {
-            let mut c = self.clock.lock().unwrap();
+            let mut c = self.sh.clock.lock().unwrap();
             let now = Instant::now();
             let start = (*c).max(now);
-            *c = start + Duration::from_secs_f64(n as f64 / self.rate as f64);
+            *c = start + Duration::from_secs_f64(n as f64 / self.sh.rate as f64);
             *c
         };
         let now = Instant::now();
