@@ -277,11 +277,12 @@ impl Link {
                 self.buf.extend_from_slice(&chunk[..got]);
             }
             let take = self.buf.len().min(n);
-            if let Some(at) = self.flip_at {
-                if at >= done && at < done + take {
-                    self.buf[at - done] ^= 0x55;
-                    self.flip_at = None;
-                }
+            if let Some(at) = self.flip_at
+                && at >= done
+                && at < done + take
+            {
+                self.buf[at - done] ^= 0x55;
+                self.flip_at = None;
             }
             self.pace(take);
             self.to.write_all(&self.buf[..take])?;
