@@ -197,3 +197,51 @@ fn corrupted_journal_is_rebuilt_from_the_listing_without_resending() {
         assert_eq!(after[name]["last_modified"], e["last_modified"], "{name} was sent again");
     }
 }
+
+/// Changes the file mid-upload (`change`), checks the run stops with a clear error,
+/// restores the original (content and mtime), and checks `resume` finishes the job.
+fn change_then_restore(name: &str, change: impl Fn(&std::path::Path)) {
+    let tb = Testbed::get();
+    let throttle = Throttle::start(tb.small().port(), 3 * MIB);
+    let creds = tb.small().via(throttle.port);
+    let run = Run::new(creds.clone());
+    let src = run.path("disk.img");
+    let size = 12 * MIB;
+    let md5 = write_random(&src, size, 8);
+    let original = std::fs::read(&src).unwrap();
+    let mtime = std::fs::metadata(&src).unwrap().modified().unwrap();
+    let c = unique(name);
+    let s = src.to_str().unwrap();
+    let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--concurrency", "2", "--no-progress"];
+    let job = run.job_id(&args);
+    let obs = Observer::login(&creds);
+    let mut child = run.spawn(&args);
+    wait_for(Duration::from_secs(60), || (obs.list(&format!("{c}_segments"), "").len() >= 2).then_some(()));
+    change(&src);
+    let status = child.wait().unwrap();
+    let err = run.stderr();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("changed") || err.contains("cannot read the source"), "a clear reason: {err}");
+    assert!(err.contains(&format!("k5up resume {job}")), "the way out: {err}");
+    assert!(obs.head(&c, "disk.img").is_none(), "no object from a changed file");
+    // restore, then resume
+    std::fs::write(&src, &original).unwrap();
+    std::fs::File::options().write(true).open(&src).unwrap().set_modified(mtime).unwrap();
+    run.ok(&["resume", &job, "--no-progress"]);
+    assert_eq!(obs.get_md5(&c, "disk.img").unwrap(), (md5, size));
+}
+
+#[test]
+fn a_file_that_shrinks_mid_upload_stops_cleanly_and_resumes_once_restored() {
+    change_then_restore("shrink", |p| {
+        std::fs::File::options().write(true).open(p).unwrap().set_len(3 * MIB).unwrap();
+    });
+}
+
+#[test]
+fn a_file_that_grows_mid_upload_stops_cleanly_and_resumes_once_restored() {
+    change_then_restore("grow", |p| {
+        use std::io::Write;
+        std::fs::File::options().append(true).open(p).unwrap().write_all(&[7u8; 4096]).unwrap();
+    });
+}

@@ -415,6 +415,7 @@ impl Engine {
             progress: self.progress.clone(),
             stall_timeout: self.settings.stall_timeout,
             job_id: job.id.clone(),
+            file_size: job.plan.file_size,
             pacer: self.settings.bwlimit.map(|r| Arc::new(upload::pace::Pacer::new(r))),
         });
         let mut cancel = self.cancel.clone();

@@ -25,12 +25,19 @@ pub struct Meter {
     pub sent: AtomicU64,
     /// Milliseconds since `start` of the last progress.
     last_ms: AtomicU64,
+    /// A failure to read the source while sending (not the network's fault).
+    pub read_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Meter {
     /// A new meter; progress counts from now.
     pub fn new() -> Arc<Self> {
-        Arc::new(Meter { start: Instant::now(), sent: AtomicU64::new(0), last_ms: AtomicU64::new(0) })
+        Arc::new(Meter {
+            start: Instant::now(),
+            sent: AtomicU64::new(0),
+            last_ms: AtomicU64::new(0),
+            read_error: std::sync::Mutex::new(None),
+        })
     }
     fn tick(&self, n: u64) {
         self.sent.fetch_add(n, Relaxed);

@@ -32,6 +32,8 @@ pub struct Ctx {
     pub stall_timeout: Duration,
     /// The job id, for messages.
     pub job_id: String,
+    /// The source's size when the job was created: a file that grew or shrank is refused.
+    pub file_size: u64,
     /// `--bwlimit`, shared by every body.
     pub pacer: Option<Arc<super::pace::Pacer>>,
 }
@@ -108,8 +110,8 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
         Some(m) => m,
         None => {
             let m = hash_range(ctx.file.clone(), off, len).await.map_err(|e| {
-                Error::io(format!("{label}: cannot read the source"), e)
-                    .hint("`k5up resume` continues once the file is readable")
+                Error::failed(format!("{label}: cannot read the source: {}", read_failure(&e)))
+                    .hint(source_hint(&ctx.job_id))
             })?;
             let r = {
                 let mut r = rec.lock().expect("segment lock");
@@ -144,6 +146,18 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
                 ));
             }
         }
+        // A file that grew or shrank since the job began is not uploaded further.
+        match ctx.file.metadata().map(|m| m.len()) {
+            Ok(now) if now == ctx.file_size => {}
+            Ok(now) => {
+                return Err(SwiftError::local(
+                    &op,
+                    format!("the file changed while uploading: its size went from {} to {now} bytes", ctx.file_size),
+                    Class::Fatal,
+                ));
+            }
+            Err(e) => return Err(SwiftError::local(&op, format!("cannot stat the source: {e}"), Class::Fatal)),
+        }
         let start = {
             let mut r = rec.lock().expect("segment lock");
             r.attempts += 1;
@@ -170,6 +184,13 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
             )),
         };
         let sent = attempt.settle();
+        // A read failure of the source surfaces as a body error: it is the file's fault,
+        // not the network's, so it is not retried.
+        let read_error = attempt.meter.read_error.lock().expect("meter lock").take();
+        let res = match (res, read_error) {
+            (Err(_), Some(e)) => Err(SwiftError::local(&op, format!("cannot read the source: {e}"), Class::Fatal)),
+            (r, _) => r,
+        };
         let res = res.and_then(|resp| {
             let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or("").trim_matches('"');
             if etag.eq_ignore_ascii_case(&md5) {
@@ -205,10 +226,32 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
             let r = rec.lock().expect("segment lock").clone();
             let _ = save(&ctx.journal, r, true).await;
             let attempts = rec.lock().expect("segment lock").attempts;
+            let source_fault = e.status.is_none() && e.class == Class::Fatal && e.detail.contains("the source")
+                || e.detail.contains("the file changed");
             let err = e.into_error(ErrorKind::Resumable);
-            Err(Error::new(err.kind, format!("{label}: {} (after {attempts} attempts)", err.msg))
-                .hint(err.hint.unwrap_or_else(|| format!("run `k5up resume {}` to continue", ctx.job_id))))
+            let hint = if source_fault {
+                source_hint(&ctx.job_id)
+            } else {
+                err.hint.unwrap_or_else(|| format!("run `k5up resume {}` to continue", ctx.job_id))
+            };
+            Err(Error::new(err.kind, format!("{label}: {} (after {attempts} attempts)", err.msg)).hint(hint))
         }
+    }
+}
+
+/// What to do when the source file changed or cannot be read.
+fn source_hint(job: &str) -> String {
+    format!(
+        "restore the original file (same content and modification time), then `k5up resume {job}`; or `k5up abort {job}`"
+    )
+}
+
+/// A read error of the source, in the user's words.
+fn read_failure(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        "the file ended early: it is shorter than when the job began".into()
+    } else {
+        e.to_string()
     }
 }
 
