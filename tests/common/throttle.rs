@@ -62,6 +62,8 @@ pub struct Stats {
     /// Connections cut or turned away while the link was down.
     pub link_down_cuts: AtomicUsize,
     pub connections: AtomicUsize,
+    /// Connections being served now.
+    pub active: AtomicUsize,
 }
 
 /// Settings shared by the connections of one proxy.
@@ -131,6 +133,15 @@ impl Throttle {
         Throttle { port, stats, shared }
     }
 
+    /// Waits until no connection is being served: whatever a killed client had
+    /// already handed to the kernel has reached the server (or been dropped).
+    pub fn wait_idle(&self, limit: Duration) {
+        let t = Instant::now();
+        while self.stats.active.load(Ordering::SeqCst) > 0 && t.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Takes the link down for `d`: open connections are cut, new ones go nowhere.
     pub fn link_down(&self, d: Duration) {
         *self.shared.down_until.lock().unwrap() = Some(Instant::now() + d);
@@ -150,6 +161,12 @@ fn take_fault(script: &Mutex<Vec<Fault>>, head: &[u8]) -> Option<Fault> {
 }
 
 fn serve(client: TcpStream, sh: Arc<Shared>) {
+    sh.stats.active.fetch_add(1, Ordering::SeqCst);
+    serve_one(client, &sh);
+    sh.stats.active.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn serve_one(client: TcpStream, sh: &Arc<Shared>) {
     let Ok(server) = TcpStream::connect(("127.0.0.1", sh.upstream)) else { return };
     let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
     let relay = std::thread::spawn(move || {
