@@ -6,8 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::throttle::Throttle;
-use common::{Observer, Run, Testbed, md5_of_range, unique, wait_for, write_random};
+use common::{Observer, Slow, Testbed, md5_of_range, wait_for};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -27,34 +26,26 @@ fn whole(obs: &Observer, c: &str, prefix: &str, src: &std::path::Path, seg: u64,
 
 fn kill_at(fraction: f64) {
     let tb = Testbed::get();
-    let size = 24 * MIB + 333;
     let seg = MIB;
-    let nseg = size.div_ceil(seg);
     // 8 MiB/s: the upload takes about 3 s, long enough to kill it where we want.
-    let throttle = Throttle::start(tb.small().port(), 8 * MIB);
-    let creds = tb.small().via(throttle.port);
-    let run = Run::new(creds.clone());
-    let src = run.path("disk.img");
-    let md5 = write_random(&src, size, 42);
-    let c = unique("crash");
-    let s = src.to_str().unwrap();
-    let args =
-        ["upload", s, "-c", &c, "-o", "disk.img", "--segment-size", "1MiB", "--concurrency", "3", "--no-progress"];
+    let t = Slow::new(&tb.small(), 8 * MIB, 24 * MIB + 333, 42, "crash");
+    let (run, obs, c, src, size) = (&t.run, &t.obs, &t.c, &t.src, t.size);
+    let nseg = size.div_ceil(seg);
+    let args = t.upload_args(&["--concurrency", "3"]);
     let job = run.job_id(&args);
-    let obs = Observer::login(&creds);
     let prefix = "disk.img/slo/";
     let target = ((nseg as f64) * fraction).round().max(1.0) as usize;
 
-    run.kill_after(&args, &obs, &format!("{c}_segments"), target); // SIGKILL
-    let before = whole(&obs, &c, prefix, &src, seg, size);
+    run.kill_after(&args, obs, &t.segs, target); // SIGKILL
+    let before = whole(obs, c, prefix, src, seg, size);
     assert!(before.len() >= target, "{} whole before the kill", before.len());
     let st = run.status(&job);
     assert!(!st["running"].as_bool().unwrap());
     assert!(st["segments_confirmed"].as_u64().unwrap() as usize <= before.len(), "journal never ahead of the server");
 
     run.ok(&["resume", &job, "--no-progress"]);
-    assert_eq!(obs.get_md5(&c, "disk.img").unwrap(), (md5, size), "object identical after resume");
-    let after = whole(&obs, &c, prefix, &src, seg, size);
+    assert_eq!(t.object().unwrap(), (t.md5.clone(), size), "object identical after resume");
+    let after = whole(obs, c, prefix, src, seg, size);
     for (name, lm) in &before {
         assert_eq!(after.get(name), Some(lm), "segment {name} (whole before the kill) was PUT again");
     }
@@ -83,19 +74,12 @@ fn kill_near_the_end() {
 #[test]
 fn ctrl_c_exits_75_and_resume_completes() {
     let tb = Testbed::get();
-    let size = 16 * MIB;
-    let throttle = Throttle::start(tb.small().port(), 4 * MIB);
-    let creds = tb.small().via(throttle.port);
-    let run = Run::new(creds.clone());
-    let src = run.path("disk.img");
-    let md5 = write_random(&src, size, 7);
-    let c = unique("sigint");
-    let s = src.to_str().unwrap();
-    let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--concurrency", "2", "--no-progress"];
+    let t = Slow::new(&tb.small(), 4 * MIB, 16 * MIB, 7, "sigint");
+    let (run, obs) = (&t.run, &t.obs);
+    let args = t.upload_args(&["--concurrency", "2"]);
     let job = run.job_id(&args);
-    let obs = Observer::login(&creds);
     let mut child = run.spawn(&args);
-    wait_for(Duration::from_secs(60), || (obs.list(&format!("{c}_segments"), "").len() >= 3).then_some(()));
+    wait_for(Duration::from_secs(60), || (obs.list(&t.segs, "").len() >= 3).then_some(()));
     let pid = child.id().to_string();
     std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
     let status = child.wait().unwrap();
@@ -106,5 +90,5 @@ fn ctrl_c_exits_75_and_resume_completes() {
     assert_eq!(st["phase"], "uploading");
     assert!(st["segments_confirmed"].as_u64().unwrap() >= 2);
     run.ok(&["resume", &job, "--no-progress"]);
-    assert_eq!(obs.get_md5(&c, "disk.img").unwrap(), (md5, size));
+    assert_eq!(t.object().unwrap(), (t.md5.clone(), t.size));
 }

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::throttle::Throttle;
-use common::{Observer, Run, Testbed, unique, wait_for, write_random};
+use common::{Observer, Run, Slow, Testbed, unique, wait_for, write_random};
 
 const MIB: u64 = 1 << 20;
 
@@ -47,40 +47,29 @@ fn lost_journal_is_rebuilt_by_the_same_command_without_resending() {
 #[test]
 fn changed_file_is_refused() {
     let tb = Testbed::get();
-    let throttle = Throttle::start(tb.small().port(), 4 * MIB);
-    let creds = tb.small().via(throttle.port);
-    let run = Run::new(creds.clone());
-    let src = run.path("disk.img");
-    write_random(&src, 12 * MIB, 2);
-    let c = unique("changed");
-    let s = src.to_str().unwrap();
-    let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--no-progress"];
+    let t = Slow::new(&tb.small(), 4 * MIB, 12 * MIB, 2, "changed");
+    let (run, src, c, obs) = (&t.run, &t.src, &t.c, &t.obs);
+    let args = t.upload_args(&[]);
     let job = run.job_id(&args);
-    let obs = Observer::login(&creds);
-    run.kill_after(&args, &obs, &format!("{c}_segments"), 1);
+    run.kill_after(&args, obs, &t.segs, 1);
     // Change the content (same size).
     use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(src).unwrap();
     f.write_all_at(b"changed!", 0).unwrap();
     drop(f);
     let out = run.run(&["resume", &job, "--no-progress"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("has changed since the upload started"), "{err}");
-    assert!(obs.head(&c, "disk.img").is_none(), "no object was written from a changed file");
+    assert!(obs.head(c, "disk.img").is_none(), "no object was written from a changed file");
 }
 
 #[test]
 fn second_process_is_refused_and_status_works_meanwhile() {
     let tb = Testbed::get();
-    let throttle = Throttle::start(tb.small().port(), 4 * MIB);
-    let creds = tb.small().via(throttle.port);
-    let run = Run::new(creds.clone());
-    let src = run.path("disk.img");
-    let md5 = write_random(&src, 12 * MIB, 3);
-    let c = unique("twice");
-    let s = src.to_str().unwrap();
-    let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--concurrency", "2", "--no-progress"];
+    let t = Slow::new(&tb.small(), 4 * MIB, 12 * MIB, 3, "twice");
+    let run = &t.run;
+    let args = t.upload_args(&["--concurrency", "2"]);
     let job = run.job_id(&args);
     let mut child = run.spawn(&args);
     let pid = child.id();
@@ -102,7 +91,7 @@ fn second_process_is_refused_and_status_works_meanwhile() {
         assert!(err.contains(&format!("job {job} is being uploaded by pid {pid}")), "{err}");
     }
     assert!(child.wait().unwrap().success(), "{}", run.stderr());
-    assert_eq!(Observer::login(&creds).get_md5(&c, "disk.img").unwrap().0, md5);
+    assert_eq!(t.object().unwrap().0, t.md5);
 }
 
 #[test]
@@ -132,17 +121,11 @@ fn upload_survives_several_token_expiries() {
 #[test]
 fn abort_deletes_segments_and_journal() {
     let tb = Testbed::get();
-    let throttle = Throttle::start(tb.small().port(), 4 * MIB);
-    let creds = tb.small().via(throttle.port);
-    let run = Run::new(creds.clone());
-    let src = run.path("disk.img");
-    write_random(&src, 12 * MIB, 5);
-    let c = unique("abort");
-    let s = src.to_str().unwrap();
-    let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--no-progress"];
+    let t = Slow::new(&tb.small(), 4 * MIB, 12 * MIB, 5, "abort");
+    let (run, obs, c) = (&t.run, &t.obs, &t.c);
+    let args = t.upload_args(&[]);
     let job = run.job_id(&args);
-    let obs = Observer::login(&creds);
-    run.kill_after(&args, &obs, &format!("{c}_segments"), 2);
+    run.kill_after(&args, obs, &t.segs, 2);
     let out = run.ok(&["abort", &job]);
     assert!(out.contains("aborted"), "{out}");
     assert!(obs.list(&format!("{c}_segments"), "").is_empty(), "segments deleted");
@@ -174,24 +157,18 @@ fn corrupt_sled(journal: &std::path::Path, job: &str) -> usize {
 #[test]
 fn corrupted_journal_is_rebuilt_from_the_listing_without_resending() {
     let tb = Testbed::get();
-    let throttle = Throttle::start(tb.small().port(), 4 * MIB);
-    let creds = tb.small().via(throttle.port);
-    let run = Run::new(creds.clone());
-    let src = run.path("disk.img");
-    let md5 = write_random(&src, 12 * MIB + 9, 6);
-    let c = unique("corrupt");
-    let s = src.to_str().unwrap();
-    let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--no-progress"];
+    let t = Slow::new(&tb.small(), 4 * MIB, 12 * MIB + 9, 6, "corrupt");
+    let (run, obs, c) = (&t.run, &t.obs, &t.c);
+    let args = t.upload_args(&[]);
     let job = run.job_id(&args);
-    let obs = Observer::login(&creds);
-    run.kill_after(&args, &obs, &format!("{c}_segments"), 4);
+    run.kill_after(&args, obs, &t.segs, 4);
     let before = obs.list(&format!("{c}_segments"), "");
     assert!(corrupt_sled(&run.journal(), &job) > 0);
     let out = run.run(&["resume", &job, "--no-progress"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains(&format!("the journal of job {job} is damaged")), "said clearly: {err}");
-    assert_eq!(obs.get_md5(&c, "disk.img").unwrap(), (md5, 12 * MIB + 9));
+    assert_eq!(t.object().unwrap(), (t.md5.clone(), t.size));
     let after = obs.list(&format!("{c}_segments"), "");
     for (name, e) in &before {
         assert_eq!(after[name]["last_modified"], e["last_modified"], "{name} was sent again");
@@ -202,33 +179,26 @@ fn corrupted_journal_is_rebuilt_from_the_listing_without_resending() {
 /// restores the original (content and mtime), and checks `resume` finishes the job.
 fn change_then_restore(name: &str, change: impl Fn(&std::path::Path)) {
     let tb = Testbed::get();
-    let throttle = Throttle::start(tb.small().port(), 3 * MIB);
-    let creds = tb.small().via(throttle.port);
-    let run = Run::new(creds.clone());
-    let src = run.path("disk.img");
-    let size = 12 * MIB;
-    let md5 = write_random(&src, size, 8);
-    let original = std::fs::read(&src).unwrap();
-    let mtime = std::fs::metadata(&src).unwrap().modified().unwrap();
-    let c = unique(name);
-    let s = src.to_str().unwrap();
-    let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--concurrency", "2", "--no-progress"];
+    let t = Slow::new(&tb.small(), 3 * MIB, 12 * MIB, 8, name);
+    let (run, src, c, obs) = (&t.run, &t.src, &t.c, &t.obs);
+    let original = std::fs::read(src).unwrap();
+    let mtime = std::fs::metadata(src).unwrap().modified().unwrap();
+    let args = t.upload_args(&["--concurrency", "2"]);
     let job = run.job_id(&args);
-    let obs = Observer::login(&creds);
     let mut child = run.spawn(&args);
-    wait_for(Duration::from_secs(60), || (obs.list(&format!("{c}_segments"), "").len() >= 2).then_some(()));
-    change(&src);
+    wait_for(Duration::from_secs(60), || (obs.list(&t.segs, "").len() >= 2).then_some(()));
+    change(src);
     let status = child.wait().unwrap();
     let err = run.stderr();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("changed") || err.contains("cannot read the source"), "a clear reason: {err}");
     assert!(err.contains(&format!("k5up resume {job}")), "the way out: {err}");
-    assert!(obs.head(&c, "disk.img").is_none(), "no object from a changed file");
+    assert!(obs.head(c, "disk.img").is_none(), "no object from a changed file");
     // restore, then resume
-    std::fs::write(&src, &original).unwrap();
-    std::fs::File::options().write(true).open(&src).unwrap().set_modified(mtime).unwrap();
+    std::fs::write(src, &original).unwrap();
+    std::fs::File::options().write(true).open(src).unwrap().set_modified(mtime).unwrap();
     run.ok(&["resume", &job, "--no-progress"]);
-    assert_eq!(obs.get_md5(&c, "disk.img").unwrap(), (md5, size));
+    assert_eq!(t.object().unwrap(), (t.md5.clone(), t.size));
 }
 
 #[test]

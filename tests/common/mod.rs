@@ -213,6 +213,60 @@ impl Run {
     }
 }
 
+/// A job behind a throttled proxy: the common start of the kill and resume tests.
+pub struct Slow {
+    pub proxy: throttle::Throttle,
+    pub creds: Creds,
+    pub run: Run,
+    pub src: PathBuf,
+    src_str: String,
+    pub md5: String,
+    pub size: u64,
+    /// The target container (unique to the test).
+    pub c: String,
+    /// Its segment container.
+    pub segs: String,
+    pub obs: Observer,
+}
+
+impl Slow {
+    /// A random file of `size` bytes (seeded), a container named after `prefix`, and a
+    /// proxy in front of `upstream` capped at `rate` bytes/s.
+    pub fn new(upstream: &Creds, rate: u64, size: u64, seed: u64, prefix: &str) -> Slow {
+        let proxy = throttle::Throttle::start(upstream.port(), rate);
+        let creds = upstream.via(proxy.port);
+        let run = Run::new(creds.clone());
+        let src = run.path("disk.img");
+        let md5 = write_random(&src, size, seed);
+        let c = unique(prefix);
+        let obs = Observer::login(&creds);
+        Slow {
+            src_str: src.to_str().unwrap().to_string(),
+            segs: format!("{c}_segments"),
+            proxy,
+            creds,
+            run,
+            src,
+            md5,
+            size,
+            c,
+            obs,
+        }
+    }
+
+    /// `upload FILE -c C --segment-size 1MiB --no-progress` plus `extra`.
+    pub fn upload_args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut a = vec!["upload", &self.src_str, "-c", &self.c, "--segment-size", "1MiB", "--no-progress"];
+        a.extend_from_slice(extra);
+        a
+    }
+
+    /// The object read back: (MD5, length).
+    pub fn object(&self) -> Option<(String, u64)> {
+        self.obs.get_md5(&self.c, "disk.img")
+    }
+}
+
 fn enc(s: &str) -> String {
     let mut o = String::new();
     for b in s.bytes() {
