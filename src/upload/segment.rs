@@ -132,7 +132,15 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
     // 3. PUT with retries.
     let op = format!("PUT {label} ({}/{name})", ctx.naming.container);
     let check_source = Mutex::new(false);
+    // After a transport failure (reset, refused, stalled) the link may be down: probe it
+    // with a cheap HEAD before sending a whole segment body into it again.
+    let probe_first = Mutex::new(false);
     let result = retry::retry(ctx.swift.policy(), &label, |_attempt| async {
+        if *probe_first.lock().expect("flag") {
+            let probe = format!("HEAD {} (is the link back?)", ctx.naming.container);
+            ctx.swift.send(&probe, Method::HEAD, &ctx.naming.container, None, "", |r| r).await?;
+            *probe_first.lock().expect("flag") = false;
+        }
         if std::mem::take(&mut *check_source.lock().expect("flag")) {
             // Swift said the body did not match our MD5 (422): was the file changed?
             let now = hash_range(ctx.file.clone(), off, len)
@@ -215,6 +223,9 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
             }
             if e.status == Some(422) {
                 *check_source.lock().expect("flag") = true;
+            }
+            if e.status.is_none() && e.class == Class::Transient {
+                *probe_first.lock().expect("flag") = true;
             }
         }
         res
