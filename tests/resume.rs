@@ -186,7 +186,7 @@ fn change_then_restore(name: &str, change: impl Fn(&std::path::Path)) {
     let args = t.upload_args(&["--concurrency", "2"]);
     let job = run.job_id(&args);
     let mut child = run.spawn(&args);
-    wait_for(Duration::from_secs(60), || (obs.list(&t.segs, "").len() >= 2).then_some(()));
+    run.wait_segments(&mut child, obs, &t.segs, 2);
     change(src);
     let status = child.wait().unwrap();
     let err = run.stderr();

@@ -248,7 +248,20 @@ pub struct Journal {
 }
 
 fn sled_open(path: &Path, id: &str) -> Result<sled::Db> {
-    sled::Config::new().path(path).flush_every_ms(Some(500)).open().map_err(|e| sled_err(id, e))
+    // Our job lock keeps other processes out, so sled's own lock can only be held by a
+    // handle this process just dropped: sled releases it from a background thread a
+    // moment later. Wait for that instead of failing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::Config::new().path(path).flush_every_ms(Some(500)).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r.map_err(|e| sled_err(id, e)),
+        }
+    }
 }
 
 fn sled_err(id: &str, e: sled::Error) -> Error {

@@ -184,9 +184,23 @@ impl Run {
     /// `n` objects (as the observer sees them).
     pub fn kill_after(&self, args: &[&str], obs: &Observer, container: &str, n: usize) {
         let mut child = self.spawn(args);
-        wait_for(Duration::from_secs(60), || (obs.list(container, "").len() >= n).then_some(()));
+        self.wait_segments(&mut child, obs, container, n);
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// Waits until `container` holds at least `n` objects while `child` runs; fails at
+    /// once, with its stderr, if the child exits first.
+    pub fn wait_segments(&self, child: &mut Child, obs: &Observer, container: &str, n: usize) {
+        wait_for(Duration::from_secs(60), || {
+            if obs.list(container, "").len() >= n {
+                return Some(());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("k5up exited ({status}) before {n} segments were up:\n{}", self.stderr());
+            }
+            None
+        });
     }
     /// What the last spawned k5up wrote to stderr.
     pub fn stderr(&self) -> String {
