@@ -19,10 +19,6 @@ pub struct Progress {
     pub segments_total: AtomicU64,
     /// Confirmed segments.
     pub segments_confirmed: AtomicU64,
-    /// Segments confirmed by this run without being sent (found whole on the server).
-    pub segments_adopted: AtomicU64,
-    /// PUTs started by this run.
-    pub puts: AtomicU64,
     /// Bytes sent by this run only (for the rate).
     pub run_bytes_sent: AtomicU64,
     /// Transient failures seen by this run (drives adaptive concurrency).
@@ -42,8 +38,6 @@ impl Default for Progress {
             bytes_wasted: AtomicU64::new(0),
             segments_total: AtomicU64::new(0),
             segments_confirmed: AtomicU64::new(0),
-            segments_adopted: AtomicU64::new(0),
-            puts: AtomicU64::new(0),
             run_bytes_sent: AtomicU64::new(0),
             trouble: AtomicU64::new(0),
             concurrency: AtomicU64::new(0),

@@ -113,7 +113,7 @@ fn naming_of(job: &JobRecord) -> SegmentNaming {
 /// The first contact with the server: a failure here is most often a wrong URL
 /// or credentials, so it is reported at once as bad input.
 fn first_contact(e: SwiftError) -> Error {
-    let transport = e.status.is_none() && e.class == crate::retry::Class::Transient;
+    let transport = e.origin == crate::swift::Origin::Network;
     let mut err = e.into_error(ErrorKind::BadInput);
     if transport {
         err.kind = ErrorKind::BadInput;
@@ -396,7 +396,6 @@ impl Engine {
         p.segments_confirmed.store(base.segments_confirmed, Relaxed);
         p.bytes_sent.store(base.bytes_sent - job.bytes_sent_other, Relaxed);
         p.bytes_wasted.store(base.bytes_wasted, Relaxed);
-        p.segments_adopted.fetch_add(r.adopted.len() as u64, Relaxed);
         if r.todo.is_empty() {
             return Ok(());
         }

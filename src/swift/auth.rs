@@ -6,7 +6,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -177,7 +176,6 @@ pub struct Auth {
     creds: Credentials,
     http: reqwest::Client,
     current: Mutex<Option<Arc<Token>>>,
-    logins: AtomicU64,
 }
 
 impl fmt::Debug for Auth {
@@ -189,17 +187,12 @@ impl fmt::Debug for Auth {
 impl Auth {
     /// A token manager for `creds`.
     pub fn new(creds: Credentials, http: reqwest::Client) -> Self {
-        Auth { creds, http, current: Mutex::new(None), logins: AtomicU64::new(0) }
+        Auth { creds, http, current: Mutex::new(None) }
     }
 
     /// The credentials' description.
     pub fn describe(&self) -> String {
         self.creds.describe()
-    }
-
-    /// How many logins this manager made.
-    pub fn logins(&self) -> u64 {
-        self.logins.load(Ordering::Relaxed)
     }
 
     /// A token valid for at least a little while; logs in if needed. Concurrent
@@ -213,7 +206,6 @@ impl Auth {
             tracing::debug!("token expires soon: refreshing");
         }
         let t = Arc::new(self.login().await?);
-        self.logins.fetch_add(1, Ordering::Relaxed);
         *cur = Some(t.clone());
         Ok(t)
     }

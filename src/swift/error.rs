@@ -7,6 +7,21 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind};
 use crate::retry::{Class, Retryable, classify_status};
 
+/// Where a failure came from: decides its hint and, with the status, its class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The server answered with an error status.
+    Server,
+    /// The network: refused, reset, timed out, stalled.
+    Network,
+    /// TLS: the server's certificate is not trusted (retrying cannot help).
+    Tls,
+    /// The source file: changed, shrank, unreadable (the user's to fix).
+    Source,
+    /// This client: an unreadable response, a journal write that failed.
+    Client,
+}
+
 /// A failed HTTP operation.
 #[derive(Debug, Clone)]
 pub struct SwiftError {
@@ -22,6 +37,8 @@ pub struct SwiftError {
     pub retry_after: Option<Duration>,
     /// Retry, re-authenticate, or stop.
     pub class: Class,
+    /// Where it came from.
+    pub origin: Origin,
 }
 
 impl SwiftError {
@@ -45,32 +62,56 @@ impl SwiftError {
             detail,
             retry_after,
             class: classify_status(status),
+            origin: Origin::Server,
         }
     }
 
-    /// An error of the transport (connection refused, reset, timeout): transient.
+    /// An error of the transport (connection refused, reset, timeout): transient,
+    /// except an untrusted certificate, which no retry can fix.
     pub fn transport(op: &str, e: &reqwest::Error) -> Self {
         let mut detail = e.to_string();
+        let mut tls = false;
         let mut src = std::error::Error::source(e);
         while let Some(s) = src {
             detail = format!("{detail}: {s}");
+            // reqwest has no "is TLS" test and rustls's error type is not a dependency of
+            // ours, so the rejected certificate is recognised by its text, here only.
+            tls |= s.to_string().contains("certificate");
             src = s.source();
         }
-        // A certificate the client does not trust will not become trusted by retrying.
-        let class = if detail.contains("certificate") { Class::Fatal } else { Class::Transient };
-        SwiftError { op: op.to_string(), status: None, trans_id: None, detail, retry_after: None, class }
+        let (class, origin) = if tls { (Class::Fatal, Origin::Tls) } else { (Class::Transient, Origin::Network) };
+        SwiftError { op: op.to_string(), status: None, trans_id: None, detail, retry_after: None, class, origin }
     }
 
-    /// A local failure while talking to the server (e.g. the body could not be read).
+    /// A body that made no progress for `timeout`: a network fault, retried.
+    pub fn stalled(op: &str, timeout: Duration) -> Self {
+        let detail = format!("stalled: no progress for {timeout:?}");
+        SwiftError { origin: Origin::Network, ..Self::local(op, detail, Class::Transient) }
+    }
+
+    /// The source file changed or cannot be read: not retried, the user's to fix.
+    pub fn source(op: &str, detail: impl Into<String>) -> Self {
+        SwiftError { origin: Origin::Source, ..Self::local(op, detail, Class::Fatal) }
+    }
+
+    /// A failure of this client while talking to the server (e.g. an unreadable body).
     pub fn local(op: &str, detail: impl Into<String>, class: Class) -> Self {
-        SwiftError { op: op.to_string(), status: None, trans_id: None, detail: detail.into(), retry_after: None, class }
+        SwiftError {
+            op: op.to_string(),
+            status: None,
+            trans_id: None,
+            detail: detail.into(),
+            retry_after: None,
+            class,
+            origin: Origin::Client,
+        }
     }
 
     /// Converts to the library's error, of `kind` when the class is not decisive.
     pub fn into_error(self, kind_if_transient: ErrorKind) -> Error {
         let kind = match (self.class, self.status) {
             (_, Some(401)) => ErrorKind::BadInput,
-            (_, None) if self.detail.contains("certificate") => ErrorKind::BadInput,
+            _ if self.origin == Origin::Tls => ErrorKind::BadInput,
             (Class::Transient, _) => kind_if_transient,
             _ => ErrorKind::Failed,
         };
@@ -79,7 +120,7 @@ impl SwiftError {
             Some(403) => Some("the account does not allow this operation; ask for the member/swiftoperator role"),
             Some(404) => Some("check the container and object names"),
             Some(413) => Some("the server refused the size; check `k5up upload --dry-run` for its limits"),
-            None if self.detail.contains("certificate") => {
+            None if self.origin == Origin::Tls => {
                 Some("the server's TLS certificate is not trusted: --cacert FILE or OS_CACERT adds a private CA")
             }
             None if self.class == Class::Transient => {

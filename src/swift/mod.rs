@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 pub use auth::{Auth, Credentials, Secret};
 pub use creds::TlsSettings;
-pub use error::SwiftError;
+pub use error::{Origin, SwiftError};
 
 use crate::error::{Error, Result};
 use crate::plan::{Limits, SloLimits};

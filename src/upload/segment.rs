@@ -13,7 +13,7 @@ use crate::journal::{Journal, SegState, SegmentRecord};
 use crate::names::SegmentNaming;
 use crate::progress::Progress;
 use crate::retry::{self, Class};
-use crate::swift::{ListEntry, Swift, SwiftError};
+use crate::swift::{ListEntry, Origin, Swift, SwiftError};
 
 /// What every segment task shares.
 #[derive(Debug)]
@@ -145,12 +145,11 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
             // Swift said the body did not match our MD5 (422): was the file changed?
             let now = hash_range(ctx.file.clone(), off, len)
                 .await
-                .map_err(|e| SwiftError::local(&op, format!("cannot re-read the source: {e}"), Class::Fatal))?;
+                .map_err(|e| SwiftError::source(&op, format!("cannot re-read the source: {e}")))?;
             if now != md5 {
-                return Err(SwiftError::local(
+                return Err(SwiftError::source(
                     &op,
                     format!("the file changed while uploading (MD5 of this segment was {md5}, is now {now})"),
-                    Class::Fatal,
                 ));
             }
         }
@@ -158,13 +157,12 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
         match ctx.file.metadata().map(|m| m.len()) {
             Ok(now) if now == ctx.file_size => {}
             Ok(now) => {
-                return Err(SwiftError::local(
+                return Err(SwiftError::source(
                     &op,
                     format!("the file changed while uploading: its size went from {} to {now} bytes", ctx.file_size),
-                    Class::Fatal,
                 ));
             }
-            Err(e) => return Err(SwiftError::local(&op, format!("cannot stat the source: {e}"), Class::Fatal)),
+            Err(e) => return Err(SwiftError::source(&op, format!("cannot stat the source: {e}"))),
         }
         let start = {
             let mut r = rec.lock().expect("segment lock");
@@ -176,7 +174,6 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
         let mut attempt = Attempt { ctx: &ctx, rec: &rec, meter: Meter::new(), settled: false };
         let body =
             segment_body(ctx.file.clone(), off, len, attempt.meter.clone(), ctx.progress.clone(), ctx.pacer.clone());
-        ctx.progress.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let put = ctx.swift.send(&op, Method::PUT, &ctx.naming.container, Some(&name), "", |r| {
             r.header("ETag", &md5)
                 .header("Content-Length", len.to_string())
@@ -185,18 +182,14 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
         });
         let res = tokio::select! {
             r = put => r,
-            _ = stalled(&attempt.meter, ctx.stall_timeout) => Err(SwiftError::local(
-                &op,
-                format!("stalled: no progress for {:?}", ctx.stall_timeout),
-                Class::Transient,
-            )),
+            _ = stalled(&attempt.meter, ctx.stall_timeout) => Err(SwiftError::stalled(&op, ctx.stall_timeout)),
         };
         let sent = attempt.settle();
         // A read failure of the source surfaces as a body error: it is the file's fault,
         // not the network's, so it is not retried.
         let read_error = attempt.meter.read_error.lock().expect("meter lock").take();
         let res = match (res, read_error) {
-            (Err(_), Some(e)) => Err(SwiftError::local(&op, format!("cannot read the source: {e}"), Class::Fatal)),
+            (Err(_), Some(e)) => Err(SwiftError::source(&op, format!("cannot read the source: {e}"))),
             (r, _) => r,
         };
         let res = res.and_then(|resp| {
@@ -224,7 +217,7 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
             if e.status == Some(422) {
                 *check_source.lock().expect("flag") = true;
             }
-            if e.status.is_none() && e.class == Class::Transient {
+            if e.origin == Origin::Network {
                 *probe_first.lock().expect("flag") = true;
             }
         }
@@ -237,8 +230,7 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
             let r = rec.lock().expect("segment lock").clone();
             let _ = save(&ctx.journal, r, true).await;
             let attempts = rec.lock().expect("segment lock").attempts;
-            let source_fault = e.status.is_none() && e.class == Class::Fatal && e.detail.contains("the source")
-                || e.detail.contains("the file changed");
+            let source_fault = e.origin == Origin::Source;
             let err = e.into_error(ErrorKind::Resumable);
             let hint = if source_fault {
                 source_hint(&ctx.job_id)
@@ -276,8 +268,5 @@ async fn confirm(ctx: &Ctx, rec: Mutex<SegmentRecord>, how: Outcome) -> Result<O
     let len = r.length;
     save(&ctx.journal, r, true).await?;
     ctx.progress.confirmed(len);
-    if how == Outcome::Adopted {
-        ctx.progress.segments_adopted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
     Ok(how)
 }
