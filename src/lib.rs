@@ -12,7 +12,9 @@ pub mod source;
 pub mod units;
 
 pub use error::{Error, ErrorKind, Result};
+pub mod digest;
 pub mod engine;
+pub mod import;
 pub mod progress;
 pub mod retry;
 pub mod status;

@@ -1,7 +1,11 @@
 //! Live counters of a run, shared by the workers, the status snapshot writer and
 //! the progress display.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::digest::DigestState;
+use crate::journal::ImportState;
 use std::time::Instant;
 
 /// Counters of one job; cheap to update from any task.
@@ -27,6 +31,17 @@ pub struct Progress {
     pub concurrency: AtomicU64,
     /// When this run started.
     pub started: Instant,
+    /// The import's last state and the digests known, for snapshots and the display.
+    pub extras: Mutex<Extras>,
+}
+
+/// What the live status shows besides counters.
+#[derive(Debug, Default, Clone)]
+pub struct Extras {
+    /// The import, once started.
+    pub import: Option<ImportState>,
+    /// Whole-image digests (final values).
+    pub digests: DigestState,
 }
 
 impl Default for Progress {
@@ -42,6 +57,7 @@ impl Default for Progress {
             trouble: AtomicU64::new(0),
             concurrency: AtomicU64::new(0),
             started: Instant::now(),
+            extras: Mutex::new(Extras::default()),
         }
     }
 }

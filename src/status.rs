@@ -1,10 +1,13 @@
 //! What `status` and `jobs` show, built from the journal (job idle) or from a live
 //! run's counters (written as the job's snapshot about once a second).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
-use crate::journal::{JobRecord, Root, SegState, SegmentRecord};
+use crate::digest::DigestState;
+use crate::journal::{ImportOutcome, ImportState, JobRecord, Journal, Root, SegState, SegmentRecord};
 use crate::progress::Progress;
 
 /// The state of one job, as `status --json` prints it.
@@ -54,6 +57,50 @@ pub struct StatusView {
     /// Segments in flight allowed now (adaptive; 0 when not running).
     #[serde(default)]
     pub concurrency: u64,
+    /// Whole-image digests computed so far (algorithm → hex), complete values only.
+    #[serde(default)]
+    pub digests: BTreeMap<String, String>,
+    /// The image import, once started.
+    #[serde(default)]
+    pub import: Option<ImportView>,
+}
+
+/// The import part of the status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportView {
+    /// `k5` or `glance`.
+    pub kind: String,
+    /// The image id.
+    pub id: String,
+    /// K5's import id.
+    pub import_id: Option<String>,
+    /// The service's last status (`queued`, `processing`, `importing`, `active`, `succeeded`, ...).
+    pub status: String,
+    /// Percent, when the service reports it (K5).
+    pub progress: Option<u8>,
+    /// `running`, `succeeded` or `failed`.
+    pub outcome: String,
+    /// The service's failure message.
+    pub message: Option<String>,
+}
+
+impl ImportView {
+    fn of(s: &ImportState) -> Self {
+        ImportView {
+            kind: s.kind.as_str().into(),
+            id: s.image_id.clone(),
+            import_id: s.import_id.clone(),
+            status: s.status.clone(),
+            progress: s.progress,
+            outcome: match s.outcome {
+                ImportOutcome::Running => "running",
+                ImportOutcome::Succeeded => "succeeded",
+                ImportOutcome::Failed => "failed",
+            }
+            .into(),
+            message: s.message.clone(),
+        }
+    }
 }
 
 impl StatusView {
@@ -80,7 +127,22 @@ impl StatusView {
             storage_url: job.storage_url.clone(),
             runs: job.runs,
             concurrency: 0,
+            digests: BTreeMap::new(),
+            import: None,
         }
+    }
+
+    /// Adds the digests and the import state.
+    pub fn with_extras(mut self, digests: &DigestState, import: Option<&ImportState>) -> Self {
+        self.digests = digests.values.iter().map(|(a, v)| (a.as_str().to_string(), v.clone())).collect();
+        self.import = import.map(ImportView::of);
+        self
+    }
+
+    /// From the journal: records, digests, import.
+    pub fn from_journal(job: &JobRecord, j: &Journal) -> Result<Self> {
+        let segs = j.segments()?;
+        Ok(Self::from_records(job, &segs).with_extras(&j.digest()?, j.import()?.as_ref()))
     }
 
     /// From the journal's records.
@@ -110,7 +172,8 @@ impl StatusView {
         v.bytes_sent += Progress::get(&p.bytes_sent);
         v.bytes_wasted = Progress::get(&p.bytes_wasted);
         v.concurrency = Progress::get(&p.concurrency);
-        v
+        let x = p.extras.lock().map(|x| x.clone()).unwrap_or_default();
+        v.with_extras(&x.digests, x.import.as_ref())
     }
 }
 
@@ -120,8 +183,7 @@ pub fn read(root: &Root, id: &str) -> Result<StatusView> {
     match root.open_reader(id)? {
         Some(j) => {
             let job = j.job()?;
-            let segs = j.segments()?;
-            Ok(StatusView::from_records(&job, &segs))
+            StatusView::from_journal(&job, &j)
         }
         None => {
             let raw = root.read_snapshot(id).unwrap_or_default();

@@ -6,7 +6,7 @@ that user, and the object-store service whose endpoints point at the Keystone-
 authenticated Swift proxy. Prints a JSON object with the ids and secrets the
 testbed writes to run/env and run/clouds.yaml.
 
-usage: keystone_setup.py KEYSTONE_URL ADMIN_PASSWORD SWIFT_URL STATE_FILE
+usage: keystone_setup.py KEYSTONE_URL ADMIN_PASSWORD SWIFT_URL STATE_FILE GLANCE_URL
 """
 import json
 import os
@@ -14,7 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 
-ks, admin_pw, swift_url, state_file = sys.argv[1:5]
+ks, admin_pw, swift_url, state_file, glance_url = sys.argv[1:6]
 DEMO_PW = "demo-secret-pw"
 
 
@@ -49,11 +49,22 @@ def find(token, path, key, name):
     return items[0]["id"] if items else None
 
 
+def ensure_service(admin, name, kind, url):
+    if find(admin, "/v3/services", "services", name):
+        return
+    sid = call("POST", "/v3/services", {"service": {"name": name, "type": kind}}, admin)[2]["service"]["id"]
+    for iface in ("public", "internal", "admin"):
+        call("POST", "/v3/endpoints", {"endpoint": {
+            "service_id": sid, "interface": iface, "region_id": "RegionOne", "url": url}}, admin)
+
+
 if os.path.exists(state_file):
+    ensure_service(login("admin", admin_pw, "admin"), "glance", "image", glance_url)
     print(open(state_file).read())
     sys.exit(0)
 
 admin = login("admin", admin_pw, "admin")
+ensure_service(admin, "glance", "image", glance_url)
 project = find(admin, "/v3/projects", "projects", "demo") or call(
     "POST", "/v3/projects", {"project": {"name": "demo", "domain_id": "default"}}, admin)[2]["project"]["id"]
 user = find(admin, "/v3/users", "users", "demo") or call(

@@ -15,6 +15,8 @@ TB_SHORT_PORT=${K5UP_TB_SHORT_PORT:-8082}
 TB_KSWIFT_PORT=${K5UP_TB_KSWIFT_PORT:-8083}     # Swift proxy behind Keystone
 TB_TLS_PORT=${K5UP_TB_TLS_PORT:-8443}            # stock proxy over TLS (testbed CA)
 TB_KEYSTONE_PORT=${K5UP_TB_KEYSTONE_PORT:-5000}
+TB_GLANCE_PORT=${K5UP_TB_GLANCE_PORT:-9292}
+TB_VMIMPORT_PORT=${K5UP_TB_VMIMPORT_PORT:-9393}     # K5 vmimport emulator
 TB_KEYSTONE_ADMIN_PW=${K5UP_TB_KEYSTONE_ADMIN_PW:-admin-secret-pw}
 
 # The test proxies' limits: small enough that multi-segment and nested-SLO

@@ -80,6 +80,17 @@ fn print_one(v: &StatusView) {
     if let Some(e) = &v.manifest_etag {
         println!("  etag       {e}");
     }
+    for (a, d) in &v.digests {
+        println!("  {a:<10} {d}");
+    }
+    if let Some(i) = &v.import {
+        let pct = i.progress.map(|p| format!(" {p}%")).unwrap_or_default();
+        let iid = i.import_id.as_deref().map(|x| format!(", import {x}")).unwrap_or_default();
+        println!("  import     {} image {}{iid}: {}{pct} ({})", i.kind, i.id, i.status, i.outcome);
+        if let Some(m) = &i.message {
+            println!("  import msg {m}");
+        }
+    }
     if let Some(e) = &v.last_error {
         println!("  last error {e}");
     }
@@ -97,6 +108,12 @@ pub(super) fn finished(v: StatusView) -> Result<()> {
         v.manifest_etag.as_deref().unwrap_or("?"),
         format_size(v.bytes_sent)
     );
+    for (a, d) in &v.digests {
+        println!("  {a} {d}");
+    }
+    if let Some(i) = &v.import {
+        println!("job {}: imported into {} as image {} ({})", v.job, i.kind, i.id, i.status);
+    }
     Ok(())
 }
 
@@ -117,6 +134,13 @@ pub(super) fn dry_run(p: &Planned) {
     let levels = if p.manifest_levels > 1 { format!(", nested {} levels", p.manifest_levels) } else { String::new() };
     println!("manifest       {}{levels}", j.plan.manifest.as_str().to_uppercase());
     println!("server limits  {}", describe_limits(&j.limits));
+    if let Some(i) = &j.import {
+        let os = i.os_type.as_deref().map(|o| format!(", os_type {o}")).unwrap_or_default();
+        println!("import         {} as `{}` ({}{os})", i.kind.as_str(), i.image_name, i.disk_format);
+    }
+    if !j.digests.is_empty() {
+        println!("digests        {}", j.digests.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", "));
+    }
 }
 
 /// `verify`.

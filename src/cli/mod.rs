@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use k5up::digest::Algo;
 use k5up::engine::{Engine, Settings, UploadRequest};
+use k5up::import::{ImportKind, ImportSpec, k5};
 use k5up::journal::Root;
 use k5up::plan::ManifestKind;
 use k5up::progress::Progress;
@@ -44,6 +46,13 @@ struct Cli {
     /// Do not verify TLS certificates (dangerous)
     #[arg(long, global = true)]
     insecure: bool,
+    /// K5 profile: the region (uk-1, fi-1, de-1, jp-east-1, ...). Derives the identity,
+    /// object-storage and vmimport endpoints, and makes `--import k5` the default
+    #[arg(long, env = "K5UP_K5_REGION", global = true, value_name = "REGION")]
+    k5_region: Option<String>,
+    /// K5 profile: the contract name (the user's and project's domain)
+    #[arg(long, env = "K5UP_K5_CONTRACT", global = true, value_name = "NAME")]
+    k5_contract: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -80,6 +89,15 @@ enum Cmd {
         /// For a completed job, also delete the uploaded object (otherwise it is kept)
         #[arg(long)]
         purge: bool,
+    },
+    /// Run (or re-run) only the image import of an uploaded job
+    Import {
+        /// Job id
+        job: String,
+        #[command(flatten)]
+        import: ImportArgs,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Compare the server's manifest and segments with the journal
     Verify {
@@ -120,7 +138,90 @@ struct UploadArgs {
     #[arg(long)]
     dry_run: bool,
     #[command(flatten)]
+    import: ImportArgs,
+    #[command(flatten)]
     run: RunArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ImportArg {
+    K5,
+    Glance,
+    None,
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// Register the image once uploaded [default: none; k5 with --k5-region]
+    #[arg(long = "import", value_enum)]
+    kind: Option<ImportArg>,
+    /// Image name [default: the object name without its extension]
+    #[arg(long)]
+    image_name: Option<String>,
+    /// K5: the image's OS (win2008R2SE, win2008R2EE, win2012SE, win2012R2SE, win2016SE_ja, win2016SE_en, rhel6, rhel7, centos, ubuntu)
+    #[arg(long)]
+    os_type: Option<String>,
+    /// Disk format (raw, qcow2, vmdk, vhd, vhdx, iso, ...) [default: detected from the file's header]
+    #[arg(long)]
+    disk_format: Option<String>,
+    /// Minimum RAM of the image, in MB
+    #[arg(long, value_name = "MB")]
+    min_ram: Option<u64>,
+    /// Minimum disk of the image, in GB
+    #[arg(long, value_name = "GB")]
+    min_disk: Option<u64>,
+    /// K5 vmimport endpoint [default: from --k5-region]
+    #[arg(long, env = "K5UP_VMIMPORT_URL", value_name = "URL")]
+    vmimport_url: Option<String>,
+    /// Glance endpoint [default: the `image` service in the Keystone catalog]
+    #[arg(long, env = "K5UP_GLANCE_URL", value_name = "URL")]
+    glance_url: Option<String>,
+    /// K5 regions that convert images: send conversion, user_name, password (base64), domain_name
+    #[arg(long)]
+    k5_conversion: bool,
+    /// Allow --k5-conversion to send the password over plain http to a loopback endpoint (tests only)
+    #[arg(long)]
+    allow_http_password: bool,
+    /// Whole-image digests to compute and show in `status` (md5, sha1, sha256, sha512; repeatable or comma-separated)
+    #[arg(long = "digest", value_delimiter = ',', value_parser = parse_algo)]
+    digests: Vec<Algo>,
+}
+
+fn parse_algo(s: &str) -> std::result::Result<Algo, String> {
+    s.parse::<Algo>().map_err(|e| format!("{} ({})", e.msg, e.hint.unwrap_or_default()))
+}
+
+impl ImportArgs {
+    /// The import asked for; `None` for no import. `is_new_job`: the K5 profile's
+    /// default applies (a bare `k5up import JOB` keeps the journaled one).
+    fn spec(&self, cli: &Cli, default_from_profile: bool) -> Result<Option<ImportSpec>> {
+        let kind = match self.kind {
+            Some(ImportArg::K5) => ImportKind::K5,
+            Some(ImportArg::Glance) => ImportKind::Glance,
+            Some(ImportArg::None) => return Ok(None),
+            None if default_from_profile && cli.k5_region.is_some() => ImportKind::K5,
+            None => return Ok(None),
+        };
+        let endpoint = match kind {
+            ImportKind::K5 => match (&self.vmimport_url, &cli.k5_region) {
+                (Some(u), _) => Some(u.clone()),
+                (None, Some(r)) => Some(k5::profile(r)?.vmimport_url),
+                (None, None) => None,
+            },
+            ImportKind::Glance => self.glance_url.clone(),
+        };
+        Ok(Some(ImportSpec {
+            kind,
+            image_name: self.image_name.clone().unwrap_or_default(),
+            os_type: self.os_type.clone(),
+            disk_format: self.disk_format.clone().unwrap_or_default().to_ascii_lowercase(),
+            min_ram: self.min_ram,
+            min_disk: self.min_disk,
+            endpoint,
+            k5_conversion: self.k5_conversion,
+            allow_http_password: self.allow_http_password,
+        }))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +293,8 @@ async fn run(cli: Cli) -> Result<()> {
                     ManifestArg::Slo => ManifestKind::Slo,
                     ManifestArg::Dlo => ManifestKind::Dlo,
                 }),
+                import: a.import.spec(&cli, true)?,
+                digests: a.import.digests.clone(),
             };
             if a.dry_run {
                 let (_, _, planned) = engine.plan(&req).await?;
@@ -208,6 +311,15 @@ async fn run(cli: Cli) -> Result<()> {
             let engine = engine(&cli, root, settings)?;
             let progress = ui::spawn_progress(engine.progress.clone(), bar);
             let r = engine.resume(job).await;
+            progress.finish();
+            display::finished(r?)
+        }
+        Cmd::Import { ref job, ref import, run: ref settings } => {
+            let bar = ui::init_tracing(cli.verbose, !settings.no_progress);
+            let spec = import.spec(&cli, false)?;
+            let engine = engine(&cli, root, settings)?;
+            let progress = ui::spawn_progress(engine.progress.clone(), bar);
+            let r = engine.import(job, spec).await;
             progress.finish();
             display::finished(r?)
         }
@@ -243,7 +355,22 @@ fn parse_rate(s: &str) -> std::result::Result<u64, String> {
 }
 
 fn engine(cli: &Cli, root: Root, a: &RunArgs) -> Result<Engine> {
-    let (creds, mut tls) = k5up::swift::creds::from_env(&env_map())?;
+    let mut env = env_map();
+    if let Some(region) = &cli.k5_region {
+        // The K5 profile fills what the environment leaves out.
+        let p = k5::profile(region)?;
+        let mut default = |k: &str, v: String| {
+            env.entry(k.to_string()).or_insert(v);
+        };
+        default("OS_AUTH_URL", p.auth_url);
+        default("OS_STORAGE_URL", p.storage_url);
+        default("OS_REGION_NAME", region.clone());
+        if let Some(c) = &cli.k5_contract {
+            default("OS_USER_DOMAIN_NAME", c.clone());
+            default("OS_PROJECT_DOMAIN_NAME", c.clone());
+        }
+    }
+    let (creds, mut tls) = k5up::swift::creds::from_env(&env)?;
     if let Some(c) = &cli.cacert {
         tls.cacert = Some(c.clone());
     }

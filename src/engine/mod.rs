@@ -2,6 +2,7 @@
 //! what is missing, write and verify the manifest.
 
 mod finish;
+mod importing;
 mod maintain;
 mod reconcile;
 
@@ -14,9 +15,12 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 pub use finish::EMPTY_MD5;
+pub use importing::digests_for;
 pub use maintain::{Check, VerifyReport};
 
+use crate::digest::{Algo, Whole};
 use crate::error::{Error, ErrorKind, Result};
+use crate::import::ImportSpec;
 use crate::journal::{JobRecord, Journal, Opened, Phase, Root, SegState, SegmentRecord};
 use crate::names::{SegmentNaming, check_container, check_object};
 use crate::plan::{self, Limits, ManifestKind, Plan};
@@ -56,6 +60,10 @@ pub struct UploadRequest {
     pub segment_size: Option<u64>,
     /// `--manifest` (default: SLO when the server offers it, else DLO).
     pub manifest: Option<ManifestKind>,
+    /// The image import to run after the upload (disk format and name filled in when empty).
+    pub import: Option<ImportSpec>,
+    /// `--digest`: whole-image digests to compute besides those the import needs.
+    pub digests: Vec<Algo>,
 }
 
 /// A job as planned (what `--dry-run` prints).
@@ -143,6 +151,12 @@ impl Engine {
         };
         check_container(&req.container)?;
         check_object(&object)?;
+        // Refused imports are refused now, not after the upload.
+        let import = match req.import.clone() {
+            Some(spec) => Some(crate::import::complete(spec, &file, ident.size, &object)?),
+            None => None,
+        };
+        let digests = digests_for(import.as_ref(), &req.digests);
         let storage_url = self.storage_url_first().await?;
         let id = job_id(&ident, &storage_url, &req.container, &object);
         if self.root.exists(&id) {
@@ -162,6 +176,11 @@ impl Engine {
                 ))
                 .hint(format!("omit --manifest to continue it, or `k5up abort {id}` first")));
             }
+            let mut job = job;
+            if import.is_some() && import != job.import {
+                job.import = import;
+            }
+            job.digests = digests_for(job.import.as_ref(), &[job.digests.clone(), digests].concat());
             let levels = job.plan.manifest_levels();
             return Ok((path, file, Planned { job, existing: true, manifest_levels: levels }));
         }
@@ -204,6 +223,8 @@ impl Engine {
             bytes_sent_other: 0,
             last_error: None,
             runs: 0,
+            digests,
+            import,
         };
         let levels = plan.manifest_levels();
         Ok((path, file, Planned { job, existing: false, manifest_levels: levels }))
@@ -214,7 +235,15 @@ impl Engine {
         let (_path, file, planned) = self.plan(req).await?;
         let journal = if planned.existing {
             tracing::info!("job {} exists: continuing it", planned.job.id);
-            self.open_job(&planned.job.id)?
+            let j = self.open_job(&planned.job.id)?;
+            let mut job = j.job()?;
+            if job.import != planned.job.import || job.digests != planned.job.digests {
+                job.import = planned.job.import.clone();
+                job.digests = planned.job.digests.clone();
+                j.put_job(&job)?;
+                j.flush()?;
+            }
+            j
         } else {
             let p = &planned.job.plan;
             let segs = (0..p.segment_count).map(|i| new_segment(p, i));
@@ -257,10 +286,9 @@ impl Engine {
     async fn run(&self, journal: Journal, file: File) -> Result<StatusView> {
         let journal = Arc::new(journal);
         let mut job = journal.job()?;
-        if job.phase == Phase::Done {
+        if job.manifest_etag.is_some() && !import_pending(&journal, &job)? {
             tracing::info!("job {} is already complete (ETag {})", job.id, job.manifest_etag.as_deref().unwrap_or(""));
-            let segs = journal.segments()?;
-            return Ok(StatusView::from_records(&job, &segs));
+            return StatusView::from_journal(&job, &journal);
         }
         ensure_unchanged(&job, &file)?;
         let url = self.swift.storage_url().await.map_err(first_contact)?;
@@ -273,10 +301,16 @@ impl Engine {
         }
         job.runs += 1;
         job.last_error = None;
-        job.phase = if job.phase == Phase::Manifest { Phase::Manifest } else { Phase::Uploading };
+        job.phase = if job.manifest_etag.is_some() {
+            Phase::Importing
+        } else if job.phase == Phase::Manifest {
+            Phase::Manifest
+        } else {
+            Phase::Uploading
+        };
         journal.put_job(&job)?;
         journal.flush()?;
-        let _ = self.write_snapshot(&journal, &StatusView::from_records(&job, &journal.segments()?));
+        let _ = self.write_snapshot(&journal, &StatusView::from_journal(&job, &journal)?);
         // Ctrl-C stops any phase; the pool also watches it to abandon segments in flight.
         let mut cancel = self.cancel.clone();
         let result = tokio::select! {
@@ -295,8 +329,7 @@ impl Engine {
         let _ = self.write_snapshot(&journal, &view);
         result?;
         flushed?;
-        let segs = journal.segments()?;
-        let mut v = StatusView::from_records(&job, &segs);
+        let mut v = StatusView::from_journal(&job, &journal)?;
         v.running = false;
         let _ = self.write_snapshot(&journal, &v);
         Ok(v)
@@ -308,6 +341,16 @@ impl Engine {
     }
 
     async fn run_phases(&self, journal: &Arc<Journal>, file: Arc<File>, job: &mut JobRecord) -> Result<()> {
+        if job.manifest_etag.is_none() {
+            self.upload_phases(journal, &file, job).await?;
+        }
+        if job.import.is_some() {
+            self.import_phase(journal, &file, job).await?;
+        }
+        Ok(())
+    }
+
+    async fn upload_phases(&self, journal: &Arc<Journal>, file: &Arc<File>, job: &mut JobRecord) -> Result<()> {
         let naming = naming_of(job);
         self.swift.ensure_container(&job.container).await.map_err(|e| e.into_error(ErrorKind::Resumable))?;
         if job.plan.segment_count > 0 {
@@ -315,12 +358,12 @@ impl Engine {
         }
         // Up to three rounds: a manifest the server refuses for missing segments sends those again.
         for round in 0..3 {
-            self.upload_missing(journal, &file, job, &naming).await?;
+            self.upload_missing(journal, file, job, &naming).await?;
             job.phase = Phase::Manifest;
             journal.put_job(job)?;
             journal.flush()?;
             // The file must not have changed while it was being read.
-            ensure_unchanged(job, &file)?;
+            ensure_unchanged(job, file)?;
             let segs = journal.segments()?;
             let view = StatusView::live(job, &self.progress);
             let _ = self.write_snapshot(journal, &view);
@@ -388,6 +431,7 @@ impl Engine {
         // Counters start from the journal.
         let all = journal.segments()?;
         let base = StatusView::from_records(job, &all);
+        let all_for_hasher = all.clone();
         let p = &self.progress;
         use std::sync::atomic::Ordering::Relaxed;
         p.bytes_total.store(job.plan.file_size, Relaxed);
@@ -396,16 +440,19 @@ impl Engine {
         p.segments_confirmed.store(base.segments_confirmed, Relaxed);
         p.bytes_sent.store(base.bytes_sent - job.bytes_sent_other, Relaxed);
         p.bytes_wasted.store(base.bytes_wasted, Relaxed);
-        if r.todo.is_empty() {
+        let whole = self.whole_digests(journal, job)?;
+        if r.todo.is_empty() && whole.is_none() {
             return Ok(());
         }
-        tracing::info!(
-            "job {}: {} of {} segments to upload ({} confirmed)",
-            job.id,
-            r.todo.len(),
-            job.plan.segment_count,
-            base.segments_confirmed
-        );
+        if !r.todo.is_empty() {
+            tracing::info!(
+                "job {}: {} of {} segments to upload ({} confirmed)",
+                job.id,
+                r.todo.len(),
+                job.plan.segment_count,
+                base.segments_confirmed
+            );
+        }
         let ctx = Arc::new(upload::Ctx {
             swift: self.swift.clone(),
             journal: journal.clone(),
@@ -419,14 +466,47 @@ impl Engine {
         });
         let mut cancel = self.cancel.clone();
         let snap_job = job.clone();
-        upload::run(ctx, r.todo, self.settings.concurrency, &mut cancel, || {
+        let ready = upload::hasher::spawn(
+            journal.clone(),
+            file.clone(),
+            job.id.clone(),
+            all_for_hasher,
+            r.todo,
+            whole,
+            self.settings.concurrency,
+        );
+        upload::run(ctx, ready, self.settings.concurrency, &mut cancel, || {
             let v = StatusView::live(&snap_job, &self.progress);
             if let Err(e) = self.write_snapshot(journal, &v) {
                 tracing::debug!("{e}");
             }
         })
-        .await
+        .await?;
+        self.publish_digests(journal)
     }
+
+    /// The whole-image hashers still to run (`None` when every digest is known).
+    fn whole_digests(&self, journal: &Journal, job: &JobRecord) -> Result<Option<Whole>> {
+        let saved = journal.digest()?;
+        self.publish_digests(journal)?;
+        if job.digests.is_empty() || saved.complete(&job.digests) {
+            return Ok(None);
+        }
+        Ok(Some(Whole::resume(&job.digests, &saved)))
+    }
+
+    fn publish_digests(&self, journal: &Journal) -> Result<()> {
+        let d = journal.digest()?;
+        if let Ok(mut x) = self.progress.extras.lock() {
+            x.digests = d;
+        }
+        Ok(())
+    }
+}
+
+/// True when the job asks for an import that has not succeeded yet.
+fn import_pending(journal: &Journal, job: &JobRecord) -> Result<bool> {
+    Ok(job.import.is_some() && journal.import()?.is_none_or(|s| s.outcome != crate::journal::ImportOutcome::Succeeded))
 }
 
 /// Refuses a source whose identity differs from the journaled one.

@@ -15,12 +15,16 @@ pub mod records;
 use std::path::{Path, PathBuf};
 
 pub use lock::Role;
-pub use records::{JobRecord, Phase, SCHEMA_VERSION, SegState, SegmentRecord};
+pub use records::{ImportOutcome, ImportState, JobRecord, Phase, SCHEMA_VERSION, SegState, SegmentRecord};
+
+use crate::digest::DigestState;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::{Error, Result};
 
 const JOB_KEY: &[u8] = b"job";
+const DIGEST_KEY: &[u8] = b"digest";
+const IMPORT_KEY: &[u8] = b"import";
 const SEGMENTS_TREE: &[u8] = b"segments";
 
 /// The directory holding every job's journal.
@@ -164,8 +168,10 @@ impl Root {
             Err(e) => return Ok(Opened::Damaged { reason: e.msg, birth, held: Held { dir, lock: l } }),
         };
         let j = Journal { id: id.to_string(), dir, db, segs, _lock: l };
-        let check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| j.job().and_then(|_| j.segments())))
-            .unwrap_or_else(|_| Err(Error::failed("sled panicked while reading it")));
+        let check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            j.job().and_then(|_| j.segments()).and_then(|_| j.digest()).and_then(|_| j.import())
+        }))
+        .unwrap_or_else(|_| Err(Error::failed("sled panicked while reading it")));
         if let Err(e) = check {
             let Journal { dir, _lock, .. } = j;
             return Ok(Opened::Damaged { reason: e.msg, birth, held: Held { dir, lock: _lock } });
@@ -341,6 +347,38 @@ impl Journal {
         Ok(())
     }
 
+    /// The whole-image digests' progress (default: nothing hashed yet).
+    pub fn digest(&self) -> Result<DigestState> {
+        self.get_extra(DIGEST_KEY).map(Option::unwrap_or_default)
+    }
+
+    /// Replaces the whole-image digests' progress (durable at the next flush).
+    pub fn put_digest(&self, d: &DigestState) -> Result<()> {
+        self.put_extra(DIGEST_KEY, d)
+    }
+
+    /// The import's state, once an import was started.
+    pub fn import(&self) -> Result<Option<ImportState>> {
+        self.get_extra(IMPORT_KEY)
+    }
+
+    /// Replaces the import's state (durable at the next flush).
+    pub fn put_import(&self, s: &ImportState) -> Result<()> {
+        self.put_extra(IMPORT_KEY, s)
+    }
+
+    fn get_extra<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.db.get(key).map_err(|e| sled_err(&self.id, e))? {
+            Some(raw) => decode(&self.id, &raw).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn put_extra<T: Serialize>(&self, key: &[u8], v: &T) -> Result<()> {
+        self.db.insert(key, encode(v)?).map_err(|e| sled_err(&self.id, e))?;
+        Ok(())
+    }
+
     /// Makes every write so far durable (fsync). A segment counts as confirmed only
     /// after the flush that follows its record.
     pub fn flush(&self) -> Result<()> {
@@ -352,6 +390,12 @@ impl Journal {
     pub fn write_snapshot(&self, bytes: &[u8]) -> Result<()> {
         write_atomic(&self.dir, "status.json", bytes)
     }
+}
+
+/// Fixtures for other modules' unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::tests::sample_job;
 }
 
 #[cfg(test)]
@@ -385,6 +429,8 @@ mod tests {
             bytes_sent_other: 0,
             last_error: None,
             runs: 1,
+            digests: vec![],
+            import: None,
         }
     }
 
@@ -439,7 +485,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = Root::new(Some(d.path().to_path_buf())).unwrap();
         let j = root.create(&sample_job("dmg"), (0..3).map(seg)).unwrap();
-        j.segs.insert(1u64.to_be_bytes(), vec![0u8, 1, 0xff, 0xff]).unwrap();
+        let mut bad = SCHEMA_VERSION.to_be_bytes().to_vec();
+        bad.extend([0xff, 0xff]);
+        j.segs.insert(1u64.to_be_bytes(), bad).unwrap();
         j.flush().unwrap();
         drop(j);
         let Opened::Damaged { reason, birth, held } = root.open_checked("dmg").unwrap() else { panic!("trusted") };
@@ -465,7 +513,9 @@ mod tests {
         j.db.insert(JOB_KEY, raw).unwrap();
         let e = j.job().unwrap_err();
         assert!(e.msg.contains("schema 99"), "{e}");
-        j.db.insert(JOB_KEY, vec![0u8, 1, 255, 255, 255]).unwrap();
+        let mut bad = SCHEMA_VERSION.to_be_bytes().to_vec();
+        bad.extend([255, 255, 255]);
+        j.db.insert(JOB_KEY, bad).unwrap();
         assert!(j.job().unwrap_err().msg.contains("unreadable"));
     }
 }

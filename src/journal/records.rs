@@ -3,12 +3,17 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Algo;
+use crate::import::{ImportKind, ImportSpec};
 use crate::plan::{Limits, Plan};
 use crate::source::FileIdentity;
 
 /// Version of the record layout. A journal written with another version is refused
 /// with a clear error instead of being misread.
-pub const SCHEMA_VERSION: u16 = 1;
+///
+/// 2: whole-image digests and the image import (a schema-1 journal is rebuilt from
+/// its `birth.json`, adopting what the server holds).
+pub const SCHEMA_VERSION: u16 = 2;
 
 /// Where a job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +26,8 @@ pub enum Phase {
     Done,
     /// Stopped on an error that needs the user (see `last_error`); `resume` retries.
     Failed,
+    /// The object is complete; the image import runs (or remains to be run).
+    Importing,
 }
 
 impl Phase {
@@ -31,6 +38,7 @@ impl Phase {
             Phase::Manifest => "manifest",
             Phase::Done => "done",
             Phase::Failed => "failed",
+            Phase::Importing => "importing",
         }
     }
 }
@@ -72,6 +80,46 @@ pub struct JobRecord {
     pub last_error: Option<String>,
     /// How many runs (upload or resume) have worked on this job.
     pub runs: u32,
+    /// Whole-image digests computed while hashing (those the import needs, and `--digest`).
+    #[serde(default)]
+    pub digests: Vec<Algo>,
+    /// The image import to run once the object is complete.
+    #[serde(default)]
+    pub import: Option<ImportSpec>,
+}
+
+/// Where an import stands on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImportOutcome {
+    /// Requested (or about to be); not finished.
+    Running,
+    /// The image is registered and verified.
+    Succeeded,
+    /// The service reported a failure (see `message`).
+    Failed,
+}
+
+/// The journaled state of the image import. Its ids are derived from the job and
+/// the attempt number, so a crash between the request and this record cannot
+/// lead to a second import: the next run finds the first one by its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportState {
+    /// K5 vmimport or Glance.
+    pub kind: ImportKind,
+    /// 1 for the first import of this job; a new attempt after a failure adds one.
+    pub attempt: u32,
+    /// The image id (asked for by k5up, so known before the request).
+    pub image_id: String,
+    /// K5's `import_id`, once the request was accepted.
+    pub import_id: Option<String>,
+    /// The last status the service reported.
+    pub status: String,
+    /// The last progress (percent) the service reported.
+    pub progress: Option<u8>,
+    /// Running, succeeded or failed.
+    pub outcome: ImportOutcome,
+    /// The service's failure message.
+    pub message: Option<String>,
 }
 
 /// A segment's state.

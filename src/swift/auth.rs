@@ -78,6 +78,14 @@ impl NameOrId {
             NameOrId::Name { name, domain: Some(d) } => json!({ "name": name, "domain": d.to_json() }),
         }
     }
+    /// The name, when given by name.
+    pub fn as_name(&self) -> Option<String> {
+        match self {
+            NameOrId::Name { name, .. } => Some(name.clone()),
+            NameOrId::Id(_) => None,
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             NameOrId::Id(id) => id.clone(),
@@ -154,6 +162,8 @@ pub struct Token {
     pub issued: Instant,
     /// When it expires, when known.
     pub expires: Option<Instant>,
+    /// Keystone's service catalog (not secret), for the image service's endpoint.
+    pub catalog: Option<Value>,
 }
 
 impl Token {
@@ -219,6 +229,24 @@ impl Auth {
         }
     }
 
+    /// The URL of another service (`image`) from the Keystone catalog, with the
+    /// interface and region the object store was chosen with.
+    pub async fn service_url(&self, kind: &str) -> Result<String, String> {
+        let t = self.token().await.map_err(|e| e.to_string())?;
+        let (Some(catalog), Credentials::Keystone(k)) = (&t.catalog, &self.creds) else {
+            return Err(format!("no service catalog: the {kind} endpoint is only found with Keystone credentials"));
+        };
+        catalog_endpoint(catalog, kind, &k.interface, k.region.as_deref())
+    }
+
+    /// The Keystone credentials, when the job logs in with Keystone.
+    pub fn keystone(&self) -> Option<&Keystone> {
+        match &self.creds {
+            Credentials::Keystone(k) => Some(k),
+            _ => None,
+        }
+    }
+
     /// True when a rejected token can be replaced by logging in again.
     pub fn can_refresh(&self) -> bool {
         !matches!(self.creds, Credentials::Token { .. })
@@ -233,6 +261,7 @@ impl Auth {
                 storage_url: storage_url.trim_end_matches('/').to_string(),
                 issued: Instant::now(),
                 expires: None,
+                catalog: None,
             }),
         }
     }
@@ -262,7 +291,13 @@ impl Auth {
             .and_then(|s| s.parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(|s| issued + Duration::from_secs_f64(s));
-        Ok(Token { value: Secret(token), storage_url: storage_url.trim_end_matches('/').to_string(), issued, expires })
+        Ok(Token {
+            value: Secret(token),
+            storage_url: storage_url.trim_end_matches('/').to_string(),
+            issued,
+            expires,
+            catalog: None,
+        })
     }
 
     async fn login_keystone(&self, k: &Keystone) -> Result<Token, SwiftError> {
@@ -313,6 +348,13 @@ impl Auth {
                 _ => None,
             };
         let storage_url = match &k.storage_url {
+            // A K5 profile's template: the project id comes with the token.
+            Some(u) if u.contains("$(project_id)s") => match t["project"]["id"].as_str() {
+                Some(p) => u.replace("$(project_id)s", p),
+                None => {
+                    return Err(SwiftError::local(&op, "the token is not scoped to a project", Class::Fatal));
+                }
+            },
             Some(u) => u.clone(),
             None => catalog_endpoint(&t["catalog"], "object-store", &k.interface, k.region.as_deref())
                 .map_err(|d| SwiftError::local(&op, d, Class::Fatal))?,
@@ -322,6 +364,7 @@ impl Auth {
             storage_url: storage_url.trim_end_matches('/').to_string(),
             issued,
             expires: life.map(|l| issued + l),
+            catalog: Some(t["catalog"].clone()),
         })
     }
 }

@@ -154,8 +154,8 @@ impl Swift {
         query: &str,
         build: impl FnOnce(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, SwiftError> {
-        let token = self.auth.token().await?;
-        let mut url = format!("{}/{}", token.storage_url, enc_container(container));
+        let base = self.auth.token().await?.storage_url.clone();
+        let mut url = format!("{base}/{}", enc_container(container));
         if let Some(o) = object {
             url.push('/');
             url.push_str(&enc_object(o));
@@ -164,12 +164,39 @@ impl Swift {
             url.push('?');
             url.push_str(query);
         }
-        let req = self.http.request(method, &url).header("X-Auth-Token", token.value.expose());
+        self.send_url(op, method, &url, build).await
+    }
+
+    /// Sends one request to the account itself (its storage URL).
+    pub async fn send_account(
+        &self,
+        op: &str,
+        method: Method,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response, SwiftError> {
+        retry::retry(&self.policy, op, |_| async {
+            let url = self.auth.token().await?.storage_url.clone();
+            self.send_url(op, method.clone(), &url, &build).await
+        })
+        .await
+    }
+
+    /// Sends one request to any URL (Glance, vmimport) with the current token; the
+    /// same error classes and 401 handling as [`Swift::send`].
+    pub async fn send_url(
+        &self,
+        op: &str,
+        method: Method,
+        url: &str,
+        build: impl FnOnce(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response, SwiftError> {
+        let token = self.auth.token().await?;
+        let req = self.http.request(method, url).header("X-Auth-Token", token.value.expose());
         let resp = build(req).send().await.map_err(|e| SwiftError::transport(op, &e))?;
-        let status = resp.status().as_u16();
         if resp.status().is_success() {
             return Ok(resp);
         }
+        let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.text().await.unwrap_or_default();
         let mut e = SwiftError::from_response(op, status, &headers, &body);
@@ -181,6 +208,17 @@ impl Swift {
             }
         }
         Err(e)
+    }
+
+    /// [`Swift::send_url`] with retries (idempotent requests).
+    pub async fn send_url_retrying(
+        &self,
+        op: &str,
+        method: Method,
+        url: &str,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response, SwiftError> {
+        retry::retry(&self.policy, op, |_| self.send_url(op, method.clone(), url, &build)).await
     }
 
     /// [`Swift::send`] with retries, for idempotent requests without a streamed body.

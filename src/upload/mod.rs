@@ -9,6 +9,7 @@
 //! confirmed without a new failure add one back, up to `concurrency`.
 
 pub mod body;
+pub mod hasher;
 pub mod pace;
 pub mod segment;
 
@@ -23,21 +24,19 @@ pub use segment::{Ctx, Outcome};
 use crate::error::{Error, Result};
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::journal::SegmentRecord;
 use crate::progress::Progress;
-use crate::swift::ListEntry;
 
 /// Uploads `todo` with at most `concurrency` segments in flight. `on_tick` runs about
 /// once a second (status snapshots). Returns when all are confirmed, on the first
 /// error, or when `cancel` turns true (a resumable "interrupted" error).
 pub async fn run(
     ctx: Arc<Ctx>,
-    todo: Vec<(SegmentRecord, Option<ListEntry>)>,
+    mut ready: tokio::sync::mpsc::Receiver<hasher::Ready>,
     concurrency: usize,
     cancel: &mut watch::Receiver<bool>,
     mut on_tick: impl FnMut(),
 ) -> Result<()> {
-    let mut queue = todo.into_iter();
+    let mut ready_done = false;
     let mut set = JoinSet::new();
     let mut failure: Option<Error> = None;
     let mut cancelled = *cancel.borrow();
@@ -59,19 +58,23 @@ pub async fn run(
             }
         }
         ctx.progress.concurrency.store(limit as u64, Relaxed);
-        while set.len() < limit && failure.is_none() && !cancelled {
-            match queue.next() {
-                Some((seg, hint)) => {
-                    set.spawn(segment::process(ctx.clone(), seg, hint));
-                }
-                None => break,
-            }
-        }
-        if set.is_empty() {
+        let stopping = failure.is_some() || cancelled;
+        if set.is_empty() && (ready_done || stopping) {
             break;
         }
+        let room = set.len() < limit && !stopping && !ready_done;
         tokio::select! {
-            joined = set.join_next() => match joined {
+            next = ready.recv(), if room => match next {
+                Some(Ok((seg, hint))) => {
+                    set.spawn(segment::process(ctx.clone(), seg, hint));
+                }
+                Some(Err(e)) => {
+                    set.abort_all();
+                    failure.get_or_insert(e);
+                }
+                None => ready_done = true,
+            },
+            joined = set.join_next(), if !set.is_empty() => match joined {
                 Some(Ok(Ok(_)))
                     if Progress::get(&ctx.progress.trouble) == seen_trouble => {
                         calm += 1;

@@ -243,14 +243,14 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
 }
 
 /// What to do when the source file changed or cannot be read.
-fn source_hint(job: &str) -> String {
+pub(crate) fn source_hint(job: &str) -> String {
     format!(
         "restore the original file (same content and modification time), then `k5up resume {job}`; or `k5up abort {job}`"
     )
 }
 
 /// A read error of the source, in the user's words.
-fn read_failure(e: &std::io::Error) -> String {
+pub(crate) fn read_failure(e: &std::io::Error) -> String {
     if e.kind() == std::io::ErrorKind::UnexpectedEof {
         "the file ended early: it is shorter than when the job began".into()
     } else {

@@ -1,0 +1,253 @@
+//! OpenStack Glance (image API v2, interoperable import by `web-download`).
+//!
+//! create the image (client-chosen id) → `POST /v2/images/<id>/import` with a TempURL
+//! of the object, so Glance fetches it from Swift and the image crosses the user's
+//! link only once → poll until `active` → compare `size` and `os_hash_value` (and
+//! `checksum` when MD5 was asked for) with the digests computed while uploading.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::{Ctx, Failure, next_poll, tempurl};
+use crate::digest::Algo;
+use crate::error::{Error, ErrorKind};
+use crate::journal::ImportState;
+use crate::swift::SwiftError;
+
+/// Disk formats Glance knows besides those k5up detects.
+pub const OTHER_FORMATS: [&str; 5] = ["ami", "ari", "aki", "vdi", "ploop"];
+
+fn run_err(e: SwiftError) -> Failure {
+    Failure::Run(e.into_error(ErrorKind::Resumable))
+}
+
+async fn endpoint(ctx: &Ctx<'_>) -> Result<String, Failure> {
+    let url = match &ctx.spec.endpoint {
+        Some(u) => u.clone(),
+        None => ctx.swift.auth().service_url("image").await.map_err(|e| {
+            Failure::Run(Error::input(format!("cannot find Glance: {e}")).hint("give its URL with --glance-url"))
+        })?,
+    };
+    let u = url.trim_end_matches('/');
+    Ok(u.strip_suffix("/v2").unwrap_or(u).to_string())
+}
+
+async fn get_json(ctx: &Ctx<'_>, op: &str, url: &str) -> Result<Option<Value>, Failure> {
+    match ctx.swift.send_url_retrying(op, Method::GET, url, |r| r.header("Accept", "application/json")).await {
+        Ok(resp) => {
+            let v = resp.json::<Value>().await.map_err(|e| run_err(SwiftError::transport(op, &e)))?;
+            Ok(Some(v))
+        }
+        Err(e) if e.status == Some(404) => Ok(None),
+        Err(e) => Err(run_err(e)),
+    }
+}
+
+/// Runs or continues the Glance import of `state.image_id`.
+pub async fn run(ctx: &Ctx<'_>, state: &mut ImportState) -> Result<(), Failure> {
+    let base = endpoint(ctx).await?;
+    let id = state.image_id.clone();
+    let image_url = format!("{base}/v2/images/{id}");
+    let job = &ctx.job.id;
+
+    let image = match get_json(ctx, &format!("GET Glance image {id}"), &image_url).await? {
+        Some(v) => v,
+        None => create(ctx, &base, &id).await?,
+    };
+    let mut status = image["status"].as_str().unwrap_or("").to_string();
+    let requested = matches!(state.status.as_str(), "requested" | "importing");
+    if status == "queued" && !(requested && failed_import(&image)) {
+        start_import(ctx, &base, &id, state).await?;
+    } else if status != "active" {
+        tracing::info!("job {job}: Glance image {id} is {status}: following the import already started");
+    }
+
+    let mut wait = ctx.poll;
+    loop {
+        let img = get_json(ctx, &format!("GET Glance image {id}"), &image_url)
+            .await?
+            .ok_or_else(|| Failure::Service(format!("image {id} disappeared from Glance"), retry_hint(job)))?;
+        status = img["status"].as_str().unwrap_or("").to_string();
+        if status != state.status && !(status == "queued" && state.status == "requested") {
+            state.status = status.clone();
+            ctx.save(state)?;
+            tracing::info!("job {job}: Glance image {id}: {status}");
+        }
+        match status.as_str() {
+            "active" => return verify(ctx, &img),
+            "queued" if failed_import(&img) => {
+                let msg = task_message(ctx, &base, &id).await;
+                return Err(Failure::Service(
+                    format!(
+                        "Glance could not import the object (os_glance_failed_import={}): {msg}",
+                        img["os_glance_failed_import"].as_str().unwrap_or("")
+                    ),
+                    retry_hint(job),
+                ));
+            }
+            "killed" | "deleted" | "pending_delete" | "deactivated" => {
+                return Err(Failure::Service(format!("the image went to status `{status}`"), retry_hint(job)));
+            }
+            _ => {}
+        }
+        tokio::time::sleep(wait).await;
+        wait = next_poll(wait);
+    }
+}
+
+fn retry_hint(job: &str) -> String {
+    format!("fix the cause, then `k5up import {job}` tries again (the object stays in Swift)")
+}
+
+fn failed_import(img: &Value) -> bool {
+    img["os_glance_failed_import"].as_str().is_some_and(|s| !s.is_empty())
+}
+
+async fn create(ctx: &Ctx<'_>, base: &str, id: &str) -> Result<Value, Failure> {
+    let spec = ctx.spec;
+    let mut body = json!({
+        "id": id,
+        "name": spec.image_name,
+        "disk_format": spec.disk_format,
+        "container_format": "bare",
+        "k5up_job": ctx.job.id,
+    });
+    if let Some(r) = spec.min_ram {
+        body["min_ram"] = json!(r);
+    }
+    if let Some(d) = spec.min_disk {
+        body["min_disk"] = json!(d);
+    }
+    let op = format!("POST Glance image {id} (create `{}`)", spec.image_name);
+    let url = format!("{base}/v2/images");
+    let r = ctx
+        .swift
+        .send_url_retrying(&op, Method::POST, &url, |r| r.header("Accept", "application/json").json(&body))
+        .await;
+    match r {
+        Ok(resp) => resp.json::<Value>().await.map_err(|e| run_err(SwiftError::transport(&op, &e))),
+        // Created by a run that died before it saw the answer.
+        Err(e) if e.status == Some(409) => get_json(ctx, &op, &format!("{url}/{id}")).await?.ok_or_else(|| {
+            Failure::Service(format!("Glance refused image id {id}: {}", e.detail), retry_hint(&ctx.job.id))
+        }),
+        Err(e) if e.status == Some(400) || e.status == Some(403) => Err(Failure::Service(
+            format!("Glance refused to create the image: {e}"),
+            "check --disk-format, --min-ram, --min-disk and your role in the project".into(),
+        )),
+        Err(e) => Err(run_err(e)),
+    }
+}
+
+async fn start_import(ctx: &Ctx<'_>, base: &str, id: &str, state: &mut ImportState) -> Result<(), Failure> {
+    let (key, created) = tempurl::account_key(ctx.swift).await.map_err(run_err)?;
+    if created {
+        tracing::info!(
+            "job {}: the account had no TempURL key: set one (Temp-URL-Key-2) for Glance's download",
+            ctx.job.id
+        );
+    }
+    let path = ctx.object_path()?;
+    let origin = {
+        let u = &ctx.job.storage_url;
+        let after_scheme = u.find("://").map(|i| i + 3).unwrap_or(0);
+        let end = u[after_scheme..].find('/').map(|i| i + after_scheme).unwrap_or(u.len());
+        u[..end].to_string()
+    };
+    let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+        + tempurl::LIFETIME_SECS;
+    let uri = tempurl::sign(&origin, &path, &key, expires);
+    state.status = "requested".into();
+    ctx.save(state)?;
+    let op = format!("POST Glance image {id} import (web-download of {}/{})", ctx.job.container, ctx.job.object);
+    let body = json!({"method": {"name": "web-download", "uri": uri}});
+    let url = format!("{base}/v2/images/{id}/import");
+    match ctx
+        .swift
+        .send_url_retrying(&op, Method::POST, &url, |r| r.header("Accept", "application/json").json(&body))
+        .await
+    {
+        Ok(_) => {
+            tracing::info!("job {}: Glance is importing image {id} from Swift (web-download)", ctx.job.id);
+            Ok(())
+        }
+        // Another import of this image is running (a previous run's).
+        Err(e) if e.status == Some(409) => Ok(()),
+        Err(e) if e.status == Some(400) || e.status == Some(403) || e.status == Some(415) => Err(Failure::Service(
+            format!("Glance refused the web-download (HTTP {}): {}", e.status.unwrap_or(0), glance_message(&e.detail)),
+            format!(
+                "Glance must be allowed to download from {origin} ([import_filtering_opts] allowed_schemes/allowed_hosts/allowed_ports, and web-download in enabled_import_methods); ask its operator, then `k5up import {}`",
+                ctx.job.id
+            ),
+        )),
+        Err(e) => Err(run_err(e)),
+    }
+}
+
+/// The text of a Glance error body (JSON or HTML).
+fn glance_message(body: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<Value>(body) {
+        for p in ["/message", "/error/message", "/title"] {
+            if let Some(m) = v.pointer(p).and_then(Value::as_str) {
+                return m.trim().to_string();
+            }
+        }
+    }
+    body.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+async fn task_message(ctx: &Ctx<'_>, base: &str, id: &str) -> String {
+    let url = format!("{base}/v2/images/{id}/tasks");
+    let Ok(Some(v)) = get_json(ctx, "GET Glance image tasks", &url).await else {
+        return "(Glance gave no task message)".into();
+    };
+    let mut tasks: Vec<&Value> = v["tasks"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    tasks.sort_by_key(|t| t["created_at"].as_str().unwrap_or("").to_string());
+    tasks
+        .iter()
+        .rev()
+        .find_map(|t| t["message"].as_str().filter(|m| !m.is_empty()))
+        .unwrap_or("(Glance gave no task message)")
+        .to_string()
+}
+
+/// After `active`: size and hashes against the local digests.
+fn verify(ctx: &Ctx<'_>, img: &Value) -> Result<(), Failure> {
+    let id = img["id"].as_str().unwrap_or("");
+    let mut bad = vec![];
+    let size = img["size"].as_u64();
+    if size != Some(ctx.job.plan.file_size) {
+        bad.push(format!(
+            "size: Glance {} ≠ local {}",
+            size.map(|s| s.to_string()).unwrap_or("none".into()),
+            ctx.job.plan.file_size
+        ));
+    }
+    let algo = img["os_hash_algo"].as_str().unwrap_or("");
+    let value = img["os_hash_value"].as_str().unwrap_or("");
+    match algo.parse::<Algo>().ok().and_then(|a| ctx.digests.value(a).map(|v| (a, v))) {
+        Some((a, local)) if !local.eq_ignore_ascii_case(value) => {
+            bad.push(format!("os_hash_value ({a}): Glance {value} ≠ local {local}"))
+        }
+        Some(_) => {}
+        None => tracing::warn!(
+            "job {}: Glance hashes with `{algo}`, which k5up did not compute: only the size was compared",
+            ctx.job.id
+        ),
+    }
+    if let (Some(local), Some(remote)) = (ctx.digests.value(Algo::Md5), img["checksum"].as_str())
+        && !local.eq_ignore_ascii_case(remote)
+    {
+        bad.push(format!("checksum (md5): Glance {remote} ≠ local {local}"));
+    }
+    if bad.is_empty() {
+        tracing::info!("job {}: Glance image {id} is active; size and {algo} match the file", ctx.job.id);
+        return Ok(());
+    }
+    Err(Failure::Service(
+        format!("image {id} does not match the file: {}", bad.join("; ")),
+        format!(
+            "do not use image {id}; delete it, check the object with `k5up verify --deep {}`, then `k5up import {}`",
+            ctx.job.id, ctx.job.id
+        ),
+    ))
+}

@@ -1,0 +1,309 @@
+//! The image import, after the object is complete and verified: Fujitsu K5's
+//! vmimport ([`k5`]) or OpenStack Glance ([`glance`]).
+//!
+//! Both are resumable. The image id is derived from the job and the attempt number
+//! before anything is sent, so a run killed after the request but before the
+//! journal recorded it finds its own import again (Glance: `GET /v2/images/<id>`;
+//! K5: the import list, by image id) instead of starting a second one.
+
+pub mod format;
+pub mod glance;
+pub mod k5;
+pub mod tempurl;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::digest::{Algo, DigestState};
+use crate::error::{Error, Result};
+use crate::journal::{ImportOutcome, ImportState, JobRecord, Journal};
+use crate::swift::Swift;
+
+/// Which image service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImportKind {
+    /// Fujitsu K5 vmimport.
+    K5,
+    /// OpenStack Glance (image v2, web-download).
+    Glance,
+}
+
+impl ImportKind {
+    /// `k5` or `glance`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportKind::K5 => "k5",
+            ImportKind::Glance => "glance",
+        }
+    }
+
+    /// The whole-image digests this import needs: SHA-1 for K5's `checksum`,
+    /// SHA-512 to check Glance's `os_hash_value`.
+    pub fn digests(self) -> &'static [Algo] {
+        match self {
+            ImportKind::K5 => &[Algo::Sha1],
+            ImportKind::Glance => &[Algo::Sha512],
+        }
+    }
+}
+
+/// What to import, as journaled with the job (never a secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportSpec {
+    /// The service.
+    pub kind: ImportKind,
+    /// The image's name.
+    pub image_name: String,
+    /// K5's `os_type`.
+    pub os_type: Option<String>,
+    /// Glance's `disk_format` (detected from the file unless given).
+    pub disk_format: String,
+    /// Minimum RAM (MB).
+    pub min_ram: Option<u64>,
+    /// Minimum disk (GB).
+    pub min_disk: Option<u64>,
+    /// `--vmimport-url` / `--glance-url`; `None`: from the K5 profile or the catalog.
+    pub endpoint: Option<String>,
+    /// K5 regions that convert images need `conversion`, `user_name`, `password`, `domain_name`.
+    pub k5_conversion: bool,
+    /// Allow the password to vmimport over plain http to a loopback address (tests).
+    pub allow_http_password: bool,
+}
+
+/// Fills what the user left out (the disk format, detected from the file; the image
+/// name, from the object name) and validates the result.
+pub fn complete(mut spec: ImportSpec, file: &std::fs::File, size: u64, object: &str) -> Result<ImportSpec> {
+    if spec.disk_format.is_empty() {
+        spec.disk_format = format::detect(file, size).to_string();
+    }
+    if spec.image_name.is_empty() {
+        let base = object.rsplit('/').next().unwrap_or(object);
+        let stem = base.rsplit_once('.').map(|(s, _)| s).filter(|s| !s.is_empty()).unwrap_or(base);
+        spec.image_name = stem.to_string();
+    }
+    validate(&spec, object)?;
+    Ok(spec)
+}
+
+/// Checks an import against the object before anything is uploaded: a user must
+/// not learn after a 300 GB upload that the name or OS type is refused.
+pub fn validate(spec: &ImportSpec, object: &str) -> Result<()> {
+    if spec.image_name.trim().is_empty() {
+        return Err(Error::input("the image name is empty").hint("set --image-name"));
+    }
+    match spec.kind {
+        ImportKind::K5 => k5::validate(spec, object),
+        ImportKind::Glance => {
+            if !format::KNOWN.contains(&spec.disk_format.as_str())
+                && !glance::OTHER_FORMATS.contains(&spec.disk_format.as_str())
+            {
+                return Err(Error::input(format!("unknown disk format `{}`", spec.disk_format)).hint(format!(
+                    "--disk-format takes one of {}, {}",
+                    format::KNOWN.join(", "),
+                    glance::OTHER_FORMATS.join(", ")
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `n` random bytes from the kernel.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    use std::io::Read;
+    let mut b = [0u8; N];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_err() {
+        // Not expected on Linux; fall back to the clock and pid, still unique per run.
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        let h = Sha256::digest(seed.as_bytes());
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = h[i % h.len()];
+        }
+    }
+    b
+}
+
+/// The image id of `attempt` of `job`'s import: a UUID (version 4 layout) derived
+/// from the job, so every run of the same attempt asks for the same id.
+pub fn image_id(job: &JobRecord, kind: ImportKind, attempt: u32) -> String {
+    let mut h = Sha256::new();
+    for part in [job.id.as_str(), job.storage_url.as_str(), job.container.as_str(), job.object.as_str(), kind.as_str()]
+    {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    h.update(attempt.to_be_bytes());
+    h.update(job.created_unix.to_be_bytes());
+    let mut b: [u8; 16] = h.finalize()[..16].try_into().expect("16 bytes");
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let x = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &x[..8], &x[8..12], &x[12..16], &x[16..20], &x[20..])
+}
+
+/// What an import run needs.
+pub struct Ctx<'a> {
+    /// The account (and its token, shared with the image service).
+    pub swift: &'a Swift,
+    /// The job.
+    pub job: &'a JobRecord,
+    /// What to import.
+    pub spec: &'a ImportSpec,
+    /// The whole-image digests (complete).
+    pub digests: &'a DigestState,
+    /// The job's journal: the import state is saved there at every change.
+    pub journal: &'a Journal,
+    /// Called with every new state (status snapshot, progress display).
+    pub on_state: &'a (dyn Fn(&ImportState) + Sync),
+    /// First poll interval (grows to [`MAX_POLL`]).
+    pub poll: Duration,
+}
+
+/// Longest interval between two status polls.
+pub const MAX_POLL: Duration = Duration::from_secs(15);
+
+impl Ctx<'_> {
+    /// Journals `s` durably and reports it.
+    pub fn save(&self, s: &ImportState) -> Result<()> {
+        self.journal.put_import(s)?;
+        self.journal.flush()?;
+        (self.on_state)(s);
+        Ok(())
+    }
+
+    /// A whole-image digest the import needs.
+    pub fn digest(&self, a: Algo) -> Result<&str> {
+        self.digests.value(a).ok_or_else(|| {
+            Error::failed(format!("job {}: the {a} digest of the image is unknown", self.job.id))
+                .hint(format!("run `k5up resume {}`: it re-reads what is needed", self.job.id))
+        })
+    }
+
+    /// The object's path for vmimport and TempURLs: `/v1/AUTH_x/container/object`.
+    pub fn object_path(&self) -> Result<String> {
+        let rest = self.job.storage_url.splitn(4, '/').nth(3).unwrap_or("");
+        if rest.is_empty() {
+            return Err(Error::failed(format!("cannot read the account path of {}", self.job.storage_url)));
+        }
+        Ok(format!("/{rest}/{}/{}", self.job.container, self.job.object))
+    }
+}
+
+/// The state to continue from: the journaled one, or attempt 1. A failed K5 import
+/// is retried as a new attempt (a new image id); a Glance image that failed to
+/// import keeps its id and is imported again.
+pub fn next_state(job: &JobRecord, kind: ImportKind, saved: Option<ImportState>) -> ImportState {
+    match saved {
+        Some(s) if s.kind == kind && s.outcome != ImportOutcome::Failed => s,
+        Some(s) if s.kind == kind && kind == ImportKind::Glance => {
+            ImportState { outcome: ImportOutcome::Running, message: None, ..s }
+        }
+        prev => {
+            let attempt = prev.filter(|p| p.kind == kind).map(|p| p.attempt + 1).unwrap_or(1);
+            ImportState {
+                kind,
+                attempt,
+                image_id: image_id(job, kind, attempt),
+                import_id: None,
+                status: "new".into(),
+                progress: None,
+                outcome: ImportOutcome::Running,
+                message: None,
+            }
+        }
+    }
+}
+
+/// Runs (or continues) the import. Returns the final state; a failed import is an
+/// error naming the service's message.
+pub async fn run(ctx: &Ctx<'_>) -> Result<ImportState> {
+    let mut state = next_state(ctx.job, ctx.spec.kind, ctx.journal.import()?);
+    if state.outcome == ImportOutcome::Succeeded {
+        return Ok(state);
+    }
+    ctx.save(&state)?;
+    let r = match ctx.spec.kind {
+        ImportKind::K5 => k5::run(ctx, &mut state).await,
+        ImportKind::Glance => glance::run(ctx, &mut state).await,
+    };
+    match r {
+        Ok(()) => {
+            state.outcome = ImportOutcome::Succeeded;
+            ctx.save(&state)?;
+            Ok(state)
+        }
+        Err(Failure::Service(msg, hint)) => {
+            state.outcome = ImportOutcome::Failed;
+            state.message = Some(msg.clone());
+            ctx.save(&state)?;
+            Err(Error::failed(format!(
+                "job {}: the {} import of image {} failed: {msg}",
+                ctx.job.id,
+                ctx.spec.kind.as_str(),
+                state.image_id
+            ))
+            .hint(hint))
+        }
+        Err(Failure::Run(e)) => Err(e),
+    }
+}
+
+/// How an import run ends without success.
+#[derive(Debug)]
+pub enum Failure {
+    /// The service refused or failed the import (terminal for this attempt): message, hint.
+    Service(String, String),
+    /// The run stopped (network, journal, interrupted): resume continues the same import.
+    Run(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Run(e)
+    }
+}
+
+/// Polling intervals: `first`, growing by half up to [`MAX_POLL`].
+pub fn next_poll(cur: Duration) -> Duration {
+    (cur + cur / 2).min(MAX_POLL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> JobRecord {
+        crate::journal::tests_support::sample_job("abcd1234")
+    }
+
+    #[test]
+    fn image_ids_are_stable_uuids_per_attempt() {
+        let j = job();
+        let a = image_id(&j, ImportKind::Glance, 1);
+        assert_eq!(a, image_id(&j, ImportKind::Glance, 1));
+        assert_ne!(a, image_id(&j, ImportKind::Glance, 2));
+        assert_ne!(a, image_id(&j, ImportKind::K5, 1));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!(a.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn failed_attempts() {
+        let j = job();
+        let first = next_state(&j, ImportKind::K5, None);
+        assert_eq!(first.attempt, 1);
+        let failed = ImportState { outcome: ImportOutcome::Failed, ..first.clone() };
+        let again = next_state(&j, ImportKind::K5, Some(failed.clone()));
+        assert_eq!(again.attempt, 2);
+        assert_ne!(again.image_id, first.image_id);
+        let running = next_state(&j, ImportKind::K5, Some(first.clone()));
+        assert_eq!(running, first, "a running import is continued, not restarted");
+        let g = next_state(&j, ImportKind::Glance, None);
+        let gf = ImportState { outcome: ImportOutcome::Failed, ..g.clone() };
+        let g2 = next_state(&j, ImportKind::Glance, Some(gf));
+        assert_eq!((g2.attempt, &g2.image_id, g2.outcome), (1, &g.image_id, ImportOutcome::Running));
+    }
+}

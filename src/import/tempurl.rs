@@ -1,0 +1,59 @@
+//! Swift TempURLs for Glance's web-download: the image crosses the user's link once.
+//!
+//! The key is an account key: a container key cannot reach segments in another
+//! container (Swift answers 409), and k5up keeps segments in `<container>_segments`.
+//! A key the account already has is used as it is, never replaced; only an account
+//! without any key gets one, in the second slot (`Temp-URL-Key-2`). Keys are secrets:
+//! they are never logged or journaled, and are read from the account on every run.
+
+use hmac::{KeyInit, Mac};
+use reqwest::Method;
+
+use crate::swift::{Swift, SwiftError};
+
+/// How long a TempURL handed to Glance stays valid.
+pub const LIFETIME_SECS: u64 = 24 * 3600;
+
+/// The account's TempURL key: an existing one, or a new one set in the second slot.
+pub async fn account_key(swift: &Swift) -> Result<(String, bool), SwiftError> {
+    let op = "HEAD the account (TempURL keys)";
+    let resp = swift.send_account(op, Method::HEAD, |r| r).await?;
+    let h = resp.headers();
+    for name in ["x-account-meta-temp-url-key", "x-account-meta-temp-url-key-2"] {
+        if let Some(k) = h.get(name).and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty()) {
+            return Ok((k.to_string(), false));
+        }
+    }
+    let key = hex::encode(crate::import::random_bytes::<32>());
+    let op = "POST the account (set a TempURL key)";
+    swift.send_account(op, Method::POST, |r| r.header("X-Account-Meta-Temp-URL-Key-2", &key)).await?;
+    Ok((key, true))
+}
+
+/// A GET TempURL of `path` (`/v1/AUTH_x/container/object`, not percent-encoded),
+/// signed with HMAC-SHA256, on `origin` (`http://host:port`).
+pub fn sign(origin: &str, path: &str, key: &str, expires: u64) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    mac.update(format!("GET\n{expires}\n{path}").as_bytes());
+    let sig = hex::encode(mac.finalize().into_bytes());
+    let enc = crate::swift::enc_object(path);
+    format!("{origin}{enc}?temp_url_sig={sig}&temp_url_expires={expires}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_swift_docs_recipe() {
+        // Python: hmac.new(b"mykey", b"GET\n1700000000\n/v1/AUTH_a/c/o", sha256).hexdigest()
+        let url = sign("http://127.0.0.1:8083", "/v1/AUTH_a/c/o", "mykey", 1_700_000_000);
+        assert!(url.starts_with("http://127.0.0.1:8083/v1/AUTH_a/c/o?temp_url_sig="), "{url}");
+        assert!(url.ends_with("&temp_url_expires=1700000000"));
+        let sig = url.split("temp_url_sig=").nth(1).unwrap().split('&').next().unwrap();
+        assert_eq!(sig, "1b2618118ea6cef7046d1641fc84c989acecf59cd4a1b4f3b1ec9b7677e6d617");
+        // A space in the object name is encoded in the URL, not in the signed path.
+        let url = sign("http://h", "/v1/AUTH_a/c/my image.vmdk", "k", 1);
+        assert!(url.contains("/c/my%20image.vmdk?"), "{url}");
+    }
+}

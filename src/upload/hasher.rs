@@ -1,0 +1,130 @@
+//! The hashing stage: one sequential read of the file, ahead of the uploaders, that
+//! computes each segment's MD5 and the whole-image digests in the same pass.
+//!
+//! It runs only while whole-image digests remain to be computed; otherwise segments
+//! go straight to the workers, which hash them in parallel. After every segment it
+//! journals the segment's MD5 and the hashers' saved state, so a resume continues
+//! from the last segment boundary instead of re-reading the file.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use md5::{Digest, Md5};
+use tokio::sync::mpsc;
+
+use super::segment::{read_failure, source_hint};
+use crate::digest::Whole;
+use crate::error::{Error, Result};
+use crate::journal::{Journal, SegmentRecord};
+use crate::source::CHUNK;
+use crate::swift::ListEntry;
+
+/// A segment ready for a worker (its MD5 known when the stage hashed it).
+pub type Ready = Result<(SegmentRecord, Option<ListEntry>)>;
+
+/// Starts the stage. `all` is every segment of the job (in order), `todo` those to
+/// upload; `whole` the digests still to compute (`None`: pass `todo` through).
+/// At most `ahead` segments wait, hashed, for a worker.
+pub fn spawn(
+    journal: Arc<Journal>,
+    file: Arc<File>,
+    job_id: String,
+    all: Vec<SegmentRecord>,
+    todo: Vec<(SegmentRecord, Option<ListEntry>)>,
+    whole: Option<Whole>,
+    ahead: usize,
+) -> mpsc::Receiver<Ready> {
+    let (tx, rx) = mpsc::channel(ahead.max(1));
+    tokio::task::spawn_blocking(move || {
+        let Some(whole) = whole else {
+            for item in todo {
+                if tx.blocking_send(Ok(item)).is_err() {
+                    return;
+                }
+            }
+            return;
+        };
+        if let Err(e) = hash_in_order(&journal, &file, &job_id, all, todo, whole, &tx) {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    rx
+}
+
+fn hash_in_order(
+    journal: &Journal,
+    file: &File,
+    job_id: &str,
+    all: Vec<SegmentRecord>,
+    todo: Vec<(SegmentRecord, Option<ListEntry>)>,
+    mut whole: Whole,
+    tx: &mpsc::Sender<Ready>,
+) -> Result<()> {
+    let mut todo: HashMap<u64, (SegmentRecord, Option<ListEntry>)> = todo.into_iter().map(|t| (t.0.index, t)).collect();
+    let mut order: Vec<u64> = todo.keys().copied().collect();
+    order.sort_unstable();
+    // Segments before the digests' offset were hashed in an earlier run: straight on.
+    let start = whole.offset();
+    for idx in order.iter().filter(|i| all.get(**i as usize).is_some_and(|s| s.offset + s.length <= start)) {
+        if let Some(item) = todo.remove(idx)
+            && tx.blocking_send(Ok(item)).is_err()
+        {
+            return Ok(());
+        }
+    }
+    if start > 0 {
+        tracing::info!("job {job_id}: whole-image digests continue from byte {start} (saved state)");
+    }
+    let mut buf = vec![0u8; CHUNK];
+    for seg in all.iter().filter(|s| s.offset + s.length > start) {
+        if seg.offset != whole.offset() {
+            return Err(Error::failed(format!(
+                "job {job_id}: the saved digest state (byte {}) is not at a segment boundary",
+                whole.offset()
+            )));
+        }
+        let label = format!("segment {} of job {job_id}", seg.index);
+        let mut md5 = Md5::new();
+        let mut done = 0u64;
+        while done < seg.length {
+            if tx.is_closed() {
+                return Ok(()); // the run stopped
+            }
+            let n = buf.len().min((seg.length - done) as usize);
+            file.read_exact_at(&mut buf[..n], seg.offset + done).map_err(|e| {
+                Error::failed(format!("{label}: cannot read the source: {}", read_failure(&e)))
+                    .hint(source_hint(job_id))
+            })?;
+            md5.update(&buf[..n]);
+            whole.update(&buf[..n]);
+            done += n as u64;
+        }
+        let md5 = hex::encode(md5.finalize());
+        let item = todo.remove(&seg.index);
+        let known = item.as_ref().map(|(r, _)| r.md5.clone()).unwrap_or_else(|| seg.md5.clone());
+        if let Some(k) = known.filter(|k| *k != md5) {
+            return Err(Error::failed(format!(
+                "{label}: the file changed since this segment was hashed (MD5 was {k}, is now {md5})"
+            ))
+            .hint(source_hint(job_id)));
+        }
+        journal.put_digest(&whole.checkpoint())?;
+        if let Some((mut rec, hint)) = item {
+            rec.md5 = Some(md5);
+            journal.put_segment(&rec)?;
+            if tx.blocking_send(Ok((rec, hint))).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    let done = whole.finish();
+    journal.put_digest(&done)?;
+    journal.flush()?;
+    tracing::info!(
+        "job {job_id}: whole-image digests: {}",
+        done.values.iter().map(|(a, v)| format!("{a} {v}")).collect::<Vec<_>>().join(", ")
+    );
+    Ok(())
+}
