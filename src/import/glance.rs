@@ -173,7 +173,7 @@ async fn start_import(ctx: &Ctx<'_>, base: &str, id: &str, state: &mut ImportSta
         // Another import of this image is running (a previous run's).
         Err(e) if e.status == Some(409) => Ok(()),
         Err(e) if e.status == Some(400) || e.status == Some(403) || e.status == Some(415) => Err(Failure::Service(
-            format!("Glance refused the web-download (HTTP {}): {}", e.status.unwrap_or(0), glance_message(&e.detail)),
+            format!("Glance refused the web-download (HTTP {}): {}", e.status.unwrap_or(0), e.detail),
             format!(
                 "Glance must be allowed to download from {origin} ([import_filtering_opts] allowed_schemes/allowed_hosts/allowed_ports, and web-download in enabled_import_methods); ask its operator, then `k5up import {}`",
                 ctx.job.id
@@ -181,18 +181,6 @@ async fn start_import(ctx: &Ctx<'_>, base: &str, id: &str, state: &mut ImportSta
         )),
         Err(e) => Err(run_err(e)),
     }
-}
-
-/// The text of a Glance error body (JSON or HTML).
-fn glance_message(body: &str) -> String {
-    if let Ok(v) = serde_json::from_str::<Value>(body) {
-        for p in ["/message", "/error/message", "/title"] {
-            if let Some(m) = v.pointer(p).and_then(Value::as_str) {
-                return m.trim().to_string();
-            }
-        }
-    }
-    body.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 async fn task_message(ctx: &Ctx<'_>, base: &str, id: &str) -> String {
@@ -206,8 +194,8 @@ async fn task_message(ctx: &Ctx<'_>, base: &str, id: &str) -> String {
         .iter()
         .rev()
         .find_map(|t| t["message"].as_str().filter(|m| !m.is_empty()))
-        .unwrap_or("(Glance gave no task message)")
-        .to_string()
+        .map(crate::swift::error::server_message)
+        .unwrap_or_else(|| "(Glance gave no task message)".into())
 }
 
 /// After `active`: size and hashes against the local digests.

@@ -111,10 +111,6 @@ fn service_message(v: &Value) -> String {
     "(no message)".into()
 }
 
-fn body_message(detail: &str) -> String {
-    serde_json::from_str::<Value>(detail).map(|v| service_message(&v)).unwrap_or_else(|_| detail.trim().to_string())
-}
-
 /// Runs or continues the K5 import of `state.image_id`.
 pub async fn run(ctx: &Ctx<'_>, state: &mut ImportState) -> std::result::Result<(), Failure> {
     let base = ctx.spec.endpoint.clone().ok_or_else(|| {
@@ -254,7 +250,7 @@ async fn request(ctx: &Ctx<'_>, base: &str, state: &ImportState) -> std::result:
             Ok(id)
         }
         Err(e) if matches!(e.status, Some(400) | Some(404) | Some(409)) => Err(Failure::Service(
-            format!("vmimport refused the request (HTTP {}): {}", e.status.unwrap_or(0), body_message(&e.detail)),
+            format!("vmimport refused the request (HTTP {}): {}", e.status.unwrap_or(0), e.detail),
             format!("fix the cause, then `k5up import {}`", ctx.job.id),
         )),
         Err(e) => Err(run_err(e)),

@@ -295,7 +295,7 @@ fn decode<T: DeserializeOwned>(id: &str, bytes: &[u8]) -> Result<T> {
         return Err(Error::failed(format!(
             "the journal of job {id} was written with record schema {v}; this k5up reads schema {SCHEMA_VERSION}"
         ))
-        .hint("use the k5up version that created the job, or `k5up abort` it and upload again"));
+        .hint(format!("`k5up resume {id}` rebuilds the journal from the job's birth record (segments on the server are adopted, not sent again), or use the k5up version that created it")));
     }
     let (rec, _) = bincode::serde::decode_from_slice(&bytes[2..], bincode::config::standard())
         .map_err(|e| Error::failed(format!("the journal of job {id} holds an unreadable record: {e}")))?;

@@ -50,11 +50,7 @@ impl SwiftError {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(|s| Duration::from_secs_f64(s.min(3600.0)));
-        let mut detail: String = body.trim().chars().take(300).collect();
-        if detail.starts_with('<') {
-            // an HTML error page: keep its text only
-            detail = strip_tags(&detail);
-        }
+        let detail = server_message(body);
         SwiftError {
             op: op.to_string(),
             status: Some(status),
@@ -180,5 +176,57 @@ impl Retryable for SwiftError {
     }
     fn retry_after(&self) -> Option<Duration> {
         self.retry_after
+    }
+}
+
+/// The useful text of an error body: the message of a JSON error (Glance, Keystone,
+/// vmimport), the text of an HTML page, at most 300 characters, with any TempURL
+/// signature removed (a server may echo the URL it was given).
+pub fn server_message(body: &str) -> String {
+    let body = body.trim();
+    let from_json = serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| {
+        ["/message", "/error/message", "/title", "/error/title"]
+            .iter()
+            .find_map(|p| v.pointer(p).and_then(|m| m.as_str()).map(str::to_string))
+    });
+    let text = match from_json {
+        Some(m) => strip_tags(&m.replace("<br />", " ")),
+        None if body.starts_with('<') => strip_tags(body),
+        None => body.to_string(),
+    };
+    let text = redact_signatures(&text.split_whitespace().collect::<Vec<_>>().join(" "));
+    text.chars().take(300).collect()
+}
+
+/// Replaces the value of every `temp_url_sig=` by `…`.
+pub fn redact_signatures(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("temp_url_sig=") {
+        let (head, tail) = rest.split_at(i + "temp_url_sig=".len());
+        out.push_str(head);
+        out.push('…');
+        let end = tail.find(|c: char| c == '&' || c == '"' || c == '\'' || c.is_whitespace()).unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_extracted_and_signatures_removed() {
+        let glance = r#"{"message": "URI for web-download does not pass filtering: http://localhost:8083/v1/AUTH_x/c/o?temp_url_sig=875c69&temp_url_expires=17<br /><br />\n\n\n", "code": "400 Bad Request", "title": "Bad Request"}"#;
+        let m = server_message(glance);
+        assert_eq!(
+            m,
+            "URI for web-download does not pass filtering: http://localhost:8083/v1/AUTH_x/c/o?temp_url_sig=…&temp_url_expires=17"
+        );
+        assert_eq!(server_message(r#"{"error": {"code": 400, "message": "os_type bad"}}"#), "os_type bad");
+        assert!(server_message("<html><h1>Unauthorized</h1>go away</html>").contains("go away"));
+        assert_eq!(redact_signatures("a temp_url_sig=abc x temp_url_sig=def&y"), "a temp_url_sig=… x temp_url_sig=…&y");
     }
 }

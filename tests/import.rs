@@ -1,0 +1,467 @@
+//! Image import against the real Keystone + Swift + Glance, and the K5 vmimport
+//! emulator (testbed/vmimport.py): digests, resume during the import, bad inputs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::throttle::{Fault, Throttle};
+use common::{Observer, Run, Testbed, unique, wait_for, write_random};
+use serde_json::Value;
+use sha2::Digest;
+
+const MIB: u64 = 1 << 20;
+
+/// Glance imports share the account's TempURL keys: one at a time.
+static GLANCE: Mutex<()> = Mutex::new(());
+
+fn ks_run(tb: &Testbed, extra: &[(&str, &str)]) -> Run {
+    let mut vars = tb.keystone_password_env();
+    vars.push(("K5UP_IMPORT_POLL_MS".into(), "100".into()));
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let v: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Run::with_env(&v)
+}
+
+/// A real image of `fmt` (qemu-img) made from `size` random bytes.
+fn image(run: &Run, name: &str, fmt: &str, size: u64, seed: u64) -> PathBuf {
+    let raw = run.path(&format!("{name}.raw"));
+    write_random(&raw, size, seed);
+    let out = run.path(name);
+    let mut c = Command::new("qemu-img");
+    c.args(["convert", "-f", "raw", "-O", fmt]);
+    if fmt == "vmdk" {
+        c.args(["-o", "subformat=streamOptimized"]);
+    }
+    let st = c.arg(&raw).arg(&out).status().expect("qemu-img (package qemu-utils) is needed");
+    assert!(st.success());
+    out
+}
+
+fn hex_of<D: Digest>(path: &Path) -> String {
+    hex::encode(D::digest(std::fs::read(path).unwrap()))
+}
+
+fn curl_json(token: &str, method: &str, url: &str) -> Value {
+    let out = Command::new("curl")
+        .args(["-s", "-X", method, "-H", &format!("X-Auth-Token: {token}"), "-H", "Accept: application/json", url])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn account_keys(obs: &Observer) -> (Option<String>, Option<String>) {
+    let out = Command::new("curl")
+        .args(["-s", "-I", "-H", &format!("X-Auth-Token: {}", obs.token), &obs.storage_url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let get = |h: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{h}: ")).map(|v| v.trim().to_string()));
+    (get("x-account-meta-temp-url-key"), get("x-account-meta-temp-url-key-2"))
+}
+
+fn set_account_meta(obs: &Observer, headers: &[&str]) {
+    let mut c = Command::new("curl");
+    c.args(["-s", "-f", "-X", "POST", "-H", &format!("X-Auth-Token: {}", obs.token)]);
+    for h in headers {
+        c.args(["-H", h]);
+    }
+    assert!(c.arg(&obs.storage_url).status().unwrap().success());
+}
+
+/// Imports of image `id` the emulator knows, with their status bodies.
+fn vmimports(tb: &Testbed, token: &str, id: &str) -> Vec<Value> {
+    let base = tb.var("VMIMPORT_URL");
+    let list = curl_json(token, "GET", &format!("{base}/v1/imageimport?limit=100"));
+    list["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| curl_json(token, "GET", &format!("{base}/v1/imageimport/{}/status", i["import_id"].as_str().unwrap())))
+        .filter(|s| s["id"].as_str() == Some(id))
+        .collect()
+}
+
+/// Every file under `dir`, as (lossy) text.
+fn all_files_text(dir: &Path) -> String {
+    let mut s = String::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            s.push_str(&all_files_text(&p));
+        } else {
+            s.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()));
+        }
+    }
+    s
+}
+
+/// No TempURL signature (a read credential for the image) in `s`.
+fn assert_no_signature(s: &str) {
+    for (i, _) in s.match_indices("temp_url_sig=") {
+        let next = s[i + "temp_url_sig=".len()..].chars().next();
+        assert!(!next.is_some_and(|c| c.is_ascii_hexdigit()), "a TempURL signature leaked: {s}");
+    }
+}
+
+fn out_text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn glance_import_digests_match_and_existing_tempurl_keys_are_kept() {
+    let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = Testbed::get();
+    let obs = Observer::keystone(&tb);
+    // An account without any TempURL key: k5up sets one in the second slot.
+    set_account_meta(&obs, &["X-Remove-Account-Meta-Temp-URL-Key: x", "X-Remove-Account-Meta-Temp-URL-Key-2: x"]);
+    let run = ks_run(&tb, &[]);
+    let img = image(&run, "disk.qcow2", "qcow2", 5 * MIB + 123, 31);
+    let c = unique("glance");
+    let f = img.to_str().unwrap();
+    run.ok(&[
+        "upload",
+        f,
+        "-c",
+        &c,
+        "--segment-size",
+        "1MiB",
+        "--import",
+        "glance",
+        "--digest",
+        "md5,sha256",
+        "--no-progress",
+    ]);
+    let st = run.status(&run.only_job());
+    assert_eq!(st["phase"], "done");
+    let imp = &st["import"];
+    assert_eq!(
+        (imp["kind"].as_str(), imp["status"].as_str(), imp["outcome"].as_str()),
+        (Some("glance"), Some("active"), Some("succeeded"))
+    );
+    let sha512 = hex_of::<sha2::Sha512>(&img);
+    let md5 = hex_of::<md5::Md5>(&img);
+    assert_eq!(st["digests"]["sha512"].as_str(), Some(sha512.as_str()));
+    assert_eq!(st["digests"]["md5"].as_str(), Some(md5.as_str()));
+    assert_eq!(st["digests"]["sha256"].as_str(), Some(hex_of::<sha2::Sha256>(&img).as_str()));
+    // What Glance holds, asked independently.
+    let id = imp["id"].as_str().unwrap();
+    let g = curl_json(&obs.token, "GET", &format!("{}/v2/images/{id}", tb.var("GLANCE_URL")));
+    assert_eq!(g["status"], "active");
+    assert_eq!(g["disk_format"], "qcow2", "detected from the file's header");
+    assert_eq!(g["size"].as_u64(), Some(std::fs::metadata(&img).unwrap().len()));
+    assert_eq!(g["os_hash_value"].as_str(), Some(sha512.as_str()));
+    assert_eq!(g["checksum"].as_str(), Some(md5.as_str()));
+    assert_eq!(g["name"], "disk", "the object name without its extension");
+    let (k1, k2) = account_keys(&obs);
+    assert!(k1.is_none() && k2.is_some(), "a key was set in the second slot only: {k1:?} {k2:?}");
+
+    // An account that has a key: it is used, not replaced, and no other key is added.
+    set_account_meta(&obs, &["X-Account-Meta-Temp-URL-Key: operator-key", "X-Remove-Account-Meta-Temp-URL-Key-2: x"]);
+    let run = ks_run(&tb, &[]);
+    let src = run.path("second.raw");
+    write_random(&src, 3 * MIB, 32);
+    let out = run.run(&["-vv", "upload", src.to_str().unwrap(), "-c", &c, "--import", "glance", "--no-progress"]);
+    assert!(out.status.success(), "{}", out_text(&out));
+    assert_eq!(run.status(&run.only_job())["import"]["outcome"], "succeeded");
+    assert_eq!(account_keys(&obs), (Some("operator-key".into()), None));
+    // The key and the signed URL never reach the logs (even -vv) or the journal.
+    let everything = format!("{}{}", out_text(&out), all_files_text(&run.journal()));
+    assert!(!everything.contains("operator-key"), "the TempURL key leaked");
+    assert_no_signature(&everything);
+}
+
+#[test]
+fn glance_refusing_the_url_and_a_failed_download_are_reported() {
+    let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = Testbed::get();
+    // Glance allows downloads from 127.0.0.1 only: a storage URL naming localhost is refused.
+    let url = tb.var("KS_SWIFT_URL").replace("127.0.0.1", "localhost");
+    let run = ks_run(&tb, &[("OS_STORAGE_URL", &url)]);
+    let src = run.path("refused.raw");
+    write_random(&src, MIB, 41);
+    let c = unique("refused");
+    let out = run.run(&["upload", src.to_str().unwrap(), "-c", &c, "--import", "glance", "--no-progress"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out_text(&out));
+    let text = out_text(&out);
+    assert!(text.contains("Glance refused the web-download") && text.contains("allowed_hosts"), "{text}");
+    assert_no_signature(&format!("{text}{}", all_files_text(&run.journal())));
+    let st = run.status(&run.only_job());
+    assert_eq!(st["import"]["outcome"], "failed");
+    assert!(Observer::keystone(&tb).get_md5(&c, "refused.raw").is_some(), "the object stays in Swift");
+
+    // Glance accepts the URL but cannot download it (the object store answers 503).
+    let c = unique("gfail");
+    let fault = format!("GET /v1/AUTH_{}/{c}/", tb.var("KS_OS_PROJECT_ID"));
+    let proxy = Throttle::with_faults(
+        8083,
+        1 << 40,
+        vec![Fault::Reply { method: fault, status: 503, retry_after: None, count: 1000 }],
+    );
+    let via = tb.var("KS_SWIFT_URL").replace(":8083", &format!(":{}", proxy.port));
+    let run = ks_run(&tb, &[("OS_STORAGE_URL", &via)]);
+    let src = run.path("fails.raw");
+    write_random(&src, MIB, 42);
+    let out = run.run(&["upload", src.to_str().unwrap(), "-c", &c, "--import", "glance", "--no-progress"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out_text(&out));
+    let text = out_text(&out);
+    assert!(text.contains("os_glance_failed_import"), "{text}");
+    assert!(proxy.stats.replies.load(std::sync::atomic::Ordering::Relaxed) > 0, "Glance tried the TempURL");
+    assert_eq!(run.status(&run.only_job())["import"]["outcome"], "failed");
+}
+
+#[test]
+fn k5_import_with_dlo_and_with_slo() {
+    let tb = Testbed::get();
+    let obs = Observer::keystone(&tb);
+    for manifest in ["dlo", "slo"] {
+        let run = ks_run(&tb, &[]);
+        let img = image(&run, "server.vmdk", "vmdk", 4 * MIB, 51);
+        let c = unique(&format!("k5{manifest}"));
+        let vm = tb.var("VMIMPORT_URL");
+        let args = [
+            "upload",
+            img.to_str().unwrap(),
+            "-c",
+            &c,
+            "--segment-size",
+            "1MiB",
+            "--manifest",
+            manifest,
+            "--import",
+            "k5",
+            "--os-type",
+            "centos",
+            "--vmimport-url",
+            &vm,
+            "--image-name",
+            "web01",
+            "--no-progress",
+        ];
+        run.ok(&args);
+        let st = run.status(&run.only_job());
+        let sha1 = hex_of::<sha1::Sha1>(&img);
+        assert_eq!(st["digests"]["sha1"].as_str(), Some(sha1.as_str()), "{manifest}");
+        assert_eq!(st["import"]["status"], "succeeded");
+        assert_eq!(st["import"]["progress"], 100);
+        let id = st["import"]["id"].as_str().unwrap();
+        let imports = vmimports(&tb, &obs.token, id);
+        assert_eq!(imports.len(), 1, "{manifest}: {imports:?}");
+        let i = &imports[0];
+        assert_eq!(i["import_status"], "succeeded");
+        assert_eq!(i["name"], "web01");
+        assert_eq!(i["os_type"], "centos");
+        assert_eq!(i["checksum"].as_str(), Some(sha1.as_str()), "the emulator checked the object's SHA-1 against it");
+        assert_eq!(i["location"].as_str().unwrap(), format!("/v1/AUTH_{}/{c}/server.vmdk", tb.var("KS_OS_PROJECT_ID")));
+        // Running it again changes nothing: the job is complete.
+        run.ok(&args);
+        assert_eq!(vmimports(&tb, &obs.token, id).len(), 1);
+    }
+}
+
+#[test]
+fn k5_bad_inputs_are_refused_before_uploading_and_a_failed_import_is_clear() {
+    let tb = Testbed::get();
+    let obs = Observer::keystone(&tb);
+    let vm = tb.var("VMIMPORT_URL");
+    let run = ks_run(&tb, &[]);
+    let img = image(&run, "ok.vmdk", "vmdk", MIB, 61);
+    let raw = run.path("plain.vmdk");
+    write_random(&raw, 2 * MIB, 62);
+    let c = unique("k5bad");
+    let cases: [(&Path, Vec<&str>, &str); 4] = [
+        (&img, vec!["--os-type", "windows11"], "does not accept os_type `windows11`"),
+        (&img, vec![], "needs --os-type"),
+        (&img, vec!["--os-type", "ubuntu", "-o", "ok.img"], "ending in `.vmdk`"),
+        (&raw, vec!["--os-type", "ubuntu"], "imports VMDK images; this file looks like raw"),
+    ];
+    for (file, extra, want) in cases {
+        let mut a =
+            vec!["upload", file.to_str().unwrap(), "-c", &c, "--import", "k5", "--vmimport-url", &vm, "--no-progress"];
+        a.extend(extra);
+        let out = run.run(&a);
+        assert_eq!(out.status.code(), Some(2), "{a:?}: {}", out_text(&out));
+        assert!(out_text(&out).contains(want), "{a:?}: {}", out_text(&out));
+    }
+    assert!(obs.list(&c, "").is_empty() && obs.list(&format!("{c}_segments"), "").is_empty(), "nothing was uploaded");
+    assert!(run.jobs().is_empty(), "no job was created");
+
+    // The detection overridden: uploaded, then vmimport finds it is not a VMDK.
+    let a = [
+        "upload",
+        raw.to_str().unwrap(),
+        "-c",
+        &c,
+        "--import",
+        "k5",
+        "--vmimport-url",
+        &vm,
+        "--os-type",
+        "ubuntu",
+        "--disk-format",
+        "vmdk",
+        "--no-progress",
+    ];
+    let out = run.run(&a);
+    assert_eq!(out.status.code(), Some(1), "{}", out_text(&out));
+    assert!(out_text(&out).contains("not a VMDK"), "{}", out_text(&out));
+    let job = run.only_job();
+    let st = run.status(&job);
+    assert_eq!((st["phase"].as_str(), st["import"]["outcome"].as_str()), (Some("failed"), Some("failed")));
+    assert!(st["import"]["message"].as_str().unwrap().contains("not a VMDK"));
+    // `k5up import` tries again as a new import (a new image id); it fails the same way.
+    let first = st["import"]["id"].as_str().unwrap().to_string();
+    let out = run.run(&["import", &job, "--no-progress"]);
+    assert_eq!(out.status.code(), Some(1));
+    let again = run.status(&job)["import"]["id"].as_str().unwrap().to_string();
+    assert_ne!(first, again);
+    assert_eq!(vmimports(&tb, &obs.token, &first).len(), 1);
+    assert_eq!(vmimports(&tb, &obs.token, &again).len(), 1);
+}
+
+/// Starts `args`, SIGKILLs it once its status shows the import running, resumes.
+fn kill_during_import(run: &Run, args: &[&str], started: impl Fn(&Value) -> bool) -> String {
+    let mut child = run.spawn(args);
+    let job = wait_for(Duration::from_secs(120), || {
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("k5up exited ({s}) before the import ran:\n{}", run.stderr());
+        }
+        let jobs = run.cmd(&["jobs", "--json"]).output().ok()?;
+        let v: Vec<Value> = serde_json::from_slice(&jobs.stdout).ok()?;
+        let j = v.first()?;
+        (j["phase"] == "importing" && started(&j["import"])).then(|| j["job"].as_str().unwrap().to_string())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    run.ok(&["resume", &job, "--no-progress"]);
+    job
+}
+
+#[test]
+fn a_kill_during_the_import_resumes_the_same_import() {
+    let tb = Testbed::get();
+    let obs = Observer::keystone(&tb);
+    // K5: killed while vmimport processes (the emulator takes about 2 s).
+    let run = ks_run(&tb, &[]);
+    let img = image(&run, "k.vmdk", "vmdk", 2 * MIB, 71);
+    let c = unique("k5kill");
+    let vm = tb.var("VMIMPORT_URL");
+    let job = kill_during_import(
+        &run,
+        &[
+            "upload",
+            img.to_str().unwrap(),
+            "-c",
+            &c,
+            "--import",
+            "k5",
+            "--os-type",
+            "rhel7",
+            "--vmimport-url",
+            &vm,
+            "--no-progress",
+        ],
+        |i| i["import_id"].is_string(),
+    );
+    let st = run.status(&job);
+    assert_eq!(st["import"]["status"], "succeeded");
+    assert_eq!(vmimports(&tb, &obs.token, st["import"]["id"].as_str().unwrap()).len(), 1, "exactly one import");
+
+    // Glance: killed once the image exists and its import was requested.
+    let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
+    let run = ks_run(&tb, &[]);
+    let src = run.path("g.raw");
+    write_random(&src, 3 * MIB, 72);
+    let c = unique("gkill");
+    let job = kill_during_import(
+        &run,
+        &["upload", src.to_str().unwrap(), "-c", &c, "--import", "glance", "--no-progress"],
+        |i| i["status"] != "new",
+    );
+    let st = run.status(&job);
+    assert_eq!(st["import"]["outcome"], "succeeded");
+    let list = curl_json(&obs.token, "GET", &format!("{}/v2/images?k5up_job={job}", tb.var("GLANCE_URL")));
+    let images = list["images"].as_array().unwrap();
+    assert_eq!(images.len(), 1, "exactly one image: {list}");
+    assert_eq!(images[0]["status"], "active");
+}
+
+#[test]
+fn a_lost_answer_to_the_import_request_does_not_start_a_second_import() {
+    let tb = Testbed::get();
+    let obs = Observer::keystone(&tb);
+    // vmimport accepts the request, but its answer never reaches k5up.
+    let port: u16 = tb.var("VMIMPORT_URL").rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = Throttle::with_faults(
+        port,
+        1 << 40,
+        vec![Fault::CloseBeforeResponse { method: "POST /v1/imageimport".into(), count: 1 }],
+    );
+    let run = ks_run(&tb, &[]);
+    let img = image(&run, "lost.vmdk", "vmdk", MIB, 81);
+    let c = unique("k5lost");
+    let vm = format!("http://127.0.0.1:{}", proxy.port);
+    run.ok(&[
+        "upload",
+        img.to_str().unwrap(),
+        "-c",
+        &c,
+        "--import",
+        "k5",
+        "--os-type",
+        "ubuntu",
+        "--vmimport-url",
+        &vm,
+        "--no-progress",
+    ]);
+    assert_eq!(proxy.stats.closes.load(std::sync::atomic::Ordering::Relaxed), 1, "the fault was injected");
+    let st = run.status(&run.only_job());
+    assert_eq!(st["import"]["status"], "succeeded");
+    assert_eq!(vmimports(&tb, &obs.token, st["import"]["id"].as_str().unwrap()).len(), 1, "one import, not two");
+}
+
+#[test]
+fn import_later_and_digests_resume_from_the_saved_state() {
+    let tb = Testbed::get();
+    // Killed mid-upload with a digest asked for: the resume continues the hashers
+    // from their saved state instead of re-reading the file from the start.
+    let proxy = Throttle::start(8083, 4 * MIB);
+    let via = tb.var("KS_SWIFT_URL").replace(":8083", &format!(":{}", proxy.port));
+    let run = ks_run(&tb, &[("OS_STORAGE_URL", &via)]);
+    let src = run.path("later.raw");
+    write_random(&src, 12 * MIB + 5, 91);
+    let c = unique("later");
+    let obs = Observer { storage_url: via.clone(), token: Observer::keystone(&tb).token };
+    let args =
+        ["upload", src.to_str().unwrap(), "-c", &c, "--segment-size", "1MiB", "--digest", "sha256", "--no-progress"];
+    run.kill_after(&args, &obs, &format!("{c}_segments"), 4);
+    proxy.wait_idle(Duration::from_secs(10));
+    let job = run.only_job();
+    let out = run.cmd(&["resume", &job, "--no-progress"]).output().unwrap();
+    assert!(out.status.success(), "{}", out_text(&out));
+    let log = out_text(&out);
+    let from: u64 = log
+        .split("whole-image digests continue from byte ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the resume re-read the file from the start:\n{log}"))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(from >= 4 * MIB, "continued from byte {from}");
+    let st = run.status(&job);
+    assert_eq!(st["digests"]["sha256"].as_str(), Some(hex_of::<sha2::Sha256>(&src).as_str()));
+    assert!(st["import"].is_null());
+
+    // `k5up import JOB` on the uploaded job: one read of the file for SHA-512, then Glance.
+    let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
+    run.ok(&["import", &job, "--import", "glance", "--image-name", "later-image", "--no-progress"]);
+    let st = run.status(&job);
+    assert_eq!(st["import"]["outcome"], "succeeded");
+    assert_eq!(st["digests"]["sha512"].as_str(), Some(hex_of::<sha2::Sha512>(&src).as_str()));
+    assert_eq!(st["digests"]["sha256"].as_str(), Some(hex_of::<sha2::Sha256>(&src).as_str()));
+}
