@@ -95,6 +95,14 @@ fn line(p: &Progress) -> String {
 
 /// Starts the display: the bar is refreshed 4 times a second; without a bar a log
 /// line is written every `K5UP_PROGRESS_SECS` seconds (default 30).
+/// While an import runs: what it is doing.
+fn importing(p: &Progress) -> Option<String> {
+    let x = p.extras.lock().ok()?;
+    let i = x.import.as_ref().filter(|i| i.outcome == k5up::journal::ImportOutcome::Running)?;
+    let pct = i.progress.map(|v| format!(" {v}%")).unwrap_or_default();
+    Some(format!("{} import of image {}: {}{pct}", i.kind.as_str(), i.image_id, i.status))
+}
+
 pub(super) fn spawn_progress(p: Arc<Progress>, bar: Option<ProgressBar>) -> Display {
     let b = bar.clone();
     let every = std::env::var("K5UP_PROGRESS_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(30u64);
@@ -109,6 +117,12 @@ pub(super) fn spawn_progress(p: Arc<Progress>, bar: Option<ProgressBar>) -> Disp
         loop {
             tick.tick().await;
             match &b {
+                Some(b) if importing(&p).is_some() => {
+                    b.set_message(importing(&p).unwrap_or_default());
+                }
+                None if importing(&p).is_some() => {
+                    tracing::info!("{}", importing(&p).unwrap_or_default());
+                }
                 Some(b) => {
                     b.set_length(Progress::get(&p.bytes_total));
                     b.set_position(Progress::get(&p.bytes_confirmed));

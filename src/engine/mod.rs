@@ -506,7 +506,8 @@ impl Engine {
 
 /// True when the job asks for an import that has not succeeded yet.
 fn import_pending(journal: &Journal, job: &JobRecord) -> Result<bool> {
-    Ok(job.import.is_some() && journal.import()?.is_none_or(|s| s.outcome != crate::journal::ImportOutcome::Succeeded))
+    let Some(spec) = &job.import else { return Ok(false) };
+    Ok(journal.import()?.is_none_or(|s| s.kind != spec.kind || s.outcome != crate::journal::ImportOutcome::Succeeded))
 }
 
 /// Refuses a source whose identity differs from the journaled one.
