@@ -477,3 +477,35 @@ fn import_later_and_digests_resume_from_the_saved_state() {
     assert_eq!(st["digests"]["sha512"].as_str(), Some(hex_of::<sha2::Sha512>(&src).as_str()));
     assert_eq!(st["digests"]["sha256"].as_str(), Some(hex_of::<sha2::Sha256>(&src).as_str()));
 }
+
+#[test]
+fn k5_conversion_credentials_only_over_https_or_an_allowed_loopback_and_never_logged() {
+    let tb = Testbed::get();
+    let vm = tb.var("VMIMPORT_URL");
+    let password = tb.var("KS_OS_PASSWORD");
+    let run = ks_run(&tb, &[]);
+    let img = image(&run, "conv.vmdk", "vmdk", MIB, 101);
+    let c = unique("k5conv");
+    let base = ["upload", img.to_str().unwrap(), "-c", &c, "--import", "k5", "--os-type", "ubuntu", "--k5-conversion"];
+    // Plain http without the explicit loopback exception: refused before uploading.
+    let mut a = base.to_vec();
+    a.extend(["--vmimport-url", &vm, "--no-progress"]);
+    let out = run.run(&a);
+    assert_eq!(out.status.code(), Some(2), "{}", out_text(&out));
+    assert!(out_text(&out).contains("not https"), "{}", out_text(&out));
+    assert!(run.jobs().is_empty());
+    // Allowed for the loopback test endpoint: the emulator logs in with them at Keystone.
+    let mut a = vec!["-vv"];
+    a.extend(base);
+    a.extend(["--vmimport-url", &vm, "--allow-http-password", "--no-progress"]);
+    let out = run.run(&a);
+    assert!(out.status.success(), "{}", out_text(&out));
+    assert_eq!(run.status(&run.only_job())["import"]["status"], "succeeded");
+    let everything = format!("{}{}", out_text(&out), all_files_text(&run.journal()));
+    assert!(!everything.contains(&password), "the password leaked");
+    use base64::Engine as _;
+    assert!(
+        !everything.contains(&base64::engine::general_purpose::STANDARD.encode(&password)),
+        "the base64 password leaked"
+    );
+}
