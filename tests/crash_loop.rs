@@ -53,8 +53,13 @@ fn one_job(tb: &Testbed, rng: &mut Rng, kills: u64) -> Result<String, String> {
     // name → last_modified, the first time the segment was seen whole
     let mut whole: HashMap<String, String> = HashMap::new();
     let mut killed_at = vec![];
-    for k in 0..kills {
-        let mut child = if k == 0 { run.spawn(&up) } else { run.spawn(&["resume", &job, "--no-progress"]) };
+    for _ in 0..kills {
+        // Killed before its journal held anything: there is no job to resume, and a
+        // user runs the same upload again. A journal cut off while being created
+        // (birth record only) is resumed like any other.
+        let dir = run.journal().join("jobs").join(&job);
+        let known = dir.join("db").exists() || dir.join("birth.json").exists();
+        let mut child = if known { run.spawn(&["resume", &job, "--no-progress"]) } else { run.spawn(&up) };
         let delay = rng.range(150, 1500);
         std::thread::sleep(Duration::from_millis(delay));
         let _ = child.kill();

@@ -60,9 +60,21 @@ impl Root {
         self.dir.join("jobs").join(id)
     }
 
-    /// True when a journal exists for `id`.
+    /// True when a journal exists for `id`, complete or with its creation
+    /// interrupted (only the birth record written: [`Root::open_checked`] rebuilds it).
     pub fn exists(&self, id: &str) -> bool {
-        self.job_dir(id).join("db").exists()
+        let d = self.job_dir(id);
+        d.join("db").exists() || d.join("birth.json").exists()
+    }
+
+    /// Refuses to open a journal whose creation was interrupted (sled would make an
+    /// empty database there).
+    fn check_complete(&self, id: &str) -> Result<()> {
+        if self.job_dir(id).join("db").exists() {
+            return Ok(());
+        }
+        Err(Error::failed(format!("job {id} was interrupted while its journal was being created"))
+            .hint(format!("`k5up resume {id}` (or the same `k5up upload` command) finishes creating it")))
     }
 
     /// Ids of every job in the journal, sorted.
@@ -91,6 +103,7 @@ impl Root {
     /// (the caller then reads the snapshot).
     pub fn open_reader(&self, id: &str) -> Result<Option<Journal>> {
         self.check_known(id)?;
+        self.check_complete(id)?;
         let dir = self.job_dir(id);
         match lock::lock(&dir, id, Role::Reader)? {
             Ok(l) => Ok(Some(Journal::open_db(dir, id, l)?)),
@@ -101,6 +114,7 @@ impl Root {
     /// Opens `id` for a run; fails clearly if another process is working on it.
     pub fn open(&self, id: &str) -> Result<Journal> {
         self.check_known(id)?;
+        self.check_complete(id)?;
         let dir = self.job_dir(id);
         let l = lock::lock(&dir, id, Role::Writer)?.map_err(|_| Error::failed("unreachable: writer lock"))?;
         Journal::open_db(dir, id, l)
@@ -155,6 +169,10 @@ impl Root {
         let l = lock::lock(&dir, id, Role::Writer)?.map_err(|_| Error::failed("unreachable: writer lock"))?;
         let birth =
             std::fs::read(dir.join("birth.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).map(Box::new);
+        if !dir.join("db").exists() {
+            let reason = "its creation was interrupted".to_string();
+            return Ok(Opened::Damaged { reason, birth, held: Held { dir, lock: l } });
+        }
         // sled 0.34 can panic on some damaged files instead of returning an error.
         let probe = std::panic::catch_unwind(|| {
             sled_open(&dir.join("db"), id).and_then(|db| {
@@ -481,6 +499,23 @@ mod tests {
     }
 
     #[test]
+    fn a_creation_cut_off_after_the_birth_record_is_finished_from_it() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(Some(d.path().to_path_buf())).unwrap();
+        drop(root.create(&sample_job("cut"), (0..3).map(seg)).unwrap());
+        // As after a kill between birth.json and the rename of db.new into place.
+        let dir = d.path().join("jobs/cut");
+        std::fs::rename(dir.join("db"), dir.join("db.new")).unwrap();
+        assert!(root.exists("cut"));
+        assert!(root.open_reader("cut").unwrap_err().hint.unwrap().contains("k5up resume cut"));
+        assert!(!dir.join("db").exists(), "a reader must not create an empty database");
+        let Opened::Damaged { reason, birth, held } = root.open_checked("cut").unwrap() else { panic!("opened") };
+        assert!(reason.contains("interrupted"), "{reason}");
+        let j = root.rebuild(held, &birth.unwrap(), (0..3).map(seg)).unwrap();
+        assert_eq!((j.job().unwrap(), j.segments().unwrap().len()), (sample_job("cut"), 3));
+    }
+
+    #[test]
     fn damaged_journal_is_reported_not_trusted_and_rebuilt() {
         let d = tempfile::tempdir().unwrap();
         let root = Root::new(Some(d.path().to_path_buf())).unwrap();
@@ -499,6 +534,17 @@ mod tests {
         assert!(matches!(root.open_checked("dmg").unwrap(), Opened::Ok(_)));
         let kept = std::fs::read_dir(d.path().join("jobs/dmg")).unwrap().flatten();
         assert!(kept.into_iter().any(|e| e.file_name().to_string_lossy().starts_with("db.damaged-")));
+    }
+
+    #[test]
+    fn a_schema_1_birth_record_still_reads() {
+        // Jobs created before digests and imports existed: their birth.json lacks both.
+        let mut v = serde_json::to_value(sample_job("old")).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("digests");
+        o.remove("import");
+        let job: JobRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(job, sample_job("old"));
     }
 
     #[test]
