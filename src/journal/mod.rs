@@ -292,8 +292,26 @@ fn sled_err(id: &str, e: sled::Error) -> Error {
     match e {
         sled::Error::Corruption { .. } => Error::failed(format!("the journal of job {id} is damaged ({e})"))
             .hint(format!("remove jobs/{id} from the journal directory and run the same `k5up upload` command again: segments already on the server are adopted, not sent again")),
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+            Error::failed(format!("cannot write the journal of job {id}: {}", io_text(&io))).hint(format!(
+                "free space on the file system holding the journal (--journal / K5UP_JOURNAL), then `k5up resume {id}`"
+            ))
+        }
+        sled::Error::Io(io) => Error::failed(format!("cannot write the journal of job {id}: {}", io_text(&io))),
         other => Error::failed(format!("journal of job {id}: {other}")),
     }
+}
+
+/// The system's words for an I/O error sled passes on: sled re-wraps OS errors as
+/// the `Debug` text of the original (`Os { code: 28, .., message: "No space left on
+/// device" }`), so the message is taken back out of it.
+fn io_text(io: &std::io::Error) -> String {
+    if let Some(c) = io.raw_os_error() {
+        return std::io::Error::from_raw_os_error(c).to_string();
+    }
+    let text = io.to_string();
+    let msg = text.split_once("message: \"").and_then(|(_, rest)| rest.split_once('"')).map(|(m, _)| m.to_string());
+    msg.unwrap_or(text)
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -496,6 +514,19 @@ mod tests {
         assert!(root.open_reader("abc").unwrap().is_none());
         drop(j);
         assert!(root.open_reader("abc").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_full_disk_is_named_in_the_systems_words_with_the_way_out() {
+        let wrapped = std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("{:?}", std::io::Error::from_raw_os_error(28)),
+        );
+        let e = sled_err("j1", sled::Error::Io(wrapped));
+        assert_eq!(e.msg, "cannot write the journal of job j1: No space left on device");
+        assert!(e.hint.unwrap().contains("k5up resume j1"));
+        let e = sled_err("j1", sled::Error::Io(std::io::Error::from_raw_os_error(5)));
+        assert_eq!(e.msg, "cannot write the journal of job j1: Input/output error (os error 5)");
     }
 
     #[test]

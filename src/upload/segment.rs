@@ -135,6 +135,8 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
     // After a transport failure (reset, refused, stalled) the link may be down: probe it
     // with a cheap HEAD before sending a whole segment body into it again.
     let probe_first = Mutex::new(false);
+    // A journal write that fails (disk full) ends the segment with that error as it is.
+    let journal_failure: Mutex<Option<Error>> = Mutex::new(None);
     let result = retry::retry(ctx.swift.policy(), &label, |_attempt| async {
         if *probe_first.lock().expect("flag") {
             let probe = format!("HEAD {} (is the link back?)", ctx.naming.container);
@@ -170,7 +172,11 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
             r.inflight = len;
             r.clone()
         };
-        save(&ctx.journal, start, true).await.map_err(|e| SwiftError::local(&op, e.msg, Class::Fatal))?;
+        if let Err(e) = save(&ctx.journal, start, true).await {
+            let msg = e.msg.clone();
+            *journal_failure.lock().expect("flag") = Some(e);
+            return Err(SwiftError::local(&op, msg, Class::Fatal));
+        }
         let mut attempt = Attempt { ctx: &ctx, rec: &rec, meter: Meter::new(), settled: false };
         let body =
             segment_body(ctx.file.clone(), off, len, attempt.meter.clone(), ctx.progress.clone(), ctx.pacer.clone());
@@ -227,6 +233,9 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
     match result {
         Ok(()) => confirm(&ctx, rec, Outcome::Sent).await,
         Err(e) => {
+            if let Some(j) = journal_failure.lock().expect("flag").take() {
+                return Err(j.context(&label));
+            }
             let r = rec.lock().expect("segment lock").clone();
             let _ = save(&ctx.journal, r, true).await;
             let attempts = rec.lock().expect("segment lock").attempts;
