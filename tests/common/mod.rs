@@ -2,6 +2,7 @@
 //! of what Swift holds (curl, not k5up's own client), and a throttling proxy.
 #![allow(dead_code)]
 
+pub mod mounts;
 pub mod throttle;
 
 use std::collections::HashMap;

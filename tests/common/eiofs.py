@@ -1,0 +1,44 @@
+#!/usr/bin/python3
+"""A read-only FUSE pass-through of SRC at MOUNT whose reads fail with EIO, the way
+a failing disk's do, for bytes [LO, HI) of every file while SRC/.eio exists.
+Removing SRC/.eio "repairs the disk". Test support for k5up (python3-fusepy).
+
+usage: eiofs.py SRC MOUNT LO HI
+"""
+import errno
+import os
+import sys
+
+from fusepy import FUSE, FuseOSError, Operations
+
+
+class EioFs(Operations):
+    def __init__(self, root, lo, hi):
+        self.root, self.lo, self.hi = root, lo, hi
+
+    def getattr(self, path, fh=None):
+        st = os.lstat(self.root + path)
+        keys = ("st_atime", "st_ctime", "st_gid", "st_mode", "st_mtime", "st_nlink", "st_size", "st_uid")
+        out = {k: getattr(st, k) for k in keys}
+        out["st_mtime"] = st.st_mtime_ns / 1e9
+        return out
+
+    def readdir(self, path, fh):
+        return [".", ".."] + [n for n in os.listdir(self.root + path) if n != ".eio"]
+
+    def open(self, path, flags):
+        return os.open(self.root + path, os.O_RDONLY)
+
+    def read(self, path, size, off, fh):
+        if off < self.hi and off + size > self.lo and os.path.exists(os.path.join(self.root, ".eio")):
+            raise FuseOSError(errno.EIO)
+        return os.pread(fh, size, off)
+
+    def release(self, path, fh):
+        os.close(fh)
+
+
+if __name__ == "__main__":
+    src, mnt, lo, hi = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    # direct_io: every read reaches us, none is served from the page cache.
+    FUSE(EioFs(src, lo, hi), mnt, foreground=True, ro=True, direct_io=True)
