@@ -3,12 +3,18 @@
 //!
 //! Requests are framed by their head and Content-Length, so each one meets the
 //! fault script; a faulted connection is closed afterwards.
+//!
+//! It runs on its own tokio runtime (one thread per proxy), so the tests drive it
+//! through a plain synchronous API. Taking the link down cuts every open connection
+//! at once, including one idle or stalled in the middle of a body.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// One scripted fault.
 #[derive(Debug, Clone)]
@@ -75,6 +81,8 @@ struct Shared {
     script: Mutex<Vec<Fault>>,
     stats: Arc<Stats>,
     down_until: Mutex<Option<Instant>>,
+    /// Bumped when the link goes down: every connection watches it.
+    cut: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -103,7 +111,8 @@ impl Throttle {
 
     /// The full form: `latency` is added before each request is forwarded.
     pub fn new(upstream: u16, rate: u64, latency: Duration, faults: Vec<Fault>) -> Throttle {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
         let port = l.local_addr().unwrap().port();
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
@@ -114,21 +123,12 @@ impl Throttle {
             script: Mutex::new(faults),
             stats: stats.clone(),
             down_until: Mutex::new(None),
+            cut: watch::channel(0).0,
         });
         let sh = shared.clone();
         std::thread::spawn(move || {
-            for client in l.incoming() {
-                let Ok(client) = client else { continue };
-                sh.stats.connections.fetch_add(1, Ordering::Relaxed);
-                if sh.down() {
-                    // the link is down: the connection goes nowhere
-                    sh.stats.link_down_cuts.fetch_add(1, Ordering::Relaxed);
-                    let _ = client.shutdown(Shutdown::Both);
-                    continue;
-                }
-                let sh = sh.clone();
-                std::thread::spawn(move || serve(client, sh));
-            }
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(accept(l, sh));
         });
         Throttle { port, stats, shared }
     }
@@ -145,6 +145,31 @@ impl Throttle {
     /// Takes the link down for `d`: open connections are cut, new ones go nowhere.
     pub fn link_down(&self, d: Duration) {
         *self.shared.down_until.lock().unwrap() = Some(Instant::now() + d);
+        self.shared.cut.send_modify(|n| *n += 1);
+    }
+}
+
+async fn accept(l: std::net::TcpListener, sh: Arc<Shared>) {
+    let l = TcpListener::from_std(l).unwrap();
+    loop {
+        let Ok((client, _)) = l.accept().await else { continue };
+        sh.stats.connections.fetch_add(1, Ordering::Relaxed);
+        if sh.down() {
+            // the link is down: the connection goes nowhere
+            sh.stats.link_down_cuts.fetch_add(1, Ordering::Relaxed);
+            drop(client);
+            continue;
+        }
+        let sh = sh.clone();
+        tokio::spawn(async move {
+            sh.stats.active.fetch_add(1, Ordering::SeqCst);
+            let mut cut = sh.cut.subscribe();
+            tokio::select! {
+                _ = serve(client, &sh) => {}
+                _ = cut.changed() => { sh.stats.link_down_cuts.fetch_add(1, Ordering::Relaxed); }
+            }
+            sh.stats.active.fetch_sub(1, Ordering::SeqCst);
+        });
     }
 }
 
@@ -160,26 +185,40 @@ fn take_fault(script: &Mutex<Vec<Fault>>, head: &[u8]) -> Option<Fault> {
     Some(f)
 }
 
-fn serve(client: TcpStream, sh: Arc<Shared>) {
-    sh.stats.active.fetch_add(1, Ordering::SeqCst);
-    serve_one(client, &sh);
-    sh.stats.active.fetch_sub(1, Ordering::SeqCst);
+/// Serves one client connection; both sockets close when it returns (or is dropped).
+async fn serve(client: TcpStream, sh: &Arc<Shared>) {
+    let Ok(server) = TcpStream::connect(("127.0.0.1", sh.upstream)).await else { return };
+    let (from, to_client) = client.into_split();
+    let (mut from_server, to) = server.into_split();
+    // The client's write half carries the server's responses, and the proxy's own
+    // answer when a fault replies in the server's place.
+    let to_client = Arc::new(tokio::sync::Mutex::new(to_client));
+    let reply_to = to_client.clone();
+    let relay = async move {
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n) = from_server.read(&mut buf).await {
+            if n == 0 || to_client.lock().await.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_client.lock().await.shutdown().await;
+    };
+    let link = Link { from, to, sh: sh.clone(), buf: Vec::new(), flip_at: None };
+    // A fault ends the request side first, and with it the connection; otherwise the
+    // connection lasts until the server has sent its last response.
+    tokio::select! {
+        _ = requests(link, reply_to) => {}
+        _ = relay => {}
+    }
 }
 
-fn serve_one(client: TcpStream, sh: &Arc<Shared>) {
-    let Ok(server) = TcpStream::connect(("127.0.0.1", sh.upstream)) else { return };
-    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-    let relay = std::thread::spawn(move || {
-        let mut to = c2;
-        let _ = std::io::copy(&mut { s2 }, &mut to);
-        let _ = to.shutdown(Shutdown::Write);
-    });
-    let mut link = Link { from: client, to: server, sh: sh.clone(), buf: Vec::new(), flip_at: None };
+/// One request at a time: its head, then Content-Length bytes of body.
+async fn requests(mut link: Link, reply_to: Arc<tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>>) {
+    let sh = link.sh.clone();
     let stats = &sh.stats;
-    // One request at a time: its head, then Content-Length bytes of body.
-    while let Some(head_len) = link.read_head() {
+    while let Some(head_len) = link.read_head().await {
         if !sh.latency.is_zero() {
-            std::thread::sleep(sh.latency);
+            tokio::time::sleep(sh.latency).await;
         }
         let head = String::from_utf8_lossy(&link.buf[..head_len]).to_string();
         let body_len = content_length(&head);
@@ -191,52 +230,56 @@ fn serve_one(client: TcpStream, sh: &Arc<Shared>) {
                 let resp = format!(
                     "HTTP/1.1 {status} Injected\r\n{ra}Content-Length: 0\r\nX-Trans-Id: tx-injected-fault\r\nConnection: close\r\n\r\n"
                 );
-                let _ = link.from.write_all(resp.as_bytes());
-                break;
+                let mut w = reply_to.lock().await;
+                let _ = w.write_all(resp.as_bytes()).await;
+                let _ = w.shutdown().await;
+                return;
             }
             Some(Fault::Stall { after, .. }) => {
                 // Forward up to the stall point, then stay silent until the client gives up.
                 stats.stalls.fetch_add(1, Ordering::Relaxed);
-                if link.forward(head_len + after).is_ok() {
+                if link.forward(head_len + after).await.is_ok() {
                     let mut sink = [0u8; 16 << 10];
-                    while matches!(link.from.read(&mut sink), Ok(n) if n > 0) {}
+                    while matches!(link.from.read(&mut sink).await, Ok(n) if n > 0) {}
                 }
-                break;
+                return;
             }
             Some(Fault::Reset { after, .. }) => {
                 stats.resets.fetch_add(1, Ordering::Relaxed);
-                let _ = link.forward(head_len + after);
-                break;
+                let _ = link.forward(head_len + after).await;
+                return;
             }
             Some(Fault::CloseBeforeResponse { .. }) => {
                 stats.closes.fetch_add(1, Ordering::Relaxed);
-                let _ = link.forward(whole);
-                let _ = link.from.shutdown(Shutdown::Both);
-                break;
+                let _ = link.forward(whole).await;
+                return;
             }
             Some(Fault::Corrupt { at, .. }) => {
                 stats.corruptions.fetch_add(1, Ordering::Relaxed);
                 link.flip_at = Some(head_len + at);
-                if link.forward(whole).is_err() {
-                    break;
+                if link.forward(whole).await.is_err() {
+                    return;
                 }
             }
             None => {
                 if body_len.is_none() {
                     // chunked or unknown framing: plain forwarding from here on
-                    let _ = link.forward(link.buf.len());
-                    let _ = std::io::copy(&mut link.from, &mut link.to);
-                    break;
+                    let n = link.buf.len();
+                    if link.forward(n).await.is_ok() {
+                        let _ = tokio::io::copy(&mut link.from, &mut link.to).await;
+                    }
+                    // the response may still be coming: let the relay finish it
+                    return std::future::pending().await;
                 }
-                if link.forward(whole).is_err() {
-                    break;
+                if link.forward(whole).await.is_err() {
+                    return;
                 }
             }
         }
     }
-    let _ = link.to.shutdown(Shutdown::Both);
-    let _ = link.from.shutdown(Shutdown::Both);
-    let _ = relay.join();
+    // The client is done sending; the response relay decides when the connection ends.
+    let _ = link.to.shutdown().await;
+    std::future::pending::<()>().await
 }
 
 fn content_length(head: &str) -> Option<u64> {
@@ -254,8 +297,8 @@ fn content_length(head: &str) -> Option<u64> {
 
 /// The client→server direction of one connection, with its read buffer.
 struct Link {
-    from: TcpStream,
-    to: TcpStream,
+    from: tokio::net::tcp::OwnedReadHalf,
+    to: tokio::net::tcp::OwnedWriteHalf,
     sh: Arc<Shared>,
     buf: Vec<u8>,
     /// Offset (from the start of the current request) of a byte to flip.
@@ -264,13 +307,13 @@ struct Link {
 
 impl Link {
     /// Reads until a request head is buffered; returns its length (with the blank line).
-    fn read_head(&mut self) -> Option<usize> {
+    async fn read_head(&mut self) -> Option<usize> {
         loop {
             if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 return Some(i + 4);
             }
             let mut chunk = [0u8; 16 << 10];
-            match self.from.read(&mut chunk) {
+            match self.from.read(&mut chunk).await {
                 Ok(0) | Err(_) => return None,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
@@ -278,16 +321,12 @@ impl Link {
     }
 
     /// Forwards exactly `n` bytes (buffered first, then read), at the capped rate.
-    fn forward(&mut self, mut n: usize) -> std::io::Result<()> {
+    async fn forward(&mut self, mut n: usize) -> std::io::Result<()> {
         let mut done = 0;
         while n > 0 {
-            if self.sh.down() {
-                self.sh.stats.link_down_cuts.fetch_add(1, Ordering::Relaxed);
-                return Err(std::io::ErrorKind::BrokenPipe.into());
-            }
             if self.buf.is_empty() {
                 let mut chunk = vec![0u8; (16 << 10).min(n)];
-                let got = self.from.read(&mut chunk)?;
+                let got = self.from.read(&mut chunk).await?;
                 if got == 0 {
                     return Err(std::io::ErrorKind::UnexpectedEof.into());
                 }
@@ -301,8 +340,8 @@ impl Link {
                 self.buf[at - done] ^= 0x55;
                 self.flip_at = None;
             }
-            self.pace(take);
-            self.to.write_all(&self.buf[..take])?;
+            self.pace(take).await;
+            self.to.write_all(&self.buf[..take]).await?;
             self.buf.drain(..take);
             n -= take;
             done += take;
@@ -312,7 +351,7 @@ impl Link {
     }
 
     /// A shared virtual clock: every chunk books n/rate seconds of the link.
-    fn pace(&self, n: usize) {
+    async fn pace(&self, n: usize) {
         let start = {
             let mut c = self.sh.clock.lock().unwrap();
             let now = Instant::now();
@@ -320,9 +359,6 @@ impl Link {
             *c = start + Duration::from_secs_f64(n as f64 / self.sh.rate as f64);
             *c
         };
-        let now = Instant::now();
-        if start > now {
-            std::thread::sleep(start - now);
-        }
+        tokio::time::sleep_until(start.into()).await;
     }
 }
