@@ -74,7 +74,11 @@ impl Error {
             K::NotFound | K::PermissionDenied | K::IsADirectory | K::InvalidInput => ErrorKind::BadInput,
             _ => ErrorKind::Failed,
         };
-        Self::new(kind, format!("{what}: {e}"))
+        let err = Self::new(kind, format!("{what}: {e}"));
+        if e.kind() == K::StorageFull {
+            return err.hint("free space on that file system, then run the same command again (or `k5up resume JOB`)");
+        }
+        err
     }
 }
 

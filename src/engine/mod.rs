@@ -335,9 +335,23 @@ impl Engine {
         Ok(v)
     }
 
+    /// Replaces the status snapshot. A failure (a full disk) does not stop the run:
+    /// the journal is the truth. It is said once, since `status` from another
+    /// terminal then shows older progress.
     fn write_snapshot(&self, journal: &Journal, v: &StatusView) -> Result<()> {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         let bytes = serde_json::to_vec_pretty(v).map_err(|e| Error::failed(e.to_string()))?;
-        journal.write_snapshot(&bytes)
+        let r = journal.write_snapshot(&bytes);
+        if let Err(e) = &r
+            && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "job {}: cannot write the status snapshot ({}); `k5up status` from another terminal shows older progress until it can",
+                journal.id(),
+                e.msg
+            );
+        }
+        r
     }
 
     async fn run_phases(&self, journal: &Arc<Journal>, file: Arc<File>, job: &mut JobRecord) -> Result<()> {
@@ -477,9 +491,7 @@ impl Engine {
         );
         upload::run(ctx, ready, self.settings.concurrency, &mut cancel, || {
             let v = StatusView::live(&snap_job, &self.progress);
-            if let Err(e) = self.write_snapshot(journal, &v) {
-                tracing::debug!("{e}");
-            }
+            let _ = self.write_snapshot(journal, &v);
         })
         .await?;
         self.publish_digests(journal)
