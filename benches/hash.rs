@@ -1,6 +1,8 @@
 //! Micro-benchmark of the hot path's first pass: reading a segment and computing its
 //! MD5 (`source::md5_range`), against openssl's MD5 speed on this machine when
-//! openssl is installed. Run with `cargo bench --bench hash`.
+//! openssl is installed; then multi-buffer MD5 (`md5lanes`) on every backend this CPU
+//! has, against the `md-5` crate on the same bytes in memory. Single-threaded, so
+//! seconds are CPU-seconds. Run with `cargo bench --bench hash`.
 
 use std::io::Write;
 use std::time::Instant;
@@ -42,5 +44,45 @@ fn main() {
             }
         }
         _ => println!("openssl not found: no reference figure"),
+    }
+    lanes(size);
+}
+
+/// Multi-buffer MD5 over `total` bytes split into streams, 1 MiB per stream per call.
+fn lanes(total: u64) {
+    use k5up::md5lanes::{Backend, MAX_LANES, Md5Stream, update_many};
+    use md5::Digest;
+    let per = (total as usize / MAX_LANES) & !((1 << 20) - 1);
+    let bufs: Vec<Vec<u8>> = (0..MAX_LANES)
+        .map(|l| (0..per as u32).map(|i| (i.wrapping_mul(2654435761) >> (l + 7)) as u8).collect())
+        .collect();
+    let gib = (per * MAX_LANES) as f64 / (1u64 << 30) as f64;
+    let report = |what: &str, secs: f64| {
+        println!("{what}: {:.0} MiB/s, {:.2} CPU-s/GiB", gib * 1024.0 / secs, secs / gib);
+    };
+    let t = Instant::now();
+    for b in &bufs {
+        std::hint::black_box(md5::Md5::digest(b));
+    }
+    report("md-5 crate, one stream at a time (in memory)", t.elapsed().as_secs_f64());
+    for backend in Backend::available() {
+        let width = match backend {
+            Backend::Avx2 => 8,
+            Backend::Sse2 => 4,
+            Backend::Scalar => 1,
+        };
+        let t = Instant::now();
+        for group in bufs.chunks(width) {
+            let mut streams: Vec<Md5Stream> = group.iter().map(|_| Md5Stream::new()).collect();
+            for off in (0..per).step_by(1 << 20) {
+                let parts: Vec<&[u8]> = group.iter().map(|b| &b[off..off + (1 << 20)]).collect();
+                let mut refs: Vec<&mut Md5Stream> = streams.iter_mut().collect();
+                update_many(backend, &mut refs, &parts);
+            }
+            for s in streams {
+                std::hint::black_box(s.finalize());
+            }
+        }
+        report(&format!("md5lanes {} (in memory)", backend.as_str()), t.elapsed().as_secs_f64());
     }
 }

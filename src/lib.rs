@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod journal;
+pub mod md5lanes;
 pub mod names;
 pub mod plan;
 pub mod source;
