@@ -75,12 +75,13 @@ pub fn segment_body(
     pacer: Option<Arc<Pacer>>,
 ) -> reqwest::Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
+    let pool = Pool::default();
     tokio::task::spawn_blocking(move || {
         let mut done = 0u64;
         while done < len {
             let n = CHUNK.min((len - done) as usize);
-            let mut buf = vec![0u8; n];
-            let r = file.read_exact_at(&mut buf, off + done).map(|_| Bytes::from(buf));
+            let mut buf = pool.take();
+            let r = file.read_exact_at(&mut buf[..n], off + done).map(|_| pool.bytes(buf, n));
             let failed = r.is_err();
             if tx.blocking_send(r).is_err() || failed {
                 return; // the request was dropped, or the read failed (sent as the error)
@@ -101,4 +102,60 @@ pub fn segment_body(
             Some((item, (rx, meter, progress, pacer)))
         });
     reqwest::Body::wrap_stream(stream)
+}
+
+/// The blocks of one body, recycled once the network is done with them: a segment
+/// costs a handful of allocations instead of one zeroed MiB per block.
+#[derive(Clone, Default)]
+struct Pool(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl Pool {
+    fn take(&self) -> Vec<u8> {
+        self.0.lock().ok().and_then(|mut p| p.pop()).unwrap_or_else(|| vec![0u8; CHUNK])
+    }
+
+    /// The first `len` bytes of `buf`, as a `Bytes` that returns `buf` here when dropped.
+    fn bytes(&self, buf: Vec<u8>, len: usize) -> Bytes {
+        Bytes::from_owner(Pooled { buf, len, pool: self.clone() })
+    }
+}
+
+struct Pooled {
+    buf: Vec<u8>,
+    len: usize,
+    pool: Pool,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.pool.0.lock()
+            && p.len() <= READ_AHEAD + 2
+        {
+            p.push(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooled_blocks_show_their_bytes_and_come_back() {
+        let pool = Pool::default();
+        let mut b = pool.take();
+        b[..3].copy_from_slice(b"abc");
+        let bytes = pool.bytes(b, 3);
+        assert_eq!(&bytes[..], b"abc");
+        let ptr = bytes.as_ptr();
+        drop(bytes);
+        let again = pool.take();
+        assert_eq!(again.as_ptr(), ptr, "the block was recycled");
+    }
 }
