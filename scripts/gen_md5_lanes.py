@@ -32,13 +32,18 @@ def steps(fmt_f, fmt_step):
 
 
 def scalar():
+    # The step is a = b + rotl(a + K + m + F(b, c, d), s). Everything but the part of
+    # F that needs b (computed by the step before) is added first, off the chain of
+    # dependent operations that bounds MD5's speed. G's two halves are disjoint bits,
+    # so they add.
     def f(r, b, c, d):
-        return [f"{d} ^ ({b} & ({c} ^ {d}))", f"{c} ^ ({d} & ({b} ^ {c}))", f"{b} ^ {c} ^ {d}",
-                f"{c} ^ ({b} | !{d})"][r]
+        return [("", f"({d} ^ ({b} & ({c} ^ {d})))"), (f".wrapping_add(!{d} & {c})", f"({d} & {b})"),
+                ("", f"({b} ^ ({c} ^ {d}))"), ("", f"({c} ^ ({b} | !{d}))")][r]
 
     def st(a, b, fx, k, g, s):
-        return (f"        {a} = {b}.wrapping_add({a}.wrapping_add({fx}).wrapping_add(0x{k:08x}).wrapping_add(m[{g}])"
-                f".rotate_left({s}));")
+        pre, last = fx
+        return (f"        {a} = {b}.wrapping_add({a}.wrapping_add(0x{k:08x}).wrapping_add(m[{g}]){pre}"
+                f".wrapping_add{last}.rotate_left({s}));")
 
     body = "\n".join(steps(f, st))
     return f'''/// MD5's compression function on one 64-byte block.
@@ -63,13 +68,17 @@ def vector(name, feature, lanes, ty, p):
     si = "si128" if p == "_mm" else "si256"
 
     def f(r, b, c, d):
-        x, a_, o = f"{p}_xor_{si}", f"{p}_and_{si}", f"{p}_or_{si}"
-        return [f"{x}({d}, {a_}({b}, {x}({c}, {d})))", f"{x}({c}, {a_}({d}, {x}({b}, {c})))",
-                f"{x}({x}({b}, {c}), {d})", f"{x}({c}, {o}({b}, {x}({d}, ones)))"][r]
+        x, a_, o, an = f"{p}_xor_{si}", f"{p}_and_{si}", f"{p}_or_{si}", f"{p}_andnot_{si}"
+        return [(None, f"{x}({d}, {a_}({b}, {x}({c}, {d})))"), (f"{an}({d}, {c})", f"{a_}({d}, {b})"),
+                (None, f"{x}({b}, {x}({c}, {d}))"), (None, f"{x}({c}, {o}({b}, {x}({d}, ones)))")][r]
 
     def st(a, b, fx, k, g, s):
         add = f"{p}_add_epi32"
-        t = f"{add}({add}({a}, {fx}), {add}({p}_set1_epi32(0x{k:08x}u32 as i32), m[{g}]))"
+        pre, last = fx
+        t = f"{add}({a}, {add}({p}_set1_epi32(0x{k:08x}u32 as i32), m[{g}]))"
+        if pre:
+            t = f"{add}({t}, {pre})"
+        t = f"{add}({t}, {last})"
         return (f"            let t = {t};\n"
                 f"            {a} = {add}({b}, {p}_or_{si}({p}_slli_epi32::<{s}>(t), {p}_srli_epi32::<{32 - s}>(t)));")
 

@@ -13,70 +13,102 @@ pub fn compress(state: &mut [u32; 4], block: &[u8; 64]) {
         *w = u32::from_le_bytes([block[4 * i], block[4 * i + 1], block[4 * i + 2], block[4 * i + 3]]);
     }
     let [mut a, mut b, mut c, mut d] = *state;
-    a = b.wrapping_add(a.wrapping_add(d ^ (b & (c ^ d))).wrapping_add(0xd76aa478).wrapping_add(m[0]).rotate_left(7));
-    d = a.wrapping_add(d.wrapping_add(c ^ (a & (b ^ c))).wrapping_add(0xe8c7b756).wrapping_add(m[1]).rotate_left(12));
-    c = d.wrapping_add(c.wrapping_add(b ^ (d & (a ^ b))).wrapping_add(0x242070db).wrapping_add(m[2]).rotate_left(17));
-    b = c.wrapping_add(b.wrapping_add(a ^ (c & (d ^ a))).wrapping_add(0xc1bdceee).wrapping_add(m[3]).rotate_left(22));
-    a = b.wrapping_add(a.wrapping_add(d ^ (b & (c ^ d))).wrapping_add(0xf57c0faf).wrapping_add(m[4]).rotate_left(7));
-    d = a.wrapping_add(d.wrapping_add(c ^ (a & (b ^ c))).wrapping_add(0x4787c62a).wrapping_add(m[5]).rotate_left(12));
-    c = d.wrapping_add(c.wrapping_add(b ^ (d & (a ^ b))).wrapping_add(0xa8304613).wrapping_add(m[6]).rotate_left(17));
-    b = c.wrapping_add(b.wrapping_add(a ^ (c & (d ^ a))).wrapping_add(0xfd469501).wrapping_add(m[7]).rotate_left(22));
-    a = b.wrapping_add(a.wrapping_add(d ^ (b & (c ^ d))).wrapping_add(0x698098d8).wrapping_add(m[8]).rotate_left(7));
-    d = a.wrapping_add(d.wrapping_add(c ^ (a & (b ^ c))).wrapping_add(0x8b44f7af).wrapping_add(m[9]).rotate_left(12));
-    c = d.wrapping_add(c.wrapping_add(b ^ (d & (a ^ b))).wrapping_add(0xffff5bb1).wrapping_add(m[10]).rotate_left(17));
-    b = c.wrapping_add(b.wrapping_add(a ^ (c & (d ^ a))).wrapping_add(0x895cd7be).wrapping_add(m[11]).rotate_left(22));
-    a = b.wrapping_add(a.wrapping_add(d ^ (b & (c ^ d))).wrapping_add(0x6b901122).wrapping_add(m[12]).rotate_left(7));
-    d = a.wrapping_add(d.wrapping_add(c ^ (a & (b ^ c))).wrapping_add(0xfd987193).wrapping_add(m[13]).rotate_left(12));
-    c = d.wrapping_add(c.wrapping_add(b ^ (d & (a ^ b))).wrapping_add(0xa679438e).wrapping_add(m[14]).rotate_left(17));
-    b = c.wrapping_add(b.wrapping_add(a ^ (c & (d ^ a))).wrapping_add(0x49b40821).wrapping_add(m[15]).rotate_left(22));
-    a = b.wrapping_add(a.wrapping_add(c ^ (d & (b ^ c))).wrapping_add(0xf61e2562).wrapping_add(m[1]).rotate_left(5));
-    d = a.wrapping_add(d.wrapping_add(b ^ (c & (a ^ b))).wrapping_add(0xc040b340).wrapping_add(m[6]).rotate_left(9));
-    c = d.wrapping_add(c.wrapping_add(a ^ (b & (d ^ a))).wrapping_add(0x265e5a51).wrapping_add(m[11]).rotate_left(14));
-    b = c.wrapping_add(b.wrapping_add(d ^ (a & (c ^ d))).wrapping_add(0xe9b6c7aa).wrapping_add(m[0]).rotate_left(20));
-    a = b.wrapping_add(a.wrapping_add(c ^ (d & (b ^ c))).wrapping_add(0xd62f105d).wrapping_add(m[5]).rotate_left(5));
-    d = a.wrapping_add(d.wrapping_add(b ^ (c & (a ^ b))).wrapping_add(0x02441453).wrapping_add(m[10]).rotate_left(9));
-    c = d.wrapping_add(c.wrapping_add(a ^ (b & (d ^ a))).wrapping_add(0xd8a1e681).wrapping_add(m[15]).rotate_left(14));
-    b = c.wrapping_add(b.wrapping_add(d ^ (a & (c ^ d))).wrapping_add(0xe7d3fbc8).wrapping_add(m[4]).rotate_left(20));
-    a = b.wrapping_add(a.wrapping_add(c ^ (d & (b ^ c))).wrapping_add(0x21e1cde6).wrapping_add(m[9]).rotate_left(5));
-    d = a.wrapping_add(d.wrapping_add(b ^ (c & (a ^ b))).wrapping_add(0xc33707d6).wrapping_add(m[14]).rotate_left(9));
-    c = d.wrapping_add(c.wrapping_add(a ^ (b & (d ^ a))).wrapping_add(0xf4d50d87).wrapping_add(m[3]).rotate_left(14));
-    b = c.wrapping_add(b.wrapping_add(d ^ (a & (c ^ d))).wrapping_add(0x455a14ed).wrapping_add(m[8]).rotate_left(20));
-    a = b.wrapping_add(a.wrapping_add(c ^ (d & (b ^ c))).wrapping_add(0xa9e3e905).wrapping_add(m[13]).rotate_left(5));
-    d = a.wrapping_add(d.wrapping_add(b ^ (c & (a ^ b))).wrapping_add(0xfcefa3f8).wrapping_add(m[2]).rotate_left(9));
-    c = d.wrapping_add(c.wrapping_add(a ^ (b & (d ^ a))).wrapping_add(0x676f02d9).wrapping_add(m[7]).rotate_left(14));
-    b = c.wrapping_add(b.wrapping_add(d ^ (a & (c ^ d))).wrapping_add(0x8d2a4c8a).wrapping_add(m[12]).rotate_left(20));
-    a = b.wrapping_add(a.wrapping_add(b ^ c ^ d).wrapping_add(0xfffa3942).wrapping_add(m[5]).rotate_left(4));
-    d = a.wrapping_add(d.wrapping_add(a ^ b ^ c).wrapping_add(0x8771f681).wrapping_add(m[8]).rotate_left(11));
-    c = d.wrapping_add(c.wrapping_add(d ^ a ^ b).wrapping_add(0x6d9d6122).wrapping_add(m[11]).rotate_left(16));
-    b = c.wrapping_add(b.wrapping_add(c ^ d ^ a).wrapping_add(0xfde5380c).wrapping_add(m[14]).rotate_left(23));
-    a = b.wrapping_add(a.wrapping_add(b ^ c ^ d).wrapping_add(0xa4beea44).wrapping_add(m[1]).rotate_left(4));
-    d = a.wrapping_add(d.wrapping_add(a ^ b ^ c).wrapping_add(0x4bdecfa9).wrapping_add(m[4]).rotate_left(11));
-    c = d.wrapping_add(c.wrapping_add(d ^ a ^ b).wrapping_add(0xf6bb4b60).wrapping_add(m[7]).rotate_left(16));
-    b = c.wrapping_add(b.wrapping_add(c ^ d ^ a).wrapping_add(0xbebfbc70).wrapping_add(m[10]).rotate_left(23));
-    a = b.wrapping_add(a.wrapping_add(b ^ c ^ d).wrapping_add(0x289b7ec6).wrapping_add(m[13]).rotate_left(4));
-    d = a.wrapping_add(d.wrapping_add(a ^ b ^ c).wrapping_add(0xeaa127fa).wrapping_add(m[0]).rotate_left(11));
-    c = d.wrapping_add(c.wrapping_add(d ^ a ^ b).wrapping_add(0xd4ef3085).wrapping_add(m[3]).rotate_left(16));
-    b = c.wrapping_add(b.wrapping_add(c ^ d ^ a).wrapping_add(0x04881d05).wrapping_add(m[6]).rotate_left(23));
-    a = b.wrapping_add(a.wrapping_add(b ^ c ^ d).wrapping_add(0xd9d4d039).wrapping_add(m[9]).rotate_left(4));
-    d = a.wrapping_add(d.wrapping_add(a ^ b ^ c).wrapping_add(0xe6db99e5).wrapping_add(m[12]).rotate_left(11));
-    c = d.wrapping_add(c.wrapping_add(d ^ a ^ b).wrapping_add(0x1fa27cf8).wrapping_add(m[15]).rotate_left(16));
-    b = c.wrapping_add(b.wrapping_add(c ^ d ^ a).wrapping_add(0xc4ac5665).wrapping_add(m[2]).rotate_left(23));
-    a = b.wrapping_add(a.wrapping_add(c ^ (b | !d)).wrapping_add(0xf4292244).wrapping_add(m[0]).rotate_left(6));
-    d = a.wrapping_add(d.wrapping_add(b ^ (a | !c)).wrapping_add(0x432aff97).wrapping_add(m[7]).rotate_left(10));
-    c = d.wrapping_add(c.wrapping_add(a ^ (d | !b)).wrapping_add(0xab9423a7).wrapping_add(m[14]).rotate_left(15));
-    b = c.wrapping_add(b.wrapping_add(d ^ (c | !a)).wrapping_add(0xfc93a039).wrapping_add(m[5]).rotate_left(21));
-    a = b.wrapping_add(a.wrapping_add(c ^ (b | !d)).wrapping_add(0x655b59c3).wrapping_add(m[12]).rotate_left(6));
-    d = a.wrapping_add(d.wrapping_add(b ^ (a | !c)).wrapping_add(0x8f0ccc92).wrapping_add(m[3]).rotate_left(10));
-    c = d.wrapping_add(c.wrapping_add(a ^ (d | !b)).wrapping_add(0xffeff47d).wrapping_add(m[10]).rotate_left(15));
-    b = c.wrapping_add(b.wrapping_add(d ^ (c | !a)).wrapping_add(0x85845dd1).wrapping_add(m[1]).rotate_left(21));
-    a = b.wrapping_add(a.wrapping_add(c ^ (b | !d)).wrapping_add(0x6fa87e4f).wrapping_add(m[8]).rotate_left(6));
-    d = a.wrapping_add(d.wrapping_add(b ^ (a | !c)).wrapping_add(0xfe2ce6e0).wrapping_add(m[15]).rotate_left(10));
-    c = d.wrapping_add(c.wrapping_add(a ^ (d | !b)).wrapping_add(0xa3014314).wrapping_add(m[6]).rotate_left(15));
-    b = c.wrapping_add(b.wrapping_add(d ^ (c | !a)).wrapping_add(0x4e0811a1).wrapping_add(m[13]).rotate_left(21));
-    a = b.wrapping_add(a.wrapping_add(c ^ (b | !d)).wrapping_add(0xf7537e82).wrapping_add(m[4]).rotate_left(6));
-    d = a.wrapping_add(d.wrapping_add(b ^ (a | !c)).wrapping_add(0xbd3af235).wrapping_add(m[11]).rotate_left(10));
-    c = d.wrapping_add(c.wrapping_add(a ^ (d | !b)).wrapping_add(0x2ad7d2bb).wrapping_add(m[2]).rotate_left(15));
-    b = c.wrapping_add(b.wrapping_add(d ^ (c | !a)).wrapping_add(0xeb86d391).wrapping_add(m[9]).rotate_left(21));
+    a = b.wrapping_add(a.wrapping_add(0xd76aa478).wrapping_add(m[0]).wrapping_add(d ^ (b & (c ^ d))).rotate_left(7));
+    d = a.wrapping_add(d.wrapping_add(0xe8c7b756).wrapping_add(m[1]).wrapping_add(c ^ (a & (b ^ c))).rotate_left(12));
+    c = d.wrapping_add(c.wrapping_add(0x242070db).wrapping_add(m[2]).wrapping_add(b ^ (d & (a ^ b))).rotate_left(17));
+    b = c.wrapping_add(b.wrapping_add(0xc1bdceee).wrapping_add(m[3]).wrapping_add(a ^ (c & (d ^ a))).rotate_left(22));
+    a = b.wrapping_add(a.wrapping_add(0xf57c0faf).wrapping_add(m[4]).wrapping_add(d ^ (b & (c ^ d))).rotate_left(7));
+    d = a.wrapping_add(d.wrapping_add(0x4787c62a).wrapping_add(m[5]).wrapping_add(c ^ (a & (b ^ c))).rotate_left(12));
+    c = d.wrapping_add(c.wrapping_add(0xa8304613).wrapping_add(m[6]).wrapping_add(b ^ (d & (a ^ b))).rotate_left(17));
+    b = c.wrapping_add(b.wrapping_add(0xfd469501).wrapping_add(m[7]).wrapping_add(a ^ (c & (d ^ a))).rotate_left(22));
+    a = b.wrapping_add(a.wrapping_add(0x698098d8).wrapping_add(m[8]).wrapping_add(d ^ (b & (c ^ d))).rotate_left(7));
+    d = a.wrapping_add(d.wrapping_add(0x8b44f7af).wrapping_add(m[9]).wrapping_add(c ^ (a & (b ^ c))).rotate_left(12));
+    c = d.wrapping_add(c.wrapping_add(0xffff5bb1).wrapping_add(m[10]).wrapping_add(b ^ (d & (a ^ b))).rotate_left(17));
+    b = c.wrapping_add(b.wrapping_add(0x895cd7be).wrapping_add(m[11]).wrapping_add(a ^ (c & (d ^ a))).rotate_left(22));
+    a = b.wrapping_add(a.wrapping_add(0x6b901122).wrapping_add(m[12]).wrapping_add(d ^ (b & (c ^ d))).rotate_left(7));
+    d = a.wrapping_add(d.wrapping_add(0xfd987193).wrapping_add(m[13]).wrapping_add(c ^ (a & (b ^ c))).rotate_left(12));
+    c = d.wrapping_add(c.wrapping_add(0xa679438e).wrapping_add(m[14]).wrapping_add(b ^ (d & (a ^ b))).rotate_left(17));
+    b = c.wrapping_add(b.wrapping_add(0x49b40821).wrapping_add(m[15]).wrapping_add(a ^ (c & (d ^ a))).rotate_left(22));
+    a = b.wrapping_add(
+        a.wrapping_add(0xf61e2562).wrapping_add(m[1]).wrapping_add(!d & c).wrapping_add(d & b).rotate_left(5),
+    );
+    d = a.wrapping_add(
+        d.wrapping_add(0xc040b340).wrapping_add(m[6]).wrapping_add(!c & b).wrapping_add(c & a).rotate_left(9),
+    );
+    c = d.wrapping_add(
+        c.wrapping_add(0x265e5a51).wrapping_add(m[11]).wrapping_add(!b & a).wrapping_add(b & d).rotate_left(14),
+    );
+    b = c.wrapping_add(
+        b.wrapping_add(0xe9b6c7aa).wrapping_add(m[0]).wrapping_add(!a & d).wrapping_add(a & c).rotate_left(20),
+    );
+    a = b.wrapping_add(
+        a.wrapping_add(0xd62f105d).wrapping_add(m[5]).wrapping_add(!d & c).wrapping_add(d & b).rotate_left(5),
+    );
+    d = a.wrapping_add(
+        d.wrapping_add(0x02441453).wrapping_add(m[10]).wrapping_add(!c & b).wrapping_add(c & a).rotate_left(9),
+    );
+    c = d.wrapping_add(
+        c.wrapping_add(0xd8a1e681).wrapping_add(m[15]).wrapping_add(!b & a).wrapping_add(b & d).rotate_left(14),
+    );
+    b = c.wrapping_add(
+        b.wrapping_add(0xe7d3fbc8).wrapping_add(m[4]).wrapping_add(!a & d).wrapping_add(a & c).rotate_left(20),
+    );
+    a = b.wrapping_add(
+        a.wrapping_add(0x21e1cde6).wrapping_add(m[9]).wrapping_add(!d & c).wrapping_add(d & b).rotate_left(5),
+    );
+    d = a.wrapping_add(
+        d.wrapping_add(0xc33707d6).wrapping_add(m[14]).wrapping_add(!c & b).wrapping_add(c & a).rotate_left(9),
+    );
+    c = d.wrapping_add(
+        c.wrapping_add(0xf4d50d87).wrapping_add(m[3]).wrapping_add(!b & a).wrapping_add(b & d).rotate_left(14),
+    );
+    b = c.wrapping_add(
+        b.wrapping_add(0x455a14ed).wrapping_add(m[8]).wrapping_add(!a & d).wrapping_add(a & c).rotate_left(20),
+    );
+    a = b.wrapping_add(
+        a.wrapping_add(0xa9e3e905).wrapping_add(m[13]).wrapping_add(!d & c).wrapping_add(d & b).rotate_left(5),
+    );
+    d = a.wrapping_add(
+        d.wrapping_add(0xfcefa3f8).wrapping_add(m[2]).wrapping_add(!c & b).wrapping_add(c & a).rotate_left(9),
+    );
+    c = d.wrapping_add(
+        c.wrapping_add(0x676f02d9).wrapping_add(m[7]).wrapping_add(!b & a).wrapping_add(b & d).rotate_left(14),
+    );
+    b = c.wrapping_add(
+        b.wrapping_add(0x8d2a4c8a).wrapping_add(m[12]).wrapping_add(!a & d).wrapping_add(a & c).rotate_left(20),
+    );
+    a = b.wrapping_add(a.wrapping_add(0xfffa3942).wrapping_add(m[5]).wrapping_add(b ^ (c ^ d)).rotate_left(4));
+    d = a.wrapping_add(d.wrapping_add(0x8771f681).wrapping_add(m[8]).wrapping_add(a ^ (b ^ c)).rotate_left(11));
+    c = d.wrapping_add(c.wrapping_add(0x6d9d6122).wrapping_add(m[11]).wrapping_add(d ^ (a ^ b)).rotate_left(16));
+    b = c.wrapping_add(b.wrapping_add(0xfde5380c).wrapping_add(m[14]).wrapping_add(c ^ (d ^ a)).rotate_left(23));
+    a = b.wrapping_add(a.wrapping_add(0xa4beea44).wrapping_add(m[1]).wrapping_add(b ^ (c ^ d)).rotate_left(4));
+    d = a.wrapping_add(d.wrapping_add(0x4bdecfa9).wrapping_add(m[4]).wrapping_add(a ^ (b ^ c)).rotate_left(11));
+    c = d.wrapping_add(c.wrapping_add(0xf6bb4b60).wrapping_add(m[7]).wrapping_add(d ^ (a ^ b)).rotate_left(16));
+    b = c.wrapping_add(b.wrapping_add(0xbebfbc70).wrapping_add(m[10]).wrapping_add(c ^ (d ^ a)).rotate_left(23));
+    a = b.wrapping_add(a.wrapping_add(0x289b7ec6).wrapping_add(m[13]).wrapping_add(b ^ (c ^ d)).rotate_left(4));
+    d = a.wrapping_add(d.wrapping_add(0xeaa127fa).wrapping_add(m[0]).wrapping_add(a ^ (b ^ c)).rotate_left(11));
+    c = d.wrapping_add(c.wrapping_add(0xd4ef3085).wrapping_add(m[3]).wrapping_add(d ^ (a ^ b)).rotate_left(16));
+    b = c.wrapping_add(b.wrapping_add(0x04881d05).wrapping_add(m[6]).wrapping_add(c ^ (d ^ a)).rotate_left(23));
+    a = b.wrapping_add(a.wrapping_add(0xd9d4d039).wrapping_add(m[9]).wrapping_add(b ^ (c ^ d)).rotate_left(4));
+    d = a.wrapping_add(d.wrapping_add(0xe6db99e5).wrapping_add(m[12]).wrapping_add(a ^ (b ^ c)).rotate_left(11));
+    c = d.wrapping_add(c.wrapping_add(0x1fa27cf8).wrapping_add(m[15]).wrapping_add(d ^ (a ^ b)).rotate_left(16));
+    b = c.wrapping_add(b.wrapping_add(0xc4ac5665).wrapping_add(m[2]).wrapping_add(c ^ (d ^ a)).rotate_left(23));
+    a = b.wrapping_add(a.wrapping_add(0xf4292244).wrapping_add(m[0]).wrapping_add(c ^ (b | !d)).rotate_left(6));
+    d = a.wrapping_add(d.wrapping_add(0x432aff97).wrapping_add(m[7]).wrapping_add(b ^ (a | !c)).rotate_left(10));
+    c = d.wrapping_add(c.wrapping_add(0xab9423a7).wrapping_add(m[14]).wrapping_add(a ^ (d | !b)).rotate_left(15));
+    b = c.wrapping_add(b.wrapping_add(0xfc93a039).wrapping_add(m[5]).wrapping_add(d ^ (c | !a)).rotate_left(21));
+    a = b.wrapping_add(a.wrapping_add(0x655b59c3).wrapping_add(m[12]).wrapping_add(c ^ (b | !d)).rotate_left(6));
+    d = a.wrapping_add(d.wrapping_add(0x8f0ccc92).wrapping_add(m[3]).wrapping_add(b ^ (a | !c)).rotate_left(10));
+    c = d.wrapping_add(c.wrapping_add(0xffeff47d).wrapping_add(m[10]).wrapping_add(a ^ (d | !b)).rotate_left(15));
+    b = c.wrapping_add(b.wrapping_add(0x85845dd1).wrapping_add(m[1]).wrapping_add(d ^ (c | !a)).rotate_left(21));
+    a = b.wrapping_add(a.wrapping_add(0x6fa87e4f).wrapping_add(m[8]).wrapping_add(c ^ (b | !d)).rotate_left(6));
+    d = a.wrapping_add(d.wrapping_add(0xfe2ce6e0).wrapping_add(m[15]).wrapping_add(b ^ (a | !c)).rotate_left(10));
+    c = d.wrapping_add(c.wrapping_add(0xa3014314).wrapping_add(m[6]).wrapping_add(a ^ (d | !b)).rotate_left(15));
+    b = c.wrapping_add(b.wrapping_add(0x4e0811a1).wrapping_add(m[13]).wrapping_add(d ^ (c | !a)).rotate_left(21));
+    a = b.wrapping_add(a.wrapping_add(0xf7537e82).wrapping_add(m[4]).wrapping_add(c ^ (b | !d)).rotate_left(6));
+    d = a.wrapping_add(d.wrapping_add(0xbd3af235).wrapping_add(m[11]).wrapping_add(b ^ (a | !c)).rotate_left(10));
+    c = d.wrapping_add(c.wrapping_add(0x2ad7d2bb).wrapping_add(m[2]).wrapping_add(a ^ (d | !b)).rotate_left(15));
+    b = c.wrapping_add(b.wrapping_add(0xeb86d391).wrapping_add(m[9]).wrapping_add(d ^ (c | !a)).rotate_left(21));
     state[0] = state[0].wrapping_add(a);
     state[1] = state[1].wrapping_add(b);
     state[2] = state[2].wrapping_add(c);
@@ -116,323 +148,371 @@ pub(crate) unsafe fn compress_x4_sse2(state: &mut [[u32; 4]; 4], data: &[&[u8]; 
             }
             let (mut a, mut b, mut c, mut d) = (sa, sb, sc, sd);
             let t = _mm_add_epi32(
-                _mm_add_epi32(a, _mm_xor_si128(d, _mm_and_si128(b, _mm_xor_si128(c, d)))),
-                _mm_add_epi32(_mm_set1_epi32(0xd76aa478u32 as i32), m[0]),
+                _mm_add_epi32(a, _mm_add_epi32(_mm_set1_epi32(0xd76aa478u32 as i32), m[0])),
+                _mm_xor_si128(d, _mm_and_si128(b, _mm_xor_si128(c, d))),
             );
             a = _mm_add_epi32(b, _mm_or_si128(_mm_slli_epi32::<7>(t), _mm_srli_epi32::<25>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(d, _mm_xor_si128(c, _mm_and_si128(a, _mm_xor_si128(b, c)))),
-                _mm_add_epi32(_mm_set1_epi32(0xe8c7b756u32 as i32), m[1]),
+                _mm_add_epi32(d, _mm_add_epi32(_mm_set1_epi32(0xe8c7b756u32 as i32), m[1])),
+                _mm_xor_si128(c, _mm_and_si128(a, _mm_xor_si128(b, c))),
             );
             d = _mm_add_epi32(a, _mm_or_si128(_mm_slli_epi32::<12>(t), _mm_srli_epi32::<20>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(c, _mm_xor_si128(b, _mm_and_si128(d, _mm_xor_si128(a, b)))),
-                _mm_add_epi32(_mm_set1_epi32(0x242070dbu32 as i32), m[2]),
+                _mm_add_epi32(c, _mm_add_epi32(_mm_set1_epi32(0x242070dbu32 as i32), m[2])),
+                _mm_xor_si128(b, _mm_and_si128(d, _mm_xor_si128(a, b))),
             );
             c = _mm_add_epi32(d, _mm_or_si128(_mm_slli_epi32::<17>(t), _mm_srli_epi32::<15>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(b, _mm_xor_si128(a, _mm_and_si128(c, _mm_xor_si128(d, a)))),
-                _mm_add_epi32(_mm_set1_epi32(0xc1bdceeeu32 as i32), m[3]),
+                _mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0xc1bdceeeu32 as i32), m[3])),
+                _mm_xor_si128(a, _mm_and_si128(c, _mm_xor_si128(d, a))),
             );
             b = _mm_add_epi32(c, _mm_or_si128(_mm_slli_epi32::<22>(t), _mm_srli_epi32::<10>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(a, _mm_xor_si128(d, _mm_and_si128(b, _mm_xor_si128(c, d)))),
-                _mm_add_epi32(_mm_set1_epi32(0xf57c0fafu32 as i32), m[4]),
+                _mm_add_epi32(a, _mm_add_epi32(_mm_set1_epi32(0xf57c0fafu32 as i32), m[4])),
+                _mm_xor_si128(d, _mm_and_si128(b, _mm_xor_si128(c, d))),
             );
             a = _mm_add_epi32(b, _mm_or_si128(_mm_slli_epi32::<7>(t), _mm_srli_epi32::<25>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(d, _mm_xor_si128(c, _mm_and_si128(a, _mm_xor_si128(b, c)))),
-                _mm_add_epi32(_mm_set1_epi32(0x4787c62au32 as i32), m[5]),
+                _mm_add_epi32(d, _mm_add_epi32(_mm_set1_epi32(0x4787c62au32 as i32), m[5])),
+                _mm_xor_si128(c, _mm_and_si128(a, _mm_xor_si128(b, c))),
             );
             d = _mm_add_epi32(a, _mm_or_si128(_mm_slli_epi32::<12>(t), _mm_srli_epi32::<20>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(c, _mm_xor_si128(b, _mm_and_si128(d, _mm_xor_si128(a, b)))),
-                _mm_add_epi32(_mm_set1_epi32(0xa8304613u32 as i32), m[6]),
+                _mm_add_epi32(c, _mm_add_epi32(_mm_set1_epi32(0xa8304613u32 as i32), m[6])),
+                _mm_xor_si128(b, _mm_and_si128(d, _mm_xor_si128(a, b))),
             );
             c = _mm_add_epi32(d, _mm_or_si128(_mm_slli_epi32::<17>(t), _mm_srli_epi32::<15>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(b, _mm_xor_si128(a, _mm_and_si128(c, _mm_xor_si128(d, a)))),
-                _mm_add_epi32(_mm_set1_epi32(0xfd469501u32 as i32), m[7]),
+                _mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0xfd469501u32 as i32), m[7])),
+                _mm_xor_si128(a, _mm_and_si128(c, _mm_xor_si128(d, a))),
             );
             b = _mm_add_epi32(c, _mm_or_si128(_mm_slli_epi32::<22>(t), _mm_srli_epi32::<10>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(a, _mm_xor_si128(d, _mm_and_si128(b, _mm_xor_si128(c, d)))),
-                _mm_add_epi32(_mm_set1_epi32(0x698098d8u32 as i32), m[8]),
+                _mm_add_epi32(a, _mm_add_epi32(_mm_set1_epi32(0x698098d8u32 as i32), m[8])),
+                _mm_xor_si128(d, _mm_and_si128(b, _mm_xor_si128(c, d))),
             );
             a = _mm_add_epi32(b, _mm_or_si128(_mm_slli_epi32::<7>(t), _mm_srli_epi32::<25>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(d, _mm_xor_si128(c, _mm_and_si128(a, _mm_xor_si128(b, c)))),
-                _mm_add_epi32(_mm_set1_epi32(0x8b44f7afu32 as i32), m[9]),
+                _mm_add_epi32(d, _mm_add_epi32(_mm_set1_epi32(0x8b44f7afu32 as i32), m[9])),
+                _mm_xor_si128(c, _mm_and_si128(a, _mm_xor_si128(b, c))),
             );
             d = _mm_add_epi32(a, _mm_or_si128(_mm_slli_epi32::<12>(t), _mm_srli_epi32::<20>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(c, _mm_xor_si128(b, _mm_and_si128(d, _mm_xor_si128(a, b)))),
-                _mm_add_epi32(_mm_set1_epi32(0xffff5bb1u32 as i32), m[10]),
+                _mm_add_epi32(c, _mm_add_epi32(_mm_set1_epi32(0xffff5bb1u32 as i32), m[10])),
+                _mm_xor_si128(b, _mm_and_si128(d, _mm_xor_si128(a, b))),
             );
             c = _mm_add_epi32(d, _mm_or_si128(_mm_slli_epi32::<17>(t), _mm_srli_epi32::<15>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(b, _mm_xor_si128(a, _mm_and_si128(c, _mm_xor_si128(d, a)))),
-                _mm_add_epi32(_mm_set1_epi32(0x895cd7beu32 as i32), m[11]),
+                _mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0x895cd7beu32 as i32), m[11])),
+                _mm_xor_si128(a, _mm_and_si128(c, _mm_xor_si128(d, a))),
             );
             b = _mm_add_epi32(c, _mm_or_si128(_mm_slli_epi32::<22>(t), _mm_srli_epi32::<10>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(a, _mm_xor_si128(d, _mm_and_si128(b, _mm_xor_si128(c, d)))),
-                _mm_add_epi32(_mm_set1_epi32(0x6b901122u32 as i32), m[12]),
+                _mm_add_epi32(a, _mm_add_epi32(_mm_set1_epi32(0x6b901122u32 as i32), m[12])),
+                _mm_xor_si128(d, _mm_and_si128(b, _mm_xor_si128(c, d))),
             );
             a = _mm_add_epi32(b, _mm_or_si128(_mm_slli_epi32::<7>(t), _mm_srli_epi32::<25>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(d, _mm_xor_si128(c, _mm_and_si128(a, _mm_xor_si128(b, c)))),
-                _mm_add_epi32(_mm_set1_epi32(0xfd987193u32 as i32), m[13]),
+                _mm_add_epi32(d, _mm_add_epi32(_mm_set1_epi32(0xfd987193u32 as i32), m[13])),
+                _mm_xor_si128(c, _mm_and_si128(a, _mm_xor_si128(b, c))),
             );
             d = _mm_add_epi32(a, _mm_or_si128(_mm_slli_epi32::<12>(t), _mm_srli_epi32::<20>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(c, _mm_xor_si128(b, _mm_and_si128(d, _mm_xor_si128(a, b)))),
-                _mm_add_epi32(_mm_set1_epi32(0xa679438eu32 as i32), m[14]),
+                _mm_add_epi32(c, _mm_add_epi32(_mm_set1_epi32(0xa679438eu32 as i32), m[14])),
+                _mm_xor_si128(b, _mm_and_si128(d, _mm_xor_si128(a, b))),
             );
             c = _mm_add_epi32(d, _mm_or_si128(_mm_slli_epi32::<17>(t), _mm_srli_epi32::<15>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(b, _mm_xor_si128(a, _mm_and_si128(c, _mm_xor_si128(d, a)))),
-                _mm_add_epi32(_mm_set1_epi32(0x49b40821u32 as i32), m[15]),
+                _mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0x49b40821u32 as i32), m[15])),
+                _mm_xor_si128(a, _mm_and_si128(c, _mm_xor_si128(d, a))),
             );
             b = _mm_add_epi32(c, _mm_or_si128(_mm_slli_epi32::<22>(t), _mm_srli_epi32::<10>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(a, _mm_xor_si128(c, _mm_and_si128(d, _mm_xor_si128(b, c)))),
-                _mm_add_epi32(_mm_set1_epi32(0xf61e2562u32 as i32), m[1]),
+                _mm_add_epi32(
+                    _mm_add_epi32(a, _mm_add_epi32(_mm_set1_epi32(0xf61e2562u32 as i32), m[1])),
+                    _mm_andnot_si128(d, c),
+                ),
+                _mm_and_si128(d, b),
             );
             a = _mm_add_epi32(b, _mm_or_si128(_mm_slli_epi32::<5>(t), _mm_srli_epi32::<27>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(d, _mm_xor_si128(b, _mm_and_si128(c, _mm_xor_si128(a, b)))),
-                _mm_add_epi32(_mm_set1_epi32(0xc040b340u32 as i32), m[6]),
+                _mm_add_epi32(
+                    _mm_add_epi32(d, _mm_add_epi32(_mm_set1_epi32(0xc040b340u32 as i32), m[6])),
+                    _mm_andnot_si128(c, b),
+                ),
+                _mm_and_si128(c, a),
             );
             d = _mm_add_epi32(a, _mm_or_si128(_mm_slli_epi32::<9>(t), _mm_srli_epi32::<23>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(c, _mm_xor_si128(a, _mm_and_si128(b, _mm_xor_si128(d, a)))),
-                _mm_add_epi32(_mm_set1_epi32(0x265e5a51u32 as i32), m[11]),
+                _mm_add_epi32(
+                    _mm_add_epi32(c, _mm_add_epi32(_mm_set1_epi32(0x265e5a51u32 as i32), m[11])),
+                    _mm_andnot_si128(b, a),
+                ),
+                _mm_and_si128(b, d),
             );
             c = _mm_add_epi32(d, _mm_or_si128(_mm_slli_epi32::<14>(t), _mm_srli_epi32::<18>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(b, _mm_xor_si128(d, _mm_and_si128(a, _mm_xor_si128(c, d)))),
-                _mm_add_epi32(_mm_set1_epi32(0xe9b6c7aau32 as i32), m[0]),
+                _mm_add_epi32(
+                    _mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0xe9b6c7aau32 as i32), m[0])),
+                    _mm_andnot_si128(a, d),
+                ),
+                _mm_and_si128(a, c),
             );
             b = _mm_add_epi32(c, _mm_or_si128(_mm_slli_epi32::<20>(t), _mm_srli_epi32::<12>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(a, _mm_xor_si128(c, _mm_and_si128(d, _mm_xor_si128(b, c)))),
-                _mm_add_epi32(_mm_set1_epi32(0xd62f105du32 as i32), m[5]),
+                _mm_add_epi32(
+                    _mm_add_epi32(a, _mm_add_epi32(_mm_set1_epi32(0xd62f105du32 as i32), m[5])),
+                    _mm_andnot_si128(d, c),
+                ),
+                _mm_and_si128(d, b),
             );
             a = _mm_add_epi32(b, _mm_or_si128(_mm_slli_epi32::<5>(t), _mm_srli_epi32::<27>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(d, _mm_xor_si128(b, _mm_and_si128(c, _mm_xor_si128(a, b)))),
-                _mm_add_epi32(_mm_set1_epi32(0x02441453u32 as i32), m[10]),
+                _mm_add_epi32(
+                    _mm_add_epi32(d, _mm_add_epi32(_mm_set1_epi32(0x02441453u32 as i32), m[10])),
+                    _mm_andnot_si128(c, b),
+                ),
+                _mm_and_si128(c, a),
             );
             d = _mm_add_epi32(a, _mm_or_si128(_mm_slli_epi32::<9>(t), _mm_srli_epi32::<23>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(c, _mm_xor_si128(a, _mm_and_si128(b, _mm_xor_si128(d, a)))),
-                _mm_add_epi32(_mm_set1_epi32(0xd8a1e681u32 as i32), m[15]),
+                _mm_add_epi32(
+                    _mm_add_epi32(c, _mm_add_epi32(_mm_set1_epi32(0xd8a1e681u32 as i32), m[15])),
+                    _mm_andnot_si128(b, a),
+                ),
+                _mm_and_si128(b, d),
             );
             c = _mm_add_epi32(d, _mm_or_si128(_mm_slli_epi32::<14>(t), _mm_srli_epi32::<18>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(b, _mm_xor_si128(d, _mm_and_si128(a, _mm_xor_si128(c, d)))),
-                _mm_add_epi32(_mm_set1_epi32(0xe7d3fbc8u32 as i32), m[4]),
+                _mm_add_epi32(
+                    _mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0xe7d3fbc8u32 as i32), m[4])),
+                    _mm_andnot_si128(a, d),
+                ),
+                _mm_and_si128(a, c),
             );
             b = _mm_add_epi32(c, _mm_or_si128(_mm_slli_epi32::<20>(t), _mm_srli_epi32::<12>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(a, _mm_xor_si128(c, _mm_and_si128(d, _mm_xor_si128(b, c)))),
-                _mm_add_epi32(_mm_set1_epi32(0x21e1cde6u32 as i32), m[9]),
+                _mm_add_epi32(
+                    _mm_add_epi32(a, _mm_add_epi32(_mm_set1_epi32(0x21e1cde6u32 as i32), m[9])),
+                    _mm_andnot_si128(d, c),
+                ),
+                _mm_and_si128(d, b),
             );
             a = _mm_add_epi32(b, _mm_or_si128(_mm_slli_epi32::<5>(t), _mm_srli_epi32::<27>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(d, _mm_xor_si128(b, _mm_and_si128(c, _mm_xor_si128(a, b)))),
-                _mm_add_epi32(_mm_set1_epi32(0xc33707d6u32 as i32), m[14]),
+                _mm_add_epi32(
+                    _mm_add_epi32(d, _mm_add_epi32(_mm_set1_epi32(0xc33707d6u32 as i32), m[14])),
+                    _mm_andnot_si128(c, b),
+                ),
+                _mm_and_si128(c, a),
             );
             d = _mm_add_epi32(a, _mm_or_si128(_mm_slli_epi32::<9>(t), _mm_srli_epi32::<23>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(c, _mm_xor_si128(a, _mm_and_si128(b, _mm_xor_si128(d, a)))),
-                _mm_add_epi32(_mm_set1_epi32(0xf4d50d87u32 as i32), m[3]),
+                _mm_add_epi32(
+                    _mm_add_epi32(c, _mm_add_epi32(_mm_set1_epi32(0xf4d50d87u32 as i32), m[3])),
+                    _mm_andnot_si128(b, a),
+                ),
+                _mm_and_si128(b, d),
             );
             c = _mm_add_epi32(d, _mm_or_si128(_mm_slli_epi32::<14>(t), _mm_srli_epi32::<18>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(b, _mm_xor_si128(d, _mm_and_si128(a, _mm_xor_si128(c, d)))),
-                _mm_add_epi32(_mm_set1_epi32(0x455a14edu32 as i32), m[8]),
+                _mm_add_epi32(
+                    _mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0x455a14edu32 as i32), m[8])),
+                    _mm_andnot_si128(a, d),
+                ),
+                _mm_and_si128(a, c),
             );
             b = _mm_add_epi32(c, _mm_or_si128(_mm_slli_epi32::<20>(t), _mm_srli_epi32::<12>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(a, _mm_xor_si128(c, _mm_and_si128(d, _mm_xor_si128(b, c)))),
-                _mm_add_epi32(_mm_set1_epi32(0xa9e3e905u32 as i32), m[13]),
+                _mm_add_epi32(
+                    _mm_add_epi32(a, _mm_add_epi32(_mm_set1_epi32(0xa9e3e905u32 as i32), m[13])),
+                    _mm_andnot_si128(d, c),
+                ),
+                _mm_and_si128(d, b),
             );
             a = _mm_add_epi32(b, _mm_or_si128(_mm_slli_epi32::<5>(t), _mm_srli_epi32::<27>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(d, _mm_xor_si128(b, _mm_and_si128(c, _mm_xor_si128(a, b)))),
-                _mm_add_epi32(_mm_set1_epi32(0xfcefa3f8u32 as i32), m[2]),
+                _mm_add_epi32(
+                    _mm_add_epi32(d, _mm_add_epi32(_mm_set1_epi32(0xfcefa3f8u32 as i32), m[2])),
+                    _mm_andnot_si128(c, b),
+                ),
+                _mm_and_si128(c, a),
             );
             d = _mm_add_epi32(a, _mm_or_si128(_mm_slli_epi32::<9>(t), _mm_srli_epi32::<23>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(c, _mm_xor_si128(a, _mm_and_si128(b, _mm_xor_si128(d, a)))),
-                _mm_add_epi32(_mm_set1_epi32(0x676f02d9u32 as i32), m[7]),
+                _mm_add_epi32(
+                    _mm_add_epi32(c, _mm_add_epi32(_mm_set1_epi32(0x676f02d9u32 as i32), m[7])),
+                    _mm_andnot_si128(b, a),
+                ),
+                _mm_and_si128(b, d),
             );
             c = _mm_add_epi32(d, _mm_or_si128(_mm_slli_epi32::<14>(t), _mm_srli_epi32::<18>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(b, _mm_xor_si128(d, _mm_and_si128(a, _mm_xor_si128(c, d)))),
-                _mm_add_epi32(_mm_set1_epi32(0x8d2a4c8au32 as i32), m[12]),
+                _mm_add_epi32(
+                    _mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0x8d2a4c8au32 as i32), m[12])),
+                    _mm_andnot_si128(a, d),
+                ),
+                _mm_and_si128(a, c),
             );
             b = _mm_add_epi32(c, _mm_or_si128(_mm_slli_epi32::<20>(t), _mm_srli_epi32::<12>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(a, _mm_xor_si128(_mm_xor_si128(b, c), d)),
-                _mm_add_epi32(_mm_set1_epi32(0xfffa3942u32 as i32), m[5]),
+                _mm_add_epi32(a, _mm_add_epi32(_mm_set1_epi32(0xfffa3942u32 as i32), m[5])),
+                _mm_xor_si128(b, _mm_xor_si128(c, d)),
             );
             a = _mm_add_epi32(b, _mm_or_si128(_mm_slli_epi32::<4>(t), _mm_srli_epi32::<28>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(d, _mm_xor_si128(_mm_xor_si128(a, b), c)),
-                _mm_add_epi32(_mm_set1_epi32(0x8771f681u32 as i32), m[8]),
+                _mm_add_epi32(d, _mm_add_epi32(_mm_set1_epi32(0x8771f681u32 as i32), m[8])),
+                _mm_xor_si128(a, _mm_xor_si128(b, c)),
             );
             d = _mm_add_epi32(a, _mm_or_si128(_mm_slli_epi32::<11>(t), _mm_srli_epi32::<21>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(c, _mm_xor_si128(_mm_xor_si128(d, a), b)),
-                _mm_add_epi32(_mm_set1_epi32(0x6d9d6122u32 as i32), m[11]),
+                _mm_add_epi32(c, _mm_add_epi32(_mm_set1_epi32(0x6d9d6122u32 as i32), m[11])),
+                _mm_xor_si128(d, _mm_xor_si128(a, b)),
             );
             c = _mm_add_epi32(d, _mm_or_si128(_mm_slli_epi32::<16>(t), _mm_srli_epi32::<16>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(b, _mm_xor_si128(_mm_xor_si128(c, d), a)),
-                _mm_add_epi32(_mm_set1_epi32(0xfde5380cu32 as i32), m[14]),
+                _mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0xfde5380cu32 as i32), m[14])),
+                _mm_xor_si128(c, _mm_xor_si128(d, a)),
             );
             b = _mm_add_epi32(c, _mm_or_si128(_mm_slli_epi32::<23>(t), _mm_srli_epi32::<9>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(a, _mm_xor_si128(_mm_xor_si128(b, c), d)),
-                _mm_add_epi32(_mm_set1_epi32(0xa4beea44u32 as i32), m[1]),
+                _mm_add_epi32(a, _mm_add_epi32(_mm_set1_epi32(0xa4beea44u32 as i32), m[1])),
+                _mm_xor_si128(b, _mm_xor_si128(c, d)),
             );
             a = _mm_add_epi32(b, _mm_or_si128(_mm_slli_epi32::<4>(t), _mm_srli_epi32::<28>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(d, _mm_xor_si128(_mm_xor_si128(a, b), c)),
-                _mm_add_epi32(_mm_set1_epi32(0x4bdecfa9u32 as i32), m[4]),
+                _mm_add_epi32(d, _mm_add_epi32(_mm_set1_epi32(0x4bdecfa9u32 as i32), m[4])),
+                _mm_xor_si128(a, _mm_xor_si128(b, c)),
             );
             d = _mm_add_epi32(a, _mm_or_si128(_mm_slli_epi32::<11>(t), _mm_srli_epi32::<21>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(c, _mm_xor_si128(_mm_xor_si128(d, a), b)),
-                _mm_add_epi32(_mm_set1_epi32(0xf6bb4b60u32 as i32), m[7]),
+                _mm_add_epi32(c, _mm_add_epi32(_mm_set1_epi32(0xf6bb4b60u32 as i32), m[7])),
+                _mm_xor_si128(d, _mm_xor_si128(a, b)),
             );
             c = _mm_add_epi32(d, _mm_or_si128(_mm_slli_epi32::<16>(t), _mm_srli_epi32::<16>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(b, _mm_xor_si128(_mm_xor_si128(c, d), a)),
-                _mm_add_epi32(_mm_set1_epi32(0xbebfbc70u32 as i32), m[10]),
+                _mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0xbebfbc70u32 as i32), m[10])),
+                _mm_xor_si128(c, _mm_xor_si128(d, a)),
             );
             b = _mm_add_epi32(c, _mm_or_si128(_mm_slli_epi32::<23>(t), _mm_srli_epi32::<9>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(a, _mm_xor_si128(_mm_xor_si128(b, c), d)),
-                _mm_add_epi32(_mm_set1_epi32(0x289b7ec6u32 as i32), m[13]),
+                _mm_add_epi32(a, _mm_add_epi32(_mm_set1_epi32(0x289b7ec6u32 as i32), m[13])),
+                _mm_xor_si128(b, _mm_xor_si128(c, d)),
             );
             a = _mm_add_epi32(b, _mm_or_si128(_mm_slli_epi32::<4>(t), _mm_srli_epi32::<28>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(d, _mm_xor_si128(_mm_xor_si128(a, b), c)),
-                _mm_add_epi32(_mm_set1_epi32(0xeaa127fau32 as i32), m[0]),
+                _mm_add_epi32(d, _mm_add_epi32(_mm_set1_epi32(0xeaa127fau32 as i32), m[0])),
+                _mm_xor_si128(a, _mm_xor_si128(b, c)),
             );
             d = _mm_add_epi32(a, _mm_or_si128(_mm_slli_epi32::<11>(t), _mm_srli_epi32::<21>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(c, _mm_xor_si128(_mm_xor_si128(d, a), b)),
-                _mm_add_epi32(_mm_set1_epi32(0xd4ef3085u32 as i32), m[3]),
+                _mm_add_epi32(c, _mm_add_epi32(_mm_set1_epi32(0xd4ef3085u32 as i32), m[3])),
+                _mm_xor_si128(d, _mm_xor_si128(a, b)),
             );
             c = _mm_add_epi32(d, _mm_or_si128(_mm_slli_epi32::<16>(t), _mm_srli_epi32::<16>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(b, _mm_xor_si128(_mm_xor_si128(c, d), a)),
-                _mm_add_epi32(_mm_set1_epi32(0x04881d05u32 as i32), m[6]),
+                _mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0x04881d05u32 as i32), m[6])),
+                _mm_xor_si128(c, _mm_xor_si128(d, a)),
             );
             b = _mm_add_epi32(c, _mm_or_si128(_mm_slli_epi32::<23>(t), _mm_srli_epi32::<9>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(a, _mm_xor_si128(_mm_xor_si128(b, c), d)),
-                _mm_add_epi32(_mm_set1_epi32(0xd9d4d039u32 as i32), m[9]),
+                _mm_add_epi32(a, _mm_add_epi32(_mm_set1_epi32(0xd9d4d039u32 as i32), m[9])),
+                _mm_xor_si128(b, _mm_xor_si128(c, d)),
             );
             a = _mm_add_epi32(b, _mm_or_si128(_mm_slli_epi32::<4>(t), _mm_srli_epi32::<28>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(d, _mm_xor_si128(_mm_xor_si128(a, b), c)),
-                _mm_add_epi32(_mm_set1_epi32(0xe6db99e5u32 as i32), m[12]),
+                _mm_add_epi32(d, _mm_add_epi32(_mm_set1_epi32(0xe6db99e5u32 as i32), m[12])),
+                _mm_xor_si128(a, _mm_xor_si128(b, c)),
             );
             d = _mm_add_epi32(a, _mm_or_si128(_mm_slli_epi32::<11>(t), _mm_srli_epi32::<21>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(c, _mm_xor_si128(_mm_xor_si128(d, a), b)),
-                _mm_add_epi32(_mm_set1_epi32(0x1fa27cf8u32 as i32), m[15]),
+                _mm_add_epi32(c, _mm_add_epi32(_mm_set1_epi32(0x1fa27cf8u32 as i32), m[15])),
+                _mm_xor_si128(d, _mm_xor_si128(a, b)),
             );
             c = _mm_add_epi32(d, _mm_or_si128(_mm_slli_epi32::<16>(t), _mm_srli_epi32::<16>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(b, _mm_xor_si128(_mm_xor_si128(c, d), a)),
-                _mm_add_epi32(_mm_set1_epi32(0xc4ac5665u32 as i32), m[2]),
+                _mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0xc4ac5665u32 as i32), m[2])),
+                _mm_xor_si128(c, _mm_xor_si128(d, a)),
             );
             b = _mm_add_epi32(c, _mm_or_si128(_mm_slli_epi32::<23>(t), _mm_srli_epi32::<9>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(a, _mm_xor_si128(c, _mm_or_si128(b, _mm_xor_si128(d, ones)))),
-                _mm_add_epi32(_mm_set1_epi32(0xf4292244u32 as i32), m[0]),
+                _mm_add_epi32(a, _mm_add_epi32(_mm_set1_epi32(0xf4292244u32 as i32), m[0])),
+                _mm_xor_si128(c, _mm_or_si128(b, _mm_xor_si128(d, ones))),
             );
             a = _mm_add_epi32(b, _mm_or_si128(_mm_slli_epi32::<6>(t), _mm_srli_epi32::<26>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(d, _mm_xor_si128(b, _mm_or_si128(a, _mm_xor_si128(c, ones)))),
-                _mm_add_epi32(_mm_set1_epi32(0x432aff97u32 as i32), m[7]),
+                _mm_add_epi32(d, _mm_add_epi32(_mm_set1_epi32(0x432aff97u32 as i32), m[7])),
+                _mm_xor_si128(b, _mm_or_si128(a, _mm_xor_si128(c, ones))),
             );
             d = _mm_add_epi32(a, _mm_or_si128(_mm_slli_epi32::<10>(t), _mm_srli_epi32::<22>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(c, _mm_xor_si128(a, _mm_or_si128(d, _mm_xor_si128(b, ones)))),
-                _mm_add_epi32(_mm_set1_epi32(0xab9423a7u32 as i32), m[14]),
+                _mm_add_epi32(c, _mm_add_epi32(_mm_set1_epi32(0xab9423a7u32 as i32), m[14])),
+                _mm_xor_si128(a, _mm_or_si128(d, _mm_xor_si128(b, ones))),
             );
             c = _mm_add_epi32(d, _mm_or_si128(_mm_slli_epi32::<15>(t), _mm_srli_epi32::<17>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(b, _mm_xor_si128(d, _mm_or_si128(c, _mm_xor_si128(a, ones)))),
-                _mm_add_epi32(_mm_set1_epi32(0xfc93a039u32 as i32), m[5]),
+                _mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0xfc93a039u32 as i32), m[5])),
+                _mm_xor_si128(d, _mm_or_si128(c, _mm_xor_si128(a, ones))),
             );
             b = _mm_add_epi32(c, _mm_or_si128(_mm_slli_epi32::<21>(t), _mm_srli_epi32::<11>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(a, _mm_xor_si128(c, _mm_or_si128(b, _mm_xor_si128(d, ones)))),
-                _mm_add_epi32(_mm_set1_epi32(0x655b59c3u32 as i32), m[12]),
+                _mm_add_epi32(a, _mm_add_epi32(_mm_set1_epi32(0x655b59c3u32 as i32), m[12])),
+                _mm_xor_si128(c, _mm_or_si128(b, _mm_xor_si128(d, ones))),
             );
             a = _mm_add_epi32(b, _mm_or_si128(_mm_slli_epi32::<6>(t), _mm_srli_epi32::<26>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(d, _mm_xor_si128(b, _mm_or_si128(a, _mm_xor_si128(c, ones)))),
-                _mm_add_epi32(_mm_set1_epi32(0x8f0ccc92u32 as i32), m[3]),
+                _mm_add_epi32(d, _mm_add_epi32(_mm_set1_epi32(0x8f0ccc92u32 as i32), m[3])),
+                _mm_xor_si128(b, _mm_or_si128(a, _mm_xor_si128(c, ones))),
             );
             d = _mm_add_epi32(a, _mm_or_si128(_mm_slli_epi32::<10>(t), _mm_srli_epi32::<22>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(c, _mm_xor_si128(a, _mm_or_si128(d, _mm_xor_si128(b, ones)))),
-                _mm_add_epi32(_mm_set1_epi32(0xffeff47du32 as i32), m[10]),
+                _mm_add_epi32(c, _mm_add_epi32(_mm_set1_epi32(0xffeff47du32 as i32), m[10])),
+                _mm_xor_si128(a, _mm_or_si128(d, _mm_xor_si128(b, ones))),
             );
             c = _mm_add_epi32(d, _mm_or_si128(_mm_slli_epi32::<15>(t), _mm_srli_epi32::<17>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(b, _mm_xor_si128(d, _mm_or_si128(c, _mm_xor_si128(a, ones)))),
-                _mm_add_epi32(_mm_set1_epi32(0x85845dd1u32 as i32), m[1]),
+                _mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0x85845dd1u32 as i32), m[1])),
+                _mm_xor_si128(d, _mm_or_si128(c, _mm_xor_si128(a, ones))),
             );
             b = _mm_add_epi32(c, _mm_or_si128(_mm_slli_epi32::<21>(t), _mm_srli_epi32::<11>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(a, _mm_xor_si128(c, _mm_or_si128(b, _mm_xor_si128(d, ones)))),
-                _mm_add_epi32(_mm_set1_epi32(0x6fa87e4fu32 as i32), m[8]),
+                _mm_add_epi32(a, _mm_add_epi32(_mm_set1_epi32(0x6fa87e4fu32 as i32), m[8])),
+                _mm_xor_si128(c, _mm_or_si128(b, _mm_xor_si128(d, ones))),
             );
             a = _mm_add_epi32(b, _mm_or_si128(_mm_slli_epi32::<6>(t), _mm_srli_epi32::<26>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(d, _mm_xor_si128(b, _mm_or_si128(a, _mm_xor_si128(c, ones)))),
-                _mm_add_epi32(_mm_set1_epi32(0xfe2ce6e0u32 as i32), m[15]),
+                _mm_add_epi32(d, _mm_add_epi32(_mm_set1_epi32(0xfe2ce6e0u32 as i32), m[15])),
+                _mm_xor_si128(b, _mm_or_si128(a, _mm_xor_si128(c, ones))),
             );
             d = _mm_add_epi32(a, _mm_or_si128(_mm_slli_epi32::<10>(t), _mm_srli_epi32::<22>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(c, _mm_xor_si128(a, _mm_or_si128(d, _mm_xor_si128(b, ones)))),
-                _mm_add_epi32(_mm_set1_epi32(0xa3014314u32 as i32), m[6]),
+                _mm_add_epi32(c, _mm_add_epi32(_mm_set1_epi32(0xa3014314u32 as i32), m[6])),
+                _mm_xor_si128(a, _mm_or_si128(d, _mm_xor_si128(b, ones))),
             );
             c = _mm_add_epi32(d, _mm_or_si128(_mm_slli_epi32::<15>(t), _mm_srli_epi32::<17>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(b, _mm_xor_si128(d, _mm_or_si128(c, _mm_xor_si128(a, ones)))),
-                _mm_add_epi32(_mm_set1_epi32(0x4e0811a1u32 as i32), m[13]),
+                _mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0x4e0811a1u32 as i32), m[13])),
+                _mm_xor_si128(d, _mm_or_si128(c, _mm_xor_si128(a, ones))),
             );
             b = _mm_add_epi32(c, _mm_or_si128(_mm_slli_epi32::<21>(t), _mm_srli_epi32::<11>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(a, _mm_xor_si128(c, _mm_or_si128(b, _mm_xor_si128(d, ones)))),
-                _mm_add_epi32(_mm_set1_epi32(0xf7537e82u32 as i32), m[4]),
+                _mm_add_epi32(a, _mm_add_epi32(_mm_set1_epi32(0xf7537e82u32 as i32), m[4])),
+                _mm_xor_si128(c, _mm_or_si128(b, _mm_xor_si128(d, ones))),
             );
             a = _mm_add_epi32(b, _mm_or_si128(_mm_slli_epi32::<6>(t), _mm_srli_epi32::<26>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(d, _mm_xor_si128(b, _mm_or_si128(a, _mm_xor_si128(c, ones)))),
-                _mm_add_epi32(_mm_set1_epi32(0xbd3af235u32 as i32), m[11]),
+                _mm_add_epi32(d, _mm_add_epi32(_mm_set1_epi32(0xbd3af235u32 as i32), m[11])),
+                _mm_xor_si128(b, _mm_or_si128(a, _mm_xor_si128(c, ones))),
             );
             d = _mm_add_epi32(a, _mm_or_si128(_mm_slli_epi32::<10>(t), _mm_srli_epi32::<22>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(c, _mm_xor_si128(a, _mm_or_si128(d, _mm_xor_si128(b, ones)))),
-                _mm_add_epi32(_mm_set1_epi32(0x2ad7d2bbu32 as i32), m[2]),
+                _mm_add_epi32(c, _mm_add_epi32(_mm_set1_epi32(0x2ad7d2bbu32 as i32), m[2])),
+                _mm_xor_si128(a, _mm_or_si128(d, _mm_xor_si128(b, ones))),
             );
             c = _mm_add_epi32(d, _mm_or_si128(_mm_slli_epi32::<15>(t), _mm_srli_epi32::<17>(t)));
             let t = _mm_add_epi32(
-                _mm_add_epi32(b, _mm_xor_si128(d, _mm_or_si128(c, _mm_xor_si128(a, ones)))),
-                _mm_add_epi32(_mm_set1_epi32(0xeb86d391u32 as i32), m[9]),
+                _mm_add_epi32(b, _mm_add_epi32(_mm_set1_epi32(0xeb86d391u32 as i32), m[9])),
+                _mm_xor_si128(d, _mm_or_si128(c, _mm_xor_si128(a, ones))),
             );
             b = _mm_add_epi32(c, _mm_or_si128(_mm_slli_epi32::<21>(t), _mm_srli_epi32::<11>(t)));
             sa = _mm_add_epi32(sa, a);
@@ -483,323 +563,371 @@ pub(crate) unsafe fn compress_x8_avx2(state: &mut [[u32; 4]; 8], data: &[&[u8]; 
             }
             let (mut a, mut b, mut c, mut d) = (sa, sb, sc, sd);
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(a, _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xd76aa478u32 as i32), m[0]),
+                _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0xd76aa478u32 as i32), m[0])),
+                _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d))),
             );
             a = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<7>(t), _mm256_srli_epi32::<25>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(d, _mm256_xor_si256(c, _mm256_and_si256(a, _mm256_xor_si256(b, c)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xe8c7b756u32 as i32), m[1]),
+                _mm256_add_epi32(d, _mm256_add_epi32(_mm256_set1_epi32(0xe8c7b756u32 as i32), m[1])),
+                _mm256_xor_si256(c, _mm256_and_si256(a, _mm256_xor_si256(b, c))),
             );
             d = _mm256_add_epi32(a, _mm256_or_si256(_mm256_slli_epi32::<12>(t), _mm256_srli_epi32::<20>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(c, _mm256_xor_si256(b, _mm256_and_si256(d, _mm256_xor_si256(a, b)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x242070dbu32 as i32), m[2]),
+                _mm256_add_epi32(c, _mm256_add_epi32(_mm256_set1_epi32(0x242070dbu32 as i32), m[2])),
+                _mm256_xor_si256(b, _mm256_and_si256(d, _mm256_xor_si256(a, b))),
             );
             c = _mm256_add_epi32(d, _mm256_or_si256(_mm256_slli_epi32::<17>(t), _mm256_srli_epi32::<15>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(b, _mm256_xor_si256(a, _mm256_and_si256(c, _mm256_xor_si256(d, a)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xc1bdceeeu32 as i32), m[3]),
+                _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0xc1bdceeeu32 as i32), m[3])),
+                _mm256_xor_si256(a, _mm256_and_si256(c, _mm256_xor_si256(d, a))),
             );
             b = _mm256_add_epi32(c, _mm256_or_si256(_mm256_slli_epi32::<22>(t), _mm256_srli_epi32::<10>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(a, _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xf57c0fafu32 as i32), m[4]),
+                _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0xf57c0fafu32 as i32), m[4])),
+                _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d))),
             );
             a = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<7>(t), _mm256_srli_epi32::<25>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(d, _mm256_xor_si256(c, _mm256_and_si256(a, _mm256_xor_si256(b, c)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x4787c62au32 as i32), m[5]),
+                _mm256_add_epi32(d, _mm256_add_epi32(_mm256_set1_epi32(0x4787c62au32 as i32), m[5])),
+                _mm256_xor_si256(c, _mm256_and_si256(a, _mm256_xor_si256(b, c))),
             );
             d = _mm256_add_epi32(a, _mm256_or_si256(_mm256_slli_epi32::<12>(t), _mm256_srli_epi32::<20>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(c, _mm256_xor_si256(b, _mm256_and_si256(d, _mm256_xor_si256(a, b)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xa8304613u32 as i32), m[6]),
+                _mm256_add_epi32(c, _mm256_add_epi32(_mm256_set1_epi32(0xa8304613u32 as i32), m[6])),
+                _mm256_xor_si256(b, _mm256_and_si256(d, _mm256_xor_si256(a, b))),
             );
             c = _mm256_add_epi32(d, _mm256_or_si256(_mm256_slli_epi32::<17>(t), _mm256_srli_epi32::<15>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(b, _mm256_xor_si256(a, _mm256_and_si256(c, _mm256_xor_si256(d, a)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xfd469501u32 as i32), m[7]),
+                _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0xfd469501u32 as i32), m[7])),
+                _mm256_xor_si256(a, _mm256_and_si256(c, _mm256_xor_si256(d, a))),
             );
             b = _mm256_add_epi32(c, _mm256_or_si256(_mm256_slli_epi32::<22>(t), _mm256_srli_epi32::<10>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(a, _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x698098d8u32 as i32), m[8]),
+                _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0x698098d8u32 as i32), m[8])),
+                _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d))),
             );
             a = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<7>(t), _mm256_srli_epi32::<25>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(d, _mm256_xor_si256(c, _mm256_and_si256(a, _mm256_xor_si256(b, c)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x8b44f7afu32 as i32), m[9]),
+                _mm256_add_epi32(d, _mm256_add_epi32(_mm256_set1_epi32(0x8b44f7afu32 as i32), m[9])),
+                _mm256_xor_si256(c, _mm256_and_si256(a, _mm256_xor_si256(b, c))),
             );
             d = _mm256_add_epi32(a, _mm256_or_si256(_mm256_slli_epi32::<12>(t), _mm256_srli_epi32::<20>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(c, _mm256_xor_si256(b, _mm256_and_si256(d, _mm256_xor_si256(a, b)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xffff5bb1u32 as i32), m[10]),
+                _mm256_add_epi32(c, _mm256_add_epi32(_mm256_set1_epi32(0xffff5bb1u32 as i32), m[10])),
+                _mm256_xor_si256(b, _mm256_and_si256(d, _mm256_xor_si256(a, b))),
             );
             c = _mm256_add_epi32(d, _mm256_or_si256(_mm256_slli_epi32::<17>(t), _mm256_srli_epi32::<15>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(b, _mm256_xor_si256(a, _mm256_and_si256(c, _mm256_xor_si256(d, a)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x895cd7beu32 as i32), m[11]),
+                _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0x895cd7beu32 as i32), m[11])),
+                _mm256_xor_si256(a, _mm256_and_si256(c, _mm256_xor_si256(d, a))),
             );
             b = _mm256_add_epi32(c, _mm256_or_si256(_mm256_slli_epi32::<22>(t), _mm256_srli_epi32::<10>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(a, _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x6b901122u32 as i32), m[12]),
+                _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0x6b901122u32 as i32), m[12])),
+                _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d))),
             );
             a = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<7>(t), _mm256_srli_epi32::<25>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(d, _mm256_xor_si256(c, _mm256_and_si256(a, _mm256_xor_si256(b, c)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xfd987193u32 as i32), m[13]),
+                _mm256_add_epi32(d, _mm256_add_epi32(_mm256_set1_epi32(0xfd987193u32 as i32), m[13])),
+                _mm256_xor_si256(c, _mm256_and_si256(a, _mm256_xor_si256(b, c))),
             );
             d = _mm256_add_epi32(a, _mm256_or_si256(_mm256_slli_epi32::<12>(t), _mm256_srli_epi32::<20>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(c, _mm256_xor_si256(b, _mm256_and_si256(d, _mm256_xor_si256(a, b)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xa679438eu32 as i32), m[14]),
+                _mm256_add_epi32(c, _mm256_add_epi32(_mm256_set1_epi32(0xa679438eu32 as i32), m[14])),
+                _mm256_xor_si256(b, _mm256_and_si256(d, _mm256_xor_si256(a, b))),
             );
             c = _mm256_add_epi32(d, _mm256_or_si256(_mm256_slli_epi32::<17>(t), _mm256_srli_epi32::<15>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(b, _mm256_xor_si256(a, _mm256_and_si256(c, _mm256_xor_si256(d, a)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x49b40821u32 as i32), m[15]),
+                _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0x49b40821u32 as i32), m[15])),
+                _mm256_xor_si256(a, _mm256_and_si256(c, _mm256_xor_si256(d, a))),
             );
             b = _mm256_add_epi32(c, _mm256_or_si256(_mm256_slli_epi32::<22>(t), _mm256_srli_epi32::<10>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(a, _mm256_xor_si256(c, _mm256_and_si256(d, _mm256_xor_si256(b, c)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xf61e2562u32 as i32), m[1]),
+                _mm256_add_epi32(
+                    _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0xf61e2562u32 as i32), m[1])),
+                    _mm256_andnot_si256(d, c),
+                ),
+                _mm256_and_si256(d, b),
             );
             a = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<5>(t), _mm256_srli_epi32::<27>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(d, _mm256_xor_si256(b, _mm256_and_si256(c, _mm256_xor_si256(a, b)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xc040b340u32 as i32), m[6]),
+                _mm256_add_epi32(
+                    _mm256_add_epi32(d, _mm256_add_epi32(_mm256_set1_epi32(0xc040b340u32 as i32), m[6])),
+                    _mm256_andnot_si256(c, b),
+                ),
+                _mm256_and_si256(c, a),
             );
             d = _mm256_add_epi32(a, _mm256_or_si256(_mm256_slli_epi32::<9>(t), _mm256_srli_epi32::<23>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(c, _mm256_xor_si256(a, _mm256_and_si256(b, _mm256_xor_si256(d, a)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x265e5a51u32 as i32), m[11]),
+                _mm256_add_epi32(
+                    _mm256_add_epi32(c, _mm256_add_epi32(_mm256_set1_epi32(0x265e5a51u32 as i32), m[11])),
+                    _mm256_andnot_si256(b, a),
+                ),
+                _mm256_and_si256(b, d),
             );
             c = _mm256_add_epi32(d, _mm256_or_si256(_mm256_slli_epi32::<14>(t), _mm256_srli_epi32::<18>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(b, _mm256_xor_si256(d, _mm256_and_si256(a, _mm256_xor_si256(c, d)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xe9b6c7aau32 as i32), m[0]),
+                _mm256_add_epi32(
+                    _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0xe9b6c7aau32 as i32), m[0])),
+                    _mm256_andnot_si256(a, d),
+                ),
+                _mm256_and_si256(a, c),
             );
             b = _mm256_add_epi32(c, _mm256_or_si256(_mm256_slli_epi32::<20>(t), _mm256_srli_epi32::<12>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(a, _mm256_xor_si256(c, _mm256_and_si256(d, _mm256_xor_si256(b, c)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xd62f105du32 as i32), m[5]),
+                _mm256_add_epi32(
+                    _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0xd62f105du32 as i32), m[5])),
+                    _mm256_andnot_si256(d, c),
+                ),
+                _mm256_and_si256(d, b),
             );
             a = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<5>(t), _mm256_srli_epi32::<27>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(d, _mm256_xor_si256(b, _mm256_and_si256(c, _mm256_xor_si256(a, b)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x02441453u32 as i32), m[10]),
+                _mm256_add_epi32(
+                    _mm256_add_epi32(d, _mm256_add_epi32(_mm256_set1_epi32(0x02441453u32 as i32), m[10])),
+                    _mm256_andnot_si256(c, b),
+                ),
+                _mm256_and_si256(c, a),
             );
             d = _mm256_add_epi32(a, _mm256_or_si256(_mm256_slli_epi32::<9>(t), _mm256_srli_epi32::<23>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(c, _mm256_xor_si256(a, _mm256_and_si256(b, _mm256_xor_si256(d, a)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xd8a1e681u32 as i32), m[15]),
+                _mm256_add_epi32(
+                    _mm256_add_epi32(c, _mm256_add_epi32(_mm256_set1_epi32(0xd8a1e681u32 as i32), m[15])),
+                    _mm256_andnot_si256(b, a),
+                ),
+                _mm256_and_si256(b, d),
             );
             c = _mm256_add_epi32(d, _mm256_or_si256(_mm256_slli_epi32::<14>(t), _mm256_srli_epi32::<18>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(b, _mm256_xor_si256(d, _mm256_and_si256(a, _mm256_xor_si256(c, d)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xe7d3fbc8u32 as i32), m[4]),
+                _mm256_add_epi32(
+                    _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0xe7d3fbc8u32 as i32), m[4])),
+                    _mm256_andnot_si256(a, d),
+                ),
+                _mm256_and_si256(a, c),
             );
             b = _mm256_add_epi32(c, _mm256_or_si256(_mm256_slli_epi32::<20>(t), _mm256_srli_epi32::<12>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(a, _mm256_xor_si256(c, _mm256_and_si256(d, _mm256_xor_si256(b, c)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x21e1cde6u32 as i32), m[9]),
+                _mm256_add_epi32(
+                    _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0x21e1cde6u32 as i32), m[9])),
+                    _mm256_andnot_si256(d, c),
+                ),
+                _mm256_and_si256(d, b),
             );
             a = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<5>(t), _mm256_srli_epi32::<27>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(d, _mm256_xor_si256(b, _mm256_and_si256(c, _mm256_xor_si256(a, b)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xc33707d6u32 as i32), m[14]),
+                _mm256_add_epi32(
+                    _mm256_add_epi32(d, _mm256_add_epi32(_mm256_set1_epi32(0xc33707d6u32 as i32), m[14])),
+                    _mm256_andnot_si256(c, b),
+                ),
+                _mm256_and_si256(c, a),
             );
             d = _mm256_add_epi32(a, _mm256_or_si256(_mm256_slli_epi32::<9>(t), _mm256_srli_epi32::<23>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(c, _mm256_xor_si256(a, _mm256_and_si256(b, _mm256_xor_si256(d, a)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xf4d50d87u32 as i32), m[3]),
+                _mm256_add_epi32(
+                    _mm256_add_epi32(c, _mm256_add_epi32(_mm256_set1_epi32(0xf4d50d87u32 as i32), m[3])),
+                    _mm256_andnot_si256(b, a),
+                ),
+                _mm256_and_si256(b, d),
             );
             c = _mm256_add_epi32(d, _mm256_or_si256(_mm256_slli_epi32::<14>(t), _mm256_srli_epi32::<18>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(b, _mm256_xor_si256(d, _mm256_and_si256(a, _mm256_xor_si256(c, d)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x455a14edu32 as i32), m[8]),
+                _mm256_add_epi32(
+                    _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0x455a14edu32 as i32), m[8])),
+                    _mm256_andnot_si256(a, d),
+                ),
+                _mm256_and_si256(a, c),
             );
             b = _mm256_add_epi32(c, _mm256_or_si256(_mm256_slli_epi32::<20>(t), _mm256_srli_epi32::<12>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(a, _mm256_xor_si256(c, _mm256_and_si256(d, _mm256_xor_si256(b, c)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xa9e3e905u32 as i32), m[13]),
+                _mm256_add_epi32(
+                    _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0xa9e3e905u32 as i32), m[13])),
+                    _mm256_andnot_si256(d, c),
+                ),
+                _mm256_and_si256(d, b),
             );
             a = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<5>(t), _mm256_srli_epi32::<27>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(d, _mm256_xor_si256(b, _mm256_and_si256(c, _mm256_xor_si256(a, b)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xfcefa3f8u32 as i32), m[2]),
+                _mm256_add_epi32(
+                    _mm256_add_epi32(d, _mm256_add_epi32(_mm256_set1_epi32(0xfcefa3f8u32 as i32), m[2])),
+                    _mm256_andnot_si256(c, b),
+                ),
+                _mm256_and_si256(c, a),
             );
             d = _mm256_add_epi32(a, _mm256_or_si256(_mm256_slli_epi32::<9>(t), _mm256_srli_epi32::<23>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(c, _mm256_xor_si256(a, _mm256_and_si256(b, _mm256_xor_si256(d, a)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x676f02d9u32 as i32), m[7]),
+                _mm256_add_epi32(
+                    _mm256_add_epi32(c, _mm256_add_epi32(_mm256_set1_epi32(0x676f02d9u32 as i32), m[7])),
+                    _mm256_andnot_si256(b, a),
+                ),
+                _mm256_and_si256(b, d),
             );
             c = _mm256_add_epi32(d, _mm256_or_si256(_mm256_slli_epi32::<14>(t), _mm256_srli_epi32::<18>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(b, _mm256_xor_si256(d, _mm256_and_si256(a, _mm256_xor_si256(c, d)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x8d2a4c8au32 as i32), m[12]),
+                _mm256_add_epi32(
+                    _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0x8d2a4c8au32 as i32), m[12])),
+                    _mm256_andnot_si256(a, d),
+                ),
+                _mm256_and_si256(a, c),
             );
             b = _mm256_add_epi32(c, _mm256_or_si256(_mm256_slli_epi32::<20>(t), _mm256_srli_epi32::<12>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(a, _mm256_xor_si256(_mm256_xor_si256(b, c), d)),
-                _mm256_add_epi32(_mm256_set1_epi32(0xfffa3942u32 as i32), m[5]),
+                _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0xfffa3942u32 as i32), m[5])),
+                _mm256_xor_si256(b, _mm256_xor_si256(c, d)),
             );
             a = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<4>(t), _mm256_srli_epi32::<28>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(d, _mm256_xor_si256(_mm256_xor_si256(a, b), c)),
-                _mm256_add_epi32(_mm256_set1_epi32(0x8771f681u32 as i32), m[8]),
+                _mm256_add_epi32(d, _mm256_add_epi32(_mm256_set1_epi32(0x8771f681u32 as i32), m[8])),
+                _mm256_xor_si256(a, _mm256_xor_si256(b, c)),
             );
             d = _mm256_add_epi32(a, _mm256_or_si256(_mm256_slli_epi32::<11>(t), _mm256_srli_epi32::<21>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(c, _mm256_xor_si256(_mm256_xor_si256(d, a), b)),
-                _mm256_add_epi32(_mm256_set1_epi32(0x6d9d6122u32 as i32), m[11]),
+                _mm256_add_epi32(c, _mm256_add_epi32(_mm256_set1_epi32(0x6d9d6122u32 as i32), m[11])),
+                _mm256_xor_si256(d, _mm256_xor_si256(a, b)),
             );
             c = _mm256_add_epi32(d, _mm256_or_si256(_mm256_slli_epi32::<16>(t), _mm256_srli_epi32::<16>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(b, _mm256_xor_si256(_mm256_xor_si256(c, d), a)),
-                _mm256_add_epi32(_mm256_set1_epi32(0xfde5380cu32 as i32), m[14]),
+                _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0xfde5380cu32 as i32), m[14])),
+                _mm256_xor_si256(c, _mm256_xor_si256(d, a)),
             );
             b = _mm256_add_epi32(c, _mm256_or_si256(_mm256_slli_epi32::<23>(t), _mm256_srli_epi32::<9>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(a, _mm256_xor_si256(_mm256_xor_si256(b, c), d)),
-                _mm256_add_epi32(_mm256_set1_epi32(0xa4beea44u32 as i32), m[1]),
+                _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0xa4beea44u32 as i32), m[1])),
+                _mm256_xor_si256(b, _mm256_xor_si256(c, d)),
             );
             a = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<4>(t), _mm256_srli_epi32::<28>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(d, _mm256_xor_si256(_mm256_xor_si256(a, b), c)),
-                _mm256_add_epi32(_mm256_set1_epi32(0x4bdecfa9u32 as i32), m[4]),
+                _mm256_add_epi32(d, _mm256_add_epi32(_mm256_set1_epi32(0x4bdecfa9u32 as i32), m[4])),
+                _mm256_xor_si256(a, _mm256_xor_si256(b, c)),
             );
             d = _mm256_add_epi32(a, _mm256_or_si256(_mm256_slli_epi32::<11>(t), _mm256_srli_epi32::<21>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(c, _mm256_xor_si256(_mm256_xor_si256(d, a), b)),
-                _mm256_add_epi32(_mm256_set1_epi32(0xf6bb4b60u32 as i32), m[7]),
+                _mm256_add_epi32(c, _mm256_add_epi32(_mm256_set1_epi32(0xf6bb4b60u32 as i32), m[7])),
+                _mm256_xor_si256(d, _mm256_xor_si256(a, b)),
             );
             c = _mm256_add_epi32(d, _mm256_or_si256(_mm256_slli_epi32::<16>(t), _mm256_srli_epi32::<16>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(b, _mm256_xor_si256(_mm256_xor_si256(c, d), a)),
-                _mm256_add_epi32(_mm256_set1_epi32(0xbebfbc70u32 as i32), m[10]),
+                _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0xbebfbc70u32 as i32), m[10])),
+                _mm256_xor_si256(c, _mm256_xor_si256(d, a)),
             );
             b = _mm256_add_epi32(c, _mm256_or_si256(_mm256_slli_epi32::<23>(t), _mm256_srli_epi32::<9>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(a, _mm256_xor_si256(_mm256_xor_si256(b, c), d)),
-                _mm256_add_epi32(_mm256_set1_epi32(0x289b7ec6u32 as i32), m[13]),
+                _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0x289b7ec6u32 as i32), m[13])),
+                _mm256_xor_si256(b, _mm256_xor_si256(c, d)),
             );
             a = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<4>(t), _mm256_srli_epi32::<28>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(d, _mm256_xor_si256(_mm256_xor_si256(a, b), c)),
-                _mm256_add_epi32(_mm256_set1_epi32(0xeaa127fau32 as i32), m[0]),
+                _mm256_add_epi32(d, _mm256_add_epi32(_mm256_set1_epi32(0xeaa127fau32 as i32), m[0])),
+                _mm256_xor_si256(a, _mm256_xor_si256(b, c)),
             );
             d = _mm256_add_epi32(a, _mm256_or_si256(_mm256_slli_epi32::<11>(t), _mm256_srli_epi32::<21>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(c, _mm256_xor_si256(_mm256_xor_si256(d, a), b)),
-                _mm256_add_epi32(_mm256_set1_epi32(0xd4ef3085u32 as i32), m[3]),
+                _mm256_add_epi32(c, _mm256_add_epi32(_mm256_set1_epi32(0xd4ef3085u32 as i32), m[3])),
+                _mm256_xor_si256(d, _mm256_xor_si256(a, b)),
             );
             c = _mm256_add_epi32(d, _mm256_or_si256(_mm256_slli_epi32::<16>(t), _mm256_srli_epi32::<16>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(b, _mm256_xor_si256(_mm256_xor_si256(c, d), a)),
-                _mm256_add_epi32(_mm256_set1_epi32(0x04881d05u32 as i32), m[6]),
+                _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0x04881d05u32 as i32), m[6])),
+                _mm256_xor_si256(c, _mm256_xor_si256(d, a)),
             );
             b = _mm256_add_epi32(c, _mm256_or_si256(_mm256_slli_epi32::<23>(t), _mm256_srli_epi32::<9>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(a, _mm256_xor_si256(_mm256_xor_si256(b, c), d)),
-                _mm256_add_epi32(_mm256_set1_epi32(0xd9d4d039u32 as i32), m[9]),
+                _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0xd9d4d039u32 as i32), m[9])),
+                _mm256_xor_si256(b, _mm256_xor_si256(c, d)),
             );
             a = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<4>(t), _mm256_srli_epi32::<28>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(d, _mm256_xor_si256(_mm256_xor_si256(a, b), c)),
-                _mm256_add_epi32(_mm256_set1_epi32(0xe6db99e5u32 as i32), m[12]),
+                _mm256_add_epi32(d, _mm256_add_epi32(_mm256_set1_epi32(0xe6db99e5u32 as i32), m[12])),
+                _mm256_xor_si256(a, _mm256_xor_si256(b, c)),
             );
             d = _mm256_add_epi32(a, _mm256_or_si256(_mm256_slli_epi32::<11>(t), _mm256_srli_epi32::<21>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(c, _mm256_xor_si256(_mm256_xor_si256(d, a), b)),
-                _mm256_add_epi32(_mm256_set1_epi32(0x1fa27cf8u32 as i32), m[15]),
+                _mm256_add_epi32(c, _mm256_add_epi32(_mm256_set1_epi32(0x1fa27cf8u32 as i32), m[15])),
+                _mm256_xor_si256(d, _mm256_xor_si256(a, b)),
             );
             c = _mm256_add_epi32(d, _mm256_or_si256(_mm256_slli_epi32::<16>(t), _mm256_srli_epi32::<16>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(b, _mm256_xor_si256(_mm256_xor_si256(c, d), a)),
-                _mm256_add_epi32(_mm256_set1_epi32(0xc4ac5665u32 as i32), m[2]),
+                _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0xc4ac5665u32 as i32), m[2])),
+                _mm256_xor_si256(c, _mm256_xor_si256(d, a)),
             );
             b = _mm256_add_epi32(c, _mm256_or_si256(_mm256_slli_epi32::<23>(t), _mm256_srli_epi32::<9>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(a, _mm256_xor_si256(c, _mm256_or_si256(b, _mm256_xor_si256(d, ones)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xf4292244u32 as i32), m[0]),
+                _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0xf4292244u32 as i32), m[0])),
+                _mm256_xor_si256(c, _mm256_or_si256(b, _mm256_xor_si256(d, ones))),
             );
             a = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<6>(t), _mm256_srli_epi32::<26>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(d, _mm256_xor_si256(b, _mm256_or_si256(a, _mm256_xor_si256(c, ones)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x432aff97u32 as i32), m[7]),
+                _mm256_add_epi32(d, _mm256_add_epi32(_mm256_set1_epi32(0x432aff97u32 as i32), m[7])),
+                _mm256_xor_si256(b, _mm256_or_si256(a, _mm256_xor_si256(c, ones))),
             );
             d = _mm256_add_epi32(a, _mm256_or_si256(_mm256_slli_epi32::<10>(t), _mm256_srli_epi32::<22>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(c, _mm256_xor_si256(a, _mm256_or_si256(d, _mm256_xor_si256(b, ones)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xab9423a7u32 as i32), m[14]),
+                _mm256_add_epi32(c, _mm256_add_epi32(_mm256_set1_epi32(0xab9423a7u32 as i32), m[14])),
+                _mm256_xor_si256(a, _mm256_or_si256(d, _mm256_xor_si256(b, ones))),
             );
             c = _mm256_add_epi32(d, _mm256_or_si256(_mm256_slli_epi32::<15>(t), _mm256_srli_epi32::<17>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(b, _mm256_xor_si256(d, _mm256_or_si256(c, _mm256_xor_si256(a, ones)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xfc93a039u32 as i32), m[5]),
+                _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0xfc93a039u32 as i32), m[5])),
+                _mm256_xor_si256(d, _mm256_or_si256(c, _mm256_xor_si256(a, ones))),
             );
             b = _mm256_add_epi32(c, _mm256_or_si256(_mm256_slli_epi32::<21>(t), _mm256_srli_epi32::<11>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(a, _mm256_xor_si256(c, _mm256_or_si256(b, _mm256_xor_si256(d, ones)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x655b59c3u32 as i32), m[12]),
+                _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0x655b59c3u32 as i32), m[12])),
+                _mm256_xor_si256(c, _mm256_or_si256(b, _mm256_xor_si256(d, ones))),
             );
             a = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<6>(t), _mm256_srli_epi32::<26>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(d, _mm256_xor_si256(b, _mm256_or_si256(a, _mm256_xor_si256(c, ones)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x8f0ccc92u32 as i32), m[3]),
+                _mm256_add_epi32(d, _mm256_add_epi32(_mm256_set1_epi32(0x8f0ccc92u32 as i32), m[3])),
+                _mm256_xor_si256(b, _mm256_or_si256(a, _mm256_xor_si256(c, ones))),
             );
             d = _mm256_add_epi32(a, _mm256_or_si256(_mm256_slli_epi32::<10>(t), _mm256_srli_epi32::<22>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(c, _mm256_xor_si256(a, _mm256_or_si256(d, _mm256_xor_si256(b, ones)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xffeff47du32 as i32), m[10]),
+                _mm256_add_epi32(c, _mm256_add_epi32(_mm256_set1_epi32(0xffeff47du32 as i32), m[10])),
+                _mm256_xor_si256(a, _mm256_or_si256(d, _mm256_xor_si256(b, ones))),
             );
             c = _mm256_add_epi32(d, _mm256_or_si256(_mm256_slli_epi32::<15>(t), _mm256_srli_epi32::<17>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(b, _mm256_xor_si256(d, _mm256_or_si256(c, _mm256_xor_si256(a, ones)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x85845dd1u32 as i32), m[1]),
+                _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0x85845dd1u32 as i32), m[1])),
+                _mm256_xor_si256(d, _mm256_or_si256(c, _mm256_xor_si256(a, ones))),
             );
             b = _mm256_add_epi32(c, _mm256_or_si256(_mm256_slli_epi32::<21>(t), _mm256_srli_epi32::<11>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(a, _mm256_xor_si256(c, _mm256_or_si256(b, _mm256_xor_si256(d, ones)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x6fa87e4fu32 as i32), m[8]),
+                _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0x6fa87e4fu32 as i32), m[8])),
+                _mm256_xor_si256(c, _mm256_or_si256(b, _mm256_xor_si256(d, ones))),
             );
             a = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<6>(t), _mm256_srli_epi32::<26>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(d, _mm256_xor_si256(b, _mm256_or_si256(a, _mm256_xor_si256(c, ones)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xfe2ce6e0u32 as i32), m[15]),
+                _mm256_add_epi32(d, _mm256_add_epi32(_mm256_set1_epi32(0xfe2ce6e0u32 as i32), m[15])),
+                _mm256_xor_si256(b, _mm256_or_si256(a, _mm256_xor_si256(c, ones))),
             );
             d = _mm256_add_epi32(a, _mm256_or_si256(_mm256_slli_epi32::<10>(t), _mm256_srli_epi32::<22>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(c, _mm256_xor_si256(a, _mm256_or_si256(d, _mm256_xor_si256(b, ones)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xa3014314u32 as i32), m[6]),
+                _mm256_add_epi32(c, _mm256_add_epi32(_mm256_set1_epi32(0xa3014314u32 as i32), m[6])),
+                _mm256_xor_si256(a, _mm256_or_si256(d, _mm256_xor_si256(b, ones))),
             );
             c = _mm256_add_epi32(d, _mm256_or_si256(_mm256_slli_epi32::<15>(t), _mm256_srli_epi32::<17>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(b, _mm256_xor_si256(d, _mm256_or_si256(c, _mm256_xor_si256(a, ones)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x4e0811a1u32 as i32), m[13]),
+                _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0x4e0811a1u32 as i32), m[13])),
+                _mm256_xor_si256(d, _mm256_or_si256(c, _mm256_xor_si256(a, ones))),
             );
             b = _mm256_add_epi32(c, _mm256_or_si256(_mm256_slli_epi32::<21>(t), _mm256_srli_epi32::<11>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(a, _mm256_xor_si256(c, _mm256_or_si256(b, _mm256_xor_si256(d, ones)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xf7537e82u32 as i32), m[4]),
+                _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0xf7537e82u32 as i32), m[4])),
+                _mm256_xor_si256(c, _mm256_or_si256(b, _mm256_xor_si256(d, ones))),
             );
             a = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<6>(t), _mm256_srli_epi32::<26>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(d, _mm256_xor_si256(b, _mm256_or_si256(a, _mm256_xor_si256(c, ones)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xbd3af235u32 as i32), m[11]),
+                _mm256_add_epi32(d, _mm256_add_epi32(_mm256_set1_epi32(0xbd3af235u32 as i32), m[11])),
+                _mm256_xor_si256(b, _mm256_or_si256(a, _mm256_xor_si256(c, ones))),
             );
             d = _mm256_add_epi32(a, _mm256_or_si256(_mm256_slli_epi32::<10>(t), _mm256_srli_epi32::<22>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(c, _mm256_xor_si256(a, _mm256_or_si256(d, _mm256_xor_si256(b, ones)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0x2ad7d2bbu32 as i32), m[2]),
+                _mm256_add_epi32(c, _mm256_add_epi32(_mm256_set1_epi32(0x2ad7d2bbu32 as i32), m[2])),
+                _mm256_xor_si256(a, _mm256_or_si256(d, _mm256_xor_si256(b, ones))),
             );
             c = _mm256_add_epi32(d, _mm256_or_si256(_mm256_slli_epi32::<15>(t), _mm256_srli_epi32::<17>(t)));
             let t = _mm256_add_epi32(
-                _mm256_add_epi32(b, _mm256_xor_si256(d, _mm256_or_si256(c, _mm256_xor_si256(a, ones)))),
-                _mm256_add_epi32(_mm256_set1_epi32(0xeb86d391u32 as i32), m[9]),
+                _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0xeb86d391u32 as i32), m[9])),
+                _mm256_xor_si256(d, _mm256_or_si256(c, _mm256_xor_si256(a, ones))),
             );
             b = _mm256_add_epi32(c, _mm256_or_si256(_mm256_slli_epi32::<21>(t), _mm256_srli_epi32::<11>(t)));
             sa = _mm256_add_epi32(sa, a);

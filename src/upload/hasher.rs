@@ -140,8 +140,17 @@ fn hash_in_order(
     Ok(())
 }
 
-/// The MD5 of every segment of `todo` that lacks one, `lanes` segments at a time
-/// (in order); each is journaled and handed on as soon as its group is hashed.
+/// One segment being hashed in a lane.
+struct Lane {
+    item: (SegmentRecord, Option<ListEntry>),
+    stream: Md5Stream,
+    buf: Vec<u8>,
+}
+
+/// The MD5 of every segment of `todo` that lacks one, up to `lanes` segments at a
+/// time: each round reads the next 1 MiB of every segment in a lane and hashes them
+/// together. A segment is journaled and handed on as soon as it is hashed, and its
+/// lane takes the next one, so segments of any size keep the lanes full.
 fn hash_in_lanes(
     journal: &Journal,
     file: &File,
@@ -150,64 +159,65 @@ fn hash_in_lanes(
     backend: Backend,
     tx: &mpsc::Sender<Ready>,
 ) -> Result<()> {
-    let lanes = if backend == Backend::Avx2 { 8 } else { 4 };
-    let mut bufs = vec![vec![0u8; CHUNK]; lanes];
-    let mut todo = todo.into_iter().peekable();
-    while todo.peek().is_some() {
-        // The next segments up to `lanes` still to hash; known ones pass first.
-        let mut group = Vec::with_capacity(lanes);
-        while group.len() < lanes {
-            match todo.next_if(|(r, _)| r.md5.is_none()) {
-                Some(item) => group.push(item),
-                None if group.is_empty() => match todo.next() {
-                    Some(known) => {
-                        if tx.blocking_send(Ok(known)).is_err() {
-                            return Ok(());
-                        }
+    let width = if backend == Backend::Avx2 { 8 } else { 4 };
+    let mut queue = todo.into_iter();
+    let mut lanes: Vec<Lane> = Vec::with_capacity(width);
+    let mut spare: Vec<Vec<u8>> = Vec::new();
+    loop {
+        while lanes.len() < width {
+            match queue.next() {
+                // Hashed in an earlier run: straight on.
+                Some(item) if item.0.md5.is_some() => {
+                    if tx.blocking_send(Ok(item)).is_err() {
+                        return Ok(());
                     }
-                    None => break,
-                },
+                }
+                Some(item) => {
+                    let buf = spare.pop().unwrap_or_else(|| vec![0u8; CHUNK]);
+                    lanes.push(Lane { item, stream: Md5Stream::new(), buf });
+                }
                 None => break,
             }
         }
-        if group.is_empty() {
-            continue;
+        if lanes.is_empty() {
+            return Ok(());
         }
-        let mut streams: Vec<Md5Stream> = group.iter().map(|_| Md5Stream::new()).collect();
-        let longest = group.iter().map(|(r, _)| r.length).max().unwrap_or(0);
-        let mut done = 0u64;
-        while done < longest {
-            if tx.is_closed() {
-                return Ok(()); // the run stopped
-            }
-            let mut parts: Vec<&[u8]> = Vec::with_capacity(lanes);
-            let mut live: Vec<&mut Md5Stream> = Vec::with_capacity(lanes);
-            for (((rec, _), buf), st) in group.iter().zip(bufs.iter_mut()).zip(streams.iter_mut()) {
-                let n = (CHUNK as u64).min(rec.length.saturating_sub(done)) as usize;
-                if n == 0 {
-                    continue;
-                }
-                file.read_exact_at(&mut buf[..n], rec.offset + done).map_err(|e| {
-                    Error::failed(format!(
-                        "segment {} of job {job_id}: cannot read the source: {}",
-                        rec.index,
-                        read_failure(&e)
-                    ))
-                    .hint(source_hint(job_id))
-                })?;
-                parts.push(&buf[..n]);
-                live.push(st);
-            }
-            update_many(backend, &mut live, &parts);
-            done += CHUNK as u64;
+        if tx.is_closed() {
+            return Ok(()); // the run stopped
         }
-        for ((mut rec, hint), st) in group.into_iter().zip(streams) {
-            rec.md5 = Some(hex::encode(st.finalize()));
+        let mut lens = Vec::with_capacity(lanes.len());
+        for lane in lanes.iter_mut() {
+            let rec = &lane.item.0;
+            let done = lane.stream.len();
+            let n = (CHUNK as u64).min(rec.length - done) as usize;
+            file.read_exact_at(&mut lane.buf[..n], rec.offset + done).map_err(|e| {
+                Error::failed(format!(
+                    "segment {} of job {job_id}: cannot read the source: {}",
+                    rec.index,
+                    read_failure(&e)
+                ))
+                .hint(source_hint(job_id))
+            })?;
+            lens.push(n);
+        }
+        {
+            let (mut streams, parts): (Vec<&mut Md5Stream>, Vec<&[u8]>) =
+                lanes.iter_mut().zip(&lens).map(|(l, n)| (&mut l.stream, &l.buf[..*n])).unzip();
+            update_many(backend, &mut streams, &parts);
+        }
+        let mut i = 0;
+        while i < lanes.len() {
+            if lanes[i].stream.len() < lanes[i].item.0.length {
+                i += 1;
+                continue;
+            }
+            let Lane { item: (mut rec, hint), stream, buf } = lanes.remove(i);
+            spare.push(buf);
+            rec.md5 = Some(hex::encode(stream.finalize()));
             journal.put_segment(&rec)?;
             if tx.blocking_send(Ok((rec, hint))).is_err() {
                 return Ok(());
             }
         }
     }
-    Ok(())
 }
