@@ -107,6 +107,11 @@ fn assert_no_signature(s: &str) {
     }
 }
 
+/// `upload IMG -c C --import k5 --os-type OS --vmimport-url VM --no-progress`.
+fn k5_upload<'a>(img: &'a str, c: &'a str, os_type: &'a str, vm: &'a str) -> Vec<&'a str> {
+    vec!["upload", img, "-c", c, "--import", "k5", "--os-type", os_type, "--vmimport-url", vm, "--no-progress"]
+}
+
 fn out_text(o: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
@@ -361,23 +366,8 @@ fn a_kill_during_the_import_resumes_the_same_import() {
     let img = image(&run, "k.vmdk", "vmdk", 2 * MIB, 71);
     let c = unique("k5kill");
     let vm = tb.var("VMIMPORT_URL");
-    let job = kill_during_import(
-        &run,
-        &[
-            "upload",
-            img.to_str().unwrap(),
-            "-c",
-            &c,
-            "--import",
-            "k5",
-            "--os-type",
-            "rhel7",
-            "--vmimport-url",
-            &vm,
-            "--no-progress",
-        ],
-        |i| i["import_id"].is_string(),
-    );
+    let job =
+        kill_during_import(&run, &k5_upload(img.to_str().unwrap(), &c, "rhel7", &vm), |i| i["import_id"].is_string());
     let st = run.status(&job);
     assert_eq!(st["import"]["status"], "succeeded");
     assert_eq!(vmimports(&tb, &obs.token, st["import"]["id"].as_str().unwrap()).len(), 1, "exactly one import");
@@ -416,19 +406,7 @@ fn a_lost_answer_to_the_import_request_does_not_start_a_second_import() {
     let img = image(&run, "lost.vmdk", "vmdk", MIB, 81);
     let c = unique("k5lost");
     let vm = format!("http://127.0.0.1:{}", proxy.port);
-    run.ok(&[
-        "upload",
-        img.to_str().unwrap(),
-        "-c",
-        &c,
-        "--import",
-        "k5",
-        "--os-type",
-        "ubuntu",
-        "--vmimport-url",
-        &vm,
-        "--no-progress",
-    ]);
+    run.ok(&k5_upload(img.to_str().unwrap(), &c, "ubuntu", &vm));
     assert_eq!(proxy.stats.closes.load(std::sync::atomic::Ordering::Relaxed), 1, "the fault was injected");
     let st = run.status(&run.only_job());
     assert_eq!(st["import"]["status"], "succeeded");
