@@ -8,7 +8,8 @@
 //! Otherwise the segments' MD5s are computed here too, several segments at once in
 //! SIMD lanes ([`crate::md5lanes`]): up to 8 segments are read 1 MiB at a time, round
 //! robin, and hashed together for about the CPU cost of one. Segments whose MD5 is
-//! already journaled pass straight through. On a CPU without SIMD lanes the workers
+//! already journaled pass straight through. On a CPU without SIMD lanes, or with
+//! segments so large that two would not fit in the read-ahead budget, the workers
 //! hash their own segments, in parallel.
 
 use std::collections::HashMap;
@@ -46,7 +47,8 @@ pub fn spawn(
     tokio::task::spawn_blocking(move || {
         let Some(whole) = whole else {
             let backend = Backend::detect();
-            if backend == Backend::Scalar {
+            let seg = todo.iter().map(|(r, _)| r.length).max().unwrap_or(0);
+            if backend == Backend::Scalar || lanes_for(backend, seg) < 2 {
                 for item in todo {
                     if tx.blocking_send(Ok(item)).is_err() {
                         return;
@@ -140,6 +142,17 @@ fn hash_in_order(
     Ok(())
 }
 
+/// How far (in bytes) the lanes may read ahead of the uploads. Every segment is read
+/// twice, to hash it and to send it; the second read should find it in the page cache.
+const LANES_AHEAD: u64 = 2 << 30;
+
+/// Lanes for segments of `seg` bytes: as many as the backend has, within
+/// [`LANES_AHEAD`] (huge segments get fewer; below two, the workers hash instead).
+fn lanes_for(backend: Backend, seg: u64) -> usize {
+    let width = if backend == Backend::Avx2 { 8 } else { 4 };
+    width.min((LANES_AHEAD / seg.max(1)) as usize)
+}
+
 /// One segment being hashed in a lane.
 struct Lane {
     item: (SegmentRecord, Option<ListEntry>),
@@ -159,7 +172,8 @@ fn hash_in_lanes(
     backend: Backend,
     tx: &mpsc::Sender<Ready>,
 ) -> Result<()> {
-    let width = if backend == Backend::Avx2 { 8 } else { 4 };
+    let seg = todo.iter().map(|(r, _)| r.length).max().unwrap_or(0);
+    let width = lanes_for(backend, seg);
     let mut queue = todo.into_iter();
     let mut lanes: Vec<Lane> = Vec::with_capacity(width);
     let mut spare: Vec<Vec<u8>> = Vec::new();
@@ -219,5 +233,19 @@ fn hash_in_lanes(
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_stay_within_the_read_ahead_budget() {
+        assert_eq!(lanes_for(Backend::Avx2, 256 << 20), 8);
+        assert_eq!(lanes_for(Backend::Sse2, 256 << 20), 4);
+        assert_eq!(lanes_for(Backend::Avx2, 1 << 30), 2);
+        assert_eq!(lanes_for(Backend::Avx2, 5 << 30), 0, "5 GiB segments: the workers hash");
+        assert_eq!(lanes_for(Backend::Avx2, 0), 8);
     }
 }
