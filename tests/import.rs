@@ -8,6 +8,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use common::mounts::EioFs;
 use common::throttle::{Fault, Throttle};
 use common::{Observer, Run, Testbed, unique, wait_for, write_random};
 use serde_json::Value;
@@ -416,19 +417,25 @@ fn a_lost_answer_to_the_import_request_does_not_start_a_second_import() {
 #[test]
 fn import_later_and_digests_resume_from_the_saved_state() {
     let tb = Testbed::get();
-    // Killed mid-upload with a digest asked for: the resume continues the hashers
-    // from their saved state instead of re-reading the file from the start.
+    // Killed mid-upload with a digest asked for, while the whole-image hashing is
+    // slowed by the disk past 6 MiB: the resume continues the hashers from their saved
+    // state instead of re-reading the file from the start.
     let proxy = Throttle::start(8083, 4 * MIB);
     let via = tb.var("KS_SWIFT_URL").replace(":8083", &format!(":{}", proxy.port));
     let run = ks_run(&tb, &[("OS_STORAGE_URL", &via)]);
-    let src = run.path("later.raw");
-    write_random(&src, 12 * MIB + 5, 91);
+    let media = run.path("media");
+    std::fs::create_dir(&media).unwrap();
+    write_random(&media.join("later.raw"), 12 * MIB + 5, 91);
+    std::fs::write(media.join(".slow"), (6 * MIB).to_string()).unwrap();
+    let disk = EioFs::start(&media, &run.path("mnt"), 0, 0, "later.raw");
+    let src = disk.mnt.join("later.raw");
     let c = unique("later");
     let obs = Observer { storage_url: via.clone(), token: Observer::keystone(&tb).token };
     let args =
         ["upload", src.to_str().unwrap(), "-c", &c, "--segment-size", "1MiB", "--digest", "sha256", "--no-progress"];
     run.kill_after(&args, &obs, &format!("{c}_segments"), 4);
     proxy.wait_idle(Duration::from_secs(10));
+    std::fs::remove_file(media.join(".slow")).unwrap();
     let job = run.only_job();
     let out = run.cmd(&["resume", &job, "--no-progress"]).output().unwrap();
     assert!(out.status.success(), "{}", out_text(&out));

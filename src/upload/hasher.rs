@@ -1,23 +1,22 @@
-//! The hashing stage: one sequential read of the file, ahead of the uploaders, that
-//! computes each segment's MD5 and the whole-image digests in the same pass.
+//! The hashing stage, ahead of the uploaders.
 //!
-//! It runs only while whole-image digests remain to be computed. After every segment
-//! it journals the segment's MD5 and the hashers' saved state, so a resume continues
-//! from the last segment boundary instead of re-reading the file.
+//! Segment MD5s are computed several segments at once in SIMD lanes
+//! ([`crate::md5lanes`]): up to 8 segments are read 1 MiB at a time, round robin, and
+//! hashed together for about the CPU cost of one. Segments whose MD5 is already
+//! journaled pass straight through. On a CPU without SIMD lanes, or with segments so
+//! large that two would not fit in the read-ahead budget, the workers hash their own
+//! segments, in parallel.
 //!
-//! Otherwise the segments' MD5s are computed here too, several segments at once in
-//! SIMD lanes ([`crate::md5lanes`]): up to 8 segments are read 1 MiB at a time, round
-//! robin, and hashed together for about the CPU cost of one. Segments whose MD5 is
-//! already journaled pass straight through. On a CPU without SIMD lanes, or with
-//! segments so large that two would not fit in the read-ahead budget, the workers
-//! hash their own segments, in parallel.
+//! Whole-image digests (SHA-1, SHA-512, ...) need the bytes in file order: a second
+//! thread reads the file sequentially for them, beside the lanes (it reads what the
+//! lanes have just read, from the page cache). It journals the hashers' saved state at
+//! every segment boundary, so a resume continues from there instead of re-reading the
+//! file. The uploads never wait for it; the stage ends when both are done.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use md5::{Digest, Md5};
 use tokio::sync::mpsc;
 
 use super::segment::{read_failure, source_hint};
@@ -44,49 +43,84 @@ pub fn spawn(
     ahead: usize,
 ) -> mpsc::Receiver<Ready> {
     let (tx, rx) = mpsc::channel(ahead.max(1));
-    tokio::task::spawn_blocking(move || {
-        let Some(whole) = whole else {
-            let backend = Backend::detect();
-            let seg = todo.iter().map(|(r, _)| r.length).max().unwrap_or(0);
-            if backend == Backend::Scalar || lanes_for(backend, seg) < 2 {
-                for item in todo {
-                    if tx.blocking_send(Ok(item)).is_err() {
-                        return;
-                    }
-                }
-            } else if let Err(e) = hash_in_lanes(&journal, &file, &job_id, todo, backend, &tx) {
+    let frontier = Frontier::default();
+    if let Some(whole) = whole {
+        let (journal, file, job_id, tx) = (journal.clone(), file.clone(), job_id.clone(), tx.clone());
+        let frontier = frontier.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = whole_digests(&journal, &file, &job_id, &all, whole, &frontier, &tx) {
                 let _ = tx.blocking_send(Err(e));
             }
-            return;
-        };
-        if let Err(e) = hash_in_order(&journal, &file, &job_id, all, todo, whole, &tx) {
+        });
+    }
+    tokio::task::spawn_blocking(move || {
+        // However the lanes end (done, stopped, an error, a panic), the digests go on.
+        let _open = OpenOnDrop(frontier.clone());
+        let backend = Backend::detect();
+        let seg = todo.iter().map(|(r, _)| r.length).max().unwrap_or(0);
+        if backend == Backend::Scalar || lanes_for(backend, seg) < 2 {
+            frontier.open();
+            for item in todo {
+                if tx.blocking_send(Ok(item)).is_err() {
+                    return;
+                }
+            }
+        } else if let Err(e) = hash_in_lanes(&journal, &file, &job_id, todo, backend, &frontier, &tx) {
             let _ = tx.blocking_send(Err(e));
         }
     });
     rx
 }
 
-fn hash_in_order(
+/// How far into the file the lanes have read. The whole-image digests keep within
+/// [`DIGEST_SLACK`] of it, so the file is read once from disk and the other read of
+/// the same bytes comes from the page cache.
+#[derive(Clone, Default)]
+struct Frontier(Arc<std::sync::atomic::AtomicU64>);
+
+struct OpenOnDrop(Frontier);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// How far the whole-image digests may read past the lanes.
+const DIGEST_SLACK: u64 = 64 << 20;
+
+impl Frontier {
+    fn advance(&self, to: u64) {
+        self.0.fetch_max(to, std::sync::atomic::Ordering::Relaxed);
+    }
+    /// No more limit (the lanes are done, or not running).
+    fn open(&self) {
+        self.advance(u64::MAX);
+    }
+    /// Waits until `end` is within reach; false if the run stopped meanwhile.
+    fn wait_for(&self, end: u64, tx: &mpsc::Sender<Ready>) -> bool {
+        while self.0.load(std::sync::atomic::Ordering::Relaxed).saturating_add(DIGEST_SLACK) < end {
+            if tx.is_closed() {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        true
+    }
+}
+
+/// The whole-image digests: one sequential read from the saved state's offset,
+/// journaling the state at every segment boundary.
+fn whole_digests(
     journal: &Journal,
     file: &File,
     job_id: &str,
-    all: Vec<SegmentRecord>,
-    todo: Vec<(SegmentRecord, Option<ListEntry>)>,
+    all: &[SegmentRecord],
     mut whole: Whole,
+    frontier: &Frontier,
     tx: &mpsc::Sender<Ready>,
 ) -> Result<()> {
-    let mut todo: HashMap<u64, (SegmentRecord, Option<ListEntry>)> = todo.into_iter().map(|t| (t.0.index, t)).collect();
-    let mut order: Vec<u64> = todo.keys().copied().collect();
-    order.sort_unstable();
-    // Segments before the digests' offset were hashed in an earlier run: straight on.
     let start = whole.offset();
-    for idx in order.iter().filter(|i| all.get(**i as usize).is_some_and(|s| s.offset + s.length <= start)) {
-        if let Some(item) = todo.remove(idx)
-            && tx.blocking_send(Ok(item)).is_err()
-        {
-            return Ok(());
-        }
-    }
     if start > 0 {
         tracing::info!("job {job_id}: whole-image digests continue from byte {start} (saved state)");
     }
@@ -98,39 +132,24 @@ fn hash_in_order(
                 whole.offset()
             )));
         }
-        let label = format!("segment {} of job {job_id}", seg.index);
-        let mut md5 = Md5::new();
         let mut done = 0u64;
         while done < seg.length {
-            if tx.is_closed() {
+            let n = buf.len().min((seg.length - done) as usize);
+            if tx.is_closed() || !frontier.wait_for(seg.offset + done + n as u64, tx) {
                 return Ok(()); // the run stopped
             }
-            let n = buf.len().min((seg.length - done) as usize);
             file.read_exact_at(&mut buf[..n], seg.offset + done).map_err(|e| {
-                Error::failed(format!("{label}: cannot read the source: {}", read_failure(&e)))
-                    .hint(source_hint(job_id))
+                Error::failed(format!(
+                    "segment {} of job {job_id}: cannot read the source: {}",
+                    seg.index,
+                    read_failure(&e)
+                ))
+                .hint(source_hint(job_id))
             })?;
-            md5.update(&buf[..n]);
             whole.update(&buf[..n]);
             done += n as u64;
         }
-        let md5 = hex::encode(md5.finalize());
-        let item = todo.remove(&seg.index);
-        let known = item.as_ref().map(|(r, _)| r.md5.clone()).unwrap_or_else(|| seg.md5.clone());
-        if let Some(k) = known.filter(|k| *k != md5) {
-            return Err(Error::failed(format!(
-                "{label}: the file changed since this segment was hashed (MD5 was {k}, is now {md5})"
-            ))
-            .hint(source_hint(job_id)));
-        }
         journal.put_digest(&whole.checkpoint())?;
-        if let Some((mut rec, hint)) = item {
-            rec.md5 = Some(md5);
-            journal.put_segment(&rec)?;
-            if tx.blocking_send(Ok((rec, hint))).is_err() {
-                return Ok(());
-            }
-        }
     }
     let done = whole.finish();
     journal.put_digest(&done)?;
@@ -170,6 +189,7 @@ fn hash_in_lanes(
     job_id: &str,
     todo: Vec<(SegmentRecord, Option<ListEntry>)>,
     backend: Backend,
+    frontier: &Frontier,
     tx: &mpsc::Sender<Ready>,
 ) -> Result<()> {
     let seg = todo.iter().map(|(r, _)| r.length).max().unwrap_or(0);
@@ -187,6 +207,8 @@ fn hash_in_lanes(
                     }
                 }
                 Some(item) => {
+                    // Segments before it are confirmed or hashed: the digests may read them.
+                    frontier.advance(item.0.offset);
                     let buf = spare.pop().unwrap_or_else(|| vec![0u8; CHUNK]);
                     lanes.push(Lane { item, stream: Md5Stream::new(), buf });
                 }
@@ -213,6 +235,7 @@ fn hash_in_lanes(
                 .hint(source_hint(job_id))
             })?;
             lens.push(n);
+            frontier.advance(rec.offset + done + n as u64);
         }
         {
             let (mut streams, parts): (Vec<&mut Md5Stream>, Vec<&[u8]>) =

@@ -1,13 +1,16 @@
 #!/usr/bin/python3
 """A read-only FUSE pass-through of SRC at MOUNT whose reads fail with EIO, the way
 a failing disk's do, for bytes [LO, HI) of every file while SRC/.eio exists.
-Removing SRC/.eio "repairs the disk". Test support for k5up (python3-fusepy).
+Removing SRC/.eio "repairs the disk". While SRC/.slow exists (holding an offset),
+every read at or past that offset takes 0.2 s more: a slow disk.
+Test support for k5up (python3-fusepy).
 
 usage: eiofs.py SRC MOUNT LO HI
 """
 import errno
 import os
 import sys
+import time
 
 from fusepy import FUSE, FuseOSError, Operations
 
@@ -24,7 +27,7 @@ class EioFs(Operations):
         return out
 
     def readdir(self, path, fh):
-        return [".", ".."] + [n for n in os.listdir(self.root + path) if n != ".eio"]
+        return [".", ".."] + [n for n in os.listdir(self.root + path) if n not in (".eio", ".slow")]
 
     def open(self, path, flags):
         return os.open(self.root + path, os.O_RDONLY)
@@ -32,6 +35,12 @@ class EioFs(Operations):
     def read(self, path, size, off, fh):
         if off < self.hi and off + size > self.lo and os.path.exists(os.path.join(self.root, ".eio")):
             raise FuseOSError(errno.EIO)
+        try:
+            with open(os.path.join(self.root, ".slow")) as f:
+                if off + size > int(f.read() or 0):
+                    time.sleep(0.2)
+        except (OSError, ValueError):
+            pass
         return os.pread(fh, size, off)
 
     def release(self, path, fh):

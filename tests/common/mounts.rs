@@ -64,7 +64,8 @@ impl Drop for Tmpfs {
 }
 
 /// `src` (a directory) seen through FUSE at `mnt`: reads of bytes `[lo, hi)` of any
-/// file fail with EIO while `src/.eio` exists (see eiofs.py).
+/// file fail with EIO while `src/.eio` exists; reads past the offset written in
+/// `src/.slow` are slow while it exists (see eiofs.py).
 pub struct EioFs {
     pub mnt: PathBuf,
     child: Child,
