@@ -1,8 +1,8 @@
 //! Micro-benchmark of the hot path's first pass: reading a segment and computing its
 //! MD5 (`source::md5_range`), against openssl's MD5 speed on this machine when
 //! openssl is installed; then multi-buffer MD5 (`md5lanes`) on every backend this CPU
-//! has, against the `md-5` crate on the same bytes in memory. Single-threaded, so
-//! seconds are CPU-seconds. Run with `cargo bench --bench hash`.
+//! has, against the `md-5` crate on the same bytes in memory; then the whole-image
+//! digests. Single-threaded, so seconds are CPU-seconds. Run with `cargo bench --bench hash`.
 
 use std::io::Write;
 use std::time::Instant;
@@ -46,6 +46,26 @@ fn main() {
         _ => println!("openssl not found: no reference figure"),
     }
     lanes(size);
+    whole_image(&block, size);
+}
+
+/// The whole-image digests an import needs (SHA-1 for K5, SHA-512 for Glance) and
+/// `--digest sha256`, one stream each, over `total` bytes in memory.
+fn whole_image(block: &[u8], total: u64) {
+    fn run<D: md5::Digest>(name: &str, block: &[u8], total: u64) {
+        let t = Instant::now();
+        let mut h = D::new();
+        for _ in 0..(total >> 20) {
+            h.update(block);
+        }
+        std::hint::black_box(h.finalize());
+        let secs = t.elapsed().as_secs_f64();
+        let gib = total as f64 / (1u64 << 30) as f64;
+        println!("whole-image {name} (in memory): {:.0} MiB/s, {:.2} CPU-s/GiB", gib * 1024.0 / secs, secs / gib);
+    }
+    run::<sha1::Sha1>("sha1", block, total);
+    run::<sha2::Sha256>("sha256", block, total);
+    run::<sha2::Sha512>("sha512", block, total);
 }
 
 /// Multi-buffer MD5 over `total` bytes split into streams, 1 MiB per stream per call.
