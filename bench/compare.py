@@ -109,6 +109,9 @@ class Bench:
         print(f"== generating {a.size_gib} GiB of random data", flush=True)
         subprocess.run(f"head -c {self.size} /dev/urandom > {self.file}", shell=True, check=True)
         self.md5 = subprocess.run(["md5sum", self.file], capture_output=True, text=True).stdout.split()[0]
+        # The file's pages are written back and in the page cache before any tool runs:
+        # the first run must not pay for the write-back of the generated data.
+        subprocess.run(["sync"], check=True)
 
     def auth_env(self, auth=None):
         e = dict(os.environ)
@@ -255,7 +258,8 @@ def main():
     res = {t: [] for t in tools}
     try:
         for i in range(a.runs):
-            for t in tools:
+            # alternate the order too, so no tool always runs first or last
+            for t in (tools if i % 2 == 0 else tools[::-1]):
                 print(f"== run {i + 1}: {t}", flush=True)
                 r = b.run_once(t)
                 res[t].append(r)
