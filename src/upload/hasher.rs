@@ -197,8 +197,14 @@ fn hash_in_lanes(
     let mut queue = todo.into_iter();
     let mut lanes: Vec<Lane> = Vec::with_capacity(width);
     let mut spare: Vec<Vec<u8>> = Vec::new();
+    // Lanes start staggered, each 1/width of a segment after the one before: the first
+    // segment is ready after one segment's worth of rounds (which cost less with fewer
+    // lanes), and from then on one finishes every 1/width of a segment, instead of
+    // `width` at once after a long wait.
+    // Whole rounds only: small segments (a few MiB) fill every lane at once.
+    let stagger = seg / CHUNK as u64 / width.max(1) as u64 * CHUNK as u64;
     loop {
-        while lanes.len() < width {
+        while lanes.len() < width && lanes.last().is_none_or(|l| l.stream.len() >= stagger) {
             match queue.next() {
                 // Hashed in an earlier run: straight on.
                 Some(item) if item.0.md5.is_some() => {
