@@ -138,14 +138,7 @@ fn whole_digests(
             if tx.is_closed() || !frontier.wait_for(seg.offset + done + n as u64, tx) {
                 return Ok(()); // the run stopped
             }
-            file.read_exact_at(&mut buf[..n], seg.offset + done).map_err(|e| {
-                Error::failed(format!(
-                    "segment {} of job {job_id}: cannot read the source: {}",
-                    seg.index,
-                    read_failure(&e)
-                ))
-                .hint(source_hint(job_id))
-            })?;
+            read_at(file, &mut buf[..n], seg.offset + done, seg.index, job_id)?;
             whole.update(&buf[..n]);
             done += n as u64;
         }
@@ -159,6 +152,14 @@ fn whole_digests(
         done.values.iter().map(|(a, v)| format!("{a} {v}")).collect::<Vec<_>>().join(", ")
     );
     Ok(())
+}
+
+/// Fills `buf` from `off`; a failure names the segment and says it is the file's.
+fn read_at(file: &File, buf: &mut [u8], off: u64, segment: u64, job_id: &str) -> Result<()> {
+    file.read_exact_at(buf, off).map_err(|e| {
+        Error::failed(format!("segment {segment} of job {job_id}: cannot read the source: {}", read_failure(&e)))
+            .hint(source_hint(job_id))
+    })
 }
 
 /// How far (in bytes) the lanes may read ahead of the uploads. Every segment is read
@@ -232,14 +233,7 @@ fn hash_in_lanes(
             let rec = &lane.item.0;
             let done = lane.stream.len();
             let n = (CHUNK as u64).min(rec.length - done) as usize;
-            file.read_exact_at(&mut lane.buf[..n], rec.offset + done).map_err(|e| {
-                Error::failed(format!(
-                    "segment {} of job {job_id}: cannot read the source: {}",
-                    rec.index,
-                    read_failure(&e)
-                ))
-                .hint(source_hint(job_id))
-            })?;
+            read_at(file, &mut lane.buf[..n], rec.offset + done, rec.index, job_id)?;
             lens.push(n);
             frontier.advance(rec.offset + done + n as u64);
         }
