@@ -7,14 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 segments=${BENCH_SEGMENTS:-10000}
-testbed/up >/dev/null
-# shellcheck disable=SC1091
-. testbed/run/env
-cargo build --release --locked --quiet
-work=$(mktemp -d /tmp/k5up-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-head -c $((segments * 65536)) /dev/urandom >"$work/img"
-export K5UP_JOURNAL=$work/journal
+. bench/lib.sh
+bench_start $((segments * 65536))
 /usr/bin/python3 - "$work" "resume-$$" <<'PY'
 import json, os, subprocess, sys, time
 work, c = sys.argv[1:3]
@@ -73,5 +67,4 @@ print(f"bytes read from the file by the resume: {rchar / 2**20:.0f} MiB; "
       f"still to send: {left / 2**20:.0f} MiB (hash + send read it twice: {2 * left / 2**20:.0f} MiB); "
       f"confirmed before the kill: {confirmed * 65536 / 2**20:.0f} MiB")
 PY
-k5up=target/release/k5up
-"$k5up" abort --purge "$("$k5up" jobs --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["job"])')" >/dev/null
+bench_purge

@@ -7,14 +7,8 @@ cd "$(dirname "$0")/.."
 size=${BENCH_SIZE_GIB:-4}
 seg=${BENCH_SEGMENT:-256MiB}
 conc=${BENCH_CONCURRENCY:-4}
-testbed/up >/dev/null
-# shellcheck disable=SC1091
-. testbed/run/env
-cargo build --release --locked --quiet
-work=$(mktemp -d /tmp/k5up-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-head -c $((size << 30)) /dev/urandom >"$work/img"
-export K5UP_JOURNAL=$work/journal
+. bench/lib.sh
+bench_start $((size << 30))
 c=bench-$$
 /usr/bin/python3 - "$work" "$c" "$seg" "$conc" <<'PY'
 import os, resource, subprocess, sys, time
@@ -32,4 +26,4 @@ if p.returncode != 0:
 print(f"size {gib:.2f} GiB, segment {seg}, concurrency {conc}")
 print(f"wall {wall:.1f} s, {size / 2**20 / wall:.0f} MiB/s, client CPU {(ru.ru_utime + ru.ru_stime) / gib:.2f} s/GiB, peak RSS {ru.ru_maxrss / 1024:.0f} MiB")
 PY
-target/release/k5up abort --purge "$(target/release/k5up jobs --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["job"])')" >/dev/null
+bench_purge

@@ -437,8 +437,29 @@ fn import_later_and_digests_resume_from_the_saved_state() {
     proxy.wait_idle(Duration::from_secs(10));
     std::fs::remove_file(media.join(".slow")).unwrap();
     let job = run.only_job();
+    std::fs::write(media.join(".reads"), "").unwrap();
     let out = run.cmd(&["resume", &job, "--no-progress"]).output().unwrap();
     assert!(out.status.success(), "{}", out_text(&out));
+    // What the disk served during the resume. The first 4 MiB (whole on the server and
+    // hashed before the kill) are not read again, but for the file-identity samples
+    // (16 blocks of 64 KiB spread over the file), read once when the file is opened and
+    // once more before the manifest.
+    let reads = std::fs::read_to_string(media.join(".reads")).unwrap();
+    std::fs::remove_file(media.join(".reads")).unwrap();
+    let size = 12 * MIB + 5;
+    let samples: Vec<u64> = (0..16).map(|i| (size - 65536) * i / 15).collect();
+    let early: Vec<(u64, u64)> = reads
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(o, n)| (o.parse::<u64>().unwrap(), n.parse::<u64>().unwrap()))
+        .filter(|(o, _)| *o < 4 * MIB)
+        .collect();
+    let is_sample = |(o, n): &(u64, u64)| *n == 65536 && samples.contains(o);
+    let identity = early.iter().filter(|r| is_sample(r)).count();
+    let data: Vec<_> = early.iter().filter(|r| !is_sample(r)).collect();
+    assert!(data.is_empty(), "the resume read confirmed bytes again: {data:?}");
+    let in_range = samples.iter().filter(|o| **o < 4 * MIB).count();
+    assert_eq!(identity, 2 * in_range, "identity samples read twice, no more: {early:?}");
     let log = out_text(&out);
     let from: u64 = log
         .split("whole-image digests continue from byte ")

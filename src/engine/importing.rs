@@ -83,7 +83,7 @@ impl Engine {
             return Err(Error::input(format!("job {id} is not uploaded yet (phase {})", job.phase.as_str()))
                 .hint(format!("`k5up resume {id}` finishes the upload, then imports")));
         }
-        let (_, file, _) = source::open(Path::new(&job.file)).map_err(|e| e.context(format!("job {id}")))?;
+        let (_, file, opened) = source::open(Path::new(&job.file)).map_err(|e| e.context(format!("job {id}")))?;
         if let Some(spec) = spec {
             let spec = import::complete(spec, &file, job.plan.file_size, &job.object)?;
             job.digests = digests_for(Some(&spec), &job.digests);
@@ -95,6 +95,6 @@ impl Engine {
         }
         journal.put_job(&job)?;
         journal.flush()?;
-        self.run(journal, file).await
+        self.run(journal, file, &opened).await
     }
 }

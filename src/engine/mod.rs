@@ -75,6 +75,8 @@ pub struct Planned {
     pub existing: bool,
     /// Levels of SLO manifests (1 = flat).
     pub manifest_levels: u32,
+    /// The file's identity as read when it was opened for this run.
+    pub opened: FileIdentity,
 }
 
 /// Runs jobs against one Swift account and one journal.
@@ -182,7 +184,7 @@ impl Engine {
             }
             job.digests = digests_for(job.import.as_ref(), &[job.digests.clone(), digests].concat());
             let levels = job.plan.manifest_levels();
-            return Ok((path, file, Planned { job, existing: true, manifest_levels: levels }));
+            return Ok((path, file, Planned { job, existing: true, manifest_levels: levels, opened: ident }));
         }
         let limits = self.swift.limits().await.map_err(first_contact)?;
         let kind = req.manifest.unwrap_or(if limits.slo.is_some() { ManifestKind::Slo } else { ManifestKind::Dlo });
@@ -209,7 +211,7 @@ impl Engine {
             id,
             created_unix: now_unix(),
             file: path.to_str().unwrap_or_default().to_string(),
-            identity: ident,
+            identity: ident.clone(),
             auth: self.swift.auth().describe(),
             storage_url,
             container: req.container.clone(),
@@ -227,7 +229,7 @@ impl Engine {
             import,
         };
         let levels = plan.manifest_levels();
-        Ok((path, file, Planned { job, existing: false, manifest_levels: levels }))
+        Ok((path, file, Planned { job, existing: false, manifest_levels: levels, opened: ident }))
     }
 
     /// `k5up upload`: creates the job (or continues the same one) and runs it.
@@ -249,7 +251,7 @@ impl Engine {
             let segs = (0..p.segment_count).map(|i| new_segment(p, i));
             self.root.create(&planned.job, segs)?
         };
-        self.run(journal, file).await
+        self.run(journal, file, &planned.opened).await
     }
 
     /// Opens a job's journal for a run. A damaged journal is never trusted: it is
@@ -278,19 +280,21 @@ impl Engine {
     pub async fn resume(&self, id: &str) -> Result<StatusView> {
         let journal = self.open_job(id)?;
         let job = journal.job()?;
-        let (_, file, _) = source::open(Path::new(&job.file)).map_err(|e| e.context(format!("job {}", job.id)))?;
+        let (_, file, opened) = source::open(Path::new(&job.file)).map_err(|e| e.context(format!("job {}", job.id)))?;
         self.storage_url_first().await?;
-        self.run(journal, file).await
+        self.run(journal, file, &opened).await
     }
 
-    async fn run(&self, journal: Journal, file: File) -> Result<StatusView> {
+    /// Runs a job on `file`, whose identity `opened` was read when it was opened (and
+    /// is not read again here).
+    async fn run(&self, journal: Journal, file: File, opened: &FileIdentity) -> Result<StatusView> {
         let journal = Arc::new(journal);
         let mut job = journal.job()?;
         if job.manifest_etag.is_some() && !import_pending(&journal, &job)? {
             tracing::info!("job {} is already complete (ETag {})", job.id, job.manifest_etag.as_deref().unwrap_or(""));
             return StatusView::from_journal(&job, &journal);
         }
-        ensure_unchanged(&job, &file)?;
+        check_identity(&job, opened)?;
         let url = self.swift.storage_url().await.map_err(first_contact)?;
         if url != job.storage_url {
             return Err(Error::input(format!(
@@ -522,10 +526,14 @@ fn import_pending(journal: &Journal, job: &JobRecord) -> Result<bool> {
     Ok(journal.import()?.is_none_or(|s| s.kind != spec.kind || s.outcome != crate::journal::ImportOutcome::Succeeded))
 }
 
-/// Refuses a source whose identity differs from the journaled one.
+/// Refuses a source whose identity, read now, differs from the journaled one.
 fn ensure_unchanged(job: &JobRecord, file: &File) -> Result<()> {
-    let now = source::identity(file, Path::new(&job.file))?;
-    match job.identity.changes(&now) {
+    check_identity(job, &source::identity(file, Path::new(&job.file))?)
+}
+
+/// Refuses a source identity that differs from the journaled one.
+fn check_identity(job: &JobRecord, now: &FileIdentity) -> Result<()> {
+    match job.identity.changes(now) {
         None => Ok(()),
         Some(what) => {
             Err(Error::failed(format!("job {}: {} has changed since the upload started: {what}", job.id, job.file))

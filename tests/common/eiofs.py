@@ -2,7 +2,9 @@
 """A read-only FUSE pass-through of SRC at MOUNT whose reads fail with EIO, the way
 a failing disk's do, for bytes [LO, HI) of every file while SRC/.eio exists.
 Removing SRC/.eio "repairs the disk". While SRC/.slow exists (holding an offset),
-every read at or past that offset takes 0.2 s more: a slow disk.
+every read at or past that offset takes 0.2 s more: a slow disk. While SRC/.reads
+exists, every read is appended to it as "OFFSET SIZE", so a test can see what was
+read from the disk.
 Test support for k5up (python3-fusepy).
 
 usage: eiofs.py SRC MOUNT LO HI
@@ -27,7 +29,7 @@ class EioFs(Operations):
         return out
 
     def readdir(self, path, fh):
-        return [".", ".."] + [n for n in os.listdir(self.root + path) if n not in (".eio", ".slow")]
+        return [".", ".."] + [n for n in os.listdir(self.root + path) if n not in (".eio", ".slow", ".reads")]
 
     def open(self, path, flags):
         return os.open(self.root + path, os.O_RDONLY)
@@ -35,6 +37,10 @@ class EioFs(Operations):
     def read(self, path, size, off, fh):
         if off < self.hi and off + size > self.lo and os.path.exists(os.path.join(self.root, ".eio")):
             raise FuseOSError(errno.EIO)
+        log = os.path.join(self.root, ".reads")
+        if os.path.exists(log):
+            with open(log, "a") as f:
+                f.write("%d %d\n" % (off, size))
         try:
             with open(os.path.join(self.root, ".slow")) as f:
                 if off + size > int(f.read() or 0):
