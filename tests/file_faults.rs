@@ -12,8 +12,21 @@ const MIB: u64 = 1 << 20;
 
 #[test]
 fn a_read_error_on_the_source_stops_cleanly_and_resumes_once_the_disk_reads_again() {
+    read_error_stops_and_resumes(b"", "eio");
+}
+
+/// The sector reads once (for the hash), then fails: the error comes from inside
+/// the PUT body, and must stop the run at once as well, not be retried as a
+/// network fault for `--retry-for`.
+#[test]
+fn a_read_error_while_sending_a_body_stops_at_once() {
+    read_error_stops_and_resumes(b"1", "eio-send");
+}
+
+/// `spare`: the content of `.eio` (how many reads of the bad range still succeed).
+fn read_error_stops_and_resumes(spare: &[u8], prefix: &str) {
     let tb = Testbed::get();
-    let t = Slow::new(&tb.small(), 4 * MIB, 12 * MIB, 9, "eio");
+    let t = Slow::new(&tb.small(), 4 * MIB, 12 * MIB, 9, prefix);
     let (run, obs) = (&t.run, &t.obs);
     // The image on a "disk" whose 4 KiB at 5.1 MiB cannot be read (segment 5), away
     // from the blocks sampled for the file's identity.
@@ -25,10 +38,19 @@ fn a_read_error_on_the_source_stops_cleanly_and_resumes_once_the_disk_reads_agai
     let fs = EioFs::start(&media, &run.path("mnt"), lo, lo + 4096, "disk.img");
     let file = fs.mnt.join("disk.img");
     assert!(std::fs::read(&file).is_err(), "the EIO window is in place");
+    // A fresh mount, so the count of good reads starts from zero.
+    drop(fs);
+    std::fs::write(media.join(".eio"), spare).unwrap();
+    let fs = EioFs::start(&media, &run.path("mnt"), lo, lo + 4096, "disk.img");
+    let file = fs.mnt.join("disk.img");
+    // A read error retried as a network fault would end after --retry-for with exit 75
+    // and a network message; one taken for what it is ends at once with exit 1.
     let args = ["upload", file.to_str().unwrap(), "-c", &t.c, "--segment-size", "1MiB", "--no-progress"];
     let job = run.job_id(&args);
 
-    let out = run.run(&args);
+    let mut first = args.to_vec();
+    first.extend(["--retry-for", "20s"]);
+    let out = run.run(&first);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("segment 5 of job") && err.contains("cannot read the source"), "names the segment: {err}");

@@ -92,12 +92,20 @@ pub fn segment_body(
     let stream =
         futures_util::stream::unfold((rx, meter, progress, pacer), |(mut rx, meter, progress, pacer)| async move {
             let item = rx.recv().await?;
-            if let Ok(b) = &item {
-                if let Some(p) = &pacer {
-                    p.admit(b.len(), &meter).await;
+            match &item {
+                Ok(b) => {
+                    if let Some(p) = &pacer {
+                        p.admit(b.len(), &meter).await;
+                    }
+                    meter.tick(b.len() as u64);
+                    progress.sent(b.len() as u64);
                 }
-                meter.tick(b.len() as u64);
-                progress.sent(b.len() as u64);
+                // The file's fault, not the network's: the attempt reads this and stops the run.
+                Err(e) => {
+                    if let Ok(mut slot) = meter.read_error.lock() {
+                        *slot = Some(super::segment::read_failure(e));
+                    }
+                }
             }
             Some((item, (rx, meter, progress, pacer)))
         });

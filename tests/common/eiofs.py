@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """A read-only FUSE pass-through of SRC at MOUNT whose reads fail with EIO, the way
-a failing disk's do, for bytes [LO, HI) of every file while SRC/.eio exists.
+a failing disk's do, for bytes [LO, HI) of every file while SRC/.eio exists. When SRC/.eio holds a
+number K, the first K reads of that range succeed and only later ones fail (a
+sector that reads once, then not again: the hash read passes, the send read fails).
 Removing SRC/.eio "repairs the disk". While SRC/.slow exists (holding an offset),
 every read at or past that offset takes 0.2 s more: a slow disk. While SRC/.reads
 exists, every read is appended to it as "OFFSET SIZE", so a test can see what was
@@ -20,6 +22,7 @@ from fusepy import FUSE, FuseOSError, Operations
 class EioFs(Operations):
     def __init__(self, root, lo, hi):
         self.root, self.lo, self.hi = root, lo, hi
+        self.hits = 0
 
     def getattr(self, path, fh=None):
         st = os.lstat(self.root + path)
@@ -35,8 +38,16 @@ class EioFs(Operations):
         return os.open(self.root + path, os.O_RDONLY)
 
     def read(self, path, size, off, fh):
-        if off < self.hi and off + size > self.lo and os.path.exists(os.path.join(self.root, ".eio")):
-            raise FuseOSError(errno.EIO)
+        eio = os.path.join(self.root, ".eio")
+        if off < self.hi and off + size > self.lo and os.path.exists(eio):
+            self.hits += 1
+            try:
+                with open(eio) as f:
+                    spare = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                spare = 0
+            if self.hits > spare:
+                raise FuseOSError(errno.EIO)
         log = os.path.join(self.root, ".reads")
         if os.path.exists(log):
             with open(log, "a") as f:
