@@ -100,3 +100,80 @@ fn every_md5_backend_gives_the_same_object() {
         roundtrip_in(run, creds.clone(), 11 * MIB + 5, &["--segment-size", "1MiB", "--concurrency", "3"], "lanes.raw");
     }
 }
+
+/// Names are data: every one reaches Swift byte for byte as the literal name, and
+/// nothing lands in another container. (`-o '../victim/x'` once wrote into `victim`,
+/// and with DLO replaced `victim/important.raw` by an empty manifest.)
+#[test]
+fn odd_object_names_reach_swift_literally_and_touch_no_other_container() {
+    let tb = Testbed::get();
+    let creds = tb.small();
+    let run = Run::new(creds.clone());
+    let obs = Observer::login(&creds);
+    let src = run.path("image.raw");
+    let md5 = write_random(&src, 2 * MIB + 3, 77);
+    let c = unique("names");
+    // A victim container whose object must survive everything below.
+    let victim = unique("victim");
+    obs.put(&victim, "important.raw", b"precious bytes");
+    let victim_before = obs.list(&victim, "");
+    assert_eq!(victim_before.len(), 1, "the victim is in place");
+    let names = [
+        format!("../{victim}/important.raw"),
+        format!("a/../../{victim}/pwn.raw"),
+        "a/../b.raw".to_string(),
+        "..".to_string(),
+        ".".to_string(),
+        "./x/./y".to_string(),
+        "//double//slash".to_string(),
+        "pct%2Fencoded%25.raw".to_string(),
+        "what?q=1&r=2".to_string(),
+        "hash#fragment".to_string(),
+        "trailing/".to_string(),
+        "new\nline".to_string(),
+        "ünï cödé 日本.raw".to_string(),
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let manifest = if i % 2 == 0 { "dlo" } else { "slo" };
+        let args = [
+            "upload",
+            src.to_str().unwrap(),
+            "-c",
+            &c,
+            "-o",
+            name,
+            "--segment-size",
+            "1MiB",
+            "--manifest",
+            manifest,
+            "--no-progress",
+        ];
+        run.ok(&args);
+        assert_eq!(obs.get_md5(&c, name), Some((md5.clone(), 2 * MIB + 3)), "{name:?} read back under its name");
+        // Its segments are under exactly its name in the segment container
+        // (`<name>/[slo/]<mtime>/<size>/<segment size>/<index>`; `..`'s prefix also
+        // lists those of `../victim…`, hence the shape check).
+        let ours = |k: &String| {
+            let rest = k[name.len() + 1..].strip_prefix("slo/").unwrap_or(&k[name.len() + 1..]);
+            let parts: Vec<&str> = rest.split('/').collect();
+            parts.len() == 4 && parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+        };
+        let segs = obs.list(&format!("{c}_segments"), &format!("{name}/"));
+        assert_eq!(segs.keys().filter(|k| ours(k)).count(), 3, "{name:?}: segments under its literal name: {segs:?}");
+    }
+    // The victim container is exactly as it was, and its object intact.
+    assert_eq!(obs.list(&victim, ""), victim_before, "another container changed");
+    assert_eq!(obs.get_md5(&victim, "important.raw").unwrap().1, 14);
+    // The container holds exactly these objects, by their literal names.
+    let mut held: Vec<String> = obs.list(&c, "").into_keys().collect();
+    let mut want: Vec<String> = names.to_vec();
+    held.sort();
+    want.sort();
+    assert_eq!(held, want);
+    // abort finds every segment of a job with an odd name.
+    let jobs = run.jobs();
+    let odd = jobs.iter().find(|j| j["object"] == "a/../b.raw").expect("job of a/../b.raw");
+    run.ok(&["abort", odd["job"].as_str().unwrap(), "--purge"]);
+    assert!(obs.list(&format!("{c}_segments"), "a/../b.raw/").is_empty(), "abort left segments");
+    assert!(obs.get_md5(&c, "a/../b.raw").is_none(), "--purge deletes the object");
+}

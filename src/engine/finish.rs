@@ -10,7 +10,7 @@ use crate::journal::{JobRecord, SegmentRecord};
 use crate::names::SegmentNaming;
 use crate::plan::ManifestKind;
 use crate::swift::manifest::{Entry, HeartbeatResult, large_object_etag, slo_body, slo_layout};
-use crate::swift::{Swift, enc_container, enc_object};
+use crate::swift::{Swift, dlo_manifest_value};
 
 /// MD5 of nothing: the ETag of an empty object.
 pub const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
@@ -75,7 +75,7 @@ pub(super) async fn write_manifest(
     }
     match job.plan.manifest {
         ManifestKind::Dlo => {
-            let value = format!("{}/{}", enc_container(&naming.container), enc_object(&naming.prefix));
+            let value = dlo_manifest_value(&naming.container, &naming.prefix);
             let op = format!("PUT DLO manifest {}/{}", job.container, job.object);
             swift
                 .put_small(&op, &job.container, &job.object, "", vec![], &[("X-Object-Manifest", value)])

@@ -12,7 +12,7 @@ use super::{Engine, finish, naming_of};
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{Phase, SegState};
 use crate::plan::ManifestKind;
-use crate::swift::{enc_container, enc_object};
+use crate::swift::dlo_manifest_value;
 
 /// One check of `verify`.
 #[derive(Debug, Clone, Serialize)]
@@ -125,7 +125,7 @@ impl Engine {
     ) -> Result<Check> {
         Ok(match job.plan.manifest {
             ManifestKind::Dlo => {
-                let want = format!("{}/{}", enc_container(&naming.container), enc_object(&naming.prefix));
+                let want = dlo_manifest_value(&naming.container, &naming.prefix);
                 let got = head.dlo_manifest.clone().unwrap_or_default();
                 let decoded = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().to_string();
                 Check {

@@ -146,7 +146,7 @@ async fn start_import(ctx: &Ctx<'_>, base: &str, id: &str, state: &mut ImportSta
             ctx.job.id
         );
     }
-    let path = ctx.object_path()?;
+    let account = ctx.account_path()?;
     let origin = {
         let u = &ctx.job.storage_url;
         let after_scheme = u.find("://").map(|i| i + 3).unwrap_or(0);
@@ -155,7 +155,7 @@ async fn start_import(ctx: &Ctx<'_>, base: &str, id: &str, state: &mut ImportSta
     };
     let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
         + tempurl::LIFETIME_SECS;
-    let uri = tempurl::sign(&origin, &path, &key, expires);
+    let uri = tempurl::sign(&origin, &account, &ctx.job.container, &ctx.job.object, &key, expires);
     state.status = "requested".into();
     ctx.save(state)?;
     let op = format!("POST Glance image {id} import (web-download of {}/{})", ctx.job.container, ctx.job.object);

@@ -183,11 +183,16 @@ impl Ctx<'_> {
 
     /// The object's path for vmimport and TempURLs: `/v1/AUTH_x/container/object`.
     pub fn object_path(&self) -> Result<String> {
+        Ok(format!("{}/{}/{}", self.account_path()?, self.job.container, self.job.object))
+    }
+
+    /// The account's path in the storage URL (`/v1/AUTH_x`), not percent-encoded.
+    pub fn account_path(&self) -> Result<String> {
         let rest = self.job.storage_url.splitn(4, '/').nth(3).unwrap_or("");
         if rest.is_empty() {
             return Err(Error::failed(format!("cannot read the account path of {}", self.job.storage_url)));
         }
-        Ok(format!("/{rest}/{}/{}", self.job.container, self.job.object))
+        Ok(format!("/{rest}"))
     }
 }
 

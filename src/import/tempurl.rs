@@ -30,13 +30,15 @@ pub async fn account_key(swift: &Swift) -> Result<(String, bool), SwiftError> {
     Ok((key, true))
 }
 
-/// A GET TempURL of `path` (`/v1/AUTH_x/container/object`, not percent-encoded),
-/// signed with HMAC-SHA256, on `origin` (`http://host:port`).
-pub fn sign(origin: &str, path: &str, key: &str, expires: u64) -> String {
+/// A GET TempURL of `container`/`object` in the account at `account` (`/v1/AUTH_x`,
+/// not percent-encoded), signed with HMAC-SHA256, on `origin` (`http://host:port`).
+/// Swift signs the decoded path; the URL carries the object as one segment (see
+/// [`crate::swift::object_path`]) so that no client on the way resolves `..` in it.
+pub fn sign(origin: &str, account: &str, container: &str, object: &str, key: &str, expires: u64) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
-    mac.update(format!("GET\n{expires}\n{path}").as_bytes());
+    mac.update(format!("GET\n{expires}\n{account}/{container}/{object}").as_bytes());
     let sig = hex::encode(mac.finalize().into_bytes());
-    let enc = crate::swift::enc_object(path);
+    let enc = format!("{}/{}", crate::swift::enc_object(account), crate::swift::object_path(container, object));
     format!("{origin}{enc}?temp_url_sig={sig}&temp_url_expires={expires}")
 }
 
@@ -47,13 +49,16 @@ mod tests {
     #[test]
     fn signature_matches_swift_docs_recipe() {
         // Python: hmac.new(b"mykey", b"GET\n1700000000\n/v1/AUTH_a/c/o", sha256).hexdigest()
-        let url = sign("http://127.0.0.1:8083", "/v1/AUTH_a/c/o", "mykey", 1_700_000_000);
-        assert!(url.starts_with("http://127.0.0.1:8083/v1/AUTH_a/c/o?temp_url_sig="), "{url}");
+        let url = sign("http://127.0.0.1:8083", "/v1/AUTH_a", "c", "o", "mykey", 1_700_000_000);
+        assert!(url.starts_with("http://127.0.0.1:8083/v1/AUTH_a/c%2Fo?temp_url_sig="), "{url}");
         assert!(url.ends_with("&temp_url_expires=1700000000"));
         let sig = url.split("temp_url_sig=").nth(1).unwrap().split('&').next().unwrap();
         assert_eq!(sig, "1b2618118ea6cef7046d1641fc84c989acecf59cd4a1b4f3b1ec9b7677e6d617");
         // A space in the object name is encoded in the URL, not in the signed path.
-        let url = sign("http://h", "/v1/AUTH_a/c/my image.vmdk", "k", 1);
-        assert!(url.contains("/c/my%20image.vmdk?"), "{url}");
+        let url = sign("http://h", "/v1/AUTH_a", "c", "my image.vmdk", "k", 1);
+        assert!(url.contains("/c%2Fmy%20image.vmdk?"), "{url}");
+        // Dot segments stay inside one path segment: nothing on the way can resolve them.
+        let url = sign("http://h", "/v1/AUTH_a", "c", "../x/./y", "k", 1);
+        assert!(url.contains("/v1/AUTH_a/c%2F..%2Fx%2F.%2Fy?"), "{url}");
     }
 }

@@ -33,9 +33,27 @@ pub fn enc_container(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
 }
 
-/// Percent-encodes an object name (keeping `/`) for a URL path or `X-Object-Manifest`.
+/// Percent-encodes an object name (keeping `/`) for a query value or `X-Object-Manifest`,
+/// never for a URL path (see [`object_path`]).
 pub fn enc_object(s: &str) -> String {
     utf8_percent_encode(s, OBJECT).to_string()
+}
+
+/// The value of `X-Object-Manifest` for segments under `prefix` in `container`. Swift
+/// refuses a raw value whose prefix starts with `/` or that holds `?` or `&`, and
+/// decodes it before use: every `/` of the prefix is encoded.
+pub fn dlo_manifest_value(container: &str, prefix: &str) -> String {
+    format!("{}/{}", enc_container(container), enc_container(prefix))
+}
+
+/// The URL path of an object below the storage URL: `<container>%2F<object>`, every
+/// `/` encoded. A name is data, never a path to resolve: URL parsers (reqwest's
+/// included) and the HTTP clients of Glance remove `.` and `..` path segments, even
+/// percent-encoded ones, so `a/../b` would reach another object or another container.
+/// As one path segment with `%2F` inside, no part of it can be a dot segment; Swift
+/// decodes the path before splitting it, so it sees exactly `<container>/<object>`.
+pub fn object_path(container: &str, object: &str) -> String {
+    format!("{}%2F{}", enc_container(container), enc_container(object))
 }
 
 /// One object in a container listing.
@@ -155,11 +173,10 @@ impl Swift {
         build: impl FnOnce(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, SwiftError> {
         let base = self.auth.token().await?.storage_url.clone();
-        let mut url = format!("{base}/{}", enc_container(container));
-        if let Some(o) = object {
-            url.push('/');
-            url.push_str(&enc_object(o));
-        }
+        let mut url = match object {
+            Some(o) => format!("{base}/{}", object_path(container, o)),
+            None => format!("{base}/{}", enc_container(container)),
+        };
         if !query.is_empty() {
             url.push('?');
             url.push_str(query);

@@ -282,10 +282,21 @@ impl Slow {
     }
 }
 
+/// The URL path of an object below the storage URL, as Swift decodes it: the
+/// container, `%2F`, the object with every `/` encoded (no dot segment anywhere;
+/// curl runs with `--path-as-is` as well).
+pub fn obj_path(container: &str, object: &str) -> String {
+    format!("{}%2F{}", enc_with(container, b"-._~"), enc_with(object, b"-._~"))
+}
+
 fn enc(s: &str) -> String {
+    enc_with(s, b"-._~/")
+}
+
+fn enc_with(s: &str, keep: &[u8]) -> String {
     let mut o = String::new();
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
             o.push(b as char);
         } else {
             o.push_str(&format!("%{b:02X}"));
@@ -324,7 +335,7 @@ impl Observer {
 
     fn curl(&self, args: &[&str], path: &str) -> Output {
         Command::new("curl")
-            .args(["-s", "-H", &format!("X-Auth-Token: {}", self.token)])
+            .args(["-s", "-g", "--path-as-is", "-H", &format!("X-Auth-Token: {}", self.token)])
             .args(args)
             .arg(format!("{}/{}", self.storage_url, path))
             .output()
@@ -333,7 +344,7 @@ impl Observer {
 
     /// MD5 and length of the object's content, or None if it does not exist.
     pub fn get_md5(&self, container: &str, object: &str) -> Option<(String, u64)> {
-        let out = self.curl(&["-f"], &format!("{}/{}", enc(container), enc(object)));
+        let out = self.curl(&["-f"], &obj_path(container, object));
         out.status.success().then(|| (hex::encode(Md5::digest(&out.stdout)), out.stdout.len() as u64))
     }
 
@@ -358,20 +369,28 @@ impl Observer {
         Observer { storage_url: tb.var("KS_SWIFT_URL"), token }
     }
 
-    /// The listing of `container` under `prefix`: name → entry.
+    /// The listing of `container` under `prefix`: name → entry. A container that does
+    /// not exist (404) lists as empty; any other failure fails the test: a listing that
+    /// could not be read is never taken for "nothing there".
     pub fn list(&self, container: &str, prefix: &str) -> HashMap<String, Value> {
         let mut all = HashMap::new();
         let mut marker = String::new();
         loop {
             let q = format!("{}?format=json&prefix={}&marker={}", enc(container), enc(prefix), enc(&marker));
-            let out = self.curl(&[], &q);
-            if out.stdout.is_empty() {
-                return all;
+            let out = self.curl(&["-w", "\n%{http_code}"], &q);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+            match code {
+                "404" => return all,
+                "204" => return all,
+                "200" => {}
+                _ => panic!(
+                    "listing {container} (prefix {prefix:?}) failed: HTTP {code:?} {body:.300} ({:?})",
+                    out.status
+                ),
             }
-            let v: Vec<Value> = match serde_json::from_slice(&out.stdout) {
-                Ok(v) => v,
-                Err(_) => return all, // 404: no container
-            };
+            let v: Vec<Value> = serde_json::from_str(body)
+                .unwrap_or_else(|e| panic!("listing {container}: unreadable JSON ({e}): {body:.300}"));
             if v.is_empty() {
                 return all;
             }
@@ -382,9 +401,22 @@ impl Observer {
         }
     }
 
+    /// PUTs `body` as `container/object` (creating the container); panics on failure.
+    pub fn put(&self, container: &str, object: &str, body: &[u8]) {
+        let out = self.curl(&["-f", "-X", "PUT", "-H", "Content-Length: 0"], &enc(container));
+        assert!(out.status.success(), "PUT container {container}: {out:?}");
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), body).unwrap();
+        let out = self.curl(
+            &["-f", "-X", "PUT", "--data-binary", &format!("@{}", f.path().display())],
+            &obj_path(container, object),
+        );
+        assert!(out.status.success(), "PUT {container}/{object}: {out:?}");
+    }
+
     /// Response headers of a HEAD (lower-case names).
     pub fn head(&self, container: &str, object: &str) -> Option<HashMap<String, String>> {
-        let out = self.curl(&["-I", "-f"], &format!("{}/{}", enc(container), enc(object)));
+        let out = self.curl(&["-I", "-f"], &obj_path(container, object));
         if !out.status.success() {
             return None;
         }
