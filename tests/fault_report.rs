@@ -37,7 +37,7 @@ struct Outcome {
 
 fn run_case(tb: &Testbed, k: &Case, size: u64) -> Outcome {
     let c = unique("report");
-    let seg = format!("PUT /v1/AUTH_test/{c}_segments/");
+    let seg = Observer::login(&tb.small()).object_request("PUT", &format!("{c}_segments"));
     let faults = k
         .faults
         .iter()

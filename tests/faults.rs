@@ -107,7 +107,7 @@ fn bwlimit_caps_the_rate() {
 fn concurrency_backs_off_under_errors_and_recovers() {
     let tb = Testbed::get();
     let c = unique("adapt");
-    let segments = format!("PUT /v1/AUTH_test/{c}_segments/");
+    let segments = Observer::login(&tb.small()).object_request("PUT", &format!("{c}_segments"));
     let faults = vec![Fault::Reply { method: segments, status: 503, retry_after: None, count: 4 }];
     let proxy = Throttle::with_faults(tb.small().port(), 1 << 30, faults);
     let creds = tb.small().via(proxy.port);
@@ -126,7 +126,7 @@ fn concurrency_backs_off_under_errors_and_recovers() {
 fn resets_lost_responses_corrupted_bodies_and_latency_are_survived() {
     let tb = Testbed::get();
     let c = unique("mixed");
-    let seg = format!("PUT /v1/AUTH_test/{c}_segments/");
+    let seg = Observer::login(&tb.small()).object_request("PUT", &format!("{c}_segments"));
     let faults = vec![
         Fault::Reset { method: seg.clone(), after: 200 << 10, count: 2 },
         Fault::CloseBeforeResponse { method: seg.clone(), count: 2 },

@@ -201,7 +201,7 @@ fn glance_refusing_the_url_and_a_failed_download_are_reported() {
 
     // Glance accepts the URL but cannot download it (the object store answers 503).
     let c = unique("gfail");
-    let fault = format!("GET /v1/AUTH_{}/{c}/", tb.var("KS_OS_PROJECT_ID"));
+    let fault = Observer::keystone(&tb).object_request("GET", &c);
     let proxy = Throttle::with_faults(
         8083,
         1 << 40,
@@ -338,6 +338,45 @@ fn k5_bad_inputs_are_refused_before_uploading_and_a_failed_import_is_clear() {
     assert_ne!(first, again);
     assert_eq!(vmimports(&tb, &obs.token, &first).len(), 1);
     assert_eq!(vmimports(&tb, &obs.token, &again).len(), 1);
+    // Phase `failed`, with the manifest written: abort keeps the object, which reads back whole.
+    let md5 = common::md5_of_range(&raw, 0, 2 * MIB);
+    let out = run.ok(&["abort", &job]);
+    assert!(out.contains("kept"), "{out}");
+    assert_eq!(obs.get_md5(&c, "plain.vmdk"), Some((md5, 2 * MIB)), "abort in phase failed kept the object");
+}
+
+/// Phase `importing`, the manifest written and the import service unreachable (503
+/// to every import request): abort keeps the object and its segments.
+#[test]
+fn abort_during_the_import_phase_keeps_the_object() {
+    let tb = Testbed::get();
+    let obs = Observer::keystone(&tb);
+    let vm = tb.var("VMIMPORT_URL");
+    let port: u16 = vm.rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
+    let proxy = Throttle::with_faults(
+        port,
+        1 << 40,
+        vec![Fault::Reply { method: "POST /v1/imageimport".into(), status: 503, retry_after: None, count: 1000 }],
+    );
+    let via = format!("http://127.0.0.1:{}", proxy.port);
+    let run = ks_run(&tb, &[]);
+    let img = image(&run, "held.vmdk", "vmdk", 3 * MIB, 63);
+    let md5 = common::md5_of_range(&img, 0, std::fs::metadata(&img).unwrap().len());
+    let c = unique("k5abort");
+    let mut a = k5_upload(img.to_str().unwrap(), &c, "ubuntu", &via);
+    a.extend(["--segment-size", "1MiB", "--retry-for", "2s"]);
+    let out = run.run(&a);
+    assert_eq!(out.status.code(), Some(75), "{}", out_text(&out));
+    assert!(proxy.stats.replies.load(std::sync::atomic::Ordering::Relaxed) > 0, "the import was tried");
+    let job = run.only_job();
+    assert_eq!(run.status(&job)["phase"], "importing");
+    let segs = obs.list(&format!("{c}_segments"), "");
+    assert!(!segs.is_empty());
+    let out = run.ok(&["abort", &job]);
+    assert!(out.contains("kept"), "{out}");
+    assert_eq!(obs.list(&format!("{c}_segments"), ""), segs, "segments kept");
+    let len = std::fs::metadata(&img).unwrap().len();
+    assert_eq!(obs.get_md5(&c, "held.vmdk"), Some((md5, len)), "the object reads back whole");
 }
 
 /// Starts `args`, SIGKILLs it once its status shows the import running, resumes.

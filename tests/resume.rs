@@ -126,12 +126,78 @@ fn abort_deletes_segments_and_journal() {
     let args = t.upload_args(&[]);
     let job = run.job_id(&args);
     run.kill_after(&args, obs, &t.segs, 2);
+    assert_eq!(run.status(&job)["phase"], "uploading");
+    assert!(obs.list(&t.segs, "").len() >= 2, "segments were up before the abort");
     let out = run.ok(&["abort", &job]);
     assert!(out.contains("aborted"), "{out}");
     assert!(obs.list(&format!("{c}_segments"), "").is_empty(), "segments deleted");
     assert!(run.jobs().is_empty(), "journal entry removed");
     let out = run.run(&["resume", &job]);
     assert_eq!(out.status.code(), Some(2), "unknown job after abort");
+}
+
+/// The manifest PUT fails (the server answers 503 to every request for an object
+/// of the target container): the job stops in phase `manifest` with every segment
+/// up and no object. abort deletes the segments: nothing refers to them.
+#[test]
+fn abort_in_the_manifest_phase_without_an_object_deletes_the_segments() {
+    let tb = Testbed::get();
+    let c = unique("abortm");
+    let obs = Observer::login(&tb.small());
+    let faults = vec![common::throttle::Fault::Reply {
+        method: obs.object_request("PUT", &c),
+        status: 503,
+        retry_after: None,
+        count: 1000,
+    }];
+    let proxy = Throttle::with_faults(tb.small().port(), 1 << 40, faults);
+    let run = Run::new(tb.small().via(proxy.port));
+    let src = run.path("disk.img");
+    write_random(&src, 3 * MIB + 1, 51);
+    let s = src.to_str().unwrap();
+    let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--no-progress", "--retry-for", "2s"];
+    let out = run.run(&args);
+    assert_eq!(out.status.code(), Some(75), "{}", String::from_utf8_lossy(&out.stderr));
+    let job = run.only_job();
+    assert_eq!(run.status(&job)["phase"], "manifest");
+    let segs = format!("{c}_segments");
+    assert_eq!(obs.list(&segs, "").len(), 4, "every segment is up");
+    assert!(obs.head(&c, "disk.img").is_none());
+    let out = run.ok(&["abort", &job]);
+    assert!(out.contains("4 segment object(s) deleted"), "{out}");
+    assert!(obs.list(&segs, "").is_empty(), "segments deleted");
+}
+
+/// A finished object (SLO and DLO) is kept with its segments by abort, and reads
+/// back whole afterwards; `--purge` deletes both and says so.
+#[test]
+fn abort_keeps_a_finished_object_and_purge_deletes_it() {
+    let tb = Testbed::get();
+    let obs = Observer::login(&tb.small());
+    for manifest in ["slo", "dlo"] {
+        let run = Run::new(tb.small());
+        let src = run.path("disk.img");
+        let md5 = write_random(&src, 3 * MIB + 1, 52);
+        let c = unique("abortd");
+        let segs = format!("{c}_segments");
+        let s = src.to_str().unwrap();
+        let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--manifest", manifest, "--no-progress"];
+        run.ok(&args);
+        let before = obs.list(&segs, "");
+        assert_eq!(before.len(), 4);
+        let out = run.ok(&["abort", &run.only_job()]);
+        assert!(out.contains("kept"), "{out}");
+        assert!(run.jobs().is_empty(), "journal entry removed");
+        assert_eq!(obs.list(&segs, ""), before, "{manifest}: segments kept");
+        assert_eq!(obs.get_md5(&c, "disk.img"), Some((md5.clone(), 3 * MIB + 1)), "{manifest}: reads back whole");
+
+        // The same upload again adopts everything; then --purge deletes object and segments.
+        run.ok(&args);
+        let out = run.ok(&["abort", &run.only_job(), "--purge"]);
+        assert!(out.contains(&format!("{c}/disk.img deleted")) && out.contains("4 segment object(s) deleted"), "{out}");
+        assert!(obs.head(&c, "disk.img").is_none(), "{manifest}: object deleted");
+        assert!(obs.list(&segs, "").is_empty(), "{manifest}: segments deleted");
+    }
 }
 
 /// Overwrites every file of a job's sled database with garbage of the same size.

@@ -191,27 +191,31 @@ impl Engine {
         })
     }
 
-    /// `k5up abort JOB [--purge]`: deletes the job's segments (and sub-manifests)
-    /// and its journal entry. A completed job keeps its object unless `purge`.
+    /// `k5up abort JOB [--purge]`: removes the job's journal entry and deletes its
+    /// segments (and sub-manifests), unless the object on the server is a manifest
+    /// over them: then the object and its segments are kept (whatever the journal's
+    /// phase says: a manifest written before an import failed or was interrupted is
+    /// a readable object). `purge` deletes that object as well.
     pub async fn abort(&self, id: &str, purge: bool) -> Result<String> {
         let journal = self.open_job(id)?;
         let job = journal.job()?;
         let naming = naming_of(&job);
-        if job.phase == Phase::Done && !purge {
+        let se = |e: crate::swift::SwiftError| e.into_error(ErrorKind::Resumable).context(format!("abort of job {id}"));
+        let target = format!("{}/{}", job.container, job.object);
+        let ours = self.manifest_over(&job, &naming).await?;
+        if ours && !purge {
             self.root.remove(journal)?;
             return Ok(format!(
-                "job {id} was complete: its journal entry is removed and {}/{} is kept (use --purge to delete the object and its segments)",
-                job.container, job.object
+                "job {id}: {target} on the server is a manifest over this job's segments: the object and its segments are kept, the journal entry is removed (`k5up abort --purge` deletes them too)"
             ));
         }
-        let se = |e: crate::swift::SwiftError| e.into_error(ErrorKind::Resumable);
-        if job.phase == Phase::Done || job.phase == Phase::Manifest {
-            // The object is (or may be) a manifest over our segments: it goes with them.
-            if let Some(h) = self.swift.head(&job.container, &job.object).await.map_err(se)?
-                && (h.slo || h.dlo_manifest.is_some() || job.plan.segment_count == 0)
-            {
-                self.swift.delete(&job.container, &job.object, "").await.map_err(se)?;
+        let mut object_note = String::new();
+        if ours {
+            if self.swift.delete(&job.container, &job.object, "").await.map_err(se)? {
+                object_note = format!("{target} deleted, ");
             }
+        } else if purge && self.swift.head(&job.container, &job.object).await.map_err(se)?.is_some() {
+            object_note = format!("{target} is not a manifest of this job: left as it is; ");
         }
         let listing = self.swift.list(&naming.container, &naming.prefix).await.map_err(se)?;
         let swift = Arc::new(self.swift.clone());
@@ -227,12 +231,41 @@ impl Engine {
         .await;
         let deleted = results.iter().filter(|r| matches!(r, Ok(true))).count();
         if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-            return Err(se(e).context(format!("abort of job {id}")));
+            return Err(se(e));
         }
         self.root.remove(journal)?;
         Ok(format!(
-            "job {id} aborted: {deleted} segment object(s) deleted from {}, journal entry removed",
+            "job {id} aborted: {object_note}{deleted} segment object(s) deleted from {}, journal entry removed",
             naming.container
         ))
+    }
+
+    /// True when the object on the server is this job's manifest: a DLO naming its
+    /// segment prefix, an SLO whose entries are under that prefix, or (a job without
+    /// segments) the empty object.
+    async fn manifest_over(
+        &self,
+        job: &crate::journal::JobRecord,
+        naming: &crate::names::SegmentNaming,
+    ) -> Result<bool> {
+        let se = |e: crate::swift::SwiftError| e.into_error(ErrorKind::Resumable).context(format!("job {}", job.id));
+        let Some(h) = self.swift.head(&job.container, &job.object).await.map_err(se)? else { return Ok(false) };
+        if job.plan.segment_count == 0 {
+            return Ok(h.size == 0 && !h.slo && h.dlo_manifest.is_none());
+        }
+        if let Some(m) = &h.dlo_manifest {
+            let decoded = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().to_string();
+            return Ok(decoded(m) == format!("{}/{}", naming.container, naming.prefix));
+        }
+        if !h.slo {
+            return Ok(false);
+        }
+        let resp =
+            self.swift.get(&job.container, &job.object, "multipart-manifest=get&format=raw").await.map_err(se)?;
+        let entries: Vec<serde_json::Value> = resp.json().await.map_err(|e| {
+            Error::resumable(format!("job {}: unreadable manifest of {}/{}: {e}", job.id, job.container, job.object))
+        })?;
+        let ours = format!("/{}/{}", naming.container, naming.prefix);
+        Ok(entries.iter().any(|e| e["path"].as_str().is_some_and(|p| p.starts_with(&ours))))
     }
 }

@@ -401,6 +401,14 @@ impl Observer {
         }
     }
 
+    /// The start of the request line of any request for an object of `container`
+    /// (`PUT /v1/AUTH_x/<container>%2F`), for fault scripts: read from the storage URL.
+    pub fn object_request(&self, method: &str, container: &str) -> String {
+        let after_scheme = self.storage_url.split_once("://").map(|x| x.1).unwrap_or(&self.storage_url);
+        let account = after_scheme.find('/').map(|i| &after_scheme[i..]).unwrap_or("");
+        format!("{method} {account}/{}%2F", enc_with(container, b"-._~"))
+    }
+
     /// PUTs `body` as `container/object` (creating the container); panics on failure.
     pub fn put(&self, container: &str, object: &str, body: &[u8]) {
         let out = self.curl(&["-f", "-X", "PUT", "-H", "Content-Length: 0"], &enc(container));
