@@ -281,3 +281,58 @@ fn a_file_that_grows_mid_upload_stops_cleanly_and_resumes_once_restored() {
         std::fs::File::options().append(true).open(p).unwrap().write_all(&[7u8; 4096]).unwrap();
     });
 }
+
+/// A finished job whose object was deleted behind k5up's back is not "complete":
+/// the same command HEADs the object and rebuilds it, the manifest from the segments
+/// when they are still there (none sent again), the segments first when not.
+#[test]
+fn a_finished_object_deleted_on_the_server_is_rebuilt_by_the_same_command() {
+    let tb = Testbed::get();
+    let obs = Observer::login(&tb.small());
+    for manifest in ["slo", "dlo"] {
+        let run = Run::new(tb.small());
+        let src = run.path("disk.img");
+        let size = 4 * MIB + 3;
+        let md5 = write_random(&src, size, 61);
+        let c = unique("rebuild");
+        let segs = format!("{c}_segments");
+        let s = src.to_str().unwrap();
+        let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--manifest", manifest, "--no-progress"];
+        run.ok(&args);
+        let job = run.only_job();
+        let before = obs.list(&segs, "");
+        assert_eq!(before.len(), 5);
+
+        // Only the manifest deleted: the same upload writes it again, sending no segment.
+        obs.delete(&c, "disk.img", "");
+        assert!(obs.head(&c, "disk.img").is_none());
+        let out = run.run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(!err.contains("is already complete"), "{manifest}: not taken for complete: {err}");
+        assert_eq!(obs.get_md5(&c, "disk.img"), Some((md5.clone(), size)), "{manifest}: rebuilt");
+        let after = obs.list(&segs, "");
+        for (name, e) in &before {
+            assert_eq!(after[name]["last_modified"], e["last_modified"], "{manifest}: {name} was sent again");
+        }
+
+        // Object and segments deleted (python-swiftclient's `swift delete` of an SLO):
+        // resume sends the segments again, then the manifest.
+        if manifest == "slo" {
+            obs.delete(&c, "disk.img", "multipart-manifest=delete");
+        } else {
+            obs.delete(&c, "disk.img", "");
+            for name in before.keys() {
+                obs.delete(&segs, name, "");
+            }
+        }
+        assert!(obs.list(&segs, "").is_empty());
+        run.ok(&["resume", &job, "--no-progress"]);
+        assert_eq!(obs.get_md5(&c, "disk.img"), Some((md5.clone(), size)), "{manifest}: rebuilt with its segments");
+        assert_eq!(obs.list(&segs, "").len(), 5);
+        // Intact now: a further run changes nothing.
+        let again = obs.list(&segs, "");
+        run.ok(&args);
+        assert_eq!(obs.list(&segs, ""), again);
+    }
+}

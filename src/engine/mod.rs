@@ -290,11 +290,6 @@ impl Engine {
     async fn run(&self, journal: Journal, file: File, opened: &FileIdentity) -> Result<StatusView> {
         let journal = Arc::new(journal);
         let mut job = journal.job()?;
-        if job.manifest_etag.is_some() && !import_pending(&journal, &job)? {
-            tracing::info!("job {} is already complete (ETag {})", job.id, job.manifest_etag.as_deref().unwrap_or(""));
-            return StatusView::from_journal(&job, &journal);
-        }
-        check_identity(&job, opened)?;
         let url = self.swift.storage_url().await.map_err(first_contact)?;
         if url != job.storage_url {
             return Err(Error::input(format!(
@@ -303,6 +298,16 @@ impl Engine {
             ))
             .hint("use the credentials the job was created with"));
         }
+        // The server is the truth for a finished job too: one HEAD.
+        if job.manifest_etag.is_some() && !self.object_intact(&job).await? {
+            job.manifest_etag = None;
+            job.phase = Phase::Uploading;
+        }
+        if job.manifest_etag.is_some() && !import_pending(&journal, &job)? {
+            tracing::info!("job {} is already complete (ETag {})", job.id, job.manifest_etag.as_deref().unwrap_or(""));
+            return StatusView::from_journal(&job, &journal);
+        }
+        check_identity(&job, opened)?;
         job.runs += 1;
         job.last_error = None;
         job.phase = if job.manifest_etag.is_some() {
@@ -339,6 +344,28 @@ impl Engine {
         Ok(v)
     }
 
+    /// True when the object of a finished job is on the server with the size and
+    /// ETag its manifest was written with. Otherwise says what the server holds: the
+    /// run then rebuilds it (segments still whole on the server are adopted, the
+    /// manifest written again).
+    async fn object_intact(&self, job: &JobRecord) -> Result<bool> {
+        let want = job.manifest_etag.as_deref().unwrap_or_default();
+        let head =
+            self.swift.head(&job.container, &job.object).await.map_err(|e| e.into_error(ErrorKind::Resumable))?;
+        let seen = match head {
+            Some(h) if h.size == job.plan.file_size && h.etag.eq_ignore_ascii_case(want) => return Ok(true),
+            Some(h) => format!("has size {} and ETag {} (expected {} and {want})", h.size, h.etag, job.plan.file_size),
+            None => "is missing".to_string(),
+        };
+        tracing::warn!(
+            "job {}: {}/{} {seen} on the server: rebuilding it (segments still whole there are not sent again)",
+            job.id,
+            job.container,
+            job.object
+        );
+        Ok(false)
+    }
+
     /// Replaces the status snapshot. A failure (a full disk) does not stop the run:
     /// the journal is the truth. It is said once, since `status` from another
     /// terminal then shows older progress.
@@ -362,7 +389,7 @@ impl Engine {
         if job.manifest_etag.is_none() {
             self.upload_phases(journal, &file, job).await?;
         }
-        if job.import.is_some() {
+        if job.import.is_some() && import_pending(journal, job)? {
             self.import_phase(journal, &file, job).await?;
         }
         Ok(())

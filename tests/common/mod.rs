@@ -422,6 +422,14 @@ impl Observer {
         assert!(out.status.success(), "PUT {container}/{object}: {out:?}");
     }
 
+    /// DELETEs `container/object` (with `query`, e.g. `multipart-manifest=delete`);
+    /// panics unless the server answers 2xx.
+    pub fn delete(&self, container: &str, object: &str, query: &str) {
+        let q = if query.is_empty() { String::new() } else { format!("?{query}") };
+        let out = self.curl(&["-f", "-X", "DELETE"], &format!("{}{q}", obj_path(container, object)));
+        assert!(out.status.success(), "DELETE {container}/{object}{q}: {out:?}");
+    }
+
     /// Response headers of a HEAD (lower-case names).
     pub fn head(&self, container: &str, object: &str) -> Option<HashMap<String, String>> {
         let out = self.curl(&["-I", "-f"], &obj_path(container, object));
