@@ -62,6 +62,30 @@ fn changed_file_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("has changed since the upload started"), "{err}");
     assert!(obs.head(c, "disk.img").is_none(), "no object was written from a changed file");
+
+    // The same upload command again: not a silent second job for the same object
+    // (resuming the first one later would overwrite the second one's object).
+    let out = run.run(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("belongs to job {job}")), "names the other job: {err}");
+    assert!(err.contains(&format!("k5up abort {job}")) && err.contains("--replace"), "the ways out: {err}");
+    assert_eq!(run.jobs().len(), 1, "no second job");
+    let old_segments = obs.list(&t.segs, "");
+    assert!(!old_segments.is_empty());
+
+    // --replace: the old job is dropped (its segments deleted), the changed file uploaded.
+    let mut replace = args.clone();
+    replace.push("--replace");
+    run.ok(&replace);
+    let jobs = run.jobs();
+    assert_eq!(jobs.len(), 1);
+    assert_ne!(jobs[0]["job"], job.as_str());
+    let md5 = common::md5_of_range(src, 0, t.size);
+    assert_eq!(obs.get_md5(c, "disk.img"), Some((md5, t.size)), "the changed file's content");
+    let now = obs.list(&t.segs, "");
+    assert!(old_segments.keys().all(|k| !now.contains_key(k)), "the old job's segments are deleted");
+    assert_eq!(run.run(&["resume", &job]).status.code(), Some(2), "the old job is gone");
 }
 
 #[test]

@@ -137,6 +137,11 @@ struct UploadArgs {
     /// Print the plan (segment size and count, manifest, server limits, job id) and stop
     #[arg(long)]
     dry_run: bool,
+    /// Replace the job that already targets CONTAINER/OBJECT (another file, or the
+    /// file changed): that job is dropped (its segments deleted unless a manifest
+    /// on the server uses them) and this file uploaded in its place
+    #[arg(long)]
+    replace: bool,
     #[command(flatten)]
     import: ImportArgs,
     #[command(flatten)]
@@ -295,6 +300,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }),
                 import: a.import.spec(&cli, true)?,
                 digests: a.import.digests.clone(),
+                replace: a.replace,
             };
             if a.dry_run {
                 let (_, _, planned) = engine.plan(&req).await?;

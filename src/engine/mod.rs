@@ -64,6 +64,9 @@ pub struct UploadRequest {
     pub import: Option<ImportSpec>,
     /// `--digest`: whole-image digests to compute besides those the import needs.
     pub digests: Vec<Algo>,
+    /// `--replace`: another job targeting the same object is dropped instead of
+    /// refusing this one.
+    pub replace: bool,
 }
 
 /// A job as planned (what `--dry-run` prints).
@@ -186,6 +189,30 @@ impl Engine {
             let levels = job.plan.manifest_levels();
             return Ok((path, file, Planned { job, existing: true, manifest_levels: levels, opened: ident }));
         }
+        let others = self.owners_of(&storage_url, &req.container, &object, &id)?;
+        if let Some(v) = others.first() {
+            if v.running {
+                return Err(Error::input(format!(
+                    "job {} is uploading {} to {}/{} right now{}",
+                    v.job,
+                    v.file,
+                    v.container,
+                    v.object,
+                    v.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                ))
+                .hint("wait for it, or stop it (Ctrl-C, or kill that pid) and run this command again"));
+            }
+            if !req.replace {
+                return Err(Error::input(format!(
+                    "{}/{} belongs to job {} (phase {}, file {}); a second job for the same object would overwrite one with the other",
+                    v.container, v.object, v.job, v.phase, v.file
+                ))
+                .hint(format!(
+                    "`k5up resume {0}` continues it; `k5up abort {0}` drops it; or add --replace to upload this file in its place",
+                    v.job
+                )));
+            }
+        }
         let limits = self.swift.limits().await.map_err(first_contact)?;
         let kind = req.manifest.unwrap_or(if limits.slo.is_some() { ManifestKind::Slo } else { ManifestKind::Dlo });
         // Plan with a provisional segment size to learn the path length, then name for real.
@@ -247,11 +274,40 @@ impl Engine {
             }
             j
         } else {
+            if req.replace {
+                let j = &planned.job;
+                for other in self.owners_of(&j.storage_url, &j.container, &j.object, &j.id)? {
+                    let said = self.abort(&other.job, false).await?;
+                    tracing::info!("--replace: {said}");
+                }
+            }
             let p = &planned.job.plan;
             let segs = (0..p.segment_count).map(|i| new_segment(p, i));
             self.root.create(&planned.job, segs)?
         };
         self.run(journal, file, &planned.opened).await
+    }
+
+    /// The other jobs of this journal that upload to `container/object` of the
+    /// account at `storage_url` (read without taking their locks).
+    fn owners_of(&self, storage_url: &str, container: &str, object: &str, except: &str) -> Result<Vec<StatusView>> {
+        let mut out = vec![];
+        for id in self.root.job_ids()? {
+            if id == except {
+                continue;
+            }
+            let v = match crate::status::read(&self.root, &id) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!("job {id}: {e} (not checked for the same target)");
+                    continue;
+                }
+            };
+            if v.storage_url == storage_url && v.container == container && v.object == object {
+                out.push(v);
+            }
+        }
+        Ok(out)
     }
 
     /// Opens a job's journal for a run. A damaged journal is never trusted: it is
