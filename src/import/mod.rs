@@ -111,18 +111,10 @@ pub fn validate(spec: &ImportSpec, object: &str) -> Result<()> {
 }
 
 /// `n` random bytes from the kernel.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    use std::io::Read;
+pub fn random_bytes<const N: usize>() -> std::result::Result<[u8; N], String> {
     let mut b = [0u8; N];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_err() {
-        // Not expected on Linux; fall back to the clock and pid, still unique per run.
-        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
-        let h = Sha256::digest(seed.as_bytes());
-        for (i, x) in b.iter_mut().enumerate() {
-            *x = h[i % h.len()];
-        }
-    }
-    b
+    getrandom::fill(&mut b).map_err(|e| format!("the operating system's random source failed: {e}"))?;
+    Ok(b)
 }
 
 /// The image id of `attempt` of `job`'s import: a UUID (version 4 layout) derived

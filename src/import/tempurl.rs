@@ -9,24 +9,27 @@
 use hmac::{KeyInit, Mac};
 use reqwest::Method;
 
-use crate::swift::{Swift, SwiftError};
+use crate::swift::{Secret, Swift, SwiftError};
 
 /// How long a TempURL handed to Glance stays valid.
 pub const LIFETIME_SECS: u64 = 24 * 3600;
 
 /// The account's TempURL key: an existing one, or a new one set in the second slot.
-pub async fn account_key(swift: &Swift) -> Result<(String, bool), SwiftError> {
+pub async fn account_key(swift: &Swift) -> Result<(Secret, bool), SwiftError> {
     let op = "HEAD the account (TempURL keys)";
     let resp = swift.send_account(op, Method::HEAD, |r| r).await?;
     let h = resp.headers();
     for name in ["x-account-meta-temp-url-key", "x-account-meta-temp-url-key-2"] {
         if let Some(k) = h.get(name).and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty()) {
-            return Ok((k.to_string(), false));
+            return Ok((Secret::new(k), false));
         }
     }
-    let key = hex::encode(crate::import::random_bytes::<32>());
     let op = "POST the account (set a TempURL key)";
-    swift.send_account(op, Method::POST, |r| r.header("X-Account-Meta-Temp-URL-Key-2", &key)).await?;
+    let bytes = crate::import::random_bytes::<32>()
+        .map_err(|e| SwiftError::local(op, format!("no key made: {e}"), crate::retry::Class::Fatal))?;
+    let key = Secret::new(hex::encode(bytes));
+    let value = key.header(op)?;
+    swift.send_account(op, Method::POST, |r| r.header("X-Account-Meta-Temp-URL-Key-2", value.clone())).await?;
     Ok((key, true))
 }
 
@@ -34,8 +37,9 @@ pub async fn account_key(swift: &Swift) -> Result<(String, bool), SwiftError> {
 /// not percent-encoded), signed with HMAC-SHA256, on `origin` (`http://host:port`).
 /// Swift signs the decoded path; the URL carries the object as one segment (see
 /// [`crate::swift::object_path`]) so that no client on the way resolves `..` in it.
-pub fn sign(origin: &str, account: &str, container: &str, object: &str, key: &str, expires: u64) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+pub fn sign(origin: &str, account: &str, container: &str, object: &str, key: &Secret, expires: u64) -> String {
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key.expose().as_bytes()).expect("HMAC takes any key length");
     mac.update(format!("GET\n{expires}\n{account}/{container}/{object}").as_bytes());
     let sig = hex::encode(mac.finalize().into_bytes());
     let enc = format!("{}/{}", crate::swift::enc_object(account), crate::swift::object_path(container, object));
@@ -49,16 +53,16 @@ mod tests {
     #[test]
     fn signature_matches_swift_docs_recipe() {
         // Python: hmac.new(b"mykey", b"GET\n1700000000\n/v1/AUTH_a/c/o", sha256).hexdigest()
-        let url = sign("http://127.0.0.1:8083", "/v1/AUTH_a", "c", "o", "mykey", 1_700_000_000);
+        let url = sign("http://127.0.0.1:8083", "/v1/AUTH_a", "c", "o", &Secret::new("mykey"), 1_700_000_000);
         assert!(url.starts_with("http://127.0.0.1:8083/v1/AUTH_a/c%2Fo?temp_url_sig="), "{url}");
         assert!(url.ends_with("&temp_url_expires=1700000000"));
         let sig = url.split("temp_url_sig=").nth(1).unwrap().split('&').next().unwrap();
         assert_eq!(sig, "1b2618118ea6cef7046d1641fc84c989acecf59cd4a1b4f3b1ec9b7677e6d617");
         // A space in the object name is encoded in the URL, not in the signed path.
-        let url = sign("http://h", "/v1/AUTH_a", "c", "my image.vmdk", "k", 1);
+        let url = sign("http://h", "/v1/AUTH_a", "c", "my image.vmdk", &Secret::new("k"), 1);
         assert!(url.contains("/c%2Fmy%20image.vmdk?"), "{url}");
         // Dot segments stay inside one path segment: nothing on the way can resolve them.
-        let url = sign("http://h", "/v1/AUTH_a", "c", "../x/./y", "k", 1);
+        let url = sign("http://h", "/v1/AUTH_a", "c", "../x/./y", &Secret::new("k"), 1);
         assert!(url.contains("/v1/AUTH_a/c%2F..%2Fx%2F.%2Fy?"), "{url}");
     }
 }

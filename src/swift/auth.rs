@@ -27,6 +27,16 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The secret as a header value marked sensitive: the HTTP stack never prints
+    /// it (its `Debug` shows `Sensitive`) and HTTP/2 never indexes it.
+    pub fn header(&self, op: &str) -> Result<reqwest::header::HeaderValue, SwiftError> {
+        let mut v = reqwest::header::HeaderValue::from_str(&self.0).map_err(|_| {
+            SwiftError::local(op, "a credential or token holds characters a header cannot carry", Class::Fatal)
+        })?;
+        v.set_sensitive(true);
+        Ok(v)
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -273,7 +283,7 @@ impl Auth {
             .http
             .get(url)
             .header("X-Auth-User", user)
-            .header("X-Auth-Key", key.expose())
+            .header("X-Auth-Key", key.header(&op)?)
             .send()
             .await
             .map_err(|e| SwiftError::transport(&op, &e))?;
@@ -287,10 +297,11 @@ impl Auth {
         let (Some(token), Some(storage_url)) = (get("x-auth-token"), get("x-storage-url")) else {
             return Err(SwiftError::local(&op, "the response lacks X-Auth-Token or X-Storage-Url", Class::Fatal));
         };
+        // A lifetime too large for the clock (`1e30`) is taken as "no expiry known".
         let expires = get("x-auth-token-expires")
             .and_then(|s| s.parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| issued + Duration::from_secs_f64(s));
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .and_then(|d| issued.checked_add(d));
         Ok(Token {
             value: Secret(token),
             storage_url: storage_url.trim_end_matches('/').to_string(),
@@ -473,5 +484,19 @@ mod tests {
         let c = Credentials::V1 { url: "u".into(), user: "a:b".into(), key: Secret::new("hunter2") };
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(!c.describe().contains("hunter2"));
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_header_is_marked_sensitive_and_never_printed() {
+        let v = Secret::new("tok-123-secret").header("t").unwrap();
+        assert!(v.is_sensitive());
+        assert!(!format!("{v:?}").contains("tok-123"), "{v:?}");
+        assert_eq!(format!("{:?}", Secret::new("x")), "<redacted>");
+        assert!(Secret::new("bad\nvalue").header("t").is_err());
     }
 }

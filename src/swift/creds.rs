@@ -119,7 +119,23 @@ struct CloudsFile {
     clouds: HashMap<String, Cloud>,
 }
 
-#[derive(Debug, Deserialize, Default, Clone)]
+/// `Debug` names the auth keys but never shows their values (passwords,
+/// application-credential secrets, tokens live there).
+impl std::fmt::Debug for Cloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut keys: Vec<&str> = self.auth.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        f.debug_struct("Cloud")
+            .field("auth_keys", &keys)
+            .field("region_name", &self.region_name)
+            .field("interface", &self.interface)
+            .field("cacert", &self.cacert)
+            .field("verify", &self.verify)
+            .finish()
+    }
+}
+
+#[derive(Deserialize, Default, Clone)]
 struct Cloud {
     #[serde(default)]
     auth: HashMap<String, serde_yaml_ng::Value>,
@@ -197,6 +213,17 @@ fn from_clouds_yaml(name: &str, env: &HashMap<String, String>) -> Result<(Creden
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clouds_debug_never_shows_auth_values() {
+        let f: CloudsFile = serde_yaml_ng::from_str(
+            "clouds:\n  c:\n    auth:\n      password: hunter2-pw\n      application_credential_secret: s3cr3t-ac\n      username: u\n",
+        )
+        .unwrap();
+        let d = format!("{f:?}");
+        assert!(d.contains("password") && d.contains("username"), "{d}");
+        assert!(!d.contains("hunter2-pw") && !d.contains("s3cr3t-ac"), "{d}");
+    }
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -208,7 +208,7 @@ impl Swift {
         build: impl FnOnce(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, SwiftError> {
         let token = self.auth.token().await?;
-        let req = self.http.request(method, url).header("X-Auth-Token", token.value.expose());
+        let req = self.http.request(method, url).header("X-Auth-Token", token.value.header(op)?);
         let resp = build(req).send().await.map_err(|e| SwiftError::transport(op, &e))?;
         if resp.status().is_success() {
             return Ok(resp);
