@@ -1,7 +1,7 @@
 //! The source file: its identity (so a changed file is never resumed) and range reads.
 
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
@@ -34,9 +34,24 @@ pub fn open(path: &Path) -> Result<(PathBuf, File, FileIdentity)> {
     if canon.to_str().is_none() {
         return Err(Error::input(format!("{}: the path is not valid UTF-8", path.display())));
     }
+    // Checked before opening: opening a FIFO without a writer blocks for ever, and a
+    // character device (`/dev/zero`) has no size to plan with.
     let meta = std::fs::metadata(&canon).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-    if meta.is_dir() {
-        return Err(Error::input(format!("{} is a directory, not an image file", path.display())));
+    let ft = meta.file_type();
+    if !ft.is_file() && !ft.is_block_device() {
+        let what = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(Error::input(format!("{} is {what}, not an image file", path.display()))
+            .hint("k5up uploads regular files and block devices (a raw LV or a snapshot of it)"));
     }
     let file = File::open(&canon).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
     let id = identity(&file, &canon)?;
@@ -46,17 +61,28 @@ pub fn open(path: &Path) -> Result<(PathBuf, File, FileIdentity)> {
 /// Reads the identity of an open file.
 pub fn identity(file: &File, path: &Path) -> Result<FileIdentity> {
     let meta = file.metadata().map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
-    let size = if meta.file_type().is_file() {
-        meta.len()
-    } else {
-        // A block device reports 0; seek to its end instead.
-        use std::io::{Seek, SeekFrom};
-        let mut f = file.try_clone().map_err(|e| Error::io(path.display(), e))?;
-        f.seek(SeekFrom::End(0)).map_err(|e| Error::io(format!("cannot size {}", path.display()), e))?
-    };
-    let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
+    let size = size_of(file).map_err(|e| Error::io(format!("cannot size {}", path.display()), e))?;
+    // A device node's modification time says nothing of the device's content (udev
+    // touches it at will): a block device is known by its size and sampled content.
+    // Its node's inode is remade at every boot: the device number stands for it.
+    let block = meta.file_type().is_block_device();
+    let mtime_ns = if block { 0 } else { meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128 };
+    let (dev, ino) = if block { (0, meta.rdev()) } else { (meta.dev(), meta.ino()) };
     let fingerprint = fingerprint(file, size).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-    Ok(FileIdentity { size, mtime_ns, dev: meta.dev(), ino: meta.ino(), fingerprint })
+    Ok(FileIdentity { size, mtime_ns, dev, ino, fingerprint })
+}
+
+/// The size of an open source: a regular file's length, or a block device's size
+/// (whose metadata says 0).
+pub fn size_of(file: &File) -> std::io::Result<u64> {
+    let meta = file.metadata()?;
+    if meta.file_type().is_block_device() {
+        use std::io::{Seek, SeekFrom};
+        let mut f = file.try_clone()?;
+        f.seek(SeekFrom::End(0))
+    } else {
+        Ok(meta.len())
+    }
 }
 
 fn fingerprint(file: &File, size: u64) -> std::io::Result<String> {
@@ -139,6 +165,19 @@ mod tests {
         assert!(e.msg.contains("directory"));
         let e = open(&d.path().join("nope")).unwrap_err();
         assert_eq!(e.kind, crate::error::ErrorKind::BadInput);
+    }
+
+    #[test]
+    fn character_devices_and_fifos_are_refused_before_opening() {
+        let e = open(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::BadInput);
+        assert!(e.msg.contains("character device"), "{}", e.msg);
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("pipe");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        // Opening it would block for ever (no writer): refused from its metadata.
+        let e = open(&fifo).unwrap_err();
+        assert!(e.msg.contains("FIFO"), "{}", e.msg);
     }
 
     #[test]

@@ -165,7 +165,7 @@ impl Engine {
         let path = job.file.clone();
         let local = tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64)> {
             let f = std::fs::File::open(Path::new(&path))?;
-            let len = f.metadata()?.len();
+            let len = crate::source::size_of(&f)?;
             Ok((crate::source::md5_range(&f, 0, len)?, len))
         });
         let resp =

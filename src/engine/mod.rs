@@ -148,7 +148,9 @@ impl Engine {
         let (path, file, ident) = source::open(&req.file)?;
         let object = match &req.object {
             Some(o) => o.clone(),
-            None => path
+            // The name the user typed (a symlink's own name), not its target's.
+            None => req
+                .file
                 .file_name()
                 .and_then(|n| n.to_str())
                 .ok_or_else(|| Error::input("cannot derive an object name from the file name; use --object"))?

@@ -156,7 +156,7 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
             }
         }
         // A file that grew or shrank since the job began is not uploaded further.
-        match ctx.file.metadata().map(|m| m.len()) {
+        match crate::source::size_of(&ctx.file) {
             Ok(now) if now == ctx.file_size => {}
             Ok(now) => {
                 return Err(SwiftError::source(
