@@ -35,6 +35,9 @@ pub struct Error {
     pub msg: String,
     /// What the user can do about it, when there is something.
     pub hint: Option<String>,
+    /// The underlying error (an I/O error, say), kept so callers decide on its kind,
+    /// never on the message text.
+    pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 /// The library's result type.
@@ -43,7 +46,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind`.
     pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Self {
-        Error { kind, msg: msg.into(), hint: None }
+        Error { kind, msg: msg.into(), hint: None, source: None }
     }
     /// Bad usage or input (exit 2).
     pub fn input(msg: impl Into<String>) -> Self {
@@ -74,11 +77,18 @@ impl Error {
             K::NotFound | K::PermissionDenied | K::IsADirectory | K::InvalidInput => ErrorKind::BadInput,
             _ => ErrorKind::Failed,
         };
-        let err = Self::new(kind, format!("{what}: {e}"));
-        if e.kind() == K::StorageFull {
+        let full = e.kind() == K::StorageFull;
+        let mut err = Self::new(kind, format!("{what}: {e}"));
+        err.source = Some(Box::new(e));
+        if full {
             return err.hint("free space on that file system, then run the same command again (or `k5up resume JOB`)");
         }
         err
+    }
+
+    /// The kind of the underlying I/O error, if this is one.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        self.source.as_ref()?.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
     }
 }
 
@@ -92,4 +102,8 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

@@ -34,7 +34,7 @@ pub async fn run(
     mut ready: tokio::sync::mpsc::Receiver<hasher::Ready>,
     concurrency: usize,
     cancel: &mut watch::Receiver<bool>,
-    mut on_tick: impl FnMut(),
+    mut on_tick: impl FnMut() -> Result<()>,
 ) -> Result<()> {
     let mut ready_done = false;
     let mut set = JoinSet::new();
@@ -101,7 +101,12 @@ pub async fn run(
                     set.abort_all();
                 }
             }
-            _ = tick.tick() => on_tick(),
+            _ = tick.tick() => {
+                if let Err(e) = on_tick() && failure.is_none() {
+                    set.abort_all();
+                    failure = Some(e);
+                }
+            }
         }
     }
     if let Some(e) = failure {
