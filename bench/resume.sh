@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark (not part of the tests): how fast `k5up resume` gets going on a big job.
-# A job of BENCH_SEGMENTS (10000) segments of 64 KiB is uploaded to the stock proxy
+# A job of BENCH_SEGMENTS (10000) segments of 1 MiB (k5up's smallest) is uploaded to the stock proxy
 # and SIGKILLed at half; then `resume` is timed up to the moment the pool starts
 # uploading, and the bytes it reads from the file are counted (/proc/PID/io): a
 # resume must not re-read what was confirmed.
@@ -8,14 +8,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 segments=${BENCH_SEGMENTS:-10000}
 . bench/lib.sh
-bench_start $((segments * 65536))
+bench_start $((segments * 1048576))
 /usr/bin/python3 - "$work" "resume-$$" <<'PY'
 import json, os, subprocess, sys, time
 work, c = sys.argv[1:3]
 k5up = "target/release/k5up"
 img = work + "/img"
 size = os.path.getsize(img)
-args = [k5up, "upload", img, "-c", c, "--segment-size", "64KiB", "--concurrency", "8", "--no-progress"]
+args = [k5up, "upload", img, "-c", c, "--segment-size", "1MiB", "--concurrency", "8", "--no-progress"]
 job = [l.split()[1] for l in subprocess.run(args + ["--dry-run"], capture_output=True, text=True).stdout.splitlines()
        if l.startswith("job")][0]
 p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

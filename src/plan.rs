@@ -18,6 +18,16 @@ pub const DEFAULT_SEGMENT_SIZE: u64 = 256 << 20;
 
 const MIB: u64 = 1 << 20;
 
+/// The smallest segment k5up plans (the last one of a file may be shorter): Swift
+/// throttles GETs of SLO segments under 1 MiB (`rate_limit_under_size`) to one a
+/// second after the tenth, and every segment costs a request, a listing entry and
+/// a journal record.
+pub const MIN_SEGMENT_SIZE: u64 = MIB;
+
+/// The most segments one job may have: a two-level SLO of 1000 × 1000 entries. At
+/// the 1 MiB floor that is a 1 TiB image; larger images need larger segments.
+pub const MAX_SEGMENTS: u64 = 1_000_000;
+
 /// How the segments are tied together into the final object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ManifestKind {
@@ -90,8 +100,9 @@ pub struct Plan {
 
 impl Plan {
     /// Offset and length of segment `index`.
+    /// An index past the last segment gives an empty range at the end of the file.
     pub fn segment(&self, index: u64) -> (u64, u64) {
-        let off = index * self.segment_size;
+        let off = index.saturating_mul(self.segment_size).min(self.file_size);
         (off, self.segment_size.min(self.file_size - off))
     }
 
@@ -130,6 +141,14 @@ pub fn plan(
         (ManifestKind::Dlo, _) => None,
     };
     let max_seg = limits.max_file_size;
+    if max_seg < MIN_SEGMENT_SIZE && file_size > max_seg {
+        return Err(Error::input(format!(
+            "the server's max_file_size is {}: below k5up's smallest segment of {}",
+            format_size(max_seg),
+            format_size(MIN_SEGMENT_SIZE)
+        ))
+        .hint("ask the Swift operator about the proxy's max_file_size (GET /info)"));
+    }
     // Entries per manifest: the segment limit, and what fits in max_manifest_size
     // (an entry is the path plus about 80 bytes of JSON, etag and size).
     let per_manifest = match slo {
@@ -137,7 +156,14 @@ pub fn plan(
         None => 0,
     };
     let segment_size = match requested {
-        Some(0) => return Err(Error::input("--segment-size must be at least 1 byte")),
+        Some(r) if r < MIN_SEGMENT_SIZE => {
+            return Err(Error::input(format!(
+                "--segment-size {} is below the smallest segment k5up plans, {}",
+                format_size(r),
+                format_size(MIN_SEGMENT_SIZE)
+            ))
+            .hint("Swift throttles reads of SLO segments under 1 MiB; use --segment-size 1MiB or more"));
+        }
         Some(r) if r > max_seg => {
             return Err(Error::input(format!(
                 "segment size {} is larger than the server's max_file_size {}",
@@ -168,7 +194,17 @@ pub fn plan(
             s.min(cap).max(slo.map_or(1, |l| l.min_segment_size.min(cap)))
         }
     };
-    Ok(Plan { file_size, segment_size, segment_count: file_size.div_ceil(segment_size), manifest, per_manifest })
+    let segment_count = file_size.div_ceil(segment_size);
+    if segment_count > MAX_SEGMENTS {
+        let need = file_size.div_ceil(MAX_SEGMENTS).div_ceil(MIB) * MIB;
+        return Err(Error::input(format!(
+            "{} in segments of {} would make {segment_count} segments; a job holds at most {MAX_SEGMENTS}",
+            format_size(file_size),
+            format_size(segment_size)
+        ))
+        .hint(format!("use --segment-size {} or more", format_size(need))));
+    }
+    Ok(Plan { file_size, segment_size, segment_count, manifest, per_manifest })
 }
 
 #[cfg(test)]
@@ -203,6 +239,9 @@ mod tests {
         let p = plan(GIB + 1, &l, Some(512 << 20), ManifestKind::Dlo, 60).unwrap();
         assert_eq!(p.segment_count, 3);
         assert_eq!(p.segment(2), (GIB, 1));
+        // Past the count (once an overflow panic): an empty range at the end.
+        assert_eq!(p.segment(3), (GIB + 1, 0));
+        assert_eq!(p.segment(u64::MAX), (GIB + 1, 0));
     }
 
     #[test]
@@ -220,6 +259,25 @@ mod tests {
         l.slo.as_mut().unwrap().max_manifest_size = 10_000;
         let p = plan(100 << 20, &l, Some(MIB), ManifestKind::Slo, 920).unwrap();
         assert_eq!(p.per_manifest, 10);
+    }
+
+    #[test]
+    fn a_floor_and_a_ceiling_on_segments() {
+        let l = Limits::swift_defaults();
+        // --segment-size 1B once planned 2.6 million segments for a 2.5 MiB file.
+        let e = plan(5 * MIB / 2, &l, Some(1), ManifestKind::Slo, 60).unwrap_err();
+        assert!(e.msg.contains("below the smallest segment"), "{}", e.msg);
+        assert!(plan(5 * MIB / 2, &l, Some(MIB - 1), ManifestKind::Slo, 60).is_err());
+        assert_eq!(plan(5 * MIB / 2, &l, Some(MIB), ManifestKind::Slo, 60).unwrap().segment_count, 3);
+        // A tiny max_file_size from /info has the same effect.
+        let mut tiny = l.clone();
+        tiny.max_file_size = 1000;
+        assert!(plan(5 * MIB / 2, &tiny, None, ManifestKind::Slo, 60).is_err());
+        assert!(plan(900, &tiny, None, ManifestKind::Slo, 60).is_ok(), "a file that fits one object");
+        // Too many segments: refused with the size that would do.
+        let e = plan(2 * 1024 * GIB, &l, Some(MIB), ManifestKind::Slo, 60).unwrap_err();
+        assert!(e.msg.contains("at most 1000000"), "{}", e.msg);
+        assert!(e.hint.as_deref().unwrap_or("").contains("--segment-size 3.00 MiB"), "{:?}", e.hint);
     }
 
     #[test]

@@ -44,24 +44,42 @@ pub fn format_size(n: u64) -> String {
     if i == 0 { format!("{n} B") } else { format!("{v:.2} {}", UNITS[i]) }
 }
 
-/// Parses a duration: a number with an optional unit `ms`, `s`, `m`, `h`, `d` (default seconds).
+/// Parses a duration: `90s`, `15m`, `6h`, `2d`, `250ms`, `1h 30m`, `5 hours` (jiff's
+/// friendly format), or a bare number of seconds. Days are 24 hours. Values too large
+/// for the clock are errors, never a panic.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 15m, 6h)"))?;
-    let secs = match unit.trim() {
-        "ms" => v / 1000.0,
-        "" | "s" => v,
-        "m" | "min" => v * 60.0,
-        "h" => v * 3600.0,
-        "d" => v * 86400.0,
-        other => return Err(format!("`{s}`: unknown duration unit `{other}`")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{s}` is out of range"));
+    let bad = || format!("`{s}` is not a duration (e.g. 30s, 15m, 6h)");
+    if t.starts_with('-') {
+        return Err(format!("`{s}` is negative"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    let text = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        format!("{t}s")
+    } else {
+        t.to_string()
+    };
+    let span: jiff::Span = text.parse().map_err(|_| bad())?;
+    let d =
+        span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).map_err(|_| format!("`{s}` is out of range"))?;
+    Duration::try_from(d).map_err(|_| format!("`{s}` is out of range"))
+}
+
+/// Parses a duration that must be at least `min` (a zero stall timeout, say, would
+/// fail every request).
+pub fn parse_duration_at_least(s: &str, min: Duration) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < min {
+        return Err(format!("`{s}` is too short: at least {}", format_duration(min)));
+    }
+    Ok(d)
+}
+
+/// Formats a duration briefly: `1s`, `1m 30s`, `250ms`.
+pub fn format_duration(d: Duration) -> String {
+    match jiff::SignedDuration::try_from(d) {
+        Ok(sd) => format!("{sd:#}"),
+        Err(_) => format!("{d:?}"),
+    }
 }
 
 #[cfg(test)]
@@ -87,5 +105,45 @@ mod tests {
         assert_eq!(parse_duration("6h").unwrap(), Duration::from_secs(6 * 3600));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(2 * 86400));
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        // Once a panic (Duration::from_secs_f64).
+        assert!(parse_duration("300000000000000000d").is_err());
+        assert!(parse_duration("1e400").is_err());
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration_at_least("0s", Duration::from_secs(1)).is_err());
+        assert!(parse_duration_at_least("1ms", Duration::from_secs(1)).is_err());
+        assert!(parse_duration_at_least("2s", Duration::from_secs(1)).is_ok());
+    }
+
+    /// Property-style: no input of these shapes panics.
+    #[test]
+    fn parsers_never_panic() {
+        let nums = [
+            "0",
+            "1",
+            "1.5",
+            "18446744073709551615",
+            "18446744073709551616",
+            "1e30",
+            "NaN",
+            "inf",
+            ".",
+            "",
+            "99999999999999999999999",
+        ];
+        let units = ["", "B", "KiB", "kb", "M", "GiB", "T", "PiB", "s", "ms", "m", "h", "d", "x", " ", "\u{e9}"];
+        for n in nums {
+            for u in units {
+                let s = format!("{n}{u}");
+                let _ = parse_size(&s);
+                let _ = parse_duration(&s);
+            }
+        }
+        for n in [0u64, 1, 1023, 1024, 1 << 20, (1 << 20) + 1, 5 << 30, u64::MAX] {
+            let _ = format_size(n);
+        }
     }
 }

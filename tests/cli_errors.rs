@@ -28,6 +28,11 @@ fn bad_files_names_and_jobs() {
     fails(&run, &["upload", i, "-c", "x", "-o", &"o".repeat(1100)], 2, "1024");
     fails(&run, &["upload", i, "-c", "x", "--segment-size", "1GiB"], 2, "larger than the server's max_file_size");
     fails(&run, &["upload", i, "-c", "x", "--segment-size", "lots"], 2, "not a size");
+    // Options that once planned millions of segments, made every PUT fail, or panicked.
+    fails(&run, &["upload", i, "-c", "x", "--segment-size", "1B"], 2, "below the smallest segment");
+    fails(&run, &["upload", i, "-c", "x", "--stall-timeout", "0s"], 2, "too short");
+    fails(&run, &["upload", i, "-c", "x", "--stall-timeout", "1ms"], 2, "too short");
+    fails(&run, &["upload", i, "-c", "x", "--retry-for", "300000000000000000d"], 2, "invalid value");
     fails(&run, &["resume", "abcdef12"], 2, "unknown job");
     fails(&run, &["status", "abcdef12"], 2, "unknown job");
     fails(&run, &["verify", "../../etc"], 2, "unknown job");

@@ -238,7 +238,7 @@ struct RunArgs {
     #[arg(long, default_value = "2h", value_parser = units::parse_duration)]
     retry_for: Duration,
     /// Abandon and retry a PUT that makes no progress for this long
-    #[arg(long, default_value = "60s", value_parser = units::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = |s: &str| units::parse_duration_at_least(s, std::time::Duration::from_secs(1)))]
     stall_timeout: Duration,
     /// Cap the upload rate, e.g. 20MiB (per second, all segments together)
     #[arg(long, value_parser = parse_rate, value_name = "RATE")]

@@ -541,7 +541,7 @@ impl Engine {
         p.segments_total.store(job.plan.segment_count, Relaxed);
         p.bytes_confirmed.store(base.bytes_confirmed, Relaxed);
         p.segments_confirmed.store(base.segments_confirmed, Relaxed);
-        p.bytes_sent.store(base.bytes_sent - job.bytes_sent_other, Relaxed);
+        p.bytes_sent.store(base.bytes_sent.saturating_sub(job.bytes_sent_other), Relaxed);
         p.bytes_wasted.store(base.bytes_wasted, Relaxed);
         let whole = self.whole_digests(journal, job)?;
         if r.todo.is_empty() && whole.is_none() {
@@ -580,7 +580,15 @@ impl Engine {
         );
         upload::run(ctx, ready, self.settings.concurrency, &mut cancel, || {
             let v = StatusView::live(&snap_job, &self.progress);
-            let _ = self.write_snapshot(journal, &v);
+            match self.write_snapshot(journal, &v) {
+                // The journal's file system is full: the next journal write would fail
+                // at some point sled decides; stop now, cleanly, with the way out.
+                Err(e) if e.io_kind() == Some(std::io::ErrorKind::StorageFull) => {
+                    Err(Error::failed(format!("job {}: the journal's file system is full ({})", snap_job.id, e.msg))
+                        .hint(format!("free space there, then `k5up resume {}`", snap_job.id)))
+                }
+                _ => Ok(()),
+            }
         })
         .await?;
         self.publish_digests(journal)

@@ -26,6 +26,8 @@ const JOB_KEY: &[u8] = b"job";
 const DIGEST_KEY: &[u8] = b"digest";
 const IMPORT_KEY: &[u8] = b"import";
 const SEGMENTS_TREE: &[u8] = b"segments";
+/// Segment records written per sled batch when a journal is created or rebuilt.
+const BATCH: usize = 10_000;
 
 /// The directory holding every job's journal.
 #[derive(Debug, Clone)]
@@ -148,9 +150,15 @@ impl Root {
         {
             let db = sled_open(&tmp, &job.id)?;
             let segs = db.open_tree(SEGMENTS_TREE).map_err(|e| sled_err(&job.id, e))?;
+            // Bounded batches: memory does not grow with the segment count.
             let mut batch = sled::Batch::default();
+            let mut n = 0usize;
             for s in segments {
                 batch.insert(&s.index.to_be_bytes(), encode(&s)?);
+                n += 1;
+                if n % BATCH == 0 {
+                    segs.apply_batch(std::mem::take(&mut batch)).map_err(|e| sled_err(&job.id, e))?;
+                }
             }
             segs.apply_batch(batch).map_err(|e| sled_err(&job.id, e))?;
             db.insert(JOB_KEY, encode(job)?).map_err(|e| sled_err(&job.id, e))?;

@@ -355,7 +355,7 @@ impl Auth {
         // Token life from the server's own clock (issued_at → expires_at): immune to skew.
         let life =
             match (t["issued_at"].as_str().and_then(parse_rfc3339), t["expires_at"].as_str().and_then(parse_rfc3339)) {
-                (Some(a), Some(b)) if b > a => Some(Duration::from_secs_f64(b - a)),
+                (Some(a), Some(b)) if b > a => Duration::try_from(b.duration_since(a)).ok(),
                 _ => None,
             };
         let storage_url = match &k.storage_url {
@@ -419,37 +419,10 @@ pub fn catalog_endpoint(catalog: &Value, kind: &str, interface: &str, region: Op
     ))
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.frac][Z|±HH:MM]` into seconds since the epoch.
-pub fn parse_rfc3339(s: &str) -> Option<f64> {
-    let b = s.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &s[19..];
-    let mut frac = 0.0;
-    if let Some(r) = rest.strip_prefix('.') {
-        let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
-        frac = format!("0.{}", &r[..end]).parse().ok()?;
-        rest = &r[end..];
-    }
-    let offset = match rest {
-        "" | "Z" | "z" => 0,
-        o if o.len() == 6 => {
-            let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    // days from civil (Howard Hinnant)
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86400 + h * 3600 + mi * 60 + sec - offset) as f64 + frac)
+/// Parses an RFC 3339 timestamp (Keystone's `issued_at`/`expires_at`); `None` for
+/// anything else, never a panic.
+pub fn parse_rfc3339(s: &str) -> Option<jiff::Timestamp> {
+    s.trim().parse::<jiff::Timestamp>().ok()
 }
 
 #[cfg(test)]
@@ -458,10 +431,15 @@ mod tests {
 
     #[test]
     fn rfc3339() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));
-        assert_eq!(parse_rfc3339("2026-11-25T12:00:00.500000Z"), Some(1_795_608_000.5));
-        assert_eq!(parse_rfc3339("2026-11-25T13:00:00+01:00"), Some(1_795_608_000.0));
-        assert_eq!(parse_rfc3339("yesterday"), None);
+        let secs = |s: &str| parse_rfc3339(s).map(|t| t.as_millisecond() as f64 / 1000.0);
+        assert_eq!(secs("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(secs("2026-11-25T12:00:00.500000Z"), Some(1_795_608_000.5));
+        assert_eq!(secs("2026-11-25T13:00:00+01:00"), Some(1_795_608_000.0));
+        assert_eq!(secs("yesterday"), None);
+        // Once a panic: a non-ASCII offset (Arabic-Indic digits) from a server.
+        assert_eq!(secs("2026-12-01T06:00:00+\u{0669}\u{0669}:00"), None);
+        assert_eq!(secs("2026-12-01T06:00:00\u{e9}"), None);
+        assert_eq!(secs(""), None);
     }
 
     #[test]

@@ -41,15 +41,28 @@ pub struct SwiftError {
     pub origin: Origin,
 }
 
+/// The longest wait a `Retry-After` may ask for; a longer one is cut to it.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// A `Retry-After` value (RFC 9110: delay-seconds or an HTTP-date) as a wait from
+/// `now`: a date in the past waits 0, anything unreadable is ignored, nothing panics.
+pub fn parse_retry_after(v: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)));
+    }
+    let at = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(v).ok()?;
+    let wait = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
 impl SwiftError {
     /// An error from a response's status, headers and body.
     pub fn from_response(op: &str, status: u16, headers: &reqwest::header::HeaderMap, body: &str) -> Self {
         let retry_after = headers
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Duration::from_secs_f64(s.min(3600.0)));
+            .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
         let detail = server_message(body);
         SwiftError {
             op: op.to_string(),
@@ -216,6 +229,22 @@ pub fn redact_signatures(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_in_both_forms_and_never_a_panic() {
+        let now: jiff::Timestamp = "2026-12-01T06:00:00Z".parse().unwrap();
+        let p = |v: &str| parse_retry_after(v, now);
+        assert_eq!(p("2"), Some(Duration::from_secs(2)));
+        assert_eq!(p(" 0.5 "), Some(Duration::from_millis(500)));
+        // HTTP-date (IMF-fixdate), which was not parsed before.
+        assert_eq!(p("Tue, 01 Dec 2026 06:00:30 GMT"), Some(Duration::from_secs(30)));
+        assert_eq!(p("Tue, 01 Dec 2026 05:00:00 GMT"), Some(Duration::ZERO), "a date in the past");
+        assert_eq!(p("Fri, 01 Jan 2100 00:00:00 GMT"), Some(MAX_RETRY_AFTER), "capped");
+        assert_eq!(p("1e30"), Some(MAX_RETRY_AFTER));
+        for junk in ["", "-1", "NaN", "inf", "soon", "Tue, 99 Dec 2026", "\u{0669}"] {
+            assert_eq!(p(junk), None, "{junk:?}");
+        }
+    }
 
     #[test]
     fn messages_are_extracted_and_signatures_removed() {
