@@ -156,7 +156,7 @@ impl Root {
             for s in segments {
                 batch.insert(&s.index.to_be_bytes(), encode(&s)?);
                 n += 1;
-                if n % BATCH == 0 {
+                if n.is_multiple_of(BATCH) {
                     segs.apply_batch(std::mem::take(&mut batch)).map_err(|e| sled_err(&job.id, e))?;
                 }
             }
