@@ -71,8 +71,14 @@ fn default_plan_on_the_small_proxy_uses_its_max_file_size() {
     let src = run.path("a.img");
     write_random(&src, 40 * MIB, 3);
     let out = run.ok(&["upload", src.to_str().unwrap(), "-c", "x", "--dry-run"]);
-    assert!(out.contains("3 × 16.00 MiB"), "{out}");
+    assert!(out.contains("2 × 16.00 MiB + 1 × 8.00 MiB (8388608 bytes)"), "{out}");
     assert!(out.contains("max_manifest_segments 16"), "{out}");
+    // A 200 MiB file in one segment is one segment of 200 MiB (was shown as 1 × 256.00 MiB).
+    let big = run.path("b.img");
+    std::fs::File::create(&big).unwrap().set_len(200 * MIB).unwrap();
+    let stock = Run::new(tb.stock());
+    let out = stock.ok(&["upload", big.to_str().unwrap(), "-c", "x", "--dry-run"]);
+    assert!(out.contains("segments       1 × 200.00 MiB ("), "{out}");
 }
 
 #[test]
@@ -170,6 +176,16 @@ fn odd_object_names_reach_swift_literally_and_touch_no_other_container() {
     held.sort();
     want.sort();
     assert_eq!(held, want);
+    // Human output escapes control characters: one line per job, whatever the names.
+    let table = run.ok(&["jobs"]);
+    assert_eq!(table.lines().count(), names.len() + 1, "{table}");
+    assert!(table.contains("new\\nline"), "{table}");
+    // A reader that has gone (`k5up jobs | head -1`): exit 0, no panic.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = run.cmd(&["jobs"]).stdout(writer).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{:?}: {err}", out.status);
     // abort finds every segment of a job with an odd name.
     let jobs = run.jobs();
     let odd = jobs.iter().find(|j| j["object"] == "a/../b.raw").expect("job of a/../b.raw");

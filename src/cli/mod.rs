@@ -1,6 +1,7 @@
 //! Command-line parsing, output and exit codes. The library never sees a flag.
 
 mod display;
+mod out;
 mod ui;
 
 use std::collections::HashMap;
@@ -264,7 +265,10 @@ pub(crate) fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("k5up: error: {e}");
+            eprintln!("k5up: error: {}", out::clean(&e.msg));
+            if let Some(h) = &e.hint {
+                eprintln!("  hint: {}", out::clean(h));
+            }
             ExitCode::from(e.kind.exit_code() as u8)
         }
     }
@@ -332,7 +336,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Abort { ref job, purge } => {
             ui::init_tracing(cli.verbose, false);
             let engine = engine(&cli, root, &default_run())?;
-            println!("{}", engine.abort(job, purge).await?);
+            out::out!("{}", out::clean(&engine.abort(job, purge).await?));
             Ok(())
         }
         Cmd::Verify { ref job, deep, json } => {

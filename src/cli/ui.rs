@@ -11,16 +11,20 @@ use k5up::units::format_size;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Writes log lines to stderr, suspending the progress bar while doing so.
+/// Writes log lines to stderr, suspending the progress bar while doing so; control
+/// characters inside a line (a newline in an object name) are escaped.
 #[derive(Clone)]
-struct BarWriter(Option<ProgressBar>);
+struct BarWriter(Option<ProgressBar>, bool);
 
 impl Write for BarWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = super::out::clean_log(buf, self.1);
+        let put = || std::io::stderr().write_all(&line);
         match &self.0 {
-            Some(b) if !b.is_hidden() => b.suspend(|| std::io::stderr().write(buf)),
-            _ => std::io::stderr().write(buf),
+            Some(b) if !b.is_hidden() => b.suspend(put)?,
+            _ => put()?,
         }
+        Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
@@ -52,12 +56,13 @@ pub(super) fn init_tracing(verbose: u8, want_bar: bool) -> Option<ProgressBar> {
         1 => "k5up=debug",
         _ => "k5up=trace,info",
     };
+    let ansi = std::io::stderr().is_terminal();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(BarWriter(bar.clone()))
+        .with_ansi(ansi)
+        .with_writer(BarWriter(bar.clone(), ansi))
         .try_init();
     bar
 }
