@@ -113,7 +113,20 @@ fn second_process_is_refused_and_status_works_meanwhile() {
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(&format!("job {job} is being uploaded by pid {pid}")), "{err}");
+        assert!(err.contains(&format!("kill {pid}")), "how to stop it first: {err}");
     }
+    // abort says how to stop the upload first.
+    let out = run.run(&["abort", &job]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("being uploaded by") && err.contains("Ctrl-C"), "{err}");
+    // Read-only commands work meanwhile and never take the writer lock.
+    let dry = run.ok(&[&args[..], &["--dry-run"]].concat());
+    assert!(dry.contains(&job), "{dry}");
+    let out = run.run(&["verify", &job]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("being uploaded right now"), "{err}");
     assert!(child.wait().unwrap().success(), "{}", run.stderr());
     assert_eq!(t.object().unwrap().0, t.md5);
 }
@@ -254,6 +267,15 @@ fn corrupted_journal_is_rebuilt_from_the_listing_without_resending() {
     run.kill_after(&args, obs, &t.segs, 4);
     let before = obs.list(&format!("{c}_segments"), "");
     assert!(corrupt_sled(&run.journal(), &job) > 0);
+    // Read-only commands never rebuild it (nothing is moved aside) and never panic.
+    let dir = run.journal().join("jobs").join(&job);
+    for a in [&["status", &job][..], &["verify", &job][..], &[&args[..], &["--dry-run"]].concat()[..]] {
+        let out = run.run(a);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let aside =
+            std::fs::read_dir(&dir).unwrap().flatten().any(|e| e.file_name().to_string_lossy().contains("damaged"));
+        assert!(!aside, "{a:?} rebuilt the journal: {text}");
+    }
     let out = run.run(&["resume", &job, "--no-progress"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");

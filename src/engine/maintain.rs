@@ -39,9 +39,12 @@ pub struct VerifyReport {
 impl Engine {
     /// `k5up verify JOB [--deep]`.
     pub async fn verify(&self, id: &str, deep: bool) -> Result<VerifyReport> {
-        let journal = self.open_job(id)?;
-        let job = journal.job()?;
-        let segs = journal.segments()?;
+        // Read only: verify never takes the writer lock or rebuilds a journal.
+        let Some(journal) = self.root.open_reader(id)? else {
+            return Err(Error::failed(format!("job {id} is being uploaded right now"))
+                .hint(format!("verify it once that run ends (`k5up status {id}` shows it)")));
+        };
+        let (job, segs) = (journal.job()?, journal.segments()?);
         drop(journal);
         let naming = naming_of(&job);
         let mut checks = vec![];

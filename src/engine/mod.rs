@@ -167,8 +167,10 @@ impl Engine {
         let storage_url = self.storage_url_first().await?;
         let id = job_id(&ident, &storage_url, &req.container, &object);
         if self.root.exists(&id) {
-            let j = self.open_job(&id)?;
-            let job = j.job()?;
+            // Read only: a dry run neither locks the job nor rebuilds its journal.
+            let job = self.root.read_job(&id).map_err(|e| {
+                e.hint(format!("`k5up resume {id}` rebuilds a damaged journal from the server's listing"))
+            })?;
             if req.segment_size.is_some_and(|s| s != job.plan.segment_size) {
                 return Err(Error::input(format!(
                     "job {id} exists with segment size {}; --segment-size differs",

@@ -77,8 +77,12 @@ pub(super) fn lock(dir: &Path, job: &str, role: Role) -> Result<std::result::Res
             }
             Err(held) if role == Role::Writer => {
                 let who = held.pid.map_or("another process".to_string(), |p| format!("pid {p}"));
-                return Err(Error::failed(format!("job {job} is being uploaded by {who}"))
-                    .hint(format!("wait for it to finish, or watch it with `k5up status {job}`")));
+                let stop = held
+                    .pid
+                    .map_or("stop it".to_string(), |p| format!("stop it (Ctrl-C in its terminal, or `kill {p}`)"));
+                return Err(Error::failed(format!("job {job} is being uploaded by {who}")).hint(format!(
+                    "wait for it to finish (`k5up status {job}` shows it), or {stop}; then run this command again"
+                )));
             }
             Err(held) => return Ok(Err(held)),
         }

@@ -113,6 +113,19 @@ impl Root {
         }
     }
 
+    /// The job record of `id` for a reader (`--dry-run`, `verify`): from its journal
+    /// when no writer holds it, else from its birth record (the plan never changes).
+    /// Never takes the writer lock, never rebuilds: a damaged journal is an error here.
+    pub fn read_job(&self, id: &str) -> Result<JobRecord> {
+        if let Some(j) = self.open_reader(id)? {
+            return j.job();
+        }
+        let raw = std::fs::read(self.job_dir(id).join("birth.json"))
+            .map_err(|e| Error::io(format!("cannot read the birth record of job {id}"), e))?;
+        serde_json::from_slice(&raw)
+            .map_err(|e| Error::failed(format!("the birth record of job {id} is unreadable: {e}")))
+    }
+
     /// Opens `id` for a run; fails clearly if another process is working on it.
     pub fn open(&self, id: &str) -> Result<Journal> {
         self.check_known(id)?;
