@@ -554,3 +554,58 @@ fn k5_conversion_credentials_only_over_https_or_an_allowed_loopback_and_never_lo
         "the base64 password leaked"
     );
 }
+
+/// Every import prerequisite is checked before the upload: Swift-only credentials
+/// (tempauth, no catalog, a token Glance does not accept) were found out only after
+/// the whole upload, leaving the job in `importing` with an image that never existed.
+#[test]
+fn import_prerequisites_are_checked_before_uploading() {
+    let tb = Testbed::get();
+    let run = Run::new(tb.small());
+    let src = run.path("disk.raw");
+    write_random(&src, 2 * MIB, 71);
+    let c = unique("preflight");
+    let s = src.to_str().unwrap();
+    let glance = tb.var("GLANCE_URL");
+    let cases: [(Vec<&str>, &str); 3] = [
+        (vec!["--import", "glance"], "cannot find Glance"),
+        (vec!["--import", "glance", "--glance-url", &glance], "Glance refused these credentials"),
+        (vec!["--import", "glance", "--glance-url", "http://127.0.0.1:9"], "cannot use Glance"),
+    ];
+    for (extra, want) in cases {
+        let mut a = vec!["upload", s, "-c", &c, "--no-progress", "--retry-for", "2s"];
+        a.extend(extra);
+        let out = run.run(&a);
+        assert_eq!(out.status.code(), Some(2), "{a:?}: {}", out_text(&out));
+        assert!(out_text(&out).contains(want), "{a:?}: {}", out_text(&out));
+    }
+    let obs = Observer::login(&tb.small());
+    assert!(obs.list(&c, "").is_empty() && obs.list(&format!("{c}_segments"), "").is_empty(), "nothing uploaded");
+    assert!(run.jobs().is_empty(), "no job created");
+}
+
+/// `k5up import JOB --glance-url URL` (no `--import`) runs a Glance import at that
+/// URL: the flag was ignored unless `--import glance` was given too.
+#[test]
+fn import_with_only_a_glance_url_imports_into_glance() {
+    let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = Testbed::get();
+    let run = ks_run(&tb, &[]);
+    let src = run.path("later.raw");
+    write_random(&src, MIB, 72);
+    let c = unique("gurl");
+    run.ok(&["upload", src.to_str().unwrap(), "-c", &c, "--no-progress"]);
+    let job = run.only_job();
+    assert!(run.status(&job)["import"].is_null());
+    run.ok(&["import", &job, "--glance-url", &tb.var("GLANCE_URL"), "--no-progress"]);
+    let st = run.status(&job);
+    assert_eq!((st["import"]["kind"].as_str(), st["import"]["status"].as_str()), (Some("glance"), Some("active")));
+    let obs = Observer::keystone(&tb);
+    let img = curl_json(
+        &obs.token,
+        "GET",
+        &format!("{}/v2/images/{}", tb.var("GLANCE_URL"), st["import"]["id"].as_str().unwrap()),
+    );
+    assert_eq!(img["status"], "active", "{img}");
+    assert_eq!(img["os_hash_value"].as_str(), Some(hex_of::<sha2::Sha512>(&src).as_str()));
+}

@@ -197,6 +197,25 @@ fn parse_algo(s: &str) -> std::result::Result<Algo, String> {
     s.parse::<Algo>().map_err(|e| format!("{} ({})", e.msg, e.hint.unwrap_or_default()))
 }
 
+impl Cli {
+    /// `--glance-url` typed on the command line implies `--import glance`, and
+    /// `--vmimport-url` implies `--import k5` (`k5up import JOB --glance-url URL`
+    /// ignored the URL). The same values from the environment imply nothing.
+    fn implied_import(&mut self, m: &clap::ArgMatches) {
+        let import = match &mut self.cmd {
+            Cmd::Upload(a) => &mut a.import,
+            Cmd::Import { import, .. } => import,
+            _ => return,
+        };
+        let Some((_, sub)) = m.subcommand() else { return };
+        let typed = |id: &str| sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        let (glance, k5) = (typed("glance_url"), typed("vmimport_url"));
+        if import.kind.is_none() && glance != k5 {
+            import.kind = Some(if glance { ImportArg::Glance } else { ImportArg::K5 });
+        }
+    }
+}
+
 impl ImportArgs {
     /// The import asked for; `None` for no import. `is_new_job`: the K5 profile's
     /// default applies (a bare `k5up import JOB` keeps the journaled one).
@@ -251,7 +270,12 @@ struct RunArgs {
 
 /// Runs the command and maps the outcome to an exit code.
 pub(crate) fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    cli.implied_import(&matches);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -84,8 +84,22 @@ impl Engine {
                 .hint(format!("`k5up resume {id}` finishes the upload, then imports")));
         }
         let (_, file, opened) = source::open(Path::new(&job.file)).map_err(|e| e.context(format!("job {id}")))?;
-        if let Some(spec) = spec {
+        if let Some(mut spec) = spec {
+            // What was not given again keeps its journaled value (same service).
+            if let Some(old) = job.import.as_ref().filter(|o| o.kind == spec.kind) {
+                if spec.image_name.is_empty() {
+                    spec.image_name = old.image_name.clone();
+                }
+                if spec.disk_format.is_empty() {
+                    spec.disk_format = old.disk_format.clone();
+                }
+                spec.os_type = spec.os_type.or_else(|| old.os_type.clone());
+                spec.min_ram = spec.min_ram.or(old.min_ram);
+                spec.min_disk = spec.min_disk.or(old.min_disk);
+                spec.endpoint = spec.endpoint.or_else(|| old.endpoint.clone());
+            }
             let spec = import::complete(spec, &file, job.plan.file_size, &job.object)?;
+            import::preflight(&self.swift, &spec).await?;
             job.digests = digests_for(Some(&spec), &job.digests);
             job.import = Some(spec);
         }

@@ -165,6 +165,10 @@ impl Engine {
         };
         let digests = digests_for(import.as_ref(), &req.digests);
         let storage_url = self.storage_url_first().await?;
+        // The import service must answer these credentials now, not after the upload.
+        if let Some(spec) = &import {
+            crate::import::preflight(&self.swift, spec).await?;
+        }
         let id = job_id(&ident, &storage_url, &req.container, &object);
         if self.root.exists(&id) {
             // Read only: a dry run neither locks the job nor rebuilds its journal.

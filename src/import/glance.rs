@@ -22,11 +22,18 @@ fn run_err(e: SwiftError) -> Failure {
 }
 
 async fn endpoint(ctx: &Ctx<'_>) -> Result<String, Failure> {
-    let url = match &ctx.spec.endpoint {
+    endpoint_of(ctx.swift, ctx.spec).await.map_err(Failure::Run)
+}
+
+/// Glance's base URL (without `/v2`): `--glance-url`, or the catalog's `image` service.
+pub async fn endpoint_of(swift: &crate::swift::Swift, spec: &crate::import::ImportSpec) -> Result<String, Error> {
+    let url = match &spec.endpoint {
         Some(u) => u.clone(),
-        None => ctx.swift.auth().service_url("image").await.map_err(|e| {
-            Failure::Run(Error::input(format!("cannot find Glance: {e}")).hint("give its URL with --glance-url"))
-        })?,
+        None => swift
+            .auth()
+            .service_url("image")
+            .await
+            .map_err(|e| Error::input(format!("cannot find Glance: {e}")).hint("give its URL with --glance-url"))?,
     };
     let u = url.trim_end_matches('/');
     Ok(u.strip_suffix("/v2").unwrap_or(u).to_string())

@@ -87,6 +87,38 @@ pub fn complete(mut spec: ImportSpec, file: &std::fs::File, size: u64, object: &
     Ok(spec)
 }
 
+/// Checks that the import service can be reached with these credentials, before
+/// anything is uploaded: one authenticated listing call (Glance `GET /v2/images`,
+/// vmimport `GET /v1/imageimport`). Swift-only credentials with `--import glance`
+/// were found out only after the whole upload.
+pub async fn preflight(swift: &Swift, spec: &ImportSpec) -> Result<()> {
+    let quick = swift.with_retry_for(Duration::from_secs(10));
+    let (name, url) = match spec.kind {
+        ImportKind::Glance => ("Glance", format!("{}/v2/images?limit=1", glance::endpoint_of(&quick, spec).await?)),
+        ImportKind::K5 => {
+            let base = spec.endpoint.clone().ok_or_else(|| {
+                Error::input("no vmimport endpoint").hint("use --k5-region REGION, or --vmimport-url URL")
+            })?;
+            ("vmimport", format!("{}/v1/imageimport?start=0&limit=1", base.trim_end_matches('/')))
+        }
+    };
+    let op = format!("GET {url} (can {name} be reached with these credentials?)");
+    match quick.send_url_retrying(&op, reqwest::Method::GET, &url, |r| r.header("Accept", "application/json")).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.status == Some(401) || e.status == Some(403) => {
+            Err(Error::input(format!("{name} refused these credentials: {e}")).hint(match spec.kind {
+                ImportKind::Glance => "Glance needs Keystone credentials (an OpenStack RC file, OS_CLOUD or OS_AUTH_URL...) whose project may create images",
+                ImportKind::K5 => "use the K5 contract user's credentials (--k5-region/--k5-contract with OS_USERNAME/OS_PASSWORD)",
+            }))
+        }
+        Err(e) => Err(Error::input(format!("cannot use {name} at {url}: {e}"))
+            .hint(format!("check the {name} endpoint ({})", match spec.kind {
+                ImportKind::Glance => "--glance-url, or the `image` service of the catalog",
+                ImportKind::K5 => "--vmimport-url or --k5-region",
+            }))),
+    }
+}
+
 /// Checks an import against the object before anything is uploaded: a user must
 /// not learn after a 300 GB upload that the name or OS type is refused.
 pub fn validate(spec: &ImportSpec, object: &str) -> Result<()> {
