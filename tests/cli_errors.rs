@@ -55,6 +55,43 @@ fn bad_credentials_and_unreachable_endpoints() {
     assert!(t0.elapsed().as_secs() < 60, "gives up on first contact within seconds");
 }
 
+/// Endpoints that answer, but not as the service the user meant: one clear line
+/// and exit 2 (a wrong endpoint is bad input), never a raw body or a TLS internal.
+#[test]
+fn endpoints_that_are_not_what_they_claim() {
+    let tb = Testbed::get();
+    let good = tb.small();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("a.img");
+    write_random(&img, 1000, 1);
+    let i = img.to_str().unwrap();
+    // ST_AUTH pointing at Glance (once exit 1 with raw, truncated JSON).
+    let glance = Run::new(Creds { auth: tb.var("GLANCE_URL"), ..good.clone() });
+    let err = fails(&glance, &["upload", i, "-c", "x"], 2, "is not a Swift auth (v1) endpoint");
+    assert!(err.contains("ST_AUTH"), "{err}");
+    // OS_AUTH_URL pointing at Swift's auth.
+    let swift_as_keystone = Run::with_env(&[
+        ("OS_AUTH_URL", &good.auth),
+        ("OS_USERNAME", "u"),
+        ("OS_PASSWORD", "p"),
+        ("OS_PROJECT_NAME", "p"),
+        ("OS_USER_DOMAIN_NAME", "Default"),
+        ("OS_PROJECT_DOMAIN_NAME", "Default"),
+    ]);
+    fails(&swift_as_keystone, &["upload", i, "-c", "x"], 2, "is not a Keystone v3 endpoint");
+    // https:// to a plain-http port (once `InvalidContentType`).
+    let https = Run::new(Creds { auth: good.auth.replace("http://", "https://"), ..good.clone() });
+    let t0 = std::time::Instant::now();
+    let err = fails(&https, &["upload", i, "-c", "x"], 2, "does not speak TLS");
+    assert!(err.contains("http://"), "the way out: {err}");
+    assert!(t0.elapsed().as_secs() < 10, "not retried");
+    // --cacert with no certificate in it (once accepted silently).
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let run = Run::new(good.clone());
+    fails(&run, &["upload", i, "-c", "x", "--cacert", empty.to_str().unwrap()], 2, "holds no certificate");
+}
+
 #[test]
 fn no_credentials_at_all() {
     let tb = Testbed::get();

@@ -291,11 +291,15 @@ impl Auth {
         let headers = resp.headers().clone();
         if !(200..300).contains(&status) {
             let body = resp.text().await.unwrap_or_default();
-            return Err(login_error(&op, status, &headers, &body));
+            return Err(login_error(&op, status, &headers, &body, "Swift auth (v1)"));
         }
         let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
         let (Some(token), Some(storage_url)) = (get("x-auth-token"), get("x-storage-url")) else {
-            return Err(SwiftError::local(&op, "the response lacks X-Auth-Token or X-Storage-Url", Class::Fatal));
+            return Err(not_the_service(
+                &op,
+                &format!("HTTP {status} without X-Auth-Token and X-Storage-Url"),
+                "Swift auth (v1)",
+            ));
         };
         // A lifetime too large for the clock (`1e30`) is taken as "no expiry known".
         let expires = get("x-auth-token-expires")
@@ -342,12 +346,12 @@ impl Auth {
         let headers = resp.headers().clone();
         let text = resp.text().await.map_err(|e| SwiftError::transport(&op, &e))?;
         if status != 201 && status != 200 {
-            return Err(login_error(&op, status, &headers, &text));
+            return Err(login_error(&op, status, &headers, &text, "Keystone v3"));
         }
         let token = headers
             .get("x-subject-token")
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| SwiftError::local(&op, "the response lacks X-Subject-Token", Class::Fatal))?
+            .ok_or_else(|| not_the_service(&op, "without X-Subject-Token", "Keystone v3"))?
             .to_string();
         let v: Value = serde_json::from_str(&text)
             .map_err(|e| SwiftError::local(&op, format!("unreadable token body: {e}"), Class::Fatal))?;
@@ -380,7 +384,7 @@ impl Auth {
     }
 }
 
-fn login_error(op: &str, status: u16, headers: &reqwest::header::HeaderMap, body: &str) -> SwiftError {
+fn login_error(op: &str, status: u16, headers: &reqwest::header::HeaderMap, body: &str, service: &str) -> SwiftError {
     let mut e = SwiftError::from_response(op, status, headers, body);
     if status == 401 || status == 403 {
         // Wrong credentials at login: retrying cannot help.
@@ -388,8 +392,20 @@ fn login_error(op: &str, status: u16, headers: &reqwest::header::HeaderMap, body
         e.status = Some(401);
         e.detail = "the credentials were rejected".into();
         e.trans_id = e.trans_id.or_else(|| trans_id(headers));
+    } else if status < 500 && status != 429 && status != 408 {
+        // A server that answers, but not as this service would (Glance's 300 with its
+        // version list, a 404 page): the URL is wrong, not the network.
+        e = not_the_service(op, &format!("HTTP {status}"), service);
     }
     e
+}
+
+/// The answer at a login URL is not that of `service`.
+fn not_the_service(op: &str, seen: &str, service: &str) -> SwiftError {
+    SwiftError {
+        origin: crate::swift::Origin::Endpoint,
+        ..SwiftError::local(op, format!("this is not a {service} endpoint (it answered {seen})"), Class::Fatal)
+    }
 }
 
 /// Finds the URL of a service in a Keystone v3 catalog.

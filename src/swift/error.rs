@@ -16,6 +16,11 @@ pub enum Origin {
     Network,
     /// TLS: the server's certificate is not trusted (retrying cannot help).
     Tls,
+    /// An `https://` URL for a server that does not speak TLS on that port.
+    PlainHttp,
+    /// The URL leads to a server, but not to the service expected there (an auth URL
+    /// that is Glance, say): the user's configuration to fix.
+    Endpoint,
     /// The source file: changed, shrank, unreadable (the user's to fix).
     Source,
     /// This client: an unreadable response, a journal write that failed.
@@ -39,6 +44,28 @@ pub struct SwiftError {
     pub class: Class,
     /// Where it came from.
     pub origin: Origin,
+}
+
+/// The TLS error inside a transport error: rustls's own, or inside the I/O error
+/// that carries it.
+fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur: Option<&'a (dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = cur {
+        if let Some(t) = s.downcast_ref::<rustls::Error>() {
+            return Some(t);
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+        {
+            if let Some(t) = inner.downcast_ref::<rustls::Error>() {
+                return Some(t);
+            }
+            cur = Some(inner);
+            continue;
+        }
+        cur = s.source();
+    }
+    None
 }
 
 /// The longest wait a `Retry-After` may ask for; a longer one is cut to it.
@@ -79,16 +106,20 @@ impl SwiftError {
     /// except an untrusted certificate, which no retry can fix.
     pub fn transport(op: &str, e: &reqwest::Error) -> Self {
         let mut detail = e.to_string();
-        let mut tls = false;
         let mut src = std::error::Error::source(e);
         while let Some(s) = src {
             detail = format!("{detail}: {s}");
-            // reqwest has no "is TLS" test and rustls's error type is not a dependency of
-            // ours, so the rejected certificate is recognised by its text, here only.
-            tls |= s.to_string().contains("certificate");
             src = s.source();
         }
-        let (class, origin) = if tls { (Class::Fatal, Origin::Tls) } else { (Class::Transient, Origin::Network) };
+        // Classified by the error's type (rustls's, wherever it sits in the chain), not its text.
+        let (class, origin) = match tls_error(e) {
+            Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => {
+                detail = format!("the server does not speak TLS on this port ({detail})");
+                (Class::Fatal, Origin::PlainHttp)
+            }
+            Some(_) => (Class::Fatal, Origin::Tls),
+            None => (Class::Transient, Origin::Network),
+        };
         SwiftError { op: op.to_string(), status: None, trans_id: None, detail, retry_after: None, class, origin }
     }
 
@@ -120,7 +151,7 @@ impl SwiftError {
     pub fn into_error(self, kind_if_transient: ErrorKind) -> Error {
         let kind = match (self.class, self.status) {
             (_, Some(401)) => ErrorKind::BadInput,
-            _ if self.origin == Origin::Tls => ErrorKind::BadInput,
+            _ if matches!(self.origin, Origin::Tls | Origin::PlainHttp | Origin::Endpoint) => ErrorKind::BadInput,
             (Class::Transient, _) => kind_if_transient,
             _ => ErrorKind::Failed,
         };
@@ -132,6 +163,10 @@ impl SwiftError {
             None if self.origin == Origin::Tls => {
                 Some("the server's TLS certificate is not trusted: --cacert FILE or OS_CACERT adds a private CA")
             }
+            None if self.origin == Origin::PlainHttp => Some("use an http:// URL for this endpoint, or its TLS port"),
+            _ if self.origin == Origin::Endpoint => Some(
+                "check ST_AUTH (a Swift auth URL such as http://host:8080/auth/v1.0) or OS_AUTH_URL (Keystone's /v3)",
+            ),
             None if self.class == Class::Transient => {
                 Some("check the endpoint and the network; `k5up resume` continues the job")
             }

@@ -107,6 +107,10 @@ pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client> {
         let pem = std::fs::read(p).map_err(|e| Error::io(format!("cannot read CA bundle {}", p.display()), e))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| Error::input(format!("{}: not a PEM certificate bundle: {e}", p.display())))?;
+        if certs.is_empty() {
+            return Err(Error::input(format!("{} holds no certificate", p.display()))
+                .hint("--cacert (or OS_CACERT) takes a PEM file with the CA's certificate (BEGIN CERTIFICATE)"));
+        }
         b = b.tls_certs_merge(certs);
     }
     if opts.tls.insecure {
