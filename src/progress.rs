@@ -42,6 +42,8 @@ pub struct Extras {
     pub import: Option<ImportState>,
     /// Whole-image digests (final values).
     pub digests: DigestState,
+    /// The tunables of the run.
+    pub settings: Option<crate::journal::RunSettings>,
 }
 
 impl Default for Progress {

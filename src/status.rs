@@ -63,6 +63,26 @@ pub struct StatusView {
     /// The image import, once started.
     #[serde(default)]
     pub import: Option<ImportView>,
+    /// The tunables of the job's last run (kept for `resume`).
+    #[serde(default)]
+    pub settings: Option<SettingsView>,
+}
+
+/// The tunables part of the status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsView {
+    /// `--concurrency`.
+    pub concurrency: u32,
+    /// `--stall-timeout`, milliseconds.
+    pub stall_timeout_ms: u64,
+    /// `--bwlimit`, bytes per second (`null`: none).
+    pub bwlimit: Option<u64>,
+}
+
+impl SettingsView {
+    fn of(s: &crate::journal::RunSettings) -> Self {
+        SettingsView { concurrency: s.concurrency, stall_timeout_ms: s.stall_timeout_ms, bwlimit: s.bwlimit }
+    }
 }
 
 /// The import part of the status.
@@ -129,6 +149,7 @@ impl StatusView {
             concurrency: 0,
             digests: BTreeMap::new(),
             import: None,
+            settings: None,
         }
     }
 
@@ -142,7 +163,9 @@ impl StatusView {
     /// From the journal: records, digests, import.
     pub fn from_journal(job: &JobRecord, j: &Journal) -> Result<Self> {
         let segs = j.segments()?;
-        Ok(Self::from_records(job, &segs).with_extras(&j.digest()?, j.import()?.as_ref()))
+        let mut v = Self::from_records(job, &segs).with_extras(&j.digest()?, j.import()?.as_ref());
+        v.settings = j.settings()?.as_ref().map(SettingsView::of);
+        Ok(v)
     }
 
     /// From the journal's records.
@@ -173,6 +196,7 @@ impl StatusView {
         v.bytes_wasted = Progress::get(&p.bytes_wasted);
         v.concurrency = Progress::get(&p.concurrency);
         let x = p.extras.lock().map(|x| x.clone()).unwrap_or_default();
+        v.settings = x.settings.as_ref().map(SettingsView::of);
         v.with_extras(&x.digests, x.import.as_ref())
     }
 }

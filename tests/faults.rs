@@ -181,3 +181,33 @@ fn a_link_down_mid_upload_heals_without_the_user() {
     assert!(proxy.stats.link_down_cuts.load(Ordering::Relaxed) > 0, "the link really went down");
     assert_eq!(Observer::login(&creds).get_md5(&c, "disk.img").unwrap(), (md5, size));
 }
+
+/// `--bwlimit` (like --concurrency and --stall-timeout) is kept with the job: a
+/// `resume` without it is still capped (it was forgotten); `--bwlimit off` lifts it.
+#[test]
+fn resume_keeps_the_bandwidth_limit_unless_told_otherwise() {
+    let tb = Testbed::get();
+    let run = Run::new(tb.small());
+    let src = run.path("disk.img");
+    let size = 10 * MIB;
+    let md5 = write_random(&src, size, 36);
+    let c = unique("bwkeep");
+    let obs = Observer::login(&tb.small());
+    let s = src.to_str().unwrap();
+    let args =
+        ["upload", s, "-c", &c, "--segment-size", "1MiB", "--bwlimit", "1MiB", "--concurrency", "2", "--no-progress"];
+    let job = run.job_id(&args);
+    run.kill_after(&args, &obs, &format!("{c}_segments"), 2);
+    let left = size - obs.list(&format!("{c}_segments"), "").len() as u64 * MIB;
+    assert!(left >= 5 * MIB, "the kill left most of the file: {left}");
+    let t0 = Instant::now();
+    run.ok(&["resume", &job, "--no-progress"]);
+    // A lower bound only: what was left, at 1 MiB/s, cannot go faster (the first block is free).
+    let e = t0.elapsed().as_secs_f64();
+    let floor = (left - MIB) as f64 / MIB as f64 - 0.5;
+    assert!(e >= floor, "resume sent {left} bytes in {e:.2} s: the limit was forgotten");
+    assert_eq!(obs.get_md5(&c, "disk.img").unwrap(), (md5, size));
+    let st = run.status(&job);
+    assert_eq!(st["settings"]["bwlimit"], MIB, "{st}");
+    assert_eq!(st["settings"]["concurrency"], 2, "{st}");
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use k5up::digest::Algo;
-use k5up::engine::{Engine, Settings, UploadRequest};
+use k5up::engine::{Engine, Given, UploadRequest};
 use k5up::import::{ImportKind, ImportSpec, k5};
 use k5up::journal::Root;
 use k5up::plan::ManifestKind;
@@ -56,6 +56,9 @@ struct Cli {
     k5_contract: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
+    /// The tunables typed on the command line (filled after parsing).
+    #[arg(skip)]
+    given: Given,
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,6 +200,23 @@ fn parse_algo(s: &str) -> std::result::Result<Algo, String> {
     s.parse::<Algo>().map_err(|e| format!("{} ({})", e.msg, e.hint.unwrap_or_default()))
 }
 
+/// Which tunables were typed on the command line (a default or nothing typed
+/// leaves the job's journaled value in force).
+fn given(cmd: &Cmd, m: &clap::ArgMatches) -> Given {
+    let run = match cmd {
+        Cmd::Upload(a) => &a.run,
+        Cmd::Resume { run, .. } | Cmd::Import { run, .. } => run,
+        _ => return Given::default(),
+    };
+    let Some((_, sub)) = m.subcommand() else { return Given::default() };
+    let typed = |id: &str| sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    Given {
+        concurrency: typed("concurrency").then_some(run.concurrency as usize),
+        stall_timeout: typed("stall_timeout").then_some(run.stall_timeout),
+        bwlimit: typed("bwlimit").then(|| run.bwlimit.filter(|r| *r > 0)),
+    }
+}
+
 impl Cli {
     /// `--glance-url` typed on the command line implies `--import glance`, and
     /// `--vmimport-url` implies `--import k5` (`k5up import JOB --glance-url URL`
@@ -260,7 +280,9 @@ struct RunArgs {
     /// Abandon and retry a PUT that makes no progress for this long
     #[arg(long, default_value = "60s", value_parser = |s: &str| units::parse_duration_at_least(s, std::time::Duration::from_secs(1)))]
     stall_timeout: Duration,
-    /// Cap the upload rate, e.g. 20MiB (per second, all segments together)
+    /// Cap the upload rate, e.g. 20MiB (per second, all segments together); `off` lifts
+    /// the cap of the job's last run. Like --concurrency and --stall-timeout, it is
+    /// kept with the job: `resume` uses it unless given again
     #[arg(long, value_parser = parse_rate, value_name = "RATE")]
     bwlimit: Option<u64>,
     /// No progress bar (periodic log lines instead)
@@ -276,6 +298,7 @@ pub(crate) fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     cli.implied_import(&matches);
+    cli.given = given(&cli.cmd, &matches);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -383,7 +406,11 @@ fn default_run() -> RunArgs {
 }
 
 /// A rate: a size per second (`20MiB`, `20MiB/s`, `500k`); at least 1 KiB/s.
+/// A rate (`20MiB`, `5M/s`); `off` (or 0) lifts a limit the job's last run had.
 fn parse_rate(s: &str) -> std::result::Result<u64, String> {
+    if matches!(s.trim(), "off" | "none" | "0") {
+        return Ok(0);
+    }
     let r = units::parse_size(s.trim().trim_end_matches("/s"))?;
     if r < 1024 { Err(format!("`{s}`: a rate below 1 KiB/s is not useful")) } else { Ok(r) }
 }
@@ -422,7 +449,8 @@ fn engine(cli: &Cli, root: Root, a: &RunArgs) -> Result<Engine> {
     Ok(Engine {
         root,
         swift,
-        settings: Settings { concurrency: a.concurrency as usize, stall_timeout: a.stall_timeout, bwlimit: a.bwlimit },
+        given: cli.given,
+        active: std::sync::Mutex::new(cli.given.over(None)),
         progress: Arc::new(Progress::default()),
         cancel: rx,
     })

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use md5::{Digest, Md5};
 use serde::Serialize;
 
-use super::{Engine, finish, naming_of};
+use super::{Engine, Settings, finish, naming_of};
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{Phase, SegState};
 use crate::plan::ManifestKind;
@@ -222,7 +222,7 @@ impl Engine {
         }
         let listing = self.swift.list(&naming.container, &naming.prefix).await.map_err(se)?;
         let swift = Arc::new(self.swift.clone());
-        let conc = self.settings.concurrency.max(1);
+        let conc = self.given.concurrency.unwrap_or(Settings::default().concurrency).max(1);
         let results: Vec<_> = futures_util::stream::iter(listing.iter().map(|e| {
             let swift = swift.clone();
             let name = e.name.clone();

@@ -21,7 +21,7 @@ pub use maintain::{Check, VerifyReport};
 use crate::digest::{Algo, Whole};
 use crate::error::{Error, ErrorKind, Result};
 use crate::import::ImportSpec;
-use crate::journal::{JobRecord, Journal, Opened, Phase, Root, SegState, SegmentRecord};
+use crate::journal::{JobRecord, Journal, Opened, Phase, Root, RunSettings, SegState, SegmentRecord};
 use crate::names::{SegmentNaming, check_container, check_object};
 use crate::plan::{self, Limits, ManifestKind, Plan};
 use crate::progress::Progress;
@@ -31,7 +31,7 @@ use crate::swift::{Swift, SwiftError};
 use crate::upload;
 
 /// Tunables of a run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
     /// Segments in flight at once.
     pub concurrency: usize,
@@ -44,6 +44,44 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings { concurrency: 4, stall_timeout: Duration::from_secs(60), bwlimit: None }
+    }
+}
+
+/// The tunables the user gave on this run's command line; the others come from the
+/// job's journal (its last run), then from the defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Given {
+    /// `--concurrency`.
+    pub concurrency: Option<usize>,
+    /// `--stall-timeout`.
+    pub stall_timeout: Option<Duration>,
+    /// `--bwlimit` (`Some(None)`: `--bwlimit off`).
+    pub bwlimit: Option<Option<u64>>,
+}
+
+impl Given {
+    /// What a run of a job uses: these, else the journaled ones, else the defaults.
+    pub fn over(&self, journaled: Option<RunSettings>) -> Settings {
+        let base = journaled.map_or_else(Settings::default, |j| Settings {
+            concurrency: (j.concurrency as usize).max(1),
+            stall_timeout: Duration::from_millis(j.stall_timeout_ms),
+            bwlimit: j.bwlimit,
+        });
+        Settings {
+            concurrency: self.concurrency.unwrap_or(base.concurrency),
+            stall_timeout: self.stall_timeout.unwrap_or(base.stall_timeout),
+            bwlimit: self.bwlimit.unwrap_or(base.bwlimit),
+        }
+    }
+}
+
+impl Settings {
+    fn journaled(&self) -> RunSettings {
+        RunSettings {
+            concurrency: self.concurrency as u32,
+            stall_timeout_ms: self.stall_timeout.as_millis() as u64,
+            bwlimit: self.bwlimit,
+        }
     }
 }
 
@@ -89,8 +127,10 @@ pub struct Engine {
     pub root: Root,
     /// The storage client.
     pub swift: Swift,
-    /// Tunables.
-    pub settings: Settings,
+    /// The tunables given on the command line (the rest come from the job).
+    pub given: Given,
+    /// The tunables of the job being run (set when a run starts).
+    pub active: std::sync::Mutex<Settings>,
     /// Live counters of the current run.
     pub progress: Arc<Progress>,
     /// Turns true on Ctrl-C / SIGTERM.
@@ -137,6 +177,11 @@ fn first_contact(e: SwiftError) -> Error {
 }
 
 impl Engine {
+    /// The tunables of the run under way.
+    pub fn settings(&self) -> Settings {
+        *self.active.lock().expect("settings lock")
+    }
+
     /// The storage URL, trying a few times only (first contact).
     async fn storage_url_first(&self) -> Result<String> {
         self.swift.with_retry_for(Duration::from_secs(10)).storage_url().await.map_err(first_contact)
@@ -372,6 +417,13 @@ impl Engine {
             return StatusView::from_journal(&job, &journal);
         }
         check_identity(&job, opened)?;
+        // Tunables: those typed now, else the job's last run's, else the defaults.
+        let settings = self.given.over(journal.settings()?);
+        journal.put_settings(&settings.journaled())?;
+        *self.active.lock().expect("settings lock") = settings;
+        if let Ok(mut x) = self.progress.extras.lock() {
+            x.settings = Some(settings.journaled());
+        }
         job.runs += 1;
         job.last_error = None;
         job.phase = if job.manifest_etag.is_some() {
@@ -562,16 +614,17 @@ impl Engine {
                 base.segments_confirmed
             );
         }
+        let settings = self.settings();
         let ctx = Arc::new(upload::Ctx {
             swift: self.swift.clone(),
             journal: journal.clone(),
             file: file.clone(),
             naming: naming.clone(),
             progress: self.progress.clone(),
-            stall_timeout: self.settings.stall_timeout,
+            stall_timeout: settings.stall_timeout,
             job_id: job.id.clone(),
             file_size: job.plan.file_size,
-            pacer: self.settings.bwlimit.map(|r| Arc::new(upload::pace::Pacer::new(r))),
+            pacer: settings.bwlimit.map(|r| Arc::new(upload::pace::Pacer::new(r))),
         });
         let mut cancel = self.cancel.clone();
         let snap_job = job.clone();
@@ -582,9 +635,9 @@ impl Engine {
             all_for_hasher,
             r.todo,
             whole,
-            self.settings.concurrency,
+            settings.concurrency,
         );
-        upload::run(ctx, ready, self.settings.concurrency, &mut cancel, || {
+        upload::run(ctx, ready, settings.concurrency, &mut cancel, || {
             let v = StatusView::live(&snap_job, &self.progress);
             match self.write_snapshot(journal, &v) {
                 // The journal's file system is full: the next journal write would fail

@@ -15,7 +15,7 @@ pub mod records;
 use std::path::{Path, PathBuf};
 
 pub use lock::Role;
-pub use records::{ImportOutcome, ImportState, JobRecord, Phase, SCHEMA_VERSION, SegState, SegmentRecord};
+pub use records::{ImportOutcome, ImportState, JobRecord, Phase, RunSettings, SCHEMA_VERSION, SegState, SegmentRecord};
 
 use crate::digest::DigestState;
 use serde::{Serialize, de::DeserializeOwned};
@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 const JOB_KEY: &[u8] = b"job";
 const DIGEST_KEY: &[u8] = b"digest";
 const IMPORT_KEY: &[u8] = b"import";
+const SETTINGS_KEY: &[u8] = b"settings";
 const SEGMENTS_TREE: &[u8] = b"segments";
 /// Segment records written per sled batch when a journal is created or rebuilt.
 const BATCH: usize = 10_000;
@@ -412,6 +413,16 @@ impl Journal {
     /// Replaces the whole-image digests' progress (durable at the next flush).
     pub fn put_digest(&self, d: &DigestState) -> Result<()> {
         self.put_extra(DIGEST_KEY, d)
+    }
+
+    /// The tunables of the job's last run (none in journals of older versions).
+    pub fn settings(&self) -> Result<Option<RunSettings>> {
+        self.get_extra(SETTINGS_KEY)
+    }
+
+    /// Replaces the tunables of the job (durable at the next flush).
+    pub fn put_settings(&self, s: &RunSettings) -> Result<()> {
+        self.put_extra(SETTINGS_KEY, s)
     }
 
     /// The import's state, once an import was started.

@@ -152,3 +152,15 @@ pub struct SegmentRecord {
     /// process dies mid-PUT they are charged in full on the next open (an upper bound).
     pub inflight: u64,
 }
+
+/// The tunables of a job's last run, so that `resume` keeps them (`--bwlimit` was
+/// forgotten); flags typed on a later run override them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSettings {
+    /// Segments in flight at once.
+    pub concurrency: u32,
+    /// A PUT without progress for this long (milliseconds) is abandoned.
+    pub stall_timeout_ms: u64,
+    /// Bytes per second for all bodies together; `None`: no limit.
+    pub bwlimit: Option<u64>,
+}
