@@ -42,7 +42,7 @@ def watch():
     global started
     for line in r.stderr:
         lines.append(line)
-        if started is None and "segments to upload" in line:
+        if started is None and "segments to send" in line:
             started = time.time() - t0
 
 

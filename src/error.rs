@@ -74,7 +74,12 @@ impl Error {
     pub fn io(what: impl fmt::Display, e: std::io::Error) -> Self {
         use std::io::ErrorKind as K;
         let kind = match e.kind() {
-            K::NotFound | K::PermissionDenied | K::IsADirectory | K::InvalidInput => ErrorKind::BadInput,
+            K::NotFound
+            | K::PermissionDenied
+            | K::IsADirectory
+            | K::NotADirectory
+            | K::ReadOnlyFilesystem
+            | K::InvalidInput => ErrorKind::BadInput,
             _ => ErrorKind::Failed,
         };
         let full = e.kind() == K::StorageFull;

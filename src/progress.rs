@@ -25,6 +25,10 @@ pub struct Progress {
     pub segments_confirmed: AtomicU64,
     /// Bytes sent by this run only (for the rate).
     pub run_bytes_sent: AtomicU64,
+    /// Segments this run found whole on the server (hashed, not sent).
+    pub segments_adopted: AtomicU64,
+    /// Segments this run sent and confirmed.
+    pub segments_sent: AtomicU64,
     /// Transient failures seen by this run (drives adaptive concurrency).
     pub trouble: AtomicU64,
     /// Segments allowed in flight right now (adaptive, at most `--concurrency`).
@@ -56,6 +60,8 @@ impl Default for Progress {
             segments_total: AtomicU64::new(0),
             segments_confirmed: AtomicU64::new(0),
             run_bytes_sent: AtomicU64::new(0),
+            segments_adopted: AtomicU64::new(0),
+            segments_sent: AtomicU64::new(0),
             trouble: AtomicU64::new(0),
             concurrency: AtomicU64::new(0),
             started: Instant::now(),

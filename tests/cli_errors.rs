@@ -36,6 +36,9 @@ fn bad_files_names_and_jobs() {
     fails(&run, &["resume", "abcdef12"], 2, "unknown job");
     fails(&run, &["status", "abcdef12"], 2, "unknown job");
     fails(&run, &["verify", "../../etc"], 2, "unknown job");
+    // A journal path that cannot be a journal is bad input, whatever the reason.
+    fails(&run, &["--journal", i, "upload", i, "-c", "x"], 2, "is not a directory");
+    fails(&run, &["--journal", "/proc/k5up-journal", "upload", i, "-c", "x"], 2, "cannot create journal");
 }
 
 #[test]

@@ -30,7 +30,12 @@ fn lost_journal_is_rebuilt_by_the_same_command_without_resending() {
     assert_eq!(obs.list(&format!("{c}_segments"), "disk.img/"), before);
     assert_eq!(obs.head(&c, "disk.img").unwrap()["last-modified"], object_before["last-modified"]);
     std::fs::remove_dir_all(run.journal()).unwrap();
-    run.ok(&args);
+    let out = run.run(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // Said as it is: nothing to send, 11 segments to check (once "11 of 11 segments to upload").
+    assert!(err.contains("0 of 11 segments to send (0 confirmed; 11 more are on the server"), "{err}");
+    assert!(err.contains("0 segment(s) sent, 11 found whole on the server"), "{err}");
     let after = obs.list(&format!("{c}_segments"), "disk.img/");
     for (name, e) in &before {
         if name.contains("/manifest/") {

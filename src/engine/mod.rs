@@ -606,10 +606,18 @@ impl Engine {
             return Ok(());
         }
         if !r.todo.is_empty() {
+            // Segments the server holds under their names with the right size are
+            // hashed and adopted if their MD5 matches: not counted as "to send".
+            let listed = r.todo.iter().filter(|(s, e)| e.as_ref().is_some_and(|e| e.bytes == s.length)).count();
+            let on_server = if listed > 0 {
+                format!("; {listed} more are on the server under their names and are checked before sending")
+            } else {
+                String::new()
+            };
             tracing::info!(
-                "job {}: {} of {} segments to upload ({} confirmed)",
+                "job {}: {} of {} segments to send ({} confirmed{on_server})",
                 job.id,
-                r.todo.len(),
+                r.todo.len() - listed,
                 job.plan.segment_count,
                 base.segments_confirmed
             );
@@ -650,6 +658,10 @@ impl Engine {
             }
         })
         .await?;
+        let (sent, adopted) = (Progress::get(&p.segments_sent), Progress::get(&p.segments_adopted));
+        if adopted > 0 {
+            tracing::info!("job {}: {sent} segment(s) sent, {adopted} found whole on the server (not sent)", job.id);
+        }
         self.publish_digests(journal)
     }
 

@@ -51,6 +51,10 @@ impl Root {
                 }
             },
         };
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::input(format!("the journal path {} is not a directory", dir.display()))
+                .hint("--journal DIR (or K5UP_JOURNAL) names a directory k5up may create and write"));
+        }
         Ok(Root { dir })
     }
 
@@ -139,7 +143,16 @@ impl Root {
     /// Creates the journal of a new job with its segments. Fails if it exists.
     pub fn create(&self, job: &JobRecord, segments: impl Iterator<Item = SegmentRecord>) -> Result<Journal> {
         let dir = self.job_dir(&job.id);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create journal {}", dir.display()), e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            let full = e.kind() == std::io::ErrorKind::StorageFull;
+            let err = Error::io(format!("cannot create journal {}", dir.display()), e);
+            if full {
+                err
+            } else {
+                Error { kind: crate::error::ErrorKind::BadInput, ..err }
+                    .hint("--journal DIR (or K5UP_JOURNAL) names a directory k5up may create and write")
+            }
+        })?;
         let l = lock::lock(&dir, &job.id, Role::Writer)?.map_err(|_| Error::failed("unreachable: writer lock"))?;
         if dir.join("db").exists() {
             return Err(Error::failed(format!("job {} exists already", job.id)));

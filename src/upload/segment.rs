@@ -277,5 +277,10 @@ async fn confirm(ctx: &Ctx, rec: Mutex<SegmentRecord>, how: Outcome) -> Result<O
     let len = r.length;
     save(&ctx.journal, r, true).await?;
     ctx.progress.confirmed(len);
+    let counter = match how {
+        Outcome::Sent => &ctx.progress.segments_sent,
+        Outcome::Adopted => &ctx.progress.segments_adopted,
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(how)
 }
