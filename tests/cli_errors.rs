@@ -116,6 +116,14 @@ fn secrets_never_reach_logs_journal_or_json() {
     let c = common::unique("secret");
     let out = run.run(&["-vv", "upload", img.to_str().unwrap(), "-c", &c, "--segment-size", "1MiB", "--no-progress"]);
     assert!(out.status.success());
+    // -vv is k5up's own trace: every request with its status and X-Trans-Id (it once
+    // added nothing over -v), and no other crate's internals.
+    let trace = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(trace.contains("TRACE") && trace.contains("← PUT ") && trace.contains("HTTP 201"), "{trace}");
+    assert!(trace.contains("X-Trans-Id: tx"), "{trace}");
+    assert!(!trace.contains("hyper") && !trace.contains("reqwest::"), "no HTTP-library internals: {trace}");
+    let v = run.run(&["-v", "status", "--json"]);
+    assert!(!String::from_utf8_lossy(&v.stderr).contains("TRACE"));
     let token = common::Observer::login(&creds).token; // tempauth hands out the same token while valid
     let mut haystack = String::from_utf8_lossy(&out.stderr).to_string();
     haystack += &String::from_utf8_lossy(&out.stdout);
@@ -176,4 +184,22 @@ fn tls_with_a_private_ca() {
         .unwrap();
     use md5::Digest;
     assert_eq!(hex::encode(md5::Md5::digest(&body.stdout)), md5);
+}
+
+/// Each subcommand's help lists only what it takes, grouped: `status --help` once
+/// listed --k5-region and --cacert, `import --help` mixed global and upload flags.
+#[test]
+fn help_lists_only_what_each_subcommand_takes() {
+    let run = Run::with_env(&[]);
+    for sub in ["status", "jobs"] {
+        let h = run.ok(&[sub, "--help"]);
+        for flag in ["--k5-region", "--cacert", "--insecure", "--concurrency", "--import"] {
+            assert!(!h.contains(flag), "`{sub} --help` lists {flag}:\n{h}");
+        }
+    }
+    let h = run.ok(&["import", "--help"]);
+    assert!(h.contains("Import:") && h.contains("Tuning:") && h.contains("Connection:"), "{h}");
+    assert!(!h.contains("--segment-size") && !h.contains("--manifest") && !h.contains("--dry-run"), "{h}");
+    let h = run.ok(&["upload", "--help"]);
+    assert!(h.contains("--segment-size") && h.contains("Connection:") && h.contains("--k5-region"), "{h}");
 }

@@ -211,3 +211,28 @@ fn resume_keeps_the_bandwidth_limit_unless_told_otherwise() {
     assert_eq!(st["settings"]["bwlimit"], MIB, "{st}");
     assert_eq!(st["settings"]["concurrency"], 2, "{st}");
 }
+
+/// Without a progress bar, the periodic line shows the rate of the last seconds: while
+/// the link is down it says nothing is being sent (an average since the start kept
+/// printing "sending 85 KiB/s" then).
+#[test]
+fn the_progress_line_says_when_nothing_is_sent() {
+    let tb = Testbed::get();
+    let t = common::Slow::new(&tb.small(), 2 * MIB, 16 * MIB, 37, "quiet");
+    let run = &t.run;
+    let args = t.upload_args(&["--concurrency", "2"]);
+    let mut child = run
+        .cmd(&args)
+        .env("K5UP_PROGRESS_SECS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(run.path("quiet.err")).unwrap())
+        .spawn()
+        .unwrap();
+    run.wait_segments(&mut child, &t.obs, &t.segs, 2);
+    t.proxy.link_down(std::time::Duration::from_secs(6));
+    assert!(child.wait().unwrap().success());
+    let err = std::fs::read_to_string(run.path("quiet.err")).unwrap();
+    assert!(err.contains("sending ") && err.contains("/s, ETA "), "a rate while it moves: {err}");
+    assert!(err.contains("nothing sent in the last seconds"), "said while the link was down: {err}");
+    assert_eq!(t.object().unwrap(), (t.md5.clone(), t.size));
+}

@@ -38,27 +38,37 @@ struct Cli {
     /// Journal directory [default: $XDG_STATE_HOME/k5up or ~/.local/state/k5up]
     #[arg(long, env = "K5UP_JOURNAL", global = true, value_name = "DIR")]
     journal: Option<PathBuf>,
-    /// More log output (-v debug, -vv trace); RUST_LOG overrides
+    /// More log output: -v debug, -vv k5up's trace (every request with its status,
+    /// time and X-Trans-Id); RUST_LOG overrides
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
-    /// Extra CA certificates (PEM bundle) for a private CA [env: OS_CACERT]
-    #[arg(long, global = true, value_name = "PEM")]
-    cacert: Option<PathBuf>,
-    /// Do not verify TLS certificates (dangerous)
-    #[arg(long, global = true)]
-    insecure: bool,
-    /// K5 profile: the region (uk-1, fi-1, de-1, jp-east-1, ...). Derives the identity,
-    /// object-storage and vmimport endpoints, and makes `--import k5` the default
-    #[arg(long, env = "K5UP_K5_REGION", global = true, value_name = "REGION")]
-    k5_region: Option<String>,
-    /// K5 profile: the contract name (the user's and project's domain)
-    #[arg(long, env = "K5UP_K5_CONTRACT", global = true, value_name = "NAME")]
-    k5_contract: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
+    /// The connection options of the subcommand (filled after parsing).
+    #[arg(skip)]
+    conn: ConnArgs,
     /// The tunables typed on the command line (filled after parsing).
     #[arg(skip)]
     given: Given,
+}
+
+/// How to reach the servers: only the subcommands that talk to them take these.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Connection")]
+struct ConnArgs {
+    /// Extra CA certificates (PEM bundle) for a private CA [env: OS_CACERT]
+    #[arg(long, value_name = "PEM")]
+    cacert: Option<PathBuf>,
+    /// Do not verify TLS certificates (dangerous)
+    #[arg(long)]
+    insecure: bool,
+    /// K5 profile: the region (uk-1, fi-1, de-1, jp-east-1, ...). Derives the identity,
+    /// object-storage and vmimport endpoints, and makes `--import k5` the default
+    #[arg(long, env = "K5UP_K5_REGION", value_name = "REGION")]
+    k5_region: Option<String>,
+    /// K5 profile: the contract name (the user's and project's domain)
+    #[arg(long, env = "K5UP_K5_CONTRACT", value_name = "NAME")]
+    k5_contract: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +81,8 @@ enum Cmd {
         job: String,
         #[command(flatten)]
         run: RunArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
     },
     /// Show a job's progress (all jobs without JOB); works while an upload runs
     Status {
@@ -90,9 +102,11 @@ enum Cmd {
     Abort {
         /// Job id
         job: String,
-        /// For a completed job, also delete the uploaded object (otherwise it is kept)
+        /// Also delete the object when it is this job's manifest (otherwise it is kept, with its segments)
         #[arg(long)]
         purge: bool,
+        #[command(flatten)]
+        conn: ConnArgs,
     },
     /// Run (or re-run) only the image import of an uploaded job
     Import {
@@ -102,6 +116,8 @@ enum Cmd {
         import: ImportArgs,
         #[command(flatten)]
         run: RunArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
     },
     /// Compare the server's manifest and segments with the journal
     Verify {
@@ -113,6 +129,8 @@ enum Cmd {
         /// Machine-readable output
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        conn: ConnArgs,
     },
 }
 
@@ -150,6 +168,8 @@ struct UploadArgs {
     import: ImportArgs,
     #[command(flatten)]
     run: RunArgs,
+    #[command(flatten)]
+    conn: ConnArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -160,8 +180,9 @@ enum ImportArg {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Import")]
 struct ImportArgs {
-    /// Register the image once uploaded [default: none; k5 with --k5-region]
+    /// The image service to import into: k5, glance, or none [upload default: none; k5 with --k5-region]
     #[arg(long = "import", value_enum)]
     kind: Option<ImportArg>,
     /// Image name [default: the object name without its extension]
@@ -244,11 +265,11 @@ impl ImportArgs {
             Some(ImportArg::K5) => ImportKind::K5,
             Some(ImportArg::Glance) => ImportKind::Glance,
             Some(ImportArg::None) => return Ok(None),
-            None if default_from_profile && cli.k5_region.is_some() => ImportKind::K5,
+            None if default_from_profile && cli.conn.k5_region.is_some() => ImportKind::K5,
             None => return Ok(None),
         };
         let endpoint = match kind {
-            ImportKind::K5 => match (&self.vmimport_url, &cli.k5_region) {
+            ImportKind::K5 => match (&self.vmimport_url, &cli.conn.k5_region) {
                 (Some(u), _) => Some(u.clone()),
                 (None, Some(r)) => Some(k5::profile(r)?.vmimport_url),
                 (None, None) => None,
@@ -270,6 +291,7 @@ impl ImportArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Tuning")]
 struct RunArgs {
     /// Segments uploaded in parallel
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -299,6 +321,13 @@ pub(crate) fn main() -> ExitCode {
     };
     cli.implied_import(&matches);
     cli.given = given(&cli.cmd, &matches);
+    cli.conn = match &cli.cmd {
+        Cmd::Upload(a) => a.conn.clone(),
+        Cmd::Resume { conn, .. } | Cmd::Import { conn, .. } | Cmd::Abort { conn, .. } | Cmd::Verify { conn, .. } => {
+            conn.clone()
+        }
+        Cmd::Status { .. } | Cmd::Jobs { .. } => ConnArgs::default(),
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -363,7 +392,7 @@ async fn run(cli: Cli) -> Result<()> {
             progress.finish();
             display::finished(r?)
         }
-        Cmd::Resume { ref job, run: ref settings } => {
+        Cmd::Resume { ref job, run: ref settings, .. } => {
             let bar = ui::init_tracing(cli.verbose, !settings.no_progress);
             let engine = engine(&cli, root, settings)?;
             let progress = ui::spawn_progress(engine.progress.clone(), bar);
@@ -371,7 +400,7 @@ async fn run(cli: Cli) -> Result<()> {
             progress.finish();
             display::finished(r?)
         }
-        Cmd::Import { ref job, ref import, run: ref settings } => {
+        Cmd::Import { ref job, ref import, run: ref settings, .. } => {
             let bar = ui::init_tracing(cli.verbose, !settings.no_progress);
             let spec = import.spec(&cli, false)?;
             let engine = engine(&cli, root, settings)?;
@@ -380,13 +409,13 @@ async fn run(cli: Cli) -> Result<()> {
             progress.finish();
             display::finished(r?)
         }
-        Cmd::Abort { ref job, purge } => {
+        Cmd::Abort { ref job, purge, .. } => {
             ui::init_tracing(cli.verbose, false);
             let engine = engine(&cli, root, &default_run())?;
             out::out!("{}", out::clean(&engine.abort(job, purge).await?));
             Ok(())
         }
-        Cmd::Verify { ref job, deep, json } => {
+        Cmd::Verify { ref job, deep, json, .. } => {
             ui::init_tracing(cli.verbose, false);
             let engine = engine(&cli, root, &default_run())?;
             let report = engine.verify(job, deep).await?;
@@ -417,7 +446,7 @@ fn parse_rate(s: &str) -> std::result::Result<u64, String> {
 
 fn engine(cli: &Cli, root: Root, a: &RunArgs) -> Result<Engine> {
     let mut env = env_map();
-    if let Some(region) = &cli.k5_region {
+    if let Some(region) = &cli.conn.k5_region {
         // The K5 profile fills what the environment leaves out.
         let p = k5::profile(region)?;
         let mut default = |k: &str, v: String| {
@@ -426,16 +455,16 @@ fn engine(cli: &Cli, root: Root, a: &RunArgs) -> Result<Engine> {
         default("OS_AUTH_URL", p.auth_url);
         default("OS_STORAGE_URL", p.storage_url);
         default("OS_REGION_NAME", region.clone());
-        if let Some(c) = &cli.k5_contract {
+        if let Some(c) = &cli.conn.k5_contract {
             default("OS_USER_DOMAIN_NAME", c.clone());
             default("OS_PROJECT_DOMAIN_NAME", c.clone());
         }
     }
     let (creds, mut tls) = k5up::swift::creds::from_env(&env)?;
-    if let Some(c) = &cli.cacert {
+    if let Some(c) = &cli.conn.cacert {
         tls.cacert = Some(c.clone());
     }
-    tls.insecure |= cli.insecure;
+    tls.insecure |= cli.conn.insecure;
     let mut policy = Policy { retry_for: a.retry_for, ..Policy::default() };
     // Hidden knob for tests: a shorter first backoff delay.
     if let Some(ms) = std::env::var("K5UP_BACKOFF_INITIAL_MS").ok().and_then(|v| v.parse().ok()) {

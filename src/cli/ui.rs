@@ -44,7 +44,10 @@ pub(super) fn init_tracing(verbose: u8, want_bar: bool) -> Option<ProgressBar> {
         let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(4));
         b.set_style(
             ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+                // The rate and ETA are k5up's own (bytes on the wire over the last
+                // seconds), in {msg}: indicatif's count confirmed bytes since the start,
+                // which showed "0 B/s ETA 0s" at first and a rate while nothing moved.
+                "{spinner} [{elapsed_precise}] [{wide_bar}] {bytes}/{total_bytes} {msg}",
             )
             .expect("valid template")
             .progress_chars("=> "),
@@ -54,7 +57,9 @@ pub(super) fn init_tracing(verbose: u8, want_bar: bool) -> Option<ProgressBar> {
     let default = match verbose {
         0 => "k5up=info",
         1 => "k5up=debug",
-        _ => "k5up=trace,info",
+        // k5up's own trace (every request, its status, time and X-Trans-Id); other
+        // crates only warn (RUST_LOG=trace shows their internals too).
+        _ => "warn,k5up=trace",
     };
     let ansi = std::io::stderr().is_terminal();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
@@ -82,19 +87,59 @@ impl Display {
     }
 }
 
-fn line(p: &Progress) -> String {
+/// The rate of bytes put on the wire over the last few seconds: an average since
+/// the start kept showing a rate while nothing moved (a link down, retries waiting).
+struct Rate {
+    samples: std::collections::VecDeque<(std::time::Instant, u64)>,
+    window: Duration,
+}
+
+impl Rate {
+    fn new(window: Duration) -> Self {
+        Rate { samples: std::collections::VecDeque::new(), window }
+    }
+
+    /// Records `sent` (a running total) now; returns bytes per second over the window,
+    /// `None` until two samples a moment apart exist.
+    fn update(&mut self, sent: u64) -> Option<f64> {
+        let now = std::time::Instant::now();
+        self.samples.push_back((now, sent));
+        while self.samples.len() > 2 && now.duration_since(self.samples[0].0) > self.window {
+            self.samples.pop_front();
+        }
+        let (t0, b0) = *self.samples.front()?;
+        let secs = now.duration_since(t0).as_secs_f64();
+        (secs >= 0.5).then(|| sent.saturating_sub(b0) as f64 / secs)
+    }
+}
+
+/// "sending 12.0 MiB/s, ETA 3m 20s", "nothing sent for a while", or "starting".
+fn rate_text(rate: Option<f64>, left: u64) -> String {
+    match rate {
+        None => "starting".into(),
+        Some(r) if r < 1.0 => "nothing sent in the last seconds".into(),
+        Some(r) => {
+            let eta = Duration::from_secs_f64((left as f64 / r).min(1e9));
+            format!(
+                "sending {}/s, ETA {}",
+                format_size(r as u64),
+                k5up::units::format_duration(Duration::from_secs(eta.as_secs()))
+            )
+        }
+    }
+}
+
+fn line(p: &Progress, rate: Option<f64>) -> String {
     let total = Progress::get(&p.bytes_total);
     let done = Progress::get(&p.bytes_confirmed);
-    let secs = p.started.elapsed().as_secs_f64().max(0.001);
-    let rate = Progress::get(&p.run_bytes_sent) as f64 / secs;
     let pct = if total > 0 { done as f64 * 100.0 / total as f64 } else { 100.0 };
     format!(
-        "{} of {} confirmed ({pct:.1}%), {} segments of {}, sending {}/s",
+        "{} of {} confirmed ({pct:.1}%), {} segments of {}, {}",
         format_size(done),
         format_size(total),
         Progress::get(&p.segments_confirmed),
         Progress::get(&p.segments_total),
-        format_size(rate as u64)
+        rate_text(rate, total.saturating_sub(done))
     )
 }
 
@@ -118,9 +163,10 @@ pub(super) fn spawn_progress(p: Arc<Progress>, bar: Option<ProgressBar>) -> Disp
             Duration::from_secs(every.max(1))
         });
         tick.tick().await;
-        let mut first = true;
+        let mut rate = Rate::new(Duration::from_secs(if b.is_some() { 5 } else { every.max(1) * 2 }));
         loop {
             tick.tick().await;
+            let r = rate.update(Progress::get(&p.run_bytes_sent));
             match &b {
                 Some(b) if importing(&p).is_some() => {
                     b.set_message(importing(&p).unwrap_or_default());
@@ -129,26 +175,37 @@ pub(super) fn spawn_progress(p: Arc<Progress>, bar: Option<ProgressBar>) -> Disp
                     tracing::info!("{}", importing(&p).unwrap_or_default());
                 }
                 Some(b) => {
-                    b.set_length(Progress::get(&p.bytes_total));
-                    b.set_position(Progress::get(&p.bytes_confirmed));
-                    if first && Progress::get(&p.bytes_total) > 0 {
-                        // what earlier runs confirmed must not count in this run's rate
-                        b.reset_eta();
-                        first = false;
-                    }
+                    let (total, done) = (Progress::get(&p.bytes_total), Progress::get(&p.bytes_confirmed));
+                    b.set_length(total);
+                    b.set_position(done);
                     b.set_message(format!(
-                        "{}/{} segs",
+                        "{}/{} segs, {}",
                         Progress::get(&p.segments_confirmed),
-                        Progress::get(&p.segments_total)
+                        Progress::get(&p.segments_total),
+                        rate_text(r, total.saturating_sub(done))
                     ));
                 }
                 None => {
                     if Progress::get(&p.segments_total) > 0 {
-                        tracing::info!("{}", line(&p));
+                        tracing::info!("{}", line(&p, r));
                     }
                 }
             }
         }
     });
     Display { task, bar }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_is_recent_and_says_when_nothing_moves() {
+        assert_eq!(rate_text(None, 100), "starting");
+        assert_eq!(rate_text(Some(0.0), 100), "nothing sent in the last seconds");
+        assert_eq!(rate_text(Some(1024.0 * 1024.0), 10 << 20), "sending 1.00 MiB/s, ETA 10s");
+        let mut r = Rate::new(Duration::from_millis(200));
+        assert_eq!(r.update(0), None, "one sample: no rate yet");
+    }
 }

@@ -212,8 +212,20 @@ impl Swift {
         build: impl FnOnce(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, SwiftError> {
         let token = self.auth.token().await?;
-        let req = self.http.request(method, url).header("X-Auth-Token", token.value.header(op)?);
-        let resp = build(req).send().await.map_err(|e| SwiftError::transport(op, &e))?;
+        let started = std::time::Instant::now();
+        tracing::trace!("→ {method} {url} ({op})");
+        let req = self.http.request(method.clone(), url).header("X-Auth-Token", token.value.header(op)?);
+        let resp = build(req).send().await.map_err(|e| {
+            let e = SwiftError::transport(op, &e);
+            tracing::trace!("✗ {method} {url}: {} after {} ms", e.detail, started.elapsed().as_millis());
+            e
+        })?;
+        tracing::trace!(
+            "← {method} {url}: HTTP {} in {} ms (X-Trans-Id: {})",
+            resp.status().as_u16(),
+            started.elapsed().as_millis(),
+            error::trans_id(resp.headers()).unwrap_or_default()
+        );
         if resp.status().is_success() {
             return Ok(resp);
         }
