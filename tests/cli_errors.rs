@@ -203,3 +203,38 @@ fn help_lists_only_what_each_subcommand_takes() {
     let h = run.ok(&["upload", "--help"]);
     assert!(h.contains("--segment-size") && h.contains("Connection:") && h.contains("--k5-region"), "{h}");
 }
+
+/// Every signal ends every wait: a login that never answers (the proxy swallows it)
+/// ends at SIGTERM with the resumable code, before anything was changed.
+#[test]
+fn sigterm_ends_a_login_that_never_answers() {
+    use common::throttle::{Fault, Throttle};
+    let tb = Testbed::get();
+    let good = tb.small();
+    let proxy = Throttle::with_faults(
+        good.port(),
+        1 << 40,
+        vec![Fault::Stall { method: "GET /auth".into(), after: 0, count: 10 }],
+    );
+    let run = Run::new(good.via(proxy.port));
+    let img = run.path("a.img");
+    write_random(&img, 1000, 1);
+    let mut child = run.spawn(&["upload", img.to_str().unwrap(), "-c", "x", "--no-progress"]);
+    common::wait_for(std::time::Duration::from_secs(10), || {
+        (proxy.stats.stalls.load(std::sync::atomic::Ordering::Relaxed) > 0).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "still waiting for the login");
+    let t0 = std::time::Instant::now();
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed().as_secs() < 10, "SIGTERM did not end the wait");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(75), "{}", run.stderr());
+    assert!(run.stderr().contains("interrupted before the upload started"), "{}", run.stderr());
+    assert!(run.jobs().is_empty());
+}

@@ -187,9 +187,24 @@ impl Engine {
         self.swift.with_retry_for(Duration::from_secs(10)).storage_url().await.map_err(first_contact)
     }
 
+    /// Runs `f` (work before a run starts: login, planning) until Ctrl-C or SIGTERM,
+    /// which end it at once: nothing has been changed yet.
+    async fn or_cancel<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let mut c = self.cancel.clone();
+        tokio::select! {
+            r = f => r,
+            _ = upload::cancelled(&mut c) => Err(Error::resumable("interrupted before the upload started")
+                .hint("nothing was changed; run the same command again")),
+        }
+    }
+
     /// Plans an upload: opens the file, logs in, reads the limits, and finds or
-    /// designs the job. Creates nothing.
+    /// designs the job. Creates nothing. Ctrl-C ends it at once.
     pub async fn plan(&self, req: &UploadRequest) -> Result<(PathBuf, File, Planned)> {
+        self.or_cancel(self.plan_inner(req)).await
+    }
+
+    async fn plan_inner(&self, req: &UploadRequest) -> Result<(PathBuf, File, Planned)> {
         let (path, file, ident) = source::open(&req.file)?;
         let object = match &req.object {
             Some(o) => o.clone(),
@@ -390,7 +405,7 @@ impl Engine {
         let journal = self.open_job(id)?;
         let job = journal.job()?;
         let (_, file, opened) = source::open(Path::new(&job.file)).map_err(|e| e.context(format!("job {}", job.id)))?;
-        self.storage_url_first().await?;
+        self.or_cancel(self.storage_url_first()).await?;
         self.run(journal, file, &opened).await
     }
 

@@ -101,6 +101,9 @@ pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("k5up/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(opts.connect_timeout)
+        // A server that stops answering mid-response (or never answers a login) is a
+        // network fault, not a wait for ever; segment bodies have their own watchdog.
+        .read_timeout(Duration::from_secs(120))
         .tcp_keepalive(Duration::from_secs(30))
         .pool_idle_timeout(Duration::from_secs(50));
     if let Some(p) = &opts.tls.cacert {
