@@ -1,5 +1,6 @@
-//! A crash test in the style of sled's: k5up is SIGKILLed at seeded random moments,
-//! several times per job, over many jobs. After every job: the object reads back
+//! A crash test in the style of sled's: k5up is SIGKILLed at seeded random points
+//! (a count of request bytes the server has received, so a seed replays them),
+//! several times per job, over many jobs; every kill must land mid-upload. After every job: the object reads back
 //! with the source's MD5, and no segment that was whole on the server at any kill
 //! was PUT again afterwards (its listing `last_modified` never changed). The listing is
 //! taken once the link has drained: bytes a killed process had already written to its
@@ -46,10 +47,13 @@ fn one_job(tb: &Testbed, rng: &mut Rng, kills: u64) -> Result<String, String> {
     let md5 = write_random(&src, size, rng.next());
     let c = unique("loop");
     let s = src.to_str().unwrap();
-    let up = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--concurrency", &conc, "--no-progress"];
-    let job = run.job_id(&up);
+    let up_args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--concurrency", &conc, "--no-progress"];
+    let job = run.job_id(&up_args);
     let obs = Observer::login(&creds);
     let segs = format!("{c}_segments");
+    // python-swiftclient's naming, which k5up follows: <object>/slo/<mtime>/<size>/<segment size>/<index>.
+    let mtime = std::fs::metadata(&src).unwrap().modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let prefix = format!("disk.img/slo/{}.{:06}/{size}/{MIB}/", mtime.as_secs(), mtime.subsec_micros());
     // name → last_modified, the first time the segment was seen whole
     let mut whole: HashMap<String, String> = HashMap::new();
     let mut killed_at = vec![];
@@ -59,23 +63,58 @@ fn one_job(tb: &Testbed, rng: &mut Rng, kills: u64) -> Result<String, String> {
         // (birth record only) is resumed like any other.
         let dir = run.journal().join("jobs").join(&job);
         let known = dir.join("db").exists() || dir.join("birth.json").exists();
-        let mut child = if known { run.spawn(&["resume", &job, "--no-progress"]) } else { run.spawn(&up) };
-        let delay = rng.range(150, 1500);
-        std::thread::sleep(Duration::from_millis(delay));
+        // The kill point is an event count, not a clock: after `at` more request bytes
+        // have reached the server, a seeded share of what this run must still send
+        // (so the same seed replays the same kill points, and the kill always lands
+        // before the upload can have finished).
+        let left: u64 = (0..size.div_ceil(MIB))
+            .filter(|i| !whole.contains_key(&format!("{prefix}{i:08}")))
+            .map(|i| MIB.min(size - i * MIB))
+            .sum();
+        if left < 256 << 10 {
+            // Too little left for a kill to land mid-upload for certain: no more kills.
+            killed_at.push(format!("(no kill: {left} B left)"));
+            break;
+        }
+        let at = rng.range(left / 10, left * 8 / 10);
+        let up = || proxy.stats.bytes_up.load(std::sync::atomic::Ordering::Relaxed);
+        let target = up() + at;
+        let mut child = if known { run.spawn(&["resume", &job, "--no-progress"]) } else { run.spawn(&up_args) };
+        let t0 = std::time::Instant::now();
+        while up() < target {
+            if let Some(st) = child.try_wait().unwrap() {
+                return Err(format!(
+                    "k5up ended ({st}) before the kill point ({at} of {left} bytes left, {} whole, sent {}): the kill would not land mid-upload\n{}",
+                    whole.len(),
+                    up() - (target - at),
+                    run.stderr()
+                ));
+            }
+            if t0.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                return Err(format!("no progress to the kill point in 120 s\n{}", run.stderr()));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let _ = child.kill();
         let status = child.wait().unwrap();
         // What the killed process had already handed to the kernel still drains to
         // the server; only once the link is idle is the listing what the next run sees.
         proxy.wait_idle(Duration::from_secs(30));
-        killed_at.push(format!("{delay}ms{}", if status.success() { "(done)" } else { "" }));
-        for (name, e) in obs.list(&segs, "") {
-            let Ok(idx) = name.rsplit('/').next().unwrap().parse::<u64>() else { continue };
-            if name.contains("/manifest/") || idx * MIB >= size {
-                continue;
-            }
+        if status.success() || obs.head(&c, "disk.img").is_some() {
+            return Err(format!("the kill after {at} bytes did not land mid-upload (status {status})"));
+        }
+        killed_at.push(format!("{at}B"));
+        // HEAD each segment (the object server's answer is immediate; a container
+        // listing may lag behind it): name → X-Timestamp of the whole segment.
+        for idx in 0..size.div_ceil(MIB) {
+            let name = format!("{prefix}{idx:08}");
             let len = MIB.min(size - idx * MIB);
-            if e["bytes"] == len && e["hash"].as_str() == Some(&md5_of_range(&src, idx * MIB, len)) {
-                whole.entry(name).or_insert_with(|| e["last_modified"].as_str().unwrap().to_string());
+            if let Some(h) = obs.head(&segs, &name)
+                && h.get("content-length").map(String::as_str) == Some(len.to_string().as_str())
+                && h.get("etag").map(|e| e.trim_matches('"')) == Some(md5_of_range(&src, idx * MIB, len).as_str())
+            {
+                whole.entry(name).or_insert_with(|| h["x-timestamp"].clone());
             }
         }
     }
@@ -87,9 +126,8 @@ fn one_job(tb: &Testbed, rng: &mut Rng, kills: u64) -> Result<String, String> {
         Some((m, n)) if m == md5 && n == size => {}
         other => return Err(format!("object differs: {other:?}, expected ({md5}, {size})")),
     }
-    let after = obs.list(&segs, "");
-    for (name, lm) in &whole {
-        if after.get(name).and_then(|e| e["last_modified"].as_str()) != Some(lm.as_str()) {
+    for (name, ts) in &whole {
+        if obs.head(&segs, name).and_then(|h| h.get("x-timestamp").cloned()).as_deref() != Some(ts.as_str()) {
             return Err(format!("segment {name} was whole at a kill and was PUT again"));
         }
     }

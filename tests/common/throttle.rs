@@ -70,6 +70,54 @@ pub struct Stats {
     pub connections: AtomicUsize,
     /// Connections being served now.
     pub active: AtomicUsize,
+    /// Request bytes (heads and bodies) forwarded to the server.
+    pub bytes_up: std::sync::atomic::AtomicU64,
+    /// Every request the proxy saw, in order: what the tests check instead of
+    /// k5up's own words about what it did.
+    pub seen: Mutex<Vec<Seen>>,
+}
+
+/// One request as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// The request line, e.g. `PUT /v1/AUTH_test/c_segments%2F... HTTP/1.1`.
+    pub line: String,
+    /// Its headers (name: value), lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// When its head arrived.
+    pub start: Instant,
+    /// When its whole body had been forwarded (or the fault ended it).
+    pub end: Option<Instant>,
+}
+
+impl Seen {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl Stats {
+    /// A copy of the requests seen so far.
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+    fn saw(&self, head: &str) -> usize {
+        let mut lines = head.lines();
+        let line = lines.next().unwrap_or("").to_string();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let mut s = self.seen.lock().unwrap();
+        s.push(Seen { line, headers, start: Instant::now(), end: None });
+        s.len() - 1
+    }
+    fn done(&self, i: usize) {
+        if let Some(r) = self.seen.lock().unwrap().get_mut(i) {
+            r.end.get_or_insert_with(Instant::now);
+        }
+    }
 }
 
 /// Settings shared by the connections of one proxy.
@@ -223,7 +271,12 @@ async fn requests(mut link: Link, reply_to: Arc<tokio::sync::Mutex<tokio::net::t
         let head = String::from_utf8_lossy(&link.buf[..head_len]).to_string();
         let body_len = content_length(&head);
         let whole = head_len + body_len.unwrap_or(0) as usize;
-        match take_fault(&sh.script, head.as_bytes()) {
+        let seen = stats.saw(&head);
+        let fault = take_fault(&sh.script, head.as_bytes());
+        if fault.is_some() {
+            stats.done(seen);
+        }
+        match fault {
             Some(Fault::Reply { status, retry_after, .. }) => {
                 stats.replies.fetch_add(1, Ordering::Relaxed);
                 let ra = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
@@ -274,6 +327,7 @@ async fn requests(mut link: Link, reply_to: Arc<tokio::sync::Mutex<tokio::net::t
                 if link.forward(whole).await.is_err() {
                     return;
                 }
+                stats.done(seen);
             }
         }
     }
@@ -342,6 +396,7 @@ impl Link {
             }
             self.pace(take).await;
             self.to.write_all(&self.buf[..take]).await?;
+            self.sh.stats.bytes_up.fetch_add(take as u64, Ordering::Relaxed);
             self.buf.drain(..take);
             n -= take;
             done += take;
