@@ -86,11 +86,7 @@ fn lanes(total: u64) {
     }
     report("md-5 crate, one stream at a time (in memory)", t.elapsed().as_secs_f64());
     for backend in Backend::available() {
-        let width = match backend {
-            Backend::Avx2 => 8,
-            Backend::Sse2 => 4,
-            Backend::Scalar => 1,
-        };
+        let width = backend.width();
         let t = Instant::now();
         for group in bufs.chunks(width) {
             let mut streams: Vec<Md5Stream> = group.iter().map(|_| Md5Stream::new()).collect();

@@ -36,6 +36,10 @@ fn bad_files_names_and_jobs() {
     fails(&run, &["resume", "abcdef12"], 2, "unknown job");
     fails(&run, &["status", "abcdef12"], 2, "unknown job");
     fails(&run, &["verify", "../../etc"], 2, "unknown job");
+    // K5UP_MD5 naming lanes this CPU cannot run (or no lanes at all) fails loudly.
+    let out = run.cmd(&["upload", i, "-c", "x"]).env("K5UP_MD5", "neon").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("K5UP_MD5=neon"));
     // A journal path that cannot be a journal is bad input, whatever the reason.
     fails(&run, &["--journal", i, "upload", i, "-c", "x"], 2, "is not a directory");
     fails(&run, &["--journal", "/proc/k5up-journal", "upload", i, "-c", "x"], 2, "cannot create journal");

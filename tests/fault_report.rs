@@ -131,7 +131,7 @@ fn main() {
         let wasted = o.up.saturating_sub(clean_up);
         // Every scripted fault must have been played (else the row proves nothing); an
         // outage counts once.
-        let want_fired = if k.link_down.is_some() { 1 } else { k.faults.iter().map(|f| count_of(f)).sum() };
+        let want_fired = if k.link_down.is_some() { 1 } else { k.faults.iter().map(count_of).sum() };
         // waste allowed: the segments the faults hit (each at most one segment: an
         // immediate refusal still finds the body already pushed into the socket), or for
         // an outage the segments in flight when it struck (concurrency 4), plus 64 KiB

@@ -445,6 +445,8 @@ fn parse_rate(s: &str) -> std::result::Result<u64, String> {
 }
 
 fn engine(cli: &Cli, root: Root, a: &RunArgs) -> Result<Engine> {
+    // K5UP_MD5 (benchmarks, tests) asking for lanes this CPU lacks fails loudly here.
+    k5up::md5lanes::Backend::from_env().map_err(k5up::Error::input)?;
     let mut env = env_map();
     if let Some(region) = &cli.conn.k5_region {
         // The K5 profile fills what the environment leaves out.

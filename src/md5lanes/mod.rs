@@ -19,9 +19,9 @@ pub const MAX_LANES: usize = 8;
 
 const INIT: [u32; 4] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
 
-/// How the lanes are computed.
+/// Which instructions compute the lanes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub enum Lanes {
     /// 8 lanes in 256-bit registers.
     Avx2,
     /// 4 lanes in 128-bit registers (every x86_64 CPU).
@@ -30,45 +30,75 @@ pub enum Backend {
     Scalar,
 }
 
-impl Backend {
-    /// The best backend this CPU has; `K5UP_MD5=scalar|sse2|avx2` chooses another
-    /// (for benchmarks and tests; one the CPU lacks falls back to the best it has).
-    pub fn detect() -> Backend {
-        let best = Self::best();
-        match std::env::var("K5UP_MD5").as_deref() {
-            Ok("scalar") => Backend::Scalar,
-            Ok("sse2") if best != Backend::Scalar => Backend::Sse2,
-            _ => best,
-        }
-    }
+/// A way to compute the lanes that this CPU is known to support: only detection
+/// makes one, so the safe functions below never run an instruction the CPU lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend(Lanes);
 
-    fn best() -> Backend {
+impl Backend {
+    /// One stream at a time: every CPU.
+    pub const SCALAR: Backend = Backend(Lanes::Scalar);
+
+    /// The widest backend this CPU has.
+    pub fn best() -> Backend {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2") {
-                return Backend::Avx2;
+                return Backend(Lanes::Avx2);
             }
-            return Backend::Sse2;
+            // SSE2 is part of x86_64.
+            return Backend(Lanes::Sse2);
         }
         #[allow(unreachable_code)]
-        Backend::Scalar
+        Backend::SCALAR
     }
 
-    /// Every backend this CPU can run (for tests).
+    /// The backend `K5UP_MD5` (`scalar`, `sse2`, `avx2`; for benchmarks and tests)
+    /// asks for, else the best. One this CPU lacks, or an unknown name, is an error:
+    /// never a silent fall-back that would make a test or a benchmark lie.
+    pub fn from_env() -> Result<Backend, String> {
+        let Ok(want) = std::env::var("K5UP_MD5") else { return Ok(Self::best()) };
+        let lanes = match want.as_str() {
+            "scalar" => Lanes::Scalar,
+            "sse2" => Lanes::Sse2,
+            "avx2" => Lanes::Avx2,
+            other => return Err(format!("K5UP_MD5={other}: expected scalar, sse2 or avx2")),
+        };
+        Self::available()
+            .into_iter()
+            .find(|b| b.0 == lanes)
+            .ok_or_else(|| format!("K5UP_MD5={want}: this CPU does not support {want}"))
+    }
+
+    /// Every backend this CPU can run (for tests and benchmarks).
     pub fn available() -> Vec<Backend> {
-        match Self::best() {
-            Backend::Avx2 => vec![Backend::Avx2, Backend::Sse2, Backend::Scalar],
-            Backend::Sse2 => vec![Backend::Sse2, Backend::Scalar],
-            Backend::Scalar => vec![Backend::Scalar],
+        match Self::best().0 {
+            Lanes::Avx2 => vec![Backend(Lanes::Avx2), Backend(Lanes::Sse2), Backend::SCALAR],
+            Lanes::Sse2 => vec![Backend(Lanes::Sse2), Backend::SCALAR],
+            Lanes::Scalar => vec![Backend::SCALAR],
+        }
+    }
+
+    /// Which instructions it uses.
+    pub fn lanes(self) -> Lanes {
+        self.0
+    }
+
+    /// Streams advanced at once.
+    pub fn width(self) -> usize {
+        match self.0 {
+            Lanes::Avx2 => 8,
+            Lanes::Sse2 => 4,
+            Lanes::Scalar => 1,
         }
     }
 
     /// Its name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Avx2 => "avx2 (8 lanes)",
-            Backend::Sse2 => "sse2 (4 lanes)",
-            Backend::Scalar => "scalar",
+        match self.0 {
+            Lanes::Avx2 => "avx2 (8 lanes)",
+            Lanes::Sse2 => "sse2 (4 lanes)",
+            Lanes::Scalar => "scalar",
         }
     }
 }
@@ -84,10 +114,10 @@ pub fn compress_many(backend: Backend, states: &mut [[u32; 4]], data: &[&[u8]], 
     }
     #[cfg(target_arch = "x86_64")]
     {
-        let group = match backend {
-            Backend::Avx2 if states.len() > 4 => 8,
-            Backend::Avx2 | Backend::Sse2 => 4,
-            Backend::Scalar => 0,
+        let group = match backend.0 {
+            Lanes::Avx2 if states.len() > 4 => 8,
+            Lanes::Avx2 | Lanes::Sse2 => 4,
+            Lanes::Scalar => 0,
         };
         if group > 0 {
             for (st, d) in states.chunks_mut(group).zip(data.chunks(group)) {
@@ -95,12 +125,13 @@ pub fn compress_many(backend: Backend, states: &mut [[u32; 4]], data: &[&[u8]], 
                     scalar(&mut st[0], d[0], blocks);
                 } else if group == 8 {
                     let (mut s8, d8) = pad::<8>(st, d);
-                    // SAFETY: group 8 is chosen only when the CPU has AVX2; lengths checked above.
+                    // SAFETY: group 8 only for a `Backend` of `Lanes::Avx2`, which only
+                    // detection of AVX2 on this CPU creates.
                     unsafe { kernels::compress_x8_avx2(&mut s8, &d8, blocks) };
                     st.copy_from_slice(&s8[..st.len()]);
                 } else {
                     let (mut s4, d4) = pad::<4>(st, d);
-                    // SAFETY: SSE2 is part of x86_64; lengths checked above.
+                    // SAFETY: SSE2 is part of x86_64.
                     unsafe { kernels::compress_x4_sse2(&mut s4, &d4, blocks) };
                     st.copy_from_slice(&s4[..st.len()]);
                 }
@@ -164,7 +195,7 @@ impl Md5Stream {
 
     /// Feeds `data` to this stream alone.
     pub fn update(&mut self, data: &[u8]) {
-        update_many(Backend::Scalar, &mut [self], &[data]);
+        update_many(Backend::SCALAR, &mut [self], &[data]);
     }
 
     /// Takes what completes the buffered block; returns the rest of `data`.
@@ -253,6 +284,30 @@ mod tests {
             s.update(&d);
             assert_eq!(s.finalize().as_slice(), md5::Md5::digest(&d).as_slice(), "len {len}");
         }
+    }
+
+    #[test]
+    fn only_detection_makes_a_backend_and_k5up_md5_never_falls_back() {
+        // (One test: the environment is shared by the tests of this process.)
+        // SAFETY of the test: no other test of this crate reads K5UP_MD5.
+        unsafe { std::env::set_var("K5UP_MD5", "neon") };
+        assert!(Backend::from_env().unwrap_err().contains("expected scalar, sse2 or avx2"));
+        for b in Backend::available() {
+            let name = match b.lanes() {
+                Lanes::Avx2 => "avx2",
+                Lanes::Sse2 => "sse2",
+                Lanes::Scalar => "scalar",
+            };
+            unsafe { std::env::set_var("K5UP_MD5", name) };
+            assert_eq!(Backend::from_env().unwrap(), b);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            unsafe { std::env::set_var("K5UP_MD5", "avx2") };
+            assert!(Backend::from_env().unwrap_err().contains("does not support avx2"));
+        }
+        unsafe { std::env::remove_var("K5UP_MD5") };
+        assert_eq!(Backend::from_env().unwrap(), Backend::best());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::segment::{read_failure, source_hint};
 use crate::digest::Whole;
 use crate::error::{Error, Result};
 use crate::journal::{Journal, SegmentRecord};
-use crate::md5lanes::{Backend, Md5Stream, update_many};
+use crate::md5lanes::{Backend, Lanes, Md5Stream, update_many};
 use crate::source::CHUNK;
 use crate::swift::ListEntry;
 
@@ -56,9 +56,9 @@ pub fn spawn(
     tokio::task::spawn_blocking(move || {
         // However the lanes end (done, stopped, an error, a panic), the digests go on.
         let _open = OpenOnDrop(frontier.clone());
-        let backend = Backend::detect();
+        let backend = Backend::from_env().unwrap_or_else(|_| Backend::best()); // checked at start-up
         let seg = todo.iter().map(|(r, _)| r.length).max().unwrap_or(0);
-        if backend == Backend::Scalar || lanes_for(backend, seg) < 2 {
+        if backend.lanes() == Lanes::Scalar || lanes_for(backend.width(), seg) < 2 {
             frontier.open();
             for item in todo {
                 if tx.blocking_send(Ok(item)).is_err() {
@@ -168,8 +168,7 @@ const LANES_AHEAD: u64 = 2 << 30;
 
 /// Lanes for segments of `seg` bytes: as many as the backend has, within
 /// [`LANES_AHEAD`] (huge segments get fewer; below two, the workers hash instead).
-fn lanes_for(backend: Backend, seg: u64) -> usize {
-    let width = if backend == Backend::Avx2 { 8 } else { 4 };
+fn lanes_for(width: usize, seg: u64) -> usize {
     width.min((LANES_AHEAD / seg.max(1)) as usize)
 }
 
@@ -194,7 +193,7 @@ fn hash_in_lanes(
     tx: &mpsc::Sender<Ready>,
 ) -> Result<()> {
     let seg = todo.iter().map(|(r, _)| r.length).max().unwrap_or(0);
-    let width = lanes_for(backend, seg);
+    let width = lanes_for(backend.width(), seg);
     let mut queue = todo.into_iter();
     let mut lanes: Vec<Lane> = Vec::with_capacity(width);
     let mut spare: Vec<Vec<u8>> = Vec::new();
@@ -265,10 +264,10 @@ mod tests {
 
     #[test]
     fn lanes_stay_within_the_read_ahead_budget() {
-        assert_eq!(lanes_for(Backend::Avx2, 256 << 20), 8);
-        assert_eq!(lanes_for(Backend::Sse2, 256 << 20), 4);
-        assert_eq!(lanes_for(Backend::Avx2, 1 << 30), 2);
-        assert_eq!(lanes_for(Backend::Avx2, 5 << 30), 0, "5 GiB segments: the workers hash");
-        assert_eq!(lanes_for(Backend::Avx2, 0), 8);
+        assert_eq!(lanes_for(8, 256 << 20), 8);
+        assert_eq!(lanes_for(4, 256 << 20), 4);
+        assert_eq!(lanes_for(8, 1 << 30), 2);
+        assert_eq!(lanes_for(8, 5 << 30), 0, "5 GiB segments: the workers hash");
+        assert_eq!(lanes_for(8, 0), 8);
     }
 }
