@@ -181,9 +181,10 @@ fn tls_with_a_private_ca() {
         .unwrap();
     let hdrs = String::from_utf8_lossy(&obs_out.stdout);
     let token = hdrs.lines().find_map(|l| l.strip_prefix("X-Auth-Token: ")).unwrap().trim().to_string();
+    let storage = hdrs.lines().find_map(|l| l.strip_prefix("X-Storage-Url: ")).unwrap().trim().to_string();
     let body = std::process::Command::new("curl")
         .args(["-s", "-f", "--cacert", &ca, "-H", &format!("X-Auth-Token: {token}")])
-        .arg(format!("https://127.0.0.1:{}/v1/AUTH_test/{c}/insecure.img", creds.port()))
+        .arg(format!("{storage}/{c}/insecure.img"))
         .output()
         .unwrap();
     use md5::Digest;

@@ -202,12 +202,13 @@ fn glance_refusing_the_url_and_a_failed_download_are_reported() {
     // Glance accepts the URL but cannot download it (the object store answers 503).
     let c = unique("gfail");
     let fault = Observer::keystone(&tb).object_request("GET", &c);
+    let swift = tb.var("KS_SWIFT_URL");
     let proxy = Throttle::with_faults(
-        8083,
+        common::port_of(&swift),
         1 << 40,
         vec![Fault::Reply { method: fault, status: 503, retry_after: None, count: 1000 }],
     );
-    let via = tb.var("KS_SWIFT_URL").replace(":8083", &format!(":{}", proxy.port));
+    let via = common::via_port(&swift, proxy.port);
     let run = ks_run(&tb, &[("OS_STORAGE_URL", &via)]);
     let src = run.path("fails.raw");
     write_random(&src, MIB, 42);
@@ -352,9 +353,8 @@ fn abort_during_the_import_phase_keeps_the_object() {
     let tb = Testbed::get();
     let obs = Observer::keystone(&tb);
     let vm = tb.var("VMIMPORT_URL");
-    let port: u16 = vm.rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
     let proxy = Throttle::with_faults(
-        port,
+        common::port_of(&vm),
         1 << 40,
         vec![Fault::Reply { method: "POST /v1/imageimport".into(), status: 503, retry_after: None, count: 1000 }],
     );
@@ -459,8 +459,9 @@ fn import_later_and_digests_resume_from_the_saved_state() {
     // Killed mid-upload with a digest asked for, while the whole-image hashing is
     // slowed by the disk past 6 MiB: the resume continues the hashers from their saved
     // state instead of re-reading the file from the start.
-    let proxy = Throttle::start(8083, 4 * MIB);
-    let via = tb.var("KS_SWIFT_URL").replace(":8083", &format!(":{}", proxy.port));
+    let swift = tb.var("KS_SWIFT_URL");
+    let proxy = Throttle::start(common::port_of(&swift), 4 * MIB);
+    let via = common::via_port(&swift, proxy.port);
     let run = ks_run(&tb, &[("OS_STORAGE_URL", &via)]);
     let media = run.path("media");
     std::fs::create_dir(&media).unwrap();

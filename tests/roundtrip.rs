@@ -69,10 +69,15 @@ fn default_plan_on_the_small_proxy_uses_its_max_file_size() {
     let tb = Testbed::get();
     let run = Run::new(tb.small());
     let src = run.path("a.img");
-    write_random(&src, 40 * MIB, 3);
+    // The small proxy's limits, as testbed/up set them.
+    let max: u64 = tb.var("SMALL_MAX_FILE_SIZE").parse().unwrap();
+    let entries = tb.var("SMALL_MAX_MANIFEST_SEGMENTS");
+    let size = 2 * max + max / 2;
+    write_random(&src, size, 3);
     let out = run.ok(&["upload", src.to_str().unwrap(), "-c", "x", "--dry-run"]);
-    assert!(out.contains("2 × 16.00 MiB + 1 × 8.00 MiB (8388608 bytes)"), "{out}");
-    assert!(out.contains("max_manifest_segments 16"), "{out}");
+    let (full, last) = (common::format_mib(max), common::format_mib(max / 2));
+    assert!(out.contains(&format!("2 × {full} + 1 × {last} ({} bytes)", max / 2)), "{out}");
+    assert!(out.contains(&format!("max_manifest_segments {entries}")), "{out}");
     // A 200 MiB file in one segment is one segment of 200 MiB (was shown as 1 × 256.00 MiB).
     let big = run.path("b.img");
     std::fs::File::create(&big).unwrap().set_len(200 * MIB).unwrap();

@@ -29,9 +29,24 @@ impl Creds {
         Creds { auth: url, ..self.clone() }
     }
     pub fn port(&self) -> u16 {
-        let rest = self.auth.split("://").nth(1).unwrap();
-        rest.split('/').next().unwrap().split(':').nth(1).unwrap().parse().unwrap()
+        port_of(&self.auth)
     }
+}
+
+/// A size as k5up prints it (`16.00 MiB`), for sizes of at least 1 MiB.
+pub fn format_mib(n: u64) -> String {
+    format!("{:.2} MiB", n as f64 / (1u64 << 20) as f64)
+}
+
+/// The port of a URL (`http://127.0.0.1:8083/v1/...` → 8083).
+pub fn port_of(url: &str) -> u16 {
+    let rest = url.split("://").nth(1).unwrap();
+    rest.split('/').next().unwrap().rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// The same URL on 127.0.0.1:`port` (a proxy in front of it).
+pub fn via_port(url: &str, port: u16) -> String {
+    reqwest_free_port_swap(url, port)
 }
 
 fn reqwest_free_port_swap(url: &str, port: u16) -> String {
