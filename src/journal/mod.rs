@@ -12,6 +12,7 @@
 mod lock;
 pub mod records;
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 pub use lock::Role;
@@ -307,18 +308,23 @@ pub struct Journal {
 }
 
 fn sled_open(path: &Path, id: &str) -> Result<sled::Db> {
-    // Our job lock keeps other processes out, so sled's own lock can only be held by a
-    // handle this process just dropped: sled releases it from a background thread a
-    // moment later. Wait for that instead of failing.
+    wait_for_sled_lock(path);
+    sled::Config::new().path(path).flush_every_ms(Some(500)).open().map_err(|e| sled_err(id, e))
+}
+
+/// Our job lock keeps other processes out, so sled's own lock (a `flock` on `db`)
+/// can only be held by a handle this process just dropped: sled releases it from a
+/// background thread a moment later. Wait (up to 10 s) until the lock is free, by
+/// taking and releasing it ourselves: sled reports a held lock only as text, which
+/// is never matched.
+fn wait_for_sled_lock(path: &Path) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match sled::Config::new().path(path).flush_every_ms(Some(500)).open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
-            {
+    while let Ok(f) = File::open(path.join("db")) {
+        match f.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            r => return r.map_err(|e| sled_err(id, e)),
+            _ => return, // free (released when `f` closes), or not lockable: sled will say
         }
     }
 }
