@@ -39,7 +39,7 @@ impl Engine {
         let etag = job.manifest_etag.clone().unwrap_or_default();
         job.phase = Phase::Importing;
         journal.put_job(job)?;
-        journal.flush()?;
+        super::flush(journal)?;
         // Digests not computed while uploading (an import added later): one read of the file.
         if !journal.digest()?.complete(&job.digests) {
             tracing::info!("job {}: computing the whole-image digests the import needs (one read of the file)", job.id);
@@ -69,7 +69,7 @@ impl Engine {
         let done = import::run(&ctx).await?;
         job.phase = Phase::Done;
         journal.put_job(job)?;
-        journal.flush()?;
+        super::flush(journal)?;
         tracing::info!("job {}: imported as {} image {}", job.id, spec.kind.as_str(), done.image_id);
         Ok(())
     }
@@ -108,7 +108,7 @@ impl Engine {
                 .hint("say which: --import k5 or --import glance"));
         }
         journal.put_job(&job)?;
-        journal.flush()?;
+        super::flush(&journal)?;
         self.run(journal, file, &opened).await
     }
 }

@@ -155,6 +155,21 @@ pub fn job_id(identity: &FileIdentity, storage_url: &str, container: &str, objec
     hex::encode(&h.finalize()[..4])
 }
 
+/// Runs blocking journal work (a flush is an fsync; a snapshot a file write and a
+/// rename) without holding up the async worker's other tasks: tokio moves them to
+/// another thread meanwhile. Outside a multi-thread runtime, it simply runs `f`.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// Makes the journal's writes durable, off the async worker.
+fn flush(journal: &Journal) -> Result<()> {
+    blocking(|| journal.flush())
+}
+
 fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -449,7 +464,7 @@ impl Engine {
             Phase::Uploading
         };
         journal.put_job(&job)?;
-        journal.flush()?;
+        flush(&journal)?;
         let _ = self.write_snapshot(&journal, &StatusView::from_journal(&job, &journal)?);
         // Ctrl-C stops any phase; the pool also watches it to abandon segments in flight.
         let mut cancel = self.cancel.clone();
@@ -464,7 +479,7 @@ impl Engine {
             }
             let _ = journal.put_job(&job);
         }
-        let flushed = journal.flush();
+        let flushed = flush(&journal);
         let view = StatusView::live(&job, &self.progress);
         let _ = self.write_snapshot(&journal, &view);
         result?;
@@ -503,7 +518,7 @@ impl Engine {
     fn write_snapshot(&self, journal: &Journal, v: &StatusView) -> Result<()> {
         static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         let bytes = serde_json::to_vec_pretty(v).map_err(|e| Error::failed(e.to_string()))?;
-        let r = journal.write_snapshot(&bytes);
+        let r = blocking(|| journal.write_snapshot(&bytes));
         if let Err(e) = &r
             && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
         {
@@ -537,7 +552,7 @@ impl Engine {
             self.upload_missing(journal, file, job, &naming).await?;
             job.phase = Phase::Manifest;
             journal.put_job(job)?;
-            journal.flush()?;
+            flush(journal)?;
             // The file must not have changed while it was being read.
             ensure_unchanged(job, file)?;
             let segs = journal.segments()?;
@@ -555,7 +570,7 @@ impl Engine {
                     job.manifest_etag = Some(etag);
                     job.phase = Phase::Done;
                     journal.put_job(job)?;
-                    journal.flush()?;
+                    flush(journal)?;
                     tracing::info!("job {}: {}/{} is complete and verified", job.id, job.container, job.object);
                     return Ok(());
                 }
@@ -570,7 +585,7 @@ impl Engine {
                         s.state = SegState::Pending;
                         journal.put_segment(&s)?;
                     }
-                    journal.flush()?;
+                    flush(journal)?;
                     job.phase = Phase::Uploading;
                 }
             }
@@ -593,7 +608,7 @@ impl Engine {
         for s in &r.changed {
             journal.put_segment(s)?;
         }
-        journal.flush()?;
+        flush(journal)?;
         if !r.lost.is_empty() {
             tracing::warn!(
                 "job {}: {} confirmed segment(s) are no longer on the server; sending them again",

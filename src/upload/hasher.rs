@@ -75,8 +75,10 @@ pub fn spawn(
 /// How far into the file the lanes have read. The whole-image digests keep within
 /// [`DIGEST_SLACK`] of it, so the file is read once from disk and the other read of
 /// the same bytes comes from the page cache.
+/// How far the lanes have read; the digest thread waits on its condition variable
+/// (woken at every advance) instead of polling.
 #[derive(Clone, Default)]
-struct Frontier(Arc<std::sync::atomic::AtomicU64>);
+struct Frontier(Arc<(std::sync::Mutex<u64>, std::sync::Condvar)>);
 
 struct OpenOnDrop(Frontier);
 
@@ -91,19 +93,27 @@ const DIGEST_SLACK: u64 = 64 << 20;
 
 impl Frontier {
     fn advance(&self, to: u64) {
-        self.0.fetch_max(to, std::sync::atomic::Ordering::Relaxed);
+        let (m, cv) = &*self.0;
+        let mut f = m.lock().unwrap_or_else(|e| e.into_inner());
+        if to > *f {
+            *f = to;
+            cv.notify_all();
+        }
     }
     /// No more limit (the lanes are done, or not running).
     fn open(&self) {
         self.advance(u64::MAX);
     }
-    /// Waits until `end` is within reach; false if the run stopped meanwhile.
+    /// Waits until `end` is within reach; false if the run stopped meanwhile (a
+    /// closed channel wakes no one: the wait looks at it every 200 ms).
     fn wait_for(&self, end: u64, tx: &mpsc::Sender<Ready>) -> bool {
-        while self.0.load(std::sync::atomic::Ordering::Relaxed).saturating_add(DIGEST_SLACK) < end {
+        let (m, cv) = &*self.0;
+        let mut f = m.lock().unwrap_or_else(|e| e.into_inner());
+        while f.saturating_add(DIGEST_SLACK) < end {
             if tx.is_closed() {
                 return false;
             }
-            std::thread::sleep(std::time::Duration::from_millis(2));
+            f = cv.wait_timeout(f, std::time::Duration::from_millis(200)).unwrap_or_else(|e| e.into_inner()).0;
         }
         true
     }

@@ -92,7 +92,8 @@ impl Drop for Attempt<'_> {
             let sent = self.settle();
             self.ctx.progress.bytes_wasted.fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
             let rec = self.rec.lock().expect("segment lock").clone();
-            let _ = self.ctx.journal.put_segment(&rec); // made durable by the run's final flush
+            // Made durable by the run's final flush; off the async worker meanwhile.
+            let _ = crate::engine::blocking(|| self.ctx.journal.put_segment(&rec));
         }
     }
 }
