@@ -40,7 +40,8 @@ pub async fn endpoint_of(swift: &crate::swift::Swift, spec: &crate::import::Impo
 }
 
 async fn get_json(ctx: &Ctx<'_>, op: &str, url: &str) -> Result<Option<Value>, Failure> {
-    match ctx.swift.send_url_retrying(op, Method::GET, url, |r| r.header("Accept", "application/json")).await {
+    match ctx.swift.session().send_url_retrying(op, Method::GET, url, |r| r.header("Accept", "application/json")).await
+    {
         Ok(resp) => {
             let v = resp.json::<Value>().await.map_err(|e| run_err(SwiftError::transport(op, &e)))?;
             Ok(Some(v))
@@ -129,6 +130,7 @@ async fn create(ctx: &Ctx<'_>, base: &str, id: &str) -> Result<Value, Failure> {
     let url = format!("{base}/v2/images");
     let r = ctx
         .swift
+        .session()
         .send_url_retrying(&op, Method::POST, &url, |r| r.header("Accept", "application/json").json(&body))
         .await;
     match r {
@@ -170,6 +172,7 @@ async fn start_import(ctx: &Ctx<'_>, base: &str, id: &str, state: &mut ImportSta
     let url = format!("{base}/v2/images/{id}/import");
     match ctx
         .swift
+        .session()
         .send_url_retrying(&op, Method::POST, &url, |r| r.header("Accept", "application/json").json(&body))
         .await
     {

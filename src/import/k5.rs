@@ -130,6 +130,7 @@ pub async fn run(ctx: &Ctx<'_>, state: &mut ImportState) -> std::result::Result<
         let op = format!("GET vmimport status of import {import_id}");
         let resp = ctx
             .swift
+            .session()
             .send_url_retrying(&op, Method::GET, &url, |r| r.header("Accept", "application/json"))
             .await
             .map_err(|e| {
@@ -234,8 +235,11 @@ async fn request(ctx: &Ctx<'_>, base: &str, state: &ImportState) -> std::result:
                 }
                 return Ok(found);
             }
-            let resp =
-                ctx.swift.send_url(op, Method::POST, url, |r| r.header("Accept", "application/json").json(b)).await?;
+            let resp = ctx
+                .swift
+                .session()
+                .send_url(op, Method::POST, url, |r| r.header("Accept", "application/json").json(b))
+                .await?;
             let v: Value = resp.json().await.map_err(|e| SwiftError::transport(op, &e))?;
             v["import_id"]
                 .as_str()
@@ -263,6 +267,7 @@ async fn find(ctx: &Ctx<'_>, base: &str, image_id: &str) -> std::result::Result<
     let op = "GET vmimport list";
     let resp = ctx
         .swift
+        .session()
         .send_url(op, Method::GET, &format!("{base}/v1/imageimport?start=0&limit=100"), |r| {
             r.header("Accept", "application/json")
         })
@@ -273,6 +278,7 @@ async fn find(ctx: &Ctx<'_>, base: &str, image_id: &str) -> std::result::Result<
         let op = format!("GET vmimport status of import {iid}");
         let st = ctx
             .swift
+            .session()
             .send_url(&op, Method::GET, &format!("{base}/v1/imageimport/{iid}/status"), |r| {
                 r.header("Accept", "application/json")
             })

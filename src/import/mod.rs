@@ -103,7 +103,7 @@ pub async fn preflight(swift: &Swift, spec: &ImportSpec) -> Result<()> {
         }
     };
     let op = format!("GET {url} (can {name} be reached with these credentials?)");
-    match quick.send_url_retrying(&op, reqwest::Method::GET, &url, |r| r.header("Accept", "application/json")).await {
+    match quick.session().send_url_retrying(&op, reqwest::Method::GET, &url, |r| r.header("Accept", "application/json")).await {
         Ok(_) => Ok(()),
         Err(e) if e.status == Some(401) || e.status == Some(403) => {
             Err(Error::input(format!("{name} refused these credentials: {e}")).hint(match spec.kind {

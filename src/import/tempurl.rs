@@ -7,7 +7,6 @@
 //! they are never logged or journaled, and are read from the account on every run.
 
 use hmac::{KeyInit, Mac};
-use reqwest::Method;
 
 use crate::swift::{Secret, Swift, SwiftError};
 
@@ -16,20 +15,17 @@ pub const LIFETIME_SECS: u64 = 24 * 3600;
 
 /// The account's TempURL key: an existing one, or a new one set in the second slot.
 pub async fn account_key(swift: &Swift) -> Result<(Secret, bool), SwiftError> {
-    let op = "HEAD the account (TempURL keys)";
-    let resp = swift.send_account(op, Method::HEAD, |r| r).await?;
-    let h = resp.headers();
+    let meta = swift.account_meta().await?;
     for name in ["x-account-meta-temp-url-key", "x-account-meta-temp-url-key-2"] {
-        if let Some(k) = h.get(name).and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty()) {
+        if let Some((_, k)) = meta.iter().find(|(n, v)| n == name && !v.is_empty()) {
             return Ok((Secret::new(k), false));
         }
     }
-    let op = "POST the account (set a TempURL key)";
-    let bytes = crate::import::random_bytes::<32>()
-        .map_err(|e| SwiftError::local(op, format!("no key made: {e}"), crate::retry::Class::Fatal))?;
+    let bytes = crate::import::random_bytes::<32>().map_err(|e| {
+        SwiftError::local("make a TempURL key", format!("no key made: {e}"), crate::retry::Class::Fatal)
+    })?;
     let key = Secret::new(hex::encode(bytes));
-    let value = key.header(op)?;
-    swift.send_account(op, Method::POST, |r| r.header("X-Account-Meta-Temp-URL-Key-2", value.clone())).await?;
+    swift.set_account_secret("Temp-URL-Key-2", &key).await?;
     Ok((key, true))
 }
 

@@ -7,8 +7,8 @@ pub mod auth;
 pub mod creds;
 pub mod error;
 pub mod manifest;
+pub mod session;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -18,8 +18,10 @@ use serde::Deserialize;
 pub use auth::{Auth, Credentials, Secret};
 pub use creds::TlsSettings;
 pub use error::{Origin, SwiftError};
+pub use reqwest::Body;
+pub use session::{ClientOptions, Session, http_client};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::plan::{Limits, SloLimits};
 use crate::retry::{self, Class, Policy};
 
@@ -85,87 +87,41 @@ pub struct ObjectInfo {
     pub dlo_manifest: Option<String>,
 }
 
-/// HTTP client settings.
-#[derive(Debug, Clone)]
-pub struct ClientOptions {
-    /// Extra CA certificates, skip verification.
-    pub tls: TlsSettings,
-    /// Retry policy for every idempotent request.
-    pub policy: Policy,
-    /// Connect timeout.
-    pub connect_timeout: Duration,
-}
-
-/// Builds the HTTP client: TLS with the system's roots plus `cacert`, rustls.
-pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .user_agent(concat!("k5up/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(opts.connect_timeout)
-        // A server that stops answering mid-response (or never answers a login) is a
-        // network fault, not a wait for ever; segment bodies have their own watchdog.
-        .read_timeout(Duration::from_secs(120))
-        .tcp_keepalive(Duration::from_secs(30))
-        .pool_idle_timeout(Duration::from_secs(50));
-    if let Some(p) = &opts.tls.cacert {
-        let pem = std::fs::read(p).map_err(|e| Error::io(format!("cannot read CA bundle {}", p.display()), e))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| Error::input(format!("{}: not a PEM certificate bundle: {e}", p.display())))?;
-        if certs.is_empty() {
-            return Err(Error::input(format!("{} holds no certificate", p.display()))
-                .hint("--cacert (or OS_CACERT) takes a PEM file with the CA's certificate (BEGIN CERTIFICATE)"));
-        }
-        b = b.tls_certs_merge(certs);
-    }
-    if opts.tls.insecure {
-        tracing::warn!(
-            "TLS certificate verification is OFF (--insecure): anyone on the path can read and alter this upload"
-        );
-        b = b.danger_accept_invalid_certs(true);
-    }
-    b.build().map_err(|e| Error::failed(format!("cannot build the HTTP client: {e}")))
-}
-
-/// A Swift account, reached with one token manager.
+/// A Swift account: the storage operations, sent through one [`Session`].
 #[derive(Debug, Clone)]
 pub struct Swift {
-    http: reqwest::Client,
-    auth: Arc<Auth>,
-    policy: Policy,
+    session: Session,
 }
 
 impl Swift {
     /// A client for `creds`.
     pub fn new(creds: Credentials, opts: &ClientOptions) -> Result<Self> {
-        let http = http_client(opts)?;
-        Ok(Swift { auth: Arc::new(Auth::new(creds, http.clone())), http, policy: opts.policy.clone() })
+        Ok(Swift { session: Session::new(creds, opts)? })
+    }
+
+    /// The authenticated session (for Glance and vmimport).
+    pub fn session(&self) -> &Session {
+        &self.session
     }
 
     /// The token manager.
     pub fn auth(&self) -> &Auth {
-        &self.auth
+        self.session.auth()
     }
 
     /// The same client (sharing its token) with a shorter, quiet retry budget.
     pub fn with_retry_for(&self, retry_for: Duration) -> Swift {
-        let mut s = self.clone();
-        s.policy.retry_for = s.policy.retry_for.min(retry_for);
-        s.policy.quiet = true;
-        s
+        Swift { session: self.session.with_retry_for(retry_for) }
     }
 
     /// The retry policy.
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        self.session.policy()
     }
 
     /// Logs in (with retries) and returns the storage URL.
     pub async fn storage_url(&self) -> Result<String, SwiftError> {
-        let auth = self.auth.clone();
-        retry::retry(&self.policy, "login", |_| {
-            let auth = auth.clone();
-            async move { auth.token().await.map(|t| t.storage_url.clone()) }
-        })
-        .await
+        self.session.storage_url().await
     }
 
     /// Sends one request to `container[/object][?query]` with the current token.
@@ -179,7 +135,7 @@ impl Swift {
         query: &str,
         build: impl FnOnce(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, SwiftError> {
-        let base = self.auth.token().await?.storage_url.clone();
+        let base = self.auth().token().await?.storage_url.clone();
         let mut url = match object {
             Some(o) => format!("{base}/{}", object_path(container, o)),
             None => format!("{base}/{}", enc_container(container)),
@@ -188,7 +144,7 @@ impl Swift {
             url.push('?');
             url.push_str(query);
         }
-        self.send_url(op, method, &url, build).await
+        self.session.send_url(op, method, &url, build).await
     }
 
     /// Sends one request to the account itself (its storage URL).
@@ -198,63 +154,11 @@ impl Swift {
         method: Method,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, SwiftError> {
-        retry::retry(&self.policy, op, |_| async {
-            let url = self.auth.token().await?.storage_url.clone();
-            self.send_url(op, method.clone(), &url, &build).await
+        retry::retry(self.policy(), op, |_| async {
+            let url = self.auth().token().await?.storage_url.clone();
+            self.session.send_url(op, method.clone(), &url, &build).await
         })
         .await
-    }
-
-    /// Sends one request to any URL (Glance, vmimport) with the current token; the
-    /// same error classes and 401 handling as [`Swift::send`].
-    pub async fn send_url(
-        &self,
-        op: &str,
-        method: Method,
-        url: &str,
-        build: impl FnOnce(RequestBuilder) -> RequestBuilder,
-    ) -> Result<Response, SwiftError> {
-        let token = self.auth.token().await?;
-        let started = std::time::Instant::now();
-        tracing::trace!("→ {method} {url} ({op})");
-        let req = self.http.request(method.clone(), url).header("X-Auth-Token", token.value.header(op)?);
-        let resp = build(req).send().await.map_err(|e| {
-            let e = SwiftError::transport(op, &e);
-            tracing::trace!("✗ {method} {url}: {} after {} ms", e.detail, started.elapsed().as_millis());
-            e
-        })?;
-        tracing::trace!(
-            "← {method} {url}: HTTP {} in {} ms (X-Trans-Id: {})",
-            resp.status().as_u16(),
-            started.elapsed().as_millis(),
-            error::trans_id(resp.headers()).unwrap_or_default()
-        );
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.text().await.unwrap_or_default();
-        let mut e = SwiftError::from_response(op, status, &headers, &body);
-        if status == 401 {
-            if self.auth.can_refresh() {
-                self.auth.invalidate(&token).await;
-            } else {
-                e.class = Class::Fatal;
-            }
-        }
-        Err(e)
-    }
-
-    /// [`Swift::send_url`] with retries (idempotent requests).
-    pub async fn send_url_retrying(
-        &self,
-        op: &str,
-        method: Method,
-        url: &str,
-        build: impl Fn(RequestBuilder) -> RequestBuilder,
-    ) -> Result<Response, SwiftError> {
-        retry::retry(&self.policy, op, |_| self.send_url(op, method.clone(), url, &build)).await
     }
 
     /// [`Swift::send`] with retries, for idempotent requests without a streamed body.
@@ -267,7 +171,7 @@ impl Swift {
         query: &str,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, SwiftError> {
-        retry::retry(&self.policy, op, |_| self.send(op, method.clone(), container, object, query, &build)).await
+        retry::retry(self.policy(), op, |_| self.send(op, method.clone(), container, object, query, &build)).await
     }
 
     /// The server's limits from `GET /info`; Swift's documented defaults when `/info`
@@ -280,8 +184,8 @@ impl Swift {
         };
         let url = format!("{root}/info");
         let op = format!("GET {url}");
-        let resp = retry::retry(&self.policy, &op, |_| async {
-            self.http.get(&url).send().await.map_err(|e| SwiftError::transport(&op, &e))
+        let resp = retry::retry(self.policy(), &op, |_| async {
+            self.session.http().get(&url).send().await.map_err(|e| SwiftError::transport(&op, &e))
         })
         .await?;
         if !resp.status().is_success() {
@@ -432,6 +336,64 @@ impl Swift {
             errors: vec![],
             body: text,
         })
+    }
+
+    /// PUTs one segment, once (the caller retries, and watches the body for stalls):
+    /// `md5` goes in the `ETag` header, so Swift stores nothing that does not match
+    /// it (422), and the answer's ETag must be that MD5 too.
+    ///
+    /// Reference: <https://docs.openstack.org/api-ref/object-store/#create-or-replace-object>
+    pub async fn put_segment(
+        &self,
+        op: &str,
+        container: &str,
+        name: &str,
+        md5: &str,
+        len: u64,
+        body: Body,
+    ) -> Result<(), SwiftError> {
+        let resp = self
+            .send(op, Method::PUT, container, Some(name), "", |r| {
+                r.header("ETag", md5)
+                    .header("Content-Length", len.to_string())
+                    .header("Content-Type", "application/octet-stream")
+                    .body(body)
+            })
+            .await?;
+        let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or("").trim_matches('"');
+        if etag.eq_ignore_ascii_case(md5) {
+            return Ok(());
+        }
+        let mut e =
+            SwiftError::from_response(op, 200, resp.headers(), &format!("server ETag {etag} ≠ local MD5 {md5}"));
+        e.class = Class::Transient;
+        Err(e)
+    }
+
+    /// One HEAD of a container, no retry: is the server reachable again?
+    pub async fn probe(&self, container: &str) -> Result<(), SwiftError> {
+        let op = format!("HEAD {container} (is the link back?)");
+        self.send(&op, Method::HEAD, container, None, "", |r| r).await.map(|_| ())
+    }
+
+    /// The account's metadata headers (`X-Account-Meta-*`), lower-case names.
+    pub async fn account_meta(&self) -> Result<Vec<(String, String)>, SwiftError> {
+        let resp = self.send_account("HEAD the account", Method::HEAD, |r| r).await?;
+        Ok(resp
+            .headers()
+            .iter()
+            .filter(|(k, _)| k.as_str().starts_with("x-account-meta-"))
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect())
+    }
+
+    /// Sets one account metadata header (`X-Account-Meta-<name>`) to a secret value,
+    /// sent as a sensitive header.
+    pub async fn set_account_secret(&self, name: &str, value: &Secret) -> Result<(), SwiftError> {
+        let op = format!("POST the account (set X-Account-Meta-{name})");
+        let v = value.header(&op)?;
+        let header = format!("X-Account-Meta-{name}");
+        self.send_account(&op, Method::POST, |r| r.header(header.as_str(), v.clone())).await.map(|_| ())
     }
 
     /// GETs an object (optionally with a query), for reading it back.

@@ -73,7 +73,7 @@ pub fn segment_body(
     meter: Arc<Meter>,
     progress: Arc<Progress>,
     pacer: Option<Arc<Pacer>>,
-) -> reqwest::Body {
+) -> crate::swift::Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
     let pool = Pool::default();
     tokio::task::spawn_blocking(move || {
@@ -109,7 +109,7 @@ pub fn segment_body(
             }
             Some((item, (rx, meter, progress, pacer)))
         });
-    reqwest::Body::wrap_stream(stream)
+    crate::swift::Body::wrap_stream(stream)
 }
 
 /// The blocks of one body, recycled once the network is done with them: a segment

@@ -5,8 +5,6 @@ use std::fs::File;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::Method;
-
 use super::body::{Meter, segment_body, stalled};
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{Journal, SegState, SegmentRecord};
@@ -140,8 +138,7 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
     let journal_failure: Mutex<Option<Error>> = Mutex::new(None);
     let result = retry::retry(ctx.swift.policy(), &label, |_attempt| async {
         if *probe_first.lock().expect("flag") {
-            let probe = format!("HEAD {} (is the link back?)", ctx.naming.container);
-            ctx.swift.send(&probe, Method::HEAD, &ctx.naming.container, None, "", |r| r).await?;
+            ctx.swift.probe(&ctx.naming.container).await?;
             *probe_first.lock().expect("flag") = false;
         }
         if std::mem::take(&mut *check_source.lock().expect("flag")) {
@@ -181,12 +178,7 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
         let mut attempt = Attempt { ctx: &ctx, rec: &rec, meter: Meter::new(), settled: false };
         let body =
             segment_body(ctx.file.clone(), off, len, attempt.meter.clone(), ctx.progress.clone(), ctx.pacer.clone());
-        let put = ctx.swift.send(&op, Method::PUT, &ctx.naming.container, Some(&name), "", |r| {
-            r.header("ETag", &md5)
-                .header("Content-Length", len.to_string())
-                .header("Content-Type", "application/octet-stream")
-                .body(body)
-        });
+        let put = ctx.swift.put_segment(&op, &ctx.naming.container, &name, &md5, len, body);
         let res = tokio::select! {
             r = put => r,
             _ = stalled(&attempt.meter, ctx.stall_timeout) => Err(SwiftError::stalled(&op, ctx.stall_timeout)),
@@ -199,23 +191,6 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
             (Err(_), Some(e)) => Err(SwiftError::source(&op, format!("cannot read the source: {e}"))),
             (r, _) => r,
         };
-        let res = res.and_then(|resp| {
-            let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or("").trim_matches('"');
-            if etag.eq_ignore_ascii_case(&md5) {
-                Ok(())
-            } else {
-                Err(SwiftError::from_response(
-                    &op,
-                    200,
-                    resp.headers(),
-                    &format!("server ETag {etag} ≠ local MD5 {md5}"),
-                ))
-                .map_err(|mut e| {
-                    e.class = Class::Transient;
-                    e
-                })
-            }
-        });
         if let Err(e) = &res {
             ctx.progress.bytes_wasted.fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
             if e.class == Class::Transient {
