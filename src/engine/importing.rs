@@ -51,18 +51,22 @@ impl Engine {
         let digests = journal.digest()?;
         let progress = self.progress.clone();
         let snap_job = job.clone();
-        let on_state = |s: &ImportState| {
+        // The import reports every state change here: journaled durably, then shown.
+        let on_state = |s: &ImportState| -> Result<()> {
+            journal.put_import(s)?;
+            super::flush(journal)?;
             if let Ok(mut x) = progress.extras.lock() {
                 x.import = Some(s.clone());
             }
             let _ = self.write_snapshot(journal, &StatusView::live(&snap_job, &progress));
+            Ok(())
         };
         let ctx = import::Ctx {
             swift: &self.swift,
             job,
             spec: &spec,
             digests: &digests,
-            journal,
+            saved: journal.import()?,
             on_state: &on_state,
             poll: first_poll(),
         };

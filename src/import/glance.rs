@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::{Ctx, Failure, next_poll, tempurl};
 use crate::digest::Algo;
 use crate::error::{Error, ErrorKind};
-use crate::journal::ImportState;
+use crate::model::ImportState;
 use crate::swift::SwiftError;
 
 /// Disk formats Glance knows besides those k5up detects.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::{Ctx, Failure, ImportSpec, next_poll};
 use crate::digest::Algo;
 use crate::error::{Error, ErrorKind, Result};
-use crate::journal::ImportState;
+use crate::model::ImportState;
 use crate::retry;
 use crate::swift::SwiftError;
 use crate::swift::auth::{KeystoneMethod, NameOrId};

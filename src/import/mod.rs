@@ -13,64 +13,13 @@ pub mod tempurl;
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::digest::{Algo, DigestState};
 use crate::error::{Error, Result};
-use crate::journal::{ImportOutcome, ImportState, JobRecord, Journal};
+pub use crate::model::{ImportKind, ImportSpec};
+use crate::model::{ImportOutcome, ImportState, JobRecord};
 use crate::swift::Swift;
-
-/// Which image service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ImportKind {
-    /// Fujitsu K5 vmimport.
-    K5,
-    /// OpenStack Glance (image v2, web-download).
-    Glance,
-}
-
-impl ImportKind {
-    /// `k5` or `glance`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ImportKind::K5 => "k5",
-            ImportKind::Glance => "glance",
-        }
-    }
-
-    /// The whole-image digests this import needs: SHA-1 for K5's `checksum`,
-    /// SHA-512 to check Glance's `os_hash_value`.
-    pub fn digests(self) -> &'static [Algo] {
-        match self {
-            ImportKind::K5 => &[Algo::Sha1],
-            ImportKind::Glance => &[Algo::Sha512],
-        }
-    }
-}
-
-/// What to import, as journaled with the job (never a secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImportSpec {
-    /// The service.
-    pub kind: ImportKind,
-    /// The image's name.
-    pub image_name: String,
-    /// K5's `os_type`.
-    pub os_type: Option<String>,
-    /// Glance's `disk_format` (detected from the file unless given).
-    pub disk_format: String,
-    /// Minimum RAM (MB).
-    pub min_ram: Option<u64>,
-    /// Minimum disk (GB).
-    pub min_disk: Option<u64>,
-    /// `--vmimport-url` / `--glance-url`; `None`: from the K5 profile or the catalog.
-    pub endpoint: Option<String>,
-    /// K5 regions that convert images need `conversion`, `user_name`, `password`, `domain_name`.
-    pub k5_conversion: bool,
-    /// Allow the password to vmimport over plain http to a loopback address (tests).
-    pub allow_http_password: bool,
-}
 
 /// Fills what the user left out (the disk format, detected from the file; the image
 /// name, from the object name) and validates the result.
@@ -177,10 +126,11 @@ pub struct Ctx<'a> {
     pub spec: &'a ImportSpec,
     /// The whole-image digests (complete).
     pub digests: &'a DigestState,
-    /// The job's journal: the import state is saved there at every change.
-    pub journal: &'a Journal,
-    /// Called with every new state (status snapshot, progress display).
-    pub on_state: &'a (dyn Fn(&ImportState) + Sync),
+    /// The state journaled by an earlier run, if any: the import continues it.
+    pub saved: Option<ImportState>,
+    /// Called with every new state: makes it durable (the caller journals it) and
+    /// reports it (status snapshot, progress display). The import knows no journal.
+    pub on_state: &'a (dyn Fn(&ImportState) -> Result<()> + Sync),
     /// First poll interval (grows to [`MAX_POLL`]).
     pub poll: Duration,
 }
@@ -189,12 +139,9 @@ pub struct Ctx<'a> {
 pub const MAX_POLL: Duration = Duration::from_secs(15);
 
 impl Ctx<'_> {
-    /// Journals `s` durably and reports it.
+    /// Hands `s` to the caller, which makes it durable before the import goes on.
     pub fn save(&self, s: &ImportState) -> Result<()> {
-        self.journal.put_import(s)?;
-        self.journal.flush()?;
-        (self.on_state)(s);
-        Ok(())
+        (self.on_state)(s)
     }
 
     /// A whole-image digest the import needs.
@@ -248,7 +195,7 @@ pub fn next_state(job: &JobRecord, kind: ImportKind, saved: Option<ImportState>)
 /// Runs (or continues) the import. Returns the final state; a failed import is an
 /// error naming the service's message.
 pub async fn run(ctx: &Ctx<'_>) -> Result<ImportState> {
-    let mut state = next_state(ctx.job, ctx.spec.kind, ctx.journal.import()?);
+    let mut state = next_state(ctx.job, ctx.spec.kind, ctx.saved.clone());
     if state.outcome == ImportOutcome::Succeeded {
         return Ok(state);
     }
@@ -304,7 +251,7 @@ mod tests {
     use super::*;
 
     fn job() -> JobRecord {
-        crate::journal::tests_support::sample_job("abcd1234")
+        crate::model::tests_support::sample_job("abcd1234")
     }
 
     #[test]

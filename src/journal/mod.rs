@@ -10,13 +10,18 @@
 //! server's listing: a lost or damaged journal is rebuilt from those.
 
 mod lock;
-pub mod records;
-
-use std::fs::File;
+pub use std::fs::File;
 use std::path::{Path, PathBuf};
 
+pub use crate::model::{ImportOutcome, ImportState, JobRecord, Phase, RunSettings, SegState, SegmentRecord};
 pub use lock::Role;
-pub use records::{ImportOutcome, ImportState, JobRecord, Phase, RunSettings, SCHEMA_VERSION, SegState, SegmentRecord};
+
+/// Version of the record layout. A journal written with another version is refused
+/// with a clear error instead of being misread.
+///
+/// 2: whole-image digests and the image import (a schema-1 journal is rebuilt from
+/// its `birth.json`, adopting what the server holds).
+pub const SCHEMA_VERSION: u16 = 2;
 
 use crate::digest::DigestState;
 use serde::{Serialize, de::DeserializeOwned};
@@ -479,47 +484,10 @@ impl Journal {
     }
 }
 
-/// Fixtures for other modules' unit tests.
-#[cfg(test)]
-pub(crate) mod tests_support {
-    pub(crate) use super::tests::sample_job;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Limits, ManifestKind, Plan};
-    use crate::source::FileIdentity;
-
-    pub(crate) fn sample_job(id: &str) -> JobRecord {
-        JobRecord {
-            id: id.into(),
-            created_unix: 1,
-            file: "/tmp/x".into(),
-            identity: FileIdentity { size: 10, mtime_ns: -5, dev: 1, ino: 2, fingerprint: "ab".into() },
-            auth: "tempauth test:tester".into(),
-            storage_url: "http://127.0.0.1:8080/v1/AUTH_test".into(),
-            container: "c".into(),
-            object: "o".into(),
-            segment_container: "c_segments".into(),
-            segment_prefix: "o/slo/".into(),
-            plan: Plan {
-                file_size: 10,
-                segment_size: 4,
-                segment_count: 3,
-                manifest: ManifestKind::Slo,
-                per_manifest: 1000,
-            },
-            limits: Limits::swift_defaults(),
-            phase: Phase::Uploading,
-            manifest_etag: None,
-            bytes_sent_other: 0,
-            last_error: None,
-            runs: 1,
-            digests: vec![],
-            import: None,
-        }
-    }
+    use crate::model::tests_support::sample_job;
 
     fn seg(i: u64) -> SegmentRecord {
         SegmentRecord {

@@ -1,19 +1,65 @@
-//! What the journal stores: one job record and one record per segment.
-//! Secrets never appear here: credentials are read from the environment on every run.
+//! The records of a job: what the journal stores (one job record, one record per
+//! segment, the import's state, the run's tunables) and what the image import is
+//! asked to do. A leaf module: the journal stores these, the import reads and
+//! reports them, and neither knows the other. Secrets never appear here:
+//! credentials are read from the environment on every run.
 
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Algo;
-use crate::import::{ImportKind, ImportSpec};
 use crate::plan::{Limits, Plan};
 use crate::source::FileIdentity;
 
-/// Version of the record layout. A journal written with another version is refused
-/// with a clear error instead of being misread.
-///
-/// 2: whole-image digests and the image import (a schema-1 journal is rebuilt from
-/// its `birth.json`, adopting what the server holds).
-pub const SCHEMA_VERSION: u16 = 2;
+/// Which image service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImportKind {
+    /// Fujitsu K5 vmimport.
+    K5,
+    /// OpenStack Glance (image v2, web-download).
+    Glance,
+}
+
+impl ImportKind {
+    /// `k5` or `glance`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportKind::K5 => "k5",
+            ImportKind::Glance => "glance",
+        }
+    }
+
+    /// The whole-image digests this import needs: SHA-1 for K5's `checksum`,
+    /// SHA-512 to check Glance's `os_hash_value`.
+    pub fn digests(self) -> &'static [Algo] {
+        match self {
+            ImportKind::K5 => &[Algo::Sha1],
+            ImportKind::Glance => &[Algo::Sha512],
+        }
+    }
+}
+
+/// What to import, as journaled with the job (never a secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportSpec {
+    /// The service.
+    pub kind: ImportKind,
+    /// The image's name.
+    pub image_name: String,
+    /// K5's `os_type`.
+    pub os_type: Option<String>,
+    /// Glance's `disk_format` (detected from the file unless given).
+    pub disk_format: String,
+    /// Minimum RAM (MB).
+    pub min_ram: Option<u64>,
+    /// Minimum disk (GB).
+    pub min_disk: Option<u64>,
+    /// `--vmimport-url` / `--glance-url`; `None`: from the K5 profile or the catalog.
+    pub endpoint: Option<String>,
+    /// K5 regions that convert images need `conversion`, `user_name`, `password`, `domain_name`.
+    pub k5_conversion: bool,
+    /// Allow the password to vmimport over plain http to a loopback address (tests).
+    pub allow_http_password: bool,
+}
 
 /// Where a job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,4 +209,41 @@ pub struct RunSettings {
     pub stall_timeout_ms: u64,
     /// Bytes per second for all bodies together; `None`: no limit.
     pub bwlimit: Option<u64>,
+}
+
+/// Fixtures for unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+    use crate::plan::ManifestKind;
+
+    pub(crate) fn sample_job(id: &str) -> JobRecord {
+        JobRecord {
+            id: id.into(),
+            created_unix: 1,
+            file: "/tmp/x".into(),
+            identity: FileIdentity { size: 10, mtime_ns: -5, dev: 1, ino: 2, fingerprint: "ab".into() },
+            auth: "tempauth test:tester".into(),
+            storage_url: "http://127.0.0.1:8080/v1/AUTH_test".into(),
+            container: "c".into(),
+            object: "o".into(),
+            segment_container: "c_segments".into(),
+            segment_prefix: "o/slo/".into(),
+            plan: Plan {
+                file_size: 10,
+                segment_size: 4,
+                segment_count: 3,
+                manifest: ManifestKind::Slo,
+                per_manifest: 1000,
+            },
+            limits: Limits::swift_defaults(),
+            phase: Phase::Uploading,
+            manifest_etag: None,
+            bytes_sent_other: 0,
+            last_error: None,
+            runs: 1,
+            digests: vec![],
+            import: None,
+        }
+    }
 }
