@@ -57,6 +57,28 @@ pub fn profile(region: &str) -> Result<Profile> {
     })
 }
 
+/// Fills the credential variables a K5 profile implies, where `env` (the process
+/// environment) leaves them out: the identity and object-storage endpoints of
+/// `region`, and the contract as the user's and project's domain.
+pub fn apply_profile(
+    env: &mut std::collections::HashMap<String, String>,
+    region: &str,
+    contract: Option<&str>,
+) -> Result<()> {
+    let p = profile(region)?;
+    let mut default = |k: &str, v: String| {
+        env.entry(k.to_string()).or_insert(v);
+    };
+    default("OS_AUTH_URL", p.auth_url);
+    default("OS_STORAGE_URL", p.storage_url);
+    default("OS_REGION_NAME", region.to_string());
+    if let Some(c) = contract {
+        default("OS_USER_DOMAIN_NAME", c.to_string());
+        default("OS_PROJECT_DOMAIN_NAME", c.to_string());
+    }
+    Ok(())
+}
+
 fn is_loopback(url: &str) -> bool {
     let rest = url.split("://").nth(1).unwrap_or("");
     let host = rest.split(['/', '?']).next().unwrap_or("");
