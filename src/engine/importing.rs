@@ -44,7 +44,7 @@ impl Engine {
         if !journal.digest()?.complete(&job.digests) {
             tracing::info!("job {}: computing the whole-image digests the import needs (one read of the file)", job.id);
             self.upload_missing(journal, file, job, &naming_of(job)).await?;
-            super::ensure_unchanged(job, file)?;
+            super::run::ensure_unchanged(job, file)?;
         }
         // The object must still be there, whole, before an image service reads it.
         finish::verify_head(&self.swift, job, &etag, Duration::from_secs(5)).await?;

@@ -1,0 +1,293 @@
+//! Creating a job: open the file, log in, plan (or find the same job), check the
+//! import and the target, write the journal; then run it.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+use super::{Engine, first_contact, now_unix};
+use crate::digest::Algo;
+use crate::error::{Error, Result};
+use crate::import::ImportSpec;
+use crate::journal::{JobRecord, Phase, SegState, SegmentRecord};
+use crate::names::{SegmentNaming, check_container, check_object};
+use crate::plan::{self, Limits, ManifestKind, Plan};
+use crate::source::{self, FileIdentity};
+use crate::status::StatusView;
+use crate::upload;
+
+use super::importing::digests_for;
+
+/// What the user asked to upload.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    /// The image file.
+    pub file: PathBuf,
+    /// Target container.
+    pub container: String,
+    /// Target object (default: the file's name).
+    pub object: Option<String>,
+    /// `--segment-size`.
+    pub segment_size: Option<u64>,
+    /// `--manifest` (default: SLO when the server offers it, else DLO).
+    pub manifest: Option<ManifestKind>,
+    /// The image import to run after the upload (disk format and name filled in when empty).
+    pub import: Option<ImportSpec>,
+    /// `--digest`: whole-image digests to compute besides those the import needs.
+    pub digests: Vec<Algo>,
+    /// `--replace`: another job targeting the same object is dropped instead of
+    /// refusing this one.
+    pub replace: bool,
+}
+
+/// A job as planned (what `--dry-run` prints).
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The job record (new, or the journaled one).
+    pub job: JobRecord,
+    /// True when the journal already had this job.
+    pub existing: bool,
+    /// Levels of SLO manifests (1 = flat).
+    pub manifest_levels: u32,
+    /// The file's identity as read when it was opened for this run.
+    pub opened: FileIdentity,
+}
+
+/// The short, deterministic id of a job: the file's identity and the target.
+pub fn job_id(identity: &FileIdentity, storage_url: &str, container: &str, object: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        identity.dev.to_string(),
+        identity.ino.to_string(),
+        identity.size.to_string(),
+        identity.mtime_ns.to_string(),
+        storage_url.to_string(),
+        container.to_string(),
+        object.to_string(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..4])
+}
+
+pub(super) fn new_segment(p: &Plan, index: u64) -> SegmentRecord {
+    let (offset, length) = p.segment(index);
+    SegmentRecord { index, offset, length, md5: None, state: SegState::Pending, attempts: 0, sent: 0, inflight: 0 }
+}
+
+/// The limits and plan summary for `--dry-run`.
+pub fn describe_limits(l: &Limits) -> String {
+    let slo = match &l.slo {
+        Some(s) => {
+            format!("SLO max_manifest_segments {}, max_manifest_size {}", s.max_manifest_segments, s.max_manifest_size)
+        }
+        None => "no SLO".into(),
+    };
+    format!(
+        "max_file_size {} ({}), {slo}{}",
+        l.max_file_size,
+        crate::units::format_size(l.max_file_size),
+        if l.from_info { "" } else { " (Swift defaults: /info unavailable)" }
+    )
+}
+
+impl Engine {
+    /// Runs `f` (work before a run starts: login, planning) until Ctrl-C or SIGTERM,
+    /// which end it at once: nothing has been changed yet.
+    pub(super) async fn or_cancel<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let mut c = self.cancel.clone();
+        tokio::select! {
+            r = f => r,
+            _ = upload::cancelled(&mut c) => Err(Error::resumable("interrupted before the upload started")
+                .hint("nothing was changed; run the same command again")),
+        }
+    }
+
+    /// Plans an upload: opens the file, logs in, reads the limits, and finds or
+    /// designs the job. Creates nothing. Ctrl-C ends it at once.
+    pub async fn plan(&self, req: &UploadRequest) -> Result<(PathBuf, File, Planned)> {
+        self.or_cancel(self.plan_inner(req)).await
+    }
+
+    pub(super) async fn plan_inner(&self, req: &UploadRequest) -> Result<(PathBuf, File, Planned)> {
+        let (path, file, ident) = source::open(&req.file)?;
+        let object = match &req.object {
+            Some(o) => o.clone(),
+            // The name the user typed (a symlink's own name), not its target's.
+            None => req
+                .file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| Error::input("cannot derive an object name from the file name; use --object"))?
+                .to_string(),
+        };
+        check_container(&req.container)?;
+        check_object(&object)?;
+        // Refused imports are refused now, not after the upload.
+        let import = match req.import.clone() {
+            Some(spec) => Some(crate::import::complete(spec, &file, ident.size, &object)?),
+            None => None,
+        };
+        let digests = digests_for(import.as_ref(), &req.digests);
+        let storage_url = self.storage_url_first().await?;
+        // The import service must answer these credentials now, not after the upload.
+        if let Some(spec) = &import {
+            crate::import::preflight(&self.swift, spec).await?;
+        }
+        let id = job_id(&ident, &storage_url, &req.container, &object);
+        if self.root.exists(&id) {
+            // Read only: a dry run neither locks the job nor rebuilds its journal.
+            let job = self.root.read_job(&id).map_err(|e| {
+                e.hint(format!("`k5up resume {id}` rebuilds a damaged journal from the server's listing"))
+            })?;
+            if req.segment_size.is_some_and(|s| s != job.plan.segment_size) {
+                return Err(Error::input(format!(
+                    "job {id} exists with segment size {}; --segment-size differs",
+                    job.plan.segment_size
+                ))
+                .hint(format!("omit --segment-size to continue it, or `k5up abort {id}` first")));
+            }
+            if req.manifest.is_some_and(|m| m != job.plan.manifest) {
+                return Err(Error::input(format!(
+                    "job {id} exists with manifest {}; --manifest differs",
+                    job.plan.manifest.as_str()
+                ))
+                .hint(format!("omit --manifest to continue it, or `k5up abort {id}` first")));
+            }
+            let mut job = job;
+            if import.is_some() && import != job.import {
+                job.import = import;
+            }
+            job.digests = digests_for(job.import.as_ref(), &[job.digests.clone(), digests].concat());
+            let levels = job.plan.manifest_levels();
+            return Ok((path, file, Planned { job, existing: true, manifest_levels: levels, opened: ident }));
+        }
+        let others = self.owners_of(&storage_url, &req.container, &object, &id)?;
+        if let Some(v) = others.first() {
+            if v.running {
+                return Err(Error::input(format!(
+                    "job {} is uploading {} to {}/{} right now{}",
+                    v.job,
+                    v.file,
+                    v.container,
+                    v.object,
+                    v.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                ))
+                .hint("wait for it, or stop it (Ctrl-C, or kill that pid) and run this command again"));
+            }
+            if !req.replace {
+                return Err(Error::input(format!(
+                    "{}/{} belongs to job {} (phase {}, file {}); a second job for the same object would overwrite one with the other",
+                    v.container, v.object, v.job, v.phase, v.file
+                ))
+                .hint(format!(
+                    "`k5up resume {0}` continues it; `k5up abort {0}` drops it; or add --replace to upload this file in its place",
+                    v.job
+                )));
+            }
+        }
+        let limits = self.swift.limits().await.map_err(first_contact)?;
+        let kind = req.manifest.unwrap_or(if limits.slo.is_some() { ManifestKind::Slo } else { ManifestKind::Dlo });
+        // Plan with a provisional segment size to learn the path length, then name for real.
+        let probe = SegmentNaming::new(
+            &req.container,
+            &object,
+            kind == ManifestKind::Slo,
+            ident.mtime_ns,
+            ident.size,
+            1 << 40,
+        )?;
+        let entry_path_len = probe.container.len() + probe.name(0).len() + 2;
+        let plan = plan::plan(ident.size, &limits, req.segment_size, kind, entry_path_len)?;
+        let naming = SegmentNaming::new(
+            &req.container,
+            &object,
+            kind == ManifestKind::Slo,
+            ident.mtime_ns,
+            ident.size,
+            plan.segment_size,
+        )?;
+        let job = JobRecord {
+            id,
+            created_unix: now_unix(),
+            file: path.to_str().unwrap_or_default().to_string(),
+            identity: ident.clone(),
+            auth: self.swift.auth().describe(),
+            storage_url,
+            container: req.container.clone(),
+            object,
+            segment_container: naming.container.clone(),
+            segment_prefix: naming.prefix.clone(),
+            plan: plan.clone(),
+            limits,
+            phase: Phase::Uploading,
+            manifest_etag: None,
+            bytes_sent_other: 0,
+            last_error: None,
+            runs: 0,
+            digests,
+            import,
+        };
+        let levels = plan.manifest_levels();
+        Ok((path, file, Planned { job, existing: false, manifest_levels: levels, opened: ident }))
+    }
+
+    /// `k5up upload`: creates the job (or continues the same one) and runs it.
+    pub async fn upload(&self, req: &UploadRequest) -> Result<StatusView> {
+        let (_path, file, planned) = self.plan(req).await?;
+        let journal = if planned.existing {
+            tracing::info!("job {} exists: continuing it", planned.job.id);
+            let j = self.open_job(&planned.job.id)?;
+            let mut job = j.job()?;
+            if job.import != planned.job.import || job.digests != planned.job.digests {
+                job.import = planned.job.import.clone();
+                job.digests = planned.job.digests.clone();
+                j.put_job(&job)?;
+                j.flush()?;
+            }
+            j
+        } else {
+            if req.replace {
+                let j = &planned.job;
+                for other in self.owners_of(&j.storage_url, &j.container, &j.object, &j.id)? {
+                    let said = self.abort(&other.job, false).await?;
+                    tracing::info!("--replace: {said}");
+                }
+            }
+            let p = &planned.job.plan;
+            let segs = (0..p.segment_count).map(|i| new_segment(p, i));
+            self.root.create(&planned.job, segs)?
+        };
+        self.run(journal, file, &planned.opened).await
+    }
+
+    /// The other jobs of this journal that upload to `container/object` of the
+    /// account at `storage_url` (read without taking their locks).
+    pub(super) fn owners_of(
+        &self,
+        storage_url: &str,
+        container: &str,
+        object: &str,
+        except: &str,
+    ) -> Result<Vec<StatusView>> {
+        let mut out = vec![];
+        for id in self.root.job_ids()? {
+            if id == except {
+                continue;
+            }
+            let v = match crate::status::read(&self.root, &id) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!("job {id}: {e} (not checked for the same target)");
+                    continue;
+                }
+            };
+            if v.storage_url == storage_url && v.container == container && v.object == object {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+}
