@@ -1,0 +1,276 @@
+//! The journal directory: one folder per job, its lock, its birth record; creating,
+//! opening (as writer, as reader, checked), rebuilding and removing a job's journal.
+
+use std::path::{Path, PathBuf};
+
+use super::codec::{encode, sled_err, sled_open};
+use super::lock::{self, Role};
+use super::{BATCH, JOB_KEY, Journal, SEGMENTS_TREE};
+use crate::error::{Error, Result};
+use crate::model::{JobRecord, SegmentRecord};
+
+/// The directory holding every job's journal.
+#[derive(Debug, Clone)]
+pub struct Root {
+    dir: PathBuf,
+}
+
+impl Root {
+    /// The journal root: `explicit`, else `$XDG_STATE_HOME/k5up`, else `~/.local/state/k5up`.
+    pub fn new(explicit: Option<PathBuf>) -> Result<Self> {
+        let dir = match explicit {
+            Some(d) => d,
+            None => match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+                Some(x) => PathBuf::from(x).join("k5up"),
+                None => {
+                    let home = std::env::var_os("HOME").ok_or_else(|| {
+                        Error::input("neither XDG_STATE_HOME nor HOME is set").hint("use --journal DIR")
+                    })?;
+                    PathBuf::from(home).join(".local/state/k5up")
+                }
+            },
+        };
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::input(format!("the journal path {} is not a directory", dir.display()))
+                .hint("--journal DIR (or K5UP_JOURNAL) names a directory k5up may create and write"));
+        }
+        Ok(Root { dir })
+    }
+
+    /// The root directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn job_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("jobs").join(id)
+    }
+
+    /// True when a journal exists for `id`, complete or with its creation
+    /// interrupted (only the birth record written: [`Root::open_checked`] rebuilds it).
+    pub fn exists(&self, id: &str) -> bool {
+        let d = self.job_dir(id);
+        d.join("db").exists() || d.join("birth.json").exists()
+    }
+
+    /// Refuses to open a journal whose creation was interrupted (sled would make an
+    /// empty database there).
+    fn check_complete(&self, id: &str) -> Result<()> {
+        if self.job_dir(id).join("db").exists() {
+            return Ok(());
+        }
+        Err(Error::failed(format!("job {id} was interrupted while its journal was being created"))
+            .hint(format!("`k5up resume {id}` (or the same `k5up upload` command) finishes creating it")))
+    }
+
+    /// Ids of every job in the journal, sorted.
+    pub fn job_ids(&self) -> Result<Vec<String>> {
+        let dir = self.dir.join("jobs");
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(Error::io(format!("cannot list {}", dir.display()), e)),
+        };
+        let mut ids: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("db").exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The last snapshot a writer left for `id`, if any.
+    pub fn read_snapshot(&self, id: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.job_dir(id).join("status.json")).ok()
+    }
+
+    /// Opens `id` for reading if no writer holds it; `Ok(None)` when one does
+    /// (the caller then reads the snapshot).
+    pub fn open_reader(&self, id: &str) -> Result<Option<Journal>> {
+        self.check_known(id)?;
+        self.check_complete(id)?;
+        let dir = self.job_dir(id);
+        match lock::lock(&dir, id, Role::Reader)? {
+            Ok(l) => Ok(Some(Journal::open_db(dir, id, l)?)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The job record of `id` for a reader (`--dry-run`, `verify`): from its journal
+    /// when no writer holds it, else from its birth record (the plan never changes).
+    /// Never takes the writer lock, never rebuilds: a damaged journal is an error here.
+    pub fn read_job(&self, id: &str) -> Result<JobRecord> {
+        if let Some(j) = self.open_reader(id)? {
+            return j.job();
+        }
+        let raw = std::fs::read(self.job_dir(id).join("birth.json"))
+            .map_err(|e| Error::io(format!("cannot read the birth record of job {id}"), e))?;
+        serde_json::from_slice(&raw)
+            .map_err(|e| Error::failed(format!("the birth record of job {id} is unreadable: {e}")))
+    }
+
+    /// Opens `id` for a run; fails clearly if another process is working on it.
+    pub fn open(&self, id: &str) -> Result<Journal> {
+        self.check_known(id)?;
+        self.check_complete(id)?;
+        let dir = self.job_dir(id);
+        let l = lock::lock(&dir, id, Role::Writer)?.map_err(|_| Error::failed("unreachable: writer lock"))?;
+        Journal::open_db(dir, id, l)
+    }
+
+    /// Creates the journal of a new job with its segments. Fails if it exists.
+    pub fn create(&self, job: &JobRecord, segments: impl Iterator<Item = SegmentRecord>) -> Result<Journal> {
+        let dir = self.job_dir(&job.id);
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            let full = e.kind() == std::io::ErrorKind::StorageFull;
+            let err = Error::io(format!("cannot create journal {}", dir.display()), e);
+            if full {
+                err
+            } else {
+                Error { kind: crate::error::ErrorKind::BadInput, ..err }
+                    .hint("--journal DIR (or K5UP_JOURNAL) names a directory k5up may create and write")
+            }
+        })?;
+        let l = lock::lock(&dir, &job.id, Role::Writer)?.map_err(|_| Error::failed("unreachable: writer lock"))?;
+        if dir.join("db").exists() {
+            return Err(Error::failed(format!("job {} exists already", job.id)));
+        }
+        Self::create_locked(dir, l, job, segments)
+    }
+
+    fn create_locked(
+        dir: PathBuf,
+        l: lock::JobLock,
+        job: &JobRecord,
+        segments: impl Iterator<Item = SegmentRecord>,
+    ) -> Result<Journal> {
+        // The birth record: a plain copy of the job as created, outside sled, from
+        // which a damaged journal can be rebuilt.
+        let birth = serde_json::to_vec_pretty(job).map_err(|e| Error::failed(e.to_string()))?;
+        write_atomic(&dir, "birth.json", &birth)?;
+        // Build in a temporary directory and rename it into place, so a crash while
+        // creating never leaves a half-written journal that looks complete.
+        let tmp = dir.join("db.new");
+        let _ = std::fs::remove_dir_all(&tmp);
+        {
+            let db = sled_open(&tmp, &job.id)?;
+            let segs = db.open_tree(SEGMENTS_TREE).map_err(|e| sled_err(&job.id, e))?;
+            // Bounded batches: memory does not grow with the segment count.
+            let mut batch = sled::Batch::default();
+            let mut n = 0usize;
+            for s in segments {
+                batch.insert(&s.index.to_be_bytes(), encode(&s)?);
+                n += 1;
+                if n.is_multiple_of(BATCH) {
+                    segs.apply_batch(std::mem::take(&mut batch)).map_err(|e| sled_err(&job.id, e))?;
+                }
+            }
+            segs.apply_batch(batch).map_err(|e| sled_err(&job.id, e))?;
+            db.insert(JOB_KEY, encode(job)?).map_err(|e| sled_err(&job.id, e))?;
+            db.flush().map_err(|e| sled_err(&job.id, e))?;
+        }
+        std::fs::rename(&tmp, dir.join("db")).map_err(|e| Error::io("cannot finish journal", e))?;
+        Journal::open_db(dir, &job.id, l)
+    }
+
+    /// Opens `id` for a run, reading every record once: a journal that sled cannot
+    /// open, or whose records do not decode, comes back as [`Opened::Damaged`]
+    /// (still locked) instead of being trusted.
+    pub fn open_checked(&self, id: &str) -> Result<Opened> {
+        self.check_known(id)?;
+        let dir = self.job_dir(id);
+        let l = lock::lock(&dir, id, Role::Writer)?.map_err(|_| Error::failed("unreachable: writer lock"))?;
+        let birth =
+            std::fs::read(dir.join("birth.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).map(Box::new);
+        if !dir.join("db").exists() {
+            let reason = "its creation was interrupted".to_string();
+            return Ok(Opened::Damaged { reason, birth, held: Held { dir, lock: l } });
+        }
+        // sled 0.34 can panic on some damaged files instead of returning an error.
+        let probe = std::panic::catch_unwind(|| {
+            sled_open(&dir.join("db"), id).and_then(|db| {
+                let segs = db.open_tree(SEGMENTS_TREE).map_err(|e| sled_err(id, e))?;
+                Ok((db, segs))
+            })
+        })
+        .unwrap_or_else(|_| Err(Error::failed("sled panicked while opening it")));
+        let (db, segs) = match probe {
+            Ok(x) => x,
+            Err(e) => return Ok(Opened::Damaged { reason: e.msg, birth, held: Held { dir, lock: l } }),
+        };
+        let j = Journal { id: id.to_string(), dir, db, segs, _lock: l };
+        let check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            j.job().and_then(|_| j.segments()).and_then(|_| j.digest()).and_then(|_| j.import())
+        }))
+        .unwrap_or_else(|_| Err(Error::failed("sled panicked while reading it")));
+        if let Err(e) = check {
+            let Journal { dir, _lock, .. } = j;
+            return Ok(Opened::Damaged { reason: e.msg, birth, held: Held { dir, lock: _lock } });
+        }
+        Ok(Opened::Ok(j))
+    }
+
+    /// Replaces a damaged journal (kept aside as `db.damaged-<time>`) by a new one.
+    pub fn rebuild(
+        &self,
+        held: Held,
+        job: &JobRecord,
+        segments: impl Iterator<Item = SegmentRecord>,
+    ) -> Result<Journal> {
+        let Held { dir, lock } = held;
+        let stamp =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let aside = dir.join(format!("db.damaged-{stamp}"));
+        if dir.join("db").exists() {
+            std::fs::rename(dir.join("db"), &aside)
+                .map_err(|e| Error::io(format!("cannot move the damaged journal of job {} aside", job.id), e))?;
+        }
+        Self::create_locked(dir, lock, job, segments)
+    }
+
+    /// Deletes the journal of `id` (the caller holds its lock through `journal`).
+    pub fn remove(&self, journal: Journal) -> Result<()> {
+        let dir = journal.dir.clone();
+        drop(journal);
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("cannot remove {}", dir.display()), e))
+    }
+
+    fn check_known(&self, id: &str) -> Result<()> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) || !self.exists(id) {
+            return Err(Error::input(format!("unknown job `{id}` in journal {}", self.dir.display()))
+                .hint("`k5up jobs` lists the known jobs; --journal/K5UP_JOURNAL selects another journal"));
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of [`Root::open_checked`].
+#[derive(Debug)]
+pub enum Opened {
+    /// Opened, every record readable.
+    Ok(Journal),
+    /// Unusable; the job's lock is still held.
+    Damaged {
+        /// What is wrong.
+        reason: String,
+        /// The job as it was created (from `birth.json`), if readable.
+        birth: Option<Box<JobRecord>>,
+        /// The held lock, for [`Root::rebuild`].
+        held: Held,
+    },
+}
+
+/// A job's lock held across a rebuild.
+#[derive(Debug)]
+pub struct Held {
+    dir: PathBuf,
+    lock: lock::JobLock,
+}
+
+pub(super) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, dir.join(name)))
+        .map_err(|e| Error::io(format!("cannot write {}", dir.join(name).display()), e))
+}
