@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::auth::{Credentials, Keystone, KeystoneMethod, NameOrId, Secret};
+use super::auth::{Credentials, Keystone, KeystoneMethod, NameOrId};
+use super::secret::Secret;
 use crate::error::{Error, Result};
 
 /// TLS settings that come with the credentials (`OS_CACERT`, clouds.yaml `cacert`/`verify`).

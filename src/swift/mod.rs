@@ -6,7 +6,9 @@
 pub mod auth;
 pub mod creds;
 pub mod error;
+mod login;
 pub mod manifest;
+pub mod secret;
 pub mod session;
 
 use std::time::Duration;
@@ -15,10 +17,12 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, RequestBuilder, Response};
 use serde::Deserialize;
 
-pub use auth::{Auth, Credentials, Secret};
+pub use auth::{Auth, Credentials};
 pub use creds::TlsSettings;
 pub use error::{Origin, SwiftError};
+pub use login::{catalog_endpoint, parse_rfc3339};
 pub use reqwest::Body;
+pub use secret::Secret;
 pub use session::{ClientOptions, Session, http_client};
 
 use crate::error::Result;
