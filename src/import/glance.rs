@@ -156,12 +156,8 @@ async fn start_import(ctx: &Ctx<'_>, base: &str, id: &str, state: &mut ImportSta
         );
     }
     let account = ctx.account_path()?;
-    let origin = {
-        let u = &ctx.job.storage_url;
-        let after_scheme = u.find("://").map(|i| i + 3).unwrap_or(0);
-        let end = u[after_scheme..].find('/').map(|i| i + after_scheme).unwrap_or(u.len());
-        u[..end].to_string()
-    };
+    let origin = crate::swift::url::origin(&ctx.job.storage_url)
+        .ok_or_else(|| Failure::Run(Error::failed(format!("the storage URL {} has no host", ctx.job.storage_url))))?;
     let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
         + tempurl::LIFETIME_SECS;
     let uri = tempurl::sign(&origin, &account, &ctx.job.container, &ctx.job.object, &key, expires);

@@ -79,13 +79,6 @@ pub fn apply_profile(
     Ok(())
 }
 
-fn is_loopback(url: &str) -> bool {
-    let rest = url.split("://").nth(1).unwrap_or("");
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
-    matches!(host, "127.0.0.1" | "localhost" | "[::1]") || host.starts_with("127.")
-}
-
 /// Checks a K5 import before anything is uploaded.
 pub fn validate(spec: &ImportSpec, object: &str) -> Result<()> {
     if !object.ends_with(".vmdk") {
@@ -112,7 +105,10 @@ pub fn validate(spec: &ImportSpec, object: &str) -> Result<()> {
     let Some(url) = &spec.endpoint else {
         return Err(Error::input("no vmimport endpoint").hint("use --k5-region REGION, or --vmimport-url URL"));
     };
-    if spec.k5_conversion && !url.starts_with("https://") && !(spec.allow_http_password && is_loopback(url)) {
+    if spec.k5_conversion
+        && !url.starts_with("https://")
+        && !(spec.allow_http_password && crate::swift::url::is_loopback(url))
+    {
         return Err(Error::input(format!("refusing to send your password to {url}: it is not https"))
             .hint("use an https vmimport URL (a plain-http loopback test endpoint needs --allow-http-password)"));
     }

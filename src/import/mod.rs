@@ -159,11 +159,8 @@ impl Ctx<'_> {
 
     /// The account's path in the storage URL (`/v1/AUTH_x`), not percent-encoded.
     pub fn account_path(&self) -> Result<String> {
-        let rest = self.job.storage_url.splitn(4, '/').nth(3).unwrap_or("");
-        if rest.is_empty() {
-            return Err(Error::failed(format!("cannot read the account path of {}", self.job.storage_url)));
-        }
-        Ok(format!("/{rest}"))
+        crate::swift::url::account_path(&self.job.storage_url)
+            .ok_or_else(|| Error::failed(format!("cannot read the account path of {}", self.job.storage_url)))
     }
 }
 

@@ -10,6 +10,7 @@ mod login;
 pub mod manifest;
 pub mod secret;
 pub mod session;
+pub mod url;
 
 use std::time::Duration;
 
@@ -182,11 +183,10 @@ impl Swift {
     /// is disabled or unreadable.
     pub async fn limits(&self) -> Result<Limits, SwiftError> {
         let storage = self.storage_url().await?;
-        let root = match storage.rfind("/v1/").or_else(|| storage.strip_suffix("/v1").map(|s| s.len())) {
-            Some(i) => &storage[..i],
-            None => storage.as_str(),
+        let Some(url) = url::info_url(&storage) else {
+            tracing::info!("{storage} is not a URL /info can be found beside: using Swift's default limits");
+            return Ok(Limits::swift_defaults());
         };
-        let url = format!("{root}/info");
         let op = format!("GET {url}");
         let resp = retry::retry(self.policy(), &op, |_| async {
             self.session.http().get(&url).send().await.map_err(|e| SwiftError::transport(&op, &e))
