@@ -91,6 +91,11 @@ impl Error {
         err
     }
 
+    /// The server error underneath, with its status, X-Trans-Id, class and origin.
+    pub fn swift(&self) -> Option<&crate::swift::SwiftError> {
+        self.source.as_ref()?.downcast_ref()
+    }
+
     /// The kind of the underlying I/O error, if this is one.
     pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
         self.source.as_ref()?.downcast_ref::<std::io::Error>().map(std::io::Error::kind)

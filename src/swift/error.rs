@@ -176,9 +176,13 @@ impl SwiftError {
         if let Some(h) = hint {
             e = e.hint(h);
         }
+        // The whole server error (status, X-Trans-Id, class, origin) stays reachable.
+        e.source = Some(Box::new(self));
         e
     }
 }
+
+impl std::error::Error for SwiftError {}
 
 fn strip_tags(s: &str) -> String {
     let mut out = String::new();
@@ -264,6 +268,17 @@ pub fn redact_signatures(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_error_stays_reachable_from_the_library_error() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("x-trans-id", "tx123".parse().unwrap());
+        let e = SwiftError::from_response("PUT x", 503, &h, "busy").into_error(ErrorKind::Resumable);
+        assert_eq!(e.kind, ErrorKind::Resumable);
+        let s = e.swift().expect("source kept");
+        assert_eq!((s.status, s.trans_id.as_deref(), s.class), (Some(503), Some("tx123"), Class::Transient));
+        assert!(std::error::Error::source(&e).is_some());
+    }
 
     #[test]
     fn retry_after_in_both_forms_and_never_a_panic() {
