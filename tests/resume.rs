@@ -22,6 +22,7 @@ fn lost_journal_is_rebuilt_by_the_same_command_without_resending() {
     run.ok(&args);
     let obs = Observer::login(&tb.small());
     let before = obs.list(&format!("{c}_segments"), "disk.img/");
+    assert_eq!(before.len(), 11, "the segments are there to compare against");
     let object_before = obs.head(&c, "disk.img").unwrap();
     // resuming a finished job touches nothing
     let job = run.only_job();
@@ -277,6 +278,7 @@ fn corrupted_journal_is_rebuilt_from_the_listing_without_resending() {
     let job = run.job_id(&args);
     run.kill_after(&args, obs, &t.segs, 4);
     let before = obs.list(&format!("{c}_segments"), "");
+    assert!(before.len() >= 4, "segments were up before the damage: {}", before.len());
     assert!(corrupt_sled(&run.journal(), &job) > 0);
     // Read-only commands never rebuild it (nothing is moved aside) and never panic.
     let dir = run.journal().join("jobs").join(&job);
