@@ -45,13 +45,19 @@ fn bad_files_names_and_jobs() {
     fails(&run, &["--journal", "/proc/k5up-journal", "upload", i, "-c", "x"], 2, "cannot create journal");
 }
 
+/// A 1000-byte image in a folder of its own (kept alive by the returned TempDir).
+fn small_image() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("a.img");
+    write_random(&img, 1000, 1);
+    (dir, img)
+}
+
 #[test]
 fn bad_credentials_and_unreachable_endpoints() {
     let tb = Testbed::get();
     let good = tb.small();
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("a.img");
-    write_random(&img, 1000, 1);
+    let (_dir, img) = small_image();
     let i = img.to_str().unwrap();
     let wrong = Run::new(Creds { key: "not-the-key".into(), ..good.clone() });
     let err = fails(&wrong, &["upload", i, "-c", "x"], 2, "credentials were rejected");
@@ -68,9 +74,7 @@ fn bad_credentials_and_unreachable_endpoints() {
 fn endpoints_that_are_not_what_they_claim() {
     let tb = Testbed::get();
     let good = tb.small();
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("a.img");
-    write_random(&img, 1000, 1);
+    let (dir, img) = small_image();
     let i = img.to_str().unwrap();
     // ST_AUTH pointing at Glance (once exit 1 with raw, truncated JSON).
     let glance = Run::new(Creds { auth: tb.var("GLANCE_URL"), ..good.clone() });
