@@ -25,6 +25,9 @@ pub struct Progress {
     pub segments_confirmed: AtomicU64,
     /// Bytes sent by this run only (for the rate).
     pub run_bytes_sent: AtomicU64,
+    /// When this run last confirmed a segment: milliseconds after `started`, plus one
+    /// (0: not yet). The retry budget counts time without such progress.
+    pub last_progress_ms: AtomicU64,
     /// Segments this run found whole on the server (hashed, not sent).
     pub segments_adopted: AtomicU64,
     /// Segments this run sent and confirmed.
@@ -60,6 +63,7 @@ impl Default for Progress {
             segments_total: AtomicU64::new(0),
             segments_confirmed: AtomicU64::new(0),
             run_bytes_sent: AtomicU64::new(0),
+            last_progress_ms: AtomicU64::new(0),
             segments_adopted: AtomicU64::new(0),
             segments_sent: AtomicU64::new(0),
             trouble: AtomicU64::new(0),
@@ -81,6 +85,15 @@ impl Progress {
     pub fn confirmed(&self, len: u64) {
         self.bytes_confirmed.fetch_add(len, Relaxed);
         self.segments_confirmed.fetch_add(1, Relaxed);
+        self.last_progress_ms.store(self.started.elapsed().as_millis() as u64 + 1, Relaxed);
+    }
+
+    /// When this run last confirmed a segment, if it has.
+    pub fn last_progress(&self) -> Option<Instant> {
+        match self.last_progress_ms.load(Relaxed) {
+            0 => None,
+            ms => Some(self.started + std::time::Duration::from_millis(ms - 1)),
+        }
     }
 
     /// Reads a counter.

@@ -38,6 +38,31 @@ pub trait Retryable {
     fn class(&self) -> Class;
     /// The server's `Retry-After`, if it sent one.
     fn retry_after(&self) -> Option<Duration>;
+    /// True for a failure of the link itself (reset, refused, timed out, stalled):
+    /// no server said "later", so the next try comes as soon as the link may be back.
+    fn link_down(&self) -> bool {
+        false
+    }
+}
+
+/// When the work as a whole last made progress (a segment confirmed anywhere): the
+/// retry budget counts time without progress, not time since one request first
+/// failed, so a link that flaps for a day while bytes keep getting confirmed never
+/// exhausts it.
+#[derive(Clone)]
+pub struct ProgressClock(std::sync::Arc<dyn Fn() -> Option<std::time::Instant> + Send + Sync>);
+
+impl ProgressClock {
+    /// A clock that reads the last progress with `f`.
+    pub fn new(f: impl Fn() -> Option<std::time::Instant> + Send + Sync + 'static) -> Self {
+        ProgressClock(std::sync::Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for ProgressClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressClock")
+    }
 }
 
 /// How long and how patiently to retry.
@@ -51,6 +76,13 @@ pub struct Policy {
     pub max_interval: Duration,
     /// Log retries at debug level only (first contact, where the final error says it all).
     pub quiet: bool,
+    /// After a failure of the link (not a server's answer), the next try comes after
+    /// about this long (±50%), however many failed before: a link back after an
+    /// outage is used within about a second, instead of after a doubled backoff.
+    pub probe_interval: Duration,
+    /// When the whole job last made progress; `None`: the budget runs from the first
+    /// failure of each operation.
+    pub progress: Option<ProgressClock>,
 }
 
 impl Default for Policy {
@@ -60,11 +92,24 @@ impl Default for Policy {
             initial: Duration::from_secs(1),
             max_interval: Duration::from_secs(60),
             quiet: false,
+            probe_interval: Duration::from_secs(1),
+            progress: None,
         }
     }
 }
 
 impl Policy {
+    /// Jittered probes at a steady interval, for failures of the link.
+    fn probes(&self) -> backoff::ExponentialBackoff {
+        backoff::ExponentialBackoffBuilder::new()
+            .with_initial_interval(self.probe_interval)
+            .with_max_interval(self.probe_interval * 2)
+            .with_multiplier(1.0)
+            .with_randomization_factor(0.5)
+            .with_max_elapsed_time(None)
+            .build()
+    }
+
     fn backoff(&self) -> backoff::ExponentialBackoff {
         backoff::ExponentialBackoffBuilder::new()
             .with_initial_interval(self.initial)
@@ -76,8 +121,11 @@ impl Policy {
     }
 }
 
-/// Runs `op` until it succeeds, fails fatally, or has failed for `policy.retry_for`.
-/// `op` gets the attempt number (1-based). `what` names the operation in log lines.
+/// Runs `op` until it succeeds, fails fatally, or has failed for `policy.retry_for`
+/// with no progress meanwhile (see [`ProgressClock`]). Failures of the link are
+/// tried again at a steady, short interval; answers of the server (5xx, 429, 498)
+/// back off exponentially, at least as long as their `Retry-After`. `op` gets the
+/// attempt number (1-based). `what` names the operation in log lines.
 pub async fn retry<T, E, F, Fut>(policy: &Policy, what: &str, mut op: F) -> Result<T, E>
 where
     E: Retryable + std::fmt::Display,
@@ -86,6 +134,7 @@ where
 {
     let start = Instant::now();
     let mut backoff = policy.backoff();
+    let mut probes = policy.probes();
     let mut reauths = 0;
     let mut attempt = 0;
     loop {
@@ -106,14 +155,27 @@ where
             }
             Class::Transient => reauths = 0,
         }
-        let elapsed = start.elapsed();
+        // Time without progress: since the first failure here, or since the job last
+        // confirmed something, whichever is later.
+        let since = match policy.progress.as_ref().and_then(|c| (c.0)()) {
+            Some(p) => Instant::from_std(p).max(start),
+            None => start,
+        };
+        let elapsed = since.elapsed();
         if elapsed >= policy.retry_for {
             if !policy.quiet {
-                tracing::warn!("{what}: giving up after {attempt} attempts in {:.0?}: {err}", elapsed);
+                tracing::warn!(
+                    "{what}: giving up after {attempt} attempts and {:.0?} without progress: {err}",
+                    elapsed
+                );
             }
             return Err(err);
         }
-        let mut delay = backoff.next_backoff().unwrap_or(policy.max_interval);
+        let mut delay = if err.link_down() {
+            probes.next_backoff().unwrap_or(policy.probe_interval)
+        } else {
+            backoff.next_backoff().unwrap_or(policy.max_interval)
+        };
         if let Some(ra) = err.retry_after() {
             delay = delay.max(ra);
         }
@@ -153,8 +215,89 @@ mod tests {
             retry_for: Duration::from_secs(3600),
             initial: Duration::from_millis(100),
             max_interval: Duration::from_secs(2),
-            quiet: false,
+            ..Policy::default()
         }
+    }
+
+    /// A failure of the link (reset, refused, stalled).
+    #[derive(Debug)]
+    struct Down;
+    impl std::fmt::Display for Down {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("link down")
+        }
+    }
+    impl Retryable for Down {
+        fn class(&self) -> Class {
+            Class::Transient
+        }
+        fn retry_after(&self) -> Option<Duration> {
+            None
+        }
+        fn link_down(&self) -> bool {
+            true
+        }
+    }
+
+    /// Attempt start times (from the test's start) of a retry loop whose attempts
+    /// fail with `fail` until `until` has passed.
+    async fn starts<E: Retryable + std::fmt::Display>(
+        p: &Policy,
+        until: Duration,
+        fail: impl Fn() -> E,
+    ) -> Vec<Duration> {
+        let t0 = tokio::time::Instant::now();
+        let seen = std::cell::RefCell::new(vec![]);
+        let _: Result<(), E> = retry(p, "op", |_| {
+            seen.borrow_mut().push(t0.elapsed());
+            let r = if t0.elapsed() < until { Err(fail()) } else { Ok(()) };
+            async { r }
+        })
+        .await;
+        seen.into_inner()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_link_that_fails_is_tried_again_about_every_second_and_used_soon_after_it_is_back() {
+        let p = Policy { initial: Duration::from_secs(1), max_interval: Duration::from_secs(60), ..fast() };
+        // A 30 s outage: the tries come every 0.5-1.5 s, never further apart.
+        let t = starts(&p, Duration::from_secs(30), || Down).await;
+        let gaps: Vec<Duration> = t.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|g| *g <= Duration::from_millis(1500)), "{gaps:?}");
+        assert!(*t.last().unwrap() <= Duration::from_millis(31_500), "used within 1.5 s of the link's return: {t:?}");
+        // A server that answers 503 for 30 s backs off exponentially instead.
+        let t = starts(&p, Duration::from_secs(30), || E(Class::Transient, None)).await;
+        assert!(t.len() < 10, "exponential: few tries in 30 s: {t:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_counts_time_without_progress() {
+        let now = std::sync::Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+        let clock = {
+            let now = now.clone();
+            ProgressClock::new(move || *now.lock().unwrap())
+        };
+        let p = Policy { retry_for: Duration::from_secs(10), progress: Some(clock), ..fast() };
+        // Progress every 5 s elsewhere: one operation failing for 60 s is not given up.
+        let t0 = tokio::time::Instant::now();
+        let n = Cell::new(0u32);
+        let r: Result<(), E> = retry(&p, "op", |_| {
+            let el = t0.elapsed();
+            if el.as_secs() % 5 == 0 {
+                *now.lock().unwrap() = Some(tokio::time::Instant::now().into_std());
+            }
+            n.set(n.get() + 1);
+            async move { if el < Duration::from_secs(60) { Err(E(Class::Transient, None)) } else { Ok(()) } }
+        })
+        .await;
+        assert!(r.is_ok(), "gave up although the job kept making progress");
+        // No progress at all: given up after the budget.
+        *now.lock().unwrap() = None;
+        let p2 = Policy { retry_for: Duration::from_secs(10), ..p.clone() };
+        let t1 = tokio::time::Instant::now();
+        let r: Result<(), E> = retry(&p2, "op", |_| async { Err(E(Class::Transient, None)) }).await;
+        assert!(r.is_err());
+        assert!(t1.elapsed() <= Duration::from_secs(12), "{:?}", t1.elapsed());
     }
 
     #[test]

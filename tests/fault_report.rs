@@ -36,6 +36,9 @@ struct Outcome {
     /// How many scripted faults the proxy actually played (its own counters).
     fired: usize,
     secs: f64,
+    /// After an outage: seconds from the link's return to the first segment PUT the
+    /// proxy saw.
+    back_after: Option<f64>,
 }
 
 fn run_case(tb: &Testbed, k: &Case, size: u64) -> Outcome {
@@ -63,10 +66,12 @@ fn run_case(tb: &Testbed, k: &Case, size: u64) -> Outcome {
     let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--stall-timeout", "2s", "--no-progress"];
     let t0 = Instant::now();
     let mut child = run.spawn(&args);
+    let mut up_at = None;
     if let Some(d) = k.link_down {
         let obs = Observer::login(&creds);
         common::wait_for(Duration::from_secs(60), || (obs.list(&format!("{c}_segments"), "").len() >= 2).then_some(()));
         proxy.link_down(d);
+        up_at = Some(Instant::now() + d);
     }
     let completed = child.wait().unwrap().success();
     let secs = t0.elapsed().as_secs_f64();
@@ -79,7 +84,14 @@ fn run_case(tb: &Testbed, k: &Case, size: u64) -> Outcome {
         .sum::<usize>()
         + usize::from(st.link_down_cuts.load(std::sync::atomic::Ordering::Relaxed) > 0);
     let up = st.bytes_up.load(std::sync::atomic::Ordering::Relaxed);
-    Outcome { completed, md5_ok, up, fired, secs }
+    let back_after = up_at.and_then(|t| {
+        st.requests()
+            .iter()
+            .filter(|r| r.line.starts_with(&seg) && r.start >= t)
+            .map(|r| (r.start - t).as_secs_f64())
+            .reduce(f64::min)
+    });
+    Outcome { completed, md5_ok, up, fired, secs, back_after }
 }
 
 fn count_of(f: &Fault) -> usize {
@@ -120,8 +132,8 @@ fn main() {
     println!(
         "waste = request bytes the proxy forwarded beyond those of the clean run; fired = faults the proxy played"
     );
-    println!("| fault | fired | completed | MD5 | wasted / size | time / clean | verdict |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| fault | fired | completed | MD5 | wasted / size | time / clean | back after outage | verdict |");
+    println!("|---|---|---|---|---|---|---|---|");
     for k in &cases {
         let o = run_case(&tb, k, size);
         if k.name == "clean" {
@@ -143,13 +155,14 @@ fn main() {
             failed += 1
         }
         println!(
-            "| {} | {}/{want_fired} | {} | {} | {:.3} | {:.2} | {} |",
+            "| {} | {}/{want_fired} | {} | {} | {:.3} | {:.2} | {} | {} |",
             k.name,
             o.fired,
             if o.completed { "yes" } else { "NO" },
             if o.md5_ok { "identical" } else { "WRONG" },
             wasted as f64 / size as f64,
             o.secs / clean_secs,
+            o.back_after.map(|b| format!("{b:.1} s")).unwrap_or_else(|| "-".into()),
             if ok { "ok" } else { "FAILED" }
         );
     }

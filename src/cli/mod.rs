@@ -155,7 +155,13 @@ fn engine(cli: &Cli, root: Root, a: &RunArgs) -> Result<Engine> {
         tls.cacert = Some(c.clone());
     }
     tls.insecure |= cli.conn.insecure;
-    let mut policy = Policy { retry_for: a.retry_for, ..Policy::default() };
+    let progress = Arc::new(Progress::default());
+    // The retry budget counts time without progress of the whole job.
+    let clock = {
+        let p = progress.clone();
+        k5up::retry::ProgressClock::new(move || p.last_progress())
+    };
+    let mut policy = Policy { retry_for: a.retry_for, progress: Some(clock), ..Policy::default() };
     // Hidden knob for tests: a shorter first backoff delay.
     if let Some(ms) = std::env::var("K5UP_BACKOFF_INITIAL_MS").ok().and_then(|v| v.parse().ok()) {
         policy.initial = Duration::from_millis(ms);
@@ -170,7 +176,7 @@ fn engine(cli: &Cli, root: Root, a: &RunArgs) -> Result<Engine> {
         swift,
         given: cli.given,
         active: std::sync::Mutex::new(cli.given.over(None)),
-        progress: Arc::new(Progress::default()),
+        progress,
         cancel: rx,
     })
 }

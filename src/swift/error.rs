@@ -229,6 +229,9 @@ impl Retryable for SwiftError {
     fn retry_after(&self) -> Option<Duration> {
         self.retry_after
     }
+    fn link_down(&self) -> bool {
+        self.origin == Origin::Network
+    }
 }
 
 /// The useful text of an error body: the message of a JSON error (Glance, Keystone,
