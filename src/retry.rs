@@ -283,7 +283,7 @@ mod tests {
         let n = Cell::new(0u32);
         let r: Result<(), E> = retry(&p, "op", |_| {
             let el = t0.elapsed();
-            if el.as_secs() % 5 == 0 {
+            if el.as_secs().is_multiple_of(5) {
                 *now.lock().unwrap() = Some(tokio::time::Instant::now().into_std());
             }
             n.set(n.get() + 1);
