@@ -28,6 +28,11 @@ pub struct Progress {
     /// When this run last confirmed a segment: milliseconds after `started`, plus one
     /// (0: not yet). The retry budget counts time without such progress.
     pub last_progress_ms: AtomicU64,
+    /// Since when the link has been down (a transport failure with no answer from the
+    /// server since): milliseconds after `started`, plus one (0: up).
+    pub link_down_since_ms: AtomicU64,
+    /// Outages this run saw (the link going from up to down).
+    pub outages: AtomicU64,
     /// Segments this run found whole on the server (hashed, not sent).
     pub segments_adopted: AtomicU64,
     /// Segments this run sent and confirmed.
@@ -64,6 +69,8 @@ impl Default for Progress {
             segments_confirmed: AtomicU64::new(0),
             run_bytes_sent: AtomicU64::new(0),
             last_progress_ms: AtomicU64::new(0),
+            link_down_since_ms: AtomicU64::new(0),
+            outages: AtomicU64::new(0),
             segments_adopted: AtomicU64::new(0),
             segments_sent: AtomicU64::new(0),
             trouble: AtomicU64::new(0),
@@ -86,6 +93,27 @@ impl Progress {
         self.bytes_confirmed.fetch_add(len, Relaxed);
         self.segments_confirmed.fetch_add(1, Relaxed);
         self.last_progress_ms.store(self.started.elapsed().as_millis() as u64 + 1, Relaxed);
+    }
+
+    /// A request failed for the link's sake (reset, refused, timeout, stall).
+    pub fn link_failed(&self) {
+        let now = self.started.elapsed().as_millis() as u64 + 1;
+        if self.link_down_since_ms.compare_exchange(0, now, Relaxed, Relaxed).is_ok() {
+            self.outages.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The server answered (anything, even an error): the link is up.
+    pub fn link_ok(&self) {
+        self.link_down_since_ms.store(0, Relaxed);
+    }
+
+    /// How long the link has been down, if it is.
+    pub fn link_down_for(&self) -> Option<std::time::Duration> {
+        match self.link_down_since_ms.load(Relaxed) {
+            0 => None,
+            ms => Some(self.started.elapsed().saturating_sub(std::time::Duration::from_millis(ms - 1))),
+        }
     }
 
     /// When this run last confirmed a segment, if it has.

@@ -63,6 +63,12 @@ pub struct StatusView {
     /// The image import, once started.
     #[serde(default)]
     pub import: Option<ImportView>,
+    /// Outages this run saw (the link going down: resets, refusals, timeouts, stalls).
+    #[serde(default)]
+    pub outages: u64,
+    /// Seconds the link has been down, while it is (`null`: up, or not running).
+    #[serde(default)]
+    pub link_down_secs: Option<u64>,
     /// The tunables of the job's last run (kept for `resume`).
     #[serde(default)]
     pub settings: Option<SettingsView>,
@@ -149,6 +155,8 @@ impl StatusView {
             concurrency: 0,
             digests: BTreeMap::new(),
             import: None,
+            outages: 0,
+            link_down_secs: None,
             settings: None,
         }
     }
@@ -195,6 +203,8 @@ impl StatusView {
         v.bytes_sent += Progress::get(&p.bytes_sent);
         v.bytes_wasted = Progress::get(&p.bytes_wasted);
         v.concurrency = Progress::get(&p.concurrency);
+        v.outages = Progress::get(&p.outages);
+        v.link_down_secs = p.link_down_for().map(|d| d.as_secs());
         let x = p.extras.lock().map(|x| x.clone()).unwrap_or_default();
         v.settings = x.settings.as_ref().map(SettingsView::of);
         v.with_extras(&x.digests, x.import.as_ref())

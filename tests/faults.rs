@@ -252,10 +252,18 @@ fn the_progress_line_says_when_nothing_is_sent() {
         .spawn()
         .unwrap();
     run.wait_segments(&mut child, &t.obs, &t.segs, 2);
+    let job = run.only_job();
     t.proxy.link_down(std::time::Duration::from_secs(6));
+    // status from another terminal shows the outage while it lasts.
+    let st = common::wait_for(std::time::Duration::from_secs(6), || {
+        let v = run.status(&job);
+        (v["link_down_secs"].as_u64().is_some_and(|s| s >= 1)).then_some(v)
+    });
+    assert!(st["outages"].as_u64().unwrap() >= 1, "{st}");
     assert!(child.wait().unwrap().success());
     let err = std::fs::read_to_string(run.path("quiet.err")).unwrap();
     assert!(err.contains("sending ") && err.contains("/s, ETA "), "a rate while it moves: {err}");
     assert!(err.contains("nothing sent in the last seconds"), "said while the link was down: {err}");
+    assert!(err.contains(", link down for "), "the link's state: {err}");
     assert_eq!(t.object().unwrap(), (t.md5.clone(), t.size));
 }

@@ -129,17 +129,25 @@ fn rate_text(rate: Option<f64>, left: u64) -> String {
     }
 }
 
+/// ", link down for 12s" while the link is down.
+fn link_text(p: &Progress) -> String {
+    p.link_down_for()
+        .map(|d| format!(", link down for {}", k5up::units::format_duration(Duration::from_secs(d.as_secs()))))
+        .unwrap_or_default()
+}
+
 fn line(p: &Progress, rate: Option<f64>) -> String {
     let total = Progress::get(&p.bytes_total);
     let done = Progress::get(&p.bytes_confirmed);
     let pct = if total > 0 { done as f64 * 100.0 / total as f64 } else { 100.0 };
     format!(
-        "{} of {} confirmed ({pct:.1}%), {} segments of {}, {}",
+        "{} of {} confirmed ({pct:.1}%), {} segments of {}, {}{}",
         format_size(done),
         format_size(total),
         Progress::get(&p.segments_confirmed),
         Progress::get(&p.segments_total),
-        rate_text(rate, total.saturating_sub(done))
+        rate_text(rate, total.saturating_sub(done)),
+        link_text(p)
     )
 }
 
@@ -179,10 +187,11 @@ pub(super) fn spawn_progress(p: Arc<Progress>, bar: Option<ProgressBar>) -> Disp
                     b.set_length(total);
                     b.set_position(done);
                     b.set_message(format!(
-                        "{}/{} segs, {}",
+                        "{}/{} segs, {}{}",
                         Progress::get(&p.segments_confirmed),
                         Progress::get(&p.segments_total),
-                        rate_text(r, total.saturating_sub(done))
+                        rate_text(r, total.saturating_sub(done)),
+                        link_text(&p)
                     ));
                 }
                 None => {

@@ -139,6 +139,7 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
     let result = retry::retry(ctx.swift.policy(), &label, |_attempt| async {
         if *probe_first.lock().expect("flag") {
             ctx.swift.probe(&ctx.naming.container).await?;
+            ctx.progress.link_ok();
             *probe_first.lock().expect("flag") = false;
         }
         if std::mem::take(&mut *check_source.lock().expect("flag")) {
@@ -201,7 +202,12 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
             }
             if e.origin == Origin::Network {
                 *probe_first.lock().expect("flag") = true;
+                ctx.progress.link_failed();
+            } else if e.status.is_some() {
+                ctx.progress.link_ok();
             }
+        } else {
+            ctx.progress.link_ok();
         }
         res
     })
