@@ -70,6 +70,8 @@ pub struct Stats {
     pub connections: AtomicUsize,
     /// Connections being served now.
     pub active: AtomicUsize,
+    /// Outages played by [`Throttle::flap`].
+    pub outages: AtomicUsize,
     /// Request bytes (heads and bodies) forwarded to the server.
     pub bytes_up: std::sync::atomic::AtomicU64,
     /// Every request the proxy saw, in order: what the tests check instead of
@@ -117,6 +119,15 @@ impl Stats {
         if let Some(r) = self.seen.lock().unwrap().get_mut(i) {
             r.end.get_or_insert_with(Instant::now);
         }
+    }
+}
+
+/// Keeps a [`Throttle::flap`] schedule running; dropping it leaves the link up.
+pub struct Flapping(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Flapping {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -188,6 +199,30 @@ impl Throttle {
         while self.stats.active.load(Ordering::SeqCst) > 0 && t.elapsed() < limit {
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A link that keeps dropping: up for `up`, then down for `down` (every open
+    /// connection cut, as a real link loss does), again and again until the returned
+    /// guard is dropped. The rate cap is shared by all connections (one link).
+    pub fn flap(&self, up: Duration, down: Duration) -> Flapping {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sh, halt) = (self.shared.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !halt.load(Ordering::Relaxed) {
+                let until = Instant::now() + up;
+                while Instant::now() < until && !halt.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                if halt.load(Ordering::Relaxed) {
+                    return;
+                }
+                *sh.down_until.lock().unwrap() = Some(Instant::now() + down);
+                sh.cut.send_modify(|n| *n += 1);
+                sh.stats.outages.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(down);
+            }
+        });
+        Flapping(stop)
     }
 
     /// Takes the link down for `d`: open connections are cut, new ones go nowhere.
