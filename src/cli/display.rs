@@ -2,7 +2,7 @@
 //! messages pass through [`clean`]: a control character in a name cannot break a line.
 
 use super::out::{clean, out};
-use k5up::engine::{Planned, VerifyReport, describe_limits};
+use k5up::engine::{Planned, VerifyReport};
 use k5up::journal::Root;
 use k5up::status::{self, StatusView};
 use k5up::units::format_size;
@@ -170,4 +170,20 @@ fn segments_text(p: &k5up::plan::Plan) -> String {
         t.push_str(&format!("1 × {} ({last} bytes)", format_size(last)));
     }
     t
+}
+
+/// The limits and plan summary for `--dry-run`.
+fn describe_limits(l: &k5up::plan::Limits) -> String {
+    let slo = match &l.slo {
+        Some(s) => {
+            format!("SLO max_manifest_segments {}, max_manifest_size {}", s.max_manifest_segments, s.max_manifest_size)
+        }
+        None => "no SLO".into(),
+    };
+    format!(
+        "max_file_size {} ({}), {slo}{}",
+        l.max_file_size,
+        format_size(l.max_file_size),
+        if l.from_info { "" } else { " (Swift defaults: /info unavailable)" }
+    )
 }

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::import::ImportSpec;
 use crate::journal::{JobRecord, Phase, SegState, SegmentRecord};
 use crate::names::{SegmentNaming, check_container, check_object};
-use crate::plan::{self, Limits, ManifestKind, Plan};
+use crate::plan::{self, ManifestKind, Plan};
 use crate::source::{self, FileIdentity};
 use crate::status::StatusView;
 use crate::upload;
@@ -75,22 +75,6 @@ pub fn job_id(identity: &FileIdentity, storage_url: &str, container: &str, objec
 pub(super) fn new_segment(p: &Plan, index: u64) -> SegmentRecord {
     let (offset, length) = p.segment(index);
     SegmentRecord { index, offset, length, md5: None, state: SegState::Pending, attempts: 0, sent: 0, inflight: 0 }
-}
-
-/// The limits and plan summary for `--dry-run`.
-pub fn describe_limits(l: &Limits) -> String {
-    let slo = match &l.slo {
-        Some(s) => {
-            format!("SLO max_manifest_segments {}, max_manifest_size {}", s.max_manifest_segments, s.max_manifest_size)
-        }
-        None => "no SLO".into(),
-    };
-    format!(
-        "max_file_size {} ({}), {slo}{}",
-        l.max_file_size,
-        crate::units::format_size(l.max_file_size),
-        if l.from_info { "" } else { " (Swift defaults: /info unavailable)" }
-    )
 }
 
 impl Engine {

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-pub use create::{Planned, UploadRequest, describe_limits, job_id};
+pub use create::{Planned, UploadRequest, job_id};
 pub use finish::EMPTY_MD5;
 pub use importing::digests_for;
 pub use maintain::{Check, VerifyReport};
