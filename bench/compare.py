@@ -197,8 +197,9 @@ class Bench:
         """Kill at half (bytes counted by a relay), rerun the same command: bytes sent / size."""
         port = 18000 + os.getpid() % 1000
         count = os.path.join(self.work, "count")
-        relay = subprocess.Popen(["/usr/bin/python3", os.path.join(ROOT, "bench", "countproxy.py"), str(port),
-                                  self.auth.split(":")[2].split("/")[0], count])
+        # The link relay with no rate cap and no outages: only its byte count is used.
+        relay = subprocess.Popen(["/usr/bin/python3", os.path.join(ROOT, "bench", "flaplink.py"), str(port),
+                                  self.auth.split(":")[2].split("/")[0], "0", "0", "0", count])
         try:
             time.sleep(0.5)
             auth = self.auth.replace(self.auth.split("/")[2], f"127.0.0.1:{port}")
@@ -208,10 +209,7 @@ class Bench:
             p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  start_new_session=True)
             while p.poll() is None:
-                try:
-                    sent = int(open(count).read() or 0)
-                except (OSError, ValueError):
-                    sent = 0
+                sent = forwarded(count)
                 if sent >= self.size // 2:
                     os.killpg(p.pid, signal.SIGKILL)
                     break
@@ -220,13 +218,21 @@ class Bench:
             time.sleep(1)
             r = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             time.sleep(0.5)
-            total = int(open(count).read())
+            total = forwarded(count)
             ok = self.verify(c, o) if r.returncode == 0 else f"exit {r.returncode}: {r.stderr.strip()[-300:]}"
             self.cleanup(c)
             return total / self.size, ok
         finally:
             relay.kill()
             relay.wait()
+
+
+def forwarded(stats):
+    """Request bytes the relay (bench/flaplink.py) forwarded so far."""
+    try:
+        return json.load(open(stats))["forwarded"]
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
 def md5_floor():

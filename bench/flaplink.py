@@ -1,15 +1,17 @@
 #!/usr/bin/python3
-"""One emulated flaky link (for bench/flaky.py; the kernel here has no netem): a TCP
+"""One emulated link for the bench scripts (the kernel here has no netem): a TCP
 relay on 127.0.0.1:PORT to 127.0.0.1:UPSTREAM whose client->server bytes share one
-rate cap (a token bucket for all connections), and which goes down for DOWN seconds
-after every UP seconds: every open connection is cut, new ones are refused until it
-is back (the schedule starts when the relay does). Writes a JSON object to STATS
-every second: request bytes forwarded upstream, outages so far.
+rate cap (a token bucket for all connections; RATE 0: none), and which goes down for
+DOWN seconds after every UP seconds (DOWN 0: never): every open connection is cut,
+new ones are refused until it is back (the schedule starts when the relay does).
+Replaces STATS every 0.1 s with a JSON object: request bytes forwarded upstream,
+outages so far. bench/flaky.py uses the outages; bench/compare.py only the count.
 
 usage: flaplink.py PORT UPSTREAM RATE_BYTES_PER_S UP_S DOWN_S STATS
 """
 import asyncio
 import json
+import os
 import sys
 import time
 
@@ -21,6 +23,8 @@ clock = [time.monotonic()]  # the shared link's virtual clock (token bucket)
 
 
 async def pace(n):
+    if RATE <= 0:
+        return
     now = time.monotonic()
     start = max(clock[0], now)
     clock[0] = start + n / RATE
@@ -70,7 +74,7 @@ async def handle(cr, cw):
 
 
 async def schedule():
-    while True:
+    while DOWN > 0:
         await asyncio.sleep(UP)
         state["up"], state["outages"] = False, state["outages"] + 1
         for cw, sw in list(conns):  # a real link loss resets every open connection
@@ -86,9 +90,10 @@ async def schedule():
 
 async def report():
     while True:
-        await asyncio.sleep(1)
-        with open(STATS, "w") as f:
+        await asyncio.sleep(0.1)
+        with open(STATS + ".tmp", "w") as f:
             f.write(json.dumps(state))
+        os.replace(STATS + ".tmp", STATS)
 
 
 async def main():

@@ -17,3 +17,19 @@ bench_purge() {
   local k5up=target/release/k5up
   "$k5up" abort --purge "$("$k5up" jobs --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["job"])')" >/dev/null
 }
+
+# The peers of the comparison benches: the testbed, rclone (Debian), python-swiftclient
+# (PyPI, in bench/.venv) and a release build of k5up. Sets $swift to the swift CLI.
+bench_peers() {
+  testbed/up >/dev/null
+  if ! command -v rclone >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rclone >/dev/null
+  fi
+  local venv=bench/.venv
+  if [ ! -x "$venv/bin/swift" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q python-swiftclient
+  fi
+  cargo build --release --locked --quiet
+  swift=$PWD/$venv/bin/swift
+}
