@@ -101,12 +101,18 @@ fn a_block_device_uploads_and_resumes() {
     run.ok(&args);
     let obs = Observer::login(&tb.small());
     assert_eq!(obs.get_md5(&c, "lv.raw"), Some((md5, size)), "the device's bytes");
-    // Run again: the same job (identity from the device, not its node's mtime), complete.
+    // Run again: the same job (identity from the device, not its node's mtime), and
+    // nothing is written again: the server's segments and object are untouched.
     let jobs = run.jobs();
     assert_eq!(jobs.len(), 1);
+    let segs = obs.list(&format!("{c}_segments"), "");
+    assert_eq!(segs.len(), 6);
+    let stamp = obs.head(&c, "lv.raw").unwrap()["x-timestamp"].clone();
     let out = run.run(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already complete"));
+    assert_eq!(run.jobs().len(), 1, "no second job");
+    assert_eq!(obs.list(&format!("{c}_segments"), ""), segs, "no segment sent again");
+    assert_eq!(obs.head(&c, "lv.raw").unwrap()["x-timestamp"], stamp, "the object was not written again");
     let v = run.ok(&["verify", jobs[0]["job"].as_str().unwrap(), "--deep"]);
     assert!(v.contains("content") && !v.contains("FAIL"), "{v}");
 }
