@@ -4,6 +4,7 @@
 //! (container names: at most 256 bytes, no `/`; object names: at most 1024 bytes).
 
 use crate::error::{Error, Result};
+use crate::model::SegmentRecord;
 
 /// Swift's default `max_container_name_length`.
 pub const MAX_CONTAINER_NAME: usize = 256;
@@ -52,31 +53,38 @@ pub fn check_object(name: &str) -> Result<()> {
 
 /// Where a job's segments live and how they are named.
 ///
-/// python-swiftclient's convention: SLO segments are
-/// `<object>/slo/<mtime>/<size>/<segment_size>/<index:08>`, DLO segments
-/// `<object>/<mtime>/<size>/<segment_size>/<index:08>`, both in `<container>_segments`.
-/// The same file, target and segment size always give the same names: that is what
-/// lets a resume (or a re-run after the journal was lost) find what is already there.
+/// Jobs created by this version name each segment by the bytes it holds:
+/// `<object>/[slo/]<mtime>/<size>/bytes/<offset:016>+<length>` in `<container>_segments`.
+/// The name alone says which range of the file a segment holds, so segments cut to
+/// any size, by any run, are recognised and adopted (after a lost journal too); the
+/// fixed-width offset keeps a listing (and so a DLO) in file order.
+///
+/// Jobs created by k5up 0.1 (a uniform plan) follow python-swiftclient's
+/// convention, `<object>/[slo/]<mtime>/<size>/<segment_size>/<index:08>`; they keep
+/// it, and their segments are never split. The prefix tells the two apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentNaming {
     /// The container holding the segments.
     pub container: String,
     /// Every segment name starts with this (ends in `/`).
     pub prefix: String,
+    /// Names say offset and length (`bytes/`); else the index of a uniform plan.
+    pub ranged: bool,
 }
+
+/// The last component of the prefix of ranged segment names.
+const RANGED_DIR: &str = "bytes/";
 
 impl SegmentNaming {
     /// The naming for `object` in `container`, for a file of `size` bytes modified at
-    /// `mtime_ns` (nanoseconds since the epoch), cut in `segment_size` pieces.
-    pub fn new(container: &str, object: &str, slo: bool, mtime_ns: i128, size: u64, segment_size: u64) -> Result<Self> {
-        let secs = mtime_ns.div_euclid(1_000_000_000);
-        let micros = mtime_ns.rem_euclid(1_000_000_000) / 1000;
-        let kind = if slo { "slo/" } else { "" };
-        let prefix = format!("{object}/{kind}{secs}.{micros:06}/{size}/{segment_size}/");
-        let seg_container = format!("{container}_segments");
-        check_container(&seg_container).map_err(|e| e.context("segment container"))?;
-        let naming = SegmentNaming { container: seg_container, prefix };
-        if naming.name(99_999_999).len() > MAX_OBJECT_NAME {
+    /// `mtime_ns` (nanoseconds since the epoch): segment names say their byte range.
+    pub fn new(container: &str, object: &str, slo: bool, mtime_ns: i128, size: u64) -> Result<Self> {
+        let naming = SegmentNaming::of_job(
+            &format!("{container}_segments"),
+            &format!("{}{RANGED_DIR}", Self::stem(object, slo, mtime_ns, size)),
+        );
+        check_container(&naming.container).map_err(|e| e.context("segment container"))?;
+        if naming.name_at(u64::MAX / 2, u64::MAX / 2).len() > MAX_OBJECT_NAME {
             return Err(Error::input(format!(
                 "object name is too long: its segment names would exceed Swift's {MAX_OBJECT_NAME} bytes"
             ))
@@ -85,15 +93,61 @@ impl SegmentNaming {
         Ok(naming)
     }
 
-    /// The name of segment `index`.
-    pub fn name(&self, index: u64) -> String {
-        format!("{}{index:08}", self.prefix)
+    /// The naming of k5up 0.1 (index names of a uniform plan of `segment_size`).
+    pub fn indexed(container: &str, object: &str, slo: bool, mtime_ns: i128, size: u64, segment_size: u64) -> Self {
+        SegmentNaming::of_job(
+            &format!("{container}_segments"),
+            &format!("{}{segment_size}/", Self::stem(object, slo, mtime_ns, size)),
+        )
     }
 
-    /// The index of a segment from its name, if the name is one of ours.
-    pub fn index_of(&self, name: &str) -> Option<u64> {
+    fn stem(object: &str, slo: bool, mtime_ns: i128, size: u64) -> String {
+        let secs = mtime_ns.div_euclid(1_000_000_000);
+        let micros = mtime_ns.rem_euclid(1_000_000_000) / 1000;
+        let kind = if slo { "slo/" } else { "" };
+        format!("{object}/{kind}{secs}.{micros:06}/{size}/")
+    }
+
+    /// The naming recorded in a job (its segment container and prefix).
+    pub fn of_job(container: &str, prefix: &str) -> Self {
+        let ranged = prefix.ends_with(&format!("/{RANGED_DIR}"));
+        SegmentNaming { container: container.to_string(), prefix: prefix.to_string(), ranged }
+    }
+
+    /// The name of a segment (its journal key is its index, or its offset when ranged).
+    pub fn name(&self, s: &SegmentRecord) -> String {
+        if self.ranged { self.name_at(s.offset, s.length) } else { format!("{}{:08}", self.prefix, s.index) }
+    }
+
+    /// The ranged name of `length` bytes at `offset`.
+    pub fn name_at(&self, offset: u64, length: u64) -> String {
+        format!("{}{offset:016}+{length}", self.prefix)
+    }
+
+    /// How messages name a segment: by index, or by its range as in its name.
+    pub fn label(&self, s: &SegmentRecord) -> String {
+        if self.ranged { format!("segment {:016}+{}", s.offset, s.length) } else { format!("segment {}", s.index) }
+    }
+
+    /// The journal key of a segment from its name, if the name is one of ours:
+    /// its index, or (ranged) its offset.
+    pub fn key_of(&self, name: &str) -> Option<u64> {
+        if self.ranged {
+            return self.range_of(name).map(|(off, _)| off);
+        }
         let rest = name.strip_prefix(&self.prefix)?;
         if rest.len() >= 8 && rest.bytes().all(|b| b.is_ascii_digit()) { rest.parse().ok() } else { None }
+    }
+
+    /// Offset and length of a ranged segment from its name.
+    pub fn range_of(&self, name: &str) -> Option<(u64, u64)> {
+        let rest = name.strip_prefix(&self.prefix)?;
+        let (off, len) = rest.split_once('+')?;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !self.ranged || off.len() != 16 || !digits(off) || !digits(len) || len.starts_with('0') {
+            return None;
+        }
+        Some((off.parse().ok()?, len.parse().ok()?))
     }
 
     /// The name of a nested-SLO sub-manifest: `<prefix>manifest/<level>/<index:08>`.
@@ -117,15 +171,50 @@ mod tests {
         assert!(check_object("").is_err());
     }
 
+    fn seg(index: u64, offset: u64, length: u64) -> SegmentRecord {
+        SegmentRecord {
+            index,
+            offset,
+            length,
+            md5: None,
+            state: crate::model::SegState::Pending,
+            attempts: 0,
+            sent: 0,
+            inflight: 0,
+        }
+    }
+
     #[test]
-    fn naming_roundtrip() {
-        let n = SegmentNaming::new("c", "disk.img", true, 1_700_000_000_123_456_789, 1000, 100).unwrap();
+    fn ranged_names_say_their_bytes() {
+        let n = SegmentNaming::new("c", "disk.img", true, 1_700_000_000_123_456_789, 1000).unwrap();
         assert_eq!(n.container, "c_segments");
-        assert_eq!(n.name(7), "disk.img/slo/1700000000.123456/1000/100/00000007");
-        assert_eq!(n.index_of(&n.name(12345)), Some(12345));
-        assert_eq!(n.index_of("disk.img/slo/other"), None);
-        let d = SegmentNaming::new("c", "disk.img", false, 1_000_000_000, 1000, 100).unwrap();
-        assert_eq!(d.name(0), "disk.img/1.000000/1000/100/00000000");
-        assert!(SegmentNaming::new("c", &"x".repeat(1000), true, 0, 1, 1).is_err());
+        assert!(n.ranged);
+        assert_eq!(n.name(&seg(100, 100, 200)), "disk.img/slo/1700000000.123456/1000/bytes/0000000000000100+200");
+        assert_eq!(n.range_of(&n.name_at(5 << 30, 7)), Some((5 << 30, 7)));
+        assert_eq!(n.key_of(&n.name_at(42, 7)), Some(42));
+        for bad in ["x", "0000000000000100+", "000000000000100+5", "0000000000000100+05", "0000000000000100+5x"] {
+            assert_eq!(n.range_of(&format!("{}{bad}", n.prefix)), None, "{bad}");
+        }
+        assert_eq!(n.key_of(&n.sub_manifest_name(1, 0)), None);
+        // In file order when listed (a DLO reads them so).
+        assert!(n.name_at(9 << 20, 1 << 20) < n.name_at(10 << 20, 1));
+        let d = SegmentNaming::new("c", "disk.img", false, 1_000_000_000, 1000).unwrap();
+        assert_eq!(d.name_at(0, 1000), "disk.img/1.000000/1000/bytes/0000000000000000+1000");
+        assert!(SegmentNaming::new("c", &"x".repeat(1000), true, 0, 1).is_err());
+        assert_eq!(SegmentNaming::of_job("c_segments", &n.prefix), n);
+    }
+
+    #[test]
+    fn indexed_names_of_older_jobs() {
+        let n = SegmentNaming::indexed("c", "disk.img", true, 1_700_000_000_123_456_789, 1000, 100);
+        assert!(!n.ranged);
+        assert_eq!(n.name(&seg(7, 700, 100)), "disk.img/slo/1700000000.123456/1000/100/00000007");
+        assert_eq!(n.key_of(&n.name(&seg(12345, 0, 1))), Some(12345));
+        assert_eq!(n.key_of("disk.img/slo/other"), None);
+        assert_eq!(n.range_of(&n.name(&seg(7, 700, 100))), None);
+        assert_eq!(SegmentNaming::of_job("c_segments", &n.prefix), n);
+        // An object whose own name ends in bytes/ is still told apart by the last component.
+        let odd = SegmentNaming::indexed("c", "bytes/", true, 0, 10, 5);
+        assert!(!odd.ranged);
     }
 }

@@ -24,6 +24,17 @@ const MIB: u64 = 1 << 20;
 /// a journal record.
 pub const MIN_SEGMENT_SIZE: u64 = MIB;
 
+/// The first segments of a new SLO job are this size, and double every
+/// [`RAMP_REPEAT`] segments up to the plan's segment size: a link that cannot carry
+/// a 256 MiB segment between two outages still confirms segments from its first
+/// minute, while on a fast link the small ones cost a few requests within the first
+/// GiB (4 × (8 + 16 + 32 + 64 + 128) MiB). A DLO gets no ramp: Swift reads DLO
+/// segments after the 10th at one a second, so DLO segments stay large unless the
+/// link forces a split.
+pub const RAMP_START: u64 = 8 * MIB;
+/// Segments of each size in the ramp (the default concurrency).
+pub const RAMP_REPEAT: u64 = 4;
+
 /// The most segments one job may have: a two-level SLO of 1000 × 1000 entries. At
 /// the 1 MiB floor that is a 1 TiB image; larger images need larger segments.
 pub const MAX_SEGMENTS: u64 = 1_000_000;
@@ -106,12 +117,36 @@ impl Plan {
         (off, self.segment_size.min(self.file_size - off))
     }
 
+    /// The first cuts of a new job: `(offset, length)` pieces covering the file, in
+    /// order. An SLO starts with the ramp ([`RAMP_START`]), a DLO is uniform.
+    pub fn cuts(&self) -> impl Iterator<Item = (u64, u64)> + use<> {
+        let (size, max, ramp) = (self.file_size, self.segment_size.max(1), self.manifest == ManifestKind::Slo);
+        let mut at = 0u64;
+        let mut n = 0u64;
+        std::iter::from_fn(move || {
+            if at >= size {
+                return None;
+            }
+            let step = if ramp { RAMP_START.checked_shl((n / RAMP_REPEAT) as u32).unwrap_or(u64::MAX) } else { max };
+            let len = step.min(max).min(size - at);
+            let cut = (at, len);
+            at += len;
+            n += 1;
+            Some(cut)
+        })
+    }
+
     /// Number of manifest levels (1 = a plain SLO, 2 = one level of sub-manifests, ...).
     pub fn manifest_levels(&self) -> u32 {
-        if self.manifest == ManifestKind::Dlo || self.segment_count == 0 {
+        self.levels_for(self.segment_count)
+    }
+
+    /// Manifest levels for `count` segments (the plan's, or as many as splits made).
+    pub fn levels_for(&self, count: u64) -> u32 {
+        if self.manifest == ManifestKind::Dlo || count == 0 {
             return 1;
         }
-        let mut n = self.segment_count;
+        let mut n = count;
         let mut levels = 1;
         while n > self.per_manifest {
             n = n.div_ceil(self.per_manifest);
@@ -119,6 +154,18 @@ impl Plan {
         }
         levels
     }
+}
+
+/// How many cuts [`Plan::cuts`] makes, without making them.
+fn ramped_count(size: u64, max: u64, manifest: ManifestKind) -> u64 {
+    let (mut at, mut n, mut step) = (0u64, 0u64, RAMP_START);
+    while manifest == ManifestKind::Slo && step < max && at < size {
+        let ramp = (RAMP_REPEAT * step).min(size - at);
+        n += ramp.div_ceil(step);
+        at += ramp;
+        step *= 2;
+    }
+    n + (size - at).div_ceil(max.max(1))
 }
 
 /// Chooses the segment size and manifest shape.
@@ -186,15 +233,23 @@ pub fn plan(
         }
         None => {
             let mut s = DEFAULT_SEGMENT_SIZE;
-            if per_manifest > 0 && file_size.div_ceil(s) > per_manifest {
-                // Grow the segments so one manifest holds them all, in whole MiB.
-                s = file_size.div_ceil(per_manifest).div_ceil(MIB) * MIB;
-            }
             let cap = if max_seg >= MIB { max_seg / MIB * MIB } else { max_seg };
+            if per_manifest > 0 && ramped_count(file_size, s, manifest) > per_manifest {
+                // Grow the segments so one manifest holds them all (ramp included), in whole MiB.
+                s = file_size.div_ceil(per_manifest).div_ceil(MIB) * MIB;
+                while s < cap && ramped_count(file_size, s, manifest) > per_manifest {
+                    s += MIB;
+                }
+            }
             s.min(cap).max(slo.map_or(1, |l| l.min_segment_size.min(cap)))
         }
     };
-    let segment_count = file_size.div_ceil(segment_size);
+    let mut p = Plan { file_size, segment_size, segment_count: 0, manifest, per_manifest };
+    let segment_count = if file_size.div_ceil(segment_size) > MAX_SEGMENTS {
+        file_size.div_ceil(segment_size)
+    } else {
+        ramped_count(file_size, segment_size, manifest)
+    };
     if segment_count > MAX_SEGMENTS {
         let need = file_size.div_ceil(MAX_SEGMENTS).div_ceil(MIB) * MIB;
         return Err(Error::input(format!(
@@ -204,7 +259,8 @@ pub fn plan(
         ))
         .hint(format!("use --segment-size {} or more", format_size(need))));
     }
-    Ok(Plan { file_size, segment_size, segment_count, manifest, per_manifest })
+    p.segment_count = segment_count;
+    Ok(p)
 }
 
 #[cfg(test)]
@@ -218,11 +274,34 @@ mod tests {
         let l = Limits::swift_defaults();
         let p = plan(10 * GIB, &l, None, ManifestKind::Slo, 60).unwrap();
         assert_eq!(p.segment_size, DEFAULT_SEGMENT_SIZE);
-        assert_eq!(p.segment_count, 40);
+        // The ramp: 4 × (8 + 16 + 32 + 64 + 128) MiB = 992 MiB in 20 segments, then 256 MiB ones.
+        assert_eq!(p.segment_count, 20 + (10 * GIB - 992 * MIB).div_ceil(DEFAULT_SEGMENT_SIZE));
+        let cuts: Vec<_> = p.cuts().collect();
+        assert_eq!(
+            cuts[..5],
+            [(0, 8 * MIB), (8 * MIB, 8 * MIB), (16 * MIB, 8 * MIB), (24 * MIB, 8 * MIB), (32 * MIB, 16 * MIB)]
+        );
+        assert_eq!(cuts[20], (992 * MIB, DEFAULT_SEGMENT_SIZE));
+        assert_eq!(cuts.iter().map(|c| c.1).sum::<u64>(), 10 * GIB);
+        assert!(cuts.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
+        for (size, max) in [(10 * GIB, DEFAULT_SEGMENT_SIZE), (5, 3), (100 * MIB + 1, 40 * MIB), (GIB, 8 * MIB)] {
+            let q = Plan {
+                file_size: size,
+                segment_size: max,
+                segment_count: 0,
+                manifest: ManifestKind::Slo,
+                per_manifest: 1000,
+            };
+            assert_eq!(ramped_count(size, max, ManifestKind::Slo), q.cuts().count() as u64, "{size} {max}");
+        }
+        let d = plan(10 * GIB, &l, None, ManifestKind::Dlo, 60).unwrap();
+        assert_eq!((d.segment_count, d.cuts().next()), (40, Some((0, DEFAULT_SEGMENT_SIZE))), "no ramp for DLO");
         assert_eq!(p.manifest_levels(), 1);
         // 300 GiB: segments grow so that one manifest of <= 1000 entries suffices.
         let p = plan(300 * GIB, &l, None, ManifestKind::Slo, 60).unwrap();
         assert!(p.segment_count <= 1000, "{p:?}");
+        // As README says: 24 ramp segments, then 313 MiB ones, 1000 in all.
+        assert_eq!((p.segment_size, p.segment_count), (313 * MIB, 1000));
         assert_eq!(p.segment_size % MIB, 0);
         assert_eq!(p.manifest_levels(), 1);
         // 10 TiB: capped at max_file_size, so the SLO nests.
@@ -239,6 +318,7 @@ mod tests {
         let p = plan(GIB + 1, &l, Some(512 << 20), ManifestKind::Dlo, 60).unwrap();
         assert_eq!(p.segment_count, 3);
         assert_eq!(p.segment(2), (GIB, 1));
+        assert_eq!(p.cuts().last(), Some((GIB, 1)));
         // Past the count (once an overflow panic): an empty range at the end.
         assert_eq!(p.segment(3), (GIB + 1, 0));
         assert_eq!(p.segment(u64::MAX), (GIB + 1, 0));

@@ -39,6 +39,12 @@ pub struct Progress {
     pub segments_sent: AtomicU64,
     /// Transient failures seen by this run (drives adaptive concurrency).
     pub trouble: AtomicU64,
+    /// Segments in flight right now.
+    pub in_flight: AtomicU64,
+    /// Segments this run split because the link carried less than them.
+    pub splits: AtomicU64,
+    /// The largest segment the link lately carries whole (0: no limit seen).
+    pub segment_target: AtomicU64,
     /// Segments allowed in flight right now (adaptive, at most `--concurrency`).
     pub concurrency: AtomicU64,
     /// When this run started.
@@ -75,6 +81,9 @@ impl Default for Progress {
             segments_sent: AtomicU64::new(0),
             trouble: AtomicU64::new(0),
             concurrency: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            splits: AtomicU64::new(0),
+            segment_target: AtomicU64::new(0),
             started: Instant::now(),
             extras: Mutex::new(Extras::default()),
         }

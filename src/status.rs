@@ -11,7 +11,7 @@ use crate::journal::{ImportOutcome, ImportState, JobRecord, Journal, Root, SegSt
 use crate::progress::Progress;
 
 /// The state of one job, as `status --json` prints it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusView {
     /// Job id.
     pub job: String,
@@ -31,9 +31,15 @@ pub struct StatusView {
     pub segment_container: String,
     /// `slo` or `dlo`.
     pub manifest: String,
-    /// Bytes per segment.
+    /// Bytes per segment as planned (the largest; the first ones of an SLO are smaller).
     pub segment_size: u64,
-    /// Segments in the plan.
+    /// The largest segment started now, while the link limits it (`null`: the plan's).
+    #[serde(default)]
+    pub segment_size_now: Option<u64>,
+    /// Segments split so far because the link carried less than them.
+    #[serde(default)]
+    pub splits: u64,
+    /// Segments of the job now (the plan's, plus one per split).
     pub segments_total: u64,
     /// Segments on the server and journaled.
     pub segments_confirmed: u64,
@@ -46,6 +52,11 @@ pub struct StatusView {
     pub bytes_sent: u64,
     /// Bytes sent that did not end in a confirmed segment.
     pub bytes_wasted: u64,
+    /// The share of the bytes sent that ended in confirmed segments (`null`: nothing
+    /// sent yet). k5up cannot see the link's capacity; `bench/flaky.py` measures
+    /// goodput against it.
+    #[serde(default)]
+    pub goodput: Option<f64>,
     /// ETag of the finished object.
     pub manifest_etag: Option<String>,
     /// The error that stopped the last run.
@@ -142,12 +153,15 @@ impl StatusView {
             segment_container: job.segment_container.clone(),
             manifest: job.plan.manifest.as_str().to_string(),
             segment_size: job.plan.segment_size,
+            segment_size_now: None,
+            splits: 0,
             segments_total: job.plan.segment_count,
             segments_confirmed: 0,
             bytes_total: job.plan.file_size,
             bytes_confirmed: 0,
             bytes_sent: job.bytes_sent_other,
             bytes_wasted: 0,
+            goodput: None,
             manifest_etag: job.manifest_etag.clone(),
             last_error: job.last_error.clone(),
             storage_url: job.storage_url.clone(),
@@ -179,6 +193,8 @@ impl StatusView {
     /// From the journal's records.
     pub fn from_records(job: &JobRecord, segs: &[SegmentRecord]) -> Self {
         let mut v = Self::base(job);
+        v.segments_total = segs.len() as u64;
+        v.splits = v.segments_total.saturating_sub(job.plan.segment_count);
         for s in segs {
             let sent = s.sent + s.inflight;
             v.bytes_sent += sent;
@@ -190,7 +206,13 @@ impl StatusView {
                 v.bytes_wasted += sent;
             }
         }
+        v.goodput = v.ratio();
         v
+    }
+
+    fn ratio(&self) -> Option<f64> {
+        let sent = self.bytes_sent;
+        (sent > 0).then(|| (sent.saturating_sub(self.bytes_wasted)) as f64 / sent as f64)
     }
 
     /// From a live run's counters.
@@ -203,6 +225,10 @@ impl StatusView {
         v.bytes_sent += Progress::get(&p.bytes_sent);
         v.bytes_wasted = Progress::get(&p.bytes_wasted);
         v.concurrency = Progress::get(&p.concurrency);
+        v.segments_total = Progress::get(&p.segments_total).max(v.segments_total);
+        v.splits = v.segments_total.saturating_sub(job.plan.segment_count);
+        v.segment_size_now = Some(Progress::get(&p.segment_target)).filter(|&t| t > 0 && t < job.plan.segment_size);
+        v.goodput = v.ratio();
         v.outages = Progress::get(&p.outages);
         v.link_down_secs = p.link_down_for().map(|d| d.as_secs());
         let x = p.extras.lock().map(|x| x.clone()).unwrap_or_default();

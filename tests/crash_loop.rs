@@ -53,7 +53,8 @@ fn one_job(tb: &Testbed, rng: &mut Rng, kills: u64) -> Result<String, String> {
     let segs = format!("{c}_segments");
     // python-swiftclient's naming, which k5up follows: <object>/slo/<mtime>/<size>/<segment size>/<index>.
     let mtime = std::fs::metadata(&src).unwrap().modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap();
-    let prefix = format!("disk.img/slo/{}.{:06}/{size}/{MIB}/", mtime.as_secs(), mtime.subsec_micros());
+    let prefix = format!("disk.img/slo/{}.{:06}/{size}/bytes/", mtime.as_secs(), mtime.subsec_micros());
+    let name_of = |i: u64| format!("{prefix}{}", common::piece(i * MIB, MIB.min(size - i * MIB)));
     // name → last_modified, the first time the segment was seen whole
     let mut whole: HashMap<String, String> = HashMap::new();
     let mut killed_at = vec![];
@@ -68,7 +69,7 @@ fn one_job(tb: &Testbed, rng: &mut Rng, kills: u64) -> Result<String, String> {
         // (so the same seed replays the same kill points, and the kill always lands
         // before the upload can have finished).
         let left: u64 = (0..size.div_ceil(MIB))
-            .filter(|i| !whole.contains_key(&format!("{prefix}{i:08}")))
+            .filter(|&i| !whole.contains_key(&name_of(i)))
             .map(|i| MIB.min(size - i * MIB))
             .sum();
         if left < 256 << 10 {
@@ -108,7 +109,7 @@ fn one_job(tb: &Testbed, rng: &mut Rng, kills: u64) -> Result<String, String> {
         // HEAD each segment (the object server's answer is immediate; a container
         // listing may lag behind it): name → X-Timestamp of the whole segment.
         for idx in 0..size.div_ceil(MIB) {
-            let name = format!("{prefix}{idx:08}");
+            let name = name_of(idx);
             let len = MIB.min(size - idx * MIB);
             if let Some(h) = obs.head(&segs, &name)
                 && h.get("content-length").map(String::as_str) == Some(len.to_string().as_str())

@@ -53,7 +53,8 @@ fn read_error_stops_and_resumes(spare: &[u8], prefix: &str) {
     let out = run.run(&first);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("segment 5 of job") && err.contains("cannot read the source"), "names the segment: {err}");
+    let named = format!("segment {:016}+{MIB} of job", 5 * MIB);
+    assert!(err.contains(&named) && err.contains("cannot read the source"), "names the segment: {err}");
     assert!(err.contains("Input/output error"), "the system's reason: {err}");
     assert!(err.contains(&format!("k5up resume {job}")), "the way out: {err}");
     assert!(obs.head(&t.c, "disk.img").is_none(), "no object from an unreadable file");

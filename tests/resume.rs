@@ -395,3 +395,64 @@ fn a_finished_object_deleted_on_the_server_is_rebuilt_by_the_same_command() {
         assert_eq!(obs.list(&segs, ""), again);
     }
 }
+
+/// A job journaled by k5up 0.1 (a uniform plan, segments named and keyed by their
+/// index) resumes as it was: its segments keep their names, those already on the
+/// server are not sent again, and nothing is named or cut the new way.
+#[test]
+fn a_job_of_k5up_0_1_with_index_names_resumes_unchanged() {
+    use k5up::journal::{Phase, Root, SegState, SegmentRecord};
+    let tb = Testbed::get();
+    let run = Run::new(tb.small());
+    let src = run.path("disk.img");
+    let size = 5 * MIB + 9;
+    let md5 = write_random(&src, size, 61);
+    let c = unique("old");
+    let segs_c = format!("{c}_segments");
+    run.ok(&["upload", src.to_str().unwrap(), "-c", &c, "--segment-size", "1MiB", "--no-progress"]);
+    let obs = Observer::login(&tb.small());
+    obs.delete(&c, "disk.img", "multipart-manifest=delete");
+    // The job's record, rewritten as k5up 0.1 journaled it, with two segments sent.
+    let job = run.only_job();
+    let root = Root::new(Some(run.journal())).unwrap();
+    let j = root.open(&job).unwrap();
+    let mut rec = j.job().unwrap();
+    root.remove(j).unwrap();
+    let old = k5up::names::SegmentNaming::indexed(&c, "disk.img", true, rec.identity.mtime_ns, size, MIB);
+    (rec.segment_prefix, rec.plan.segment_count, rec.phase, rec.manifest_etag) =
+        (old.prefix.clone(), 6, Phase::Uploading, None);
+    let data = std::fs::read(&src).unwrap();
+    let segs: Vec<SegmentRecord> = (0..6u64)
+        .map(|i| {
+            let (offset, length) = (i * MIB, MIB.min(size - i * MIB));
+            let sent = i < 2;
+            SegmentRecord {
+                index: i,
+                offset,
+                length,
+                md5: sent.then(|| common::md5_of_range(&src, offset, length)),
+                state: if sent { SegState::Confirmed } else { SegState::Pending },
+                attempts: u32::from(sent),
+                sent: if sent { length } else { 0 },
+                inflight: 0,
+            }
+        })
+        .collect();
+    for s in &segs[..2] {
+        obs.put(&segs_c, &old.name(s), &data[s.offset as usize..(s.offset + s.length) as usize]);
+    }
+    drop(root.create(&rec, segs.clone().into_iter()).unwrap());
+    let before = obs.list(&segs_c, &old.prefix);
+    assert_eq!(before.len(), 2);
+
+    run.ok(&["resume", &job, "--no-progress"]);
+    assert_eq!(obs.get_md5(&c, "disk.img"), Some((md5, size)), "object identical");
+    let after = obs.list(&segs_c, "disk.img/");
+    let mut names: Vec<&String> = after.keys().collect();
+    names.sort();
+    let want: Vec<String> = segs.iter().map(|s| old.name(s)).collect();
+    assert_eq!(names, want.iter().collect::<Vec<_>>(), "the old names, and only them");
+    for (n, e) in &before {
+        assert_eq!(after[n]["last_modified"], e["last_modified"], "{n} was sent again");
+    }
+}

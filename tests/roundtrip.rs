@@ -72,18 +72,21 @@ fn default_plan_on_the_small_proxy_uses_its_max_file_size() {
     // The small proxy's limits, as testbed/up set them.
     let max: u64 = tb.var("SMALL_MAX_FILE_SIZE").parse().unwrap();
     let entries = tb.var("SMALL_MAX_MANIFEST_SEGMENTS");
-    let size = 2 * max + max / 2;
+    // The ramp's first four 8 MiB segments, then segments of max_file_size.
+    let size = 32 * MIB + 2 * max + max / 2;
     write_random(&src, size, 3);
     let out = run.ok(&["upload", src.to_str().unwrap(), "-c", "x", "--dry-run"]);
     let (full, last) = (common::format_mib(max), common::format_mib(max / 2));
-    assert!(out.contains(&format!("2 × {full} + 1 × {last} ({} bytes)", max / 2)), "{out}");
+    assert!(out.contains(&format!("4 × 8.00 MiB + 2 × {full} + 1 × {last} ({} bytes)", max / 2)), "{out}");
     assert!(out.contains(&format!("max_manifest_segments {entries}")), "{out}");
-    // A 200 MiB file in one segment is one segment of 200 MiB (was shown as 1 × 256.00 MiB).
+    // A 200 MiB file is cut as it will be: the ramp's segments, smaller than the
+    // plan's 256 MiB (it was once shown as 1 × 256.00 MiB).
     let big = run.path("b.img");
     std::fs::File::create(&big).unwrap().set_len(200 * MIB).unwrap();
     let stock = Run::new(tb.stock());
     let out = stock.ok(&["upload", big.to_str().unwrap(), "-c", "x", "--dry-run"]);
-    assert!(out.contains("segments       1 × 200.00 MiB ("), "{out}");
+    let want = "segments       4 × 8.00 MiB + 4 × 16.00 MiB + 3 × 32.00 MiB + 1 × 8.00 MiB (8388608 bytes)";
+    assert!(out.contains(want), "{out}");
 }
 
 #[test]
@@ -162,12 +165,13 @@ fn odd_object_names_reach_swift_literally_and_touch_no_other_container() {
         run.ok(&args);
         assert_eq!(obs.get_md5(&c, name), Some((md5.clone(), 2 * MIB + 3)), "{name:?} read back under its name");
         // Its segments are under exactly its name in the segment container
-        // (`<name>/[slo/]<mtime>/<size>/<segment size>/<index>`; `..`'s prefix also
+        // (`<name>/[slo/]<mtime>/<size>/bytes/<offset>+<length>`; `..`'s prefix also
         // lists those of `../victim…`, hence the shape check).
         let ours = |k: &String| {
             let rest = k[name.len() + 1..].strip_prefix("slo/").unwrap_or(&k[name.len() + 1..]);
             let parts: Vec<&str> = rest.split('/').collect();
-            parts.len() == 4 && parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+            let numeric = |p: &&str| p.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'+');
+            parts.len() == 4 && parts[2] == "bytes" && [0, 1, 3].iter().all(|&i| numeric(&parts[i]))
         };
         let segs = obs.list(&format!("{c}_segments"), &format!("{name}/"));
         assert_eq!(segs.keys().filter(|k| ours(k)).count(), 3, "{name:?}: segments under its literal name: {segs:?}");

@@ -71,14 +71,27 @@ fn print_one(v: &StatusView) {
         v.manifest.to_uppercase(),
         clean(&v.segment_container)
     );
+    let now = v.segment_size_now.map(|n| format!("; cut to {} now", format_size(n))).unwrap_or_default();
+    let splits = match v.splits {
+        0 => String::new(),
+        n => format!(", {n} split{} to fit the link", if n == 1 { "" } else { "s" }),
+    };
     out!(
-        "  segments   {} of {} confirmed, {} each",
+        "  segments   {} of {} confirmed, up to {} each{now}{splits}",
         v.segments_confirmed,
         v.segments_total,
         format_size(v.segment_size)
     );
     out!("  bytes      {} of {} confirmed", format_size(v.bytes_confirmed), format_size(v.bytes_total));
-    out!("  sent       {} (wasted {})", format_size(v.bytes_sent), format_size(v.bytes_wasted));
+    let useful = v.goodput.map(|g| format!(", {:.0}% of it confirmed", g * 100.0)).unwrap_or_default();
+    out!("  sent       {} (wasted {}{useful})", format_size(v.bytes_sent), format_size(v.bytes_wasted));
+    if v.outages > 0 || v.link_down_secs.is_some() {
+        let state = match v.link_down_secs {
+            Some(s) => format!("down for {s} s"),
+            None => "up".into(),
+        };
+        out!("  link       {state}, {} outage(s) this run", v.outages);
+    }
     if let Some(e) = &v.manifest_etag {
         out!("  etag       {e}");
     }
@@ -126,7 +139,8 @@ pub(super) fn dry_run(p: &Planned) {
     out!("file           {} ({})", clean(&j.file), format_size(j.plan.file_size));
     out!("target         {}/{}", clean(&j.container), clean(&j.object));
     out!("storage        {}", j.storage_url);
-    out!("segments       {}, in {}", segments_text(&j.plan), clean(&j.segment_container));
+    let ranged = k5up::names::SegmentNaming::of_job(&j.segment_container, &j.segment_prefix).ranged;
+    out!("segments       {}, in {}", segments_text(&j.plan, ranged), clean(&j.segment_container));
     let levels = if p.manifest_levels > 1 { format!(", nested {} levels", p.manifest_levels) } else { String::new() };
     out!("manifest       {}{levels}", j.plan.manifest.as_str().to_uppercase());
     out!("server limits  {}", describe_limits(&j.limits));
@@ -151,25 +165,33 @@ pub(super) fn verify(r: &VerifyReport, json: bool) -> Result<()> {
     if r.ok { Ok(()) } else { Err(Error::failed(format!("job {}: verification failed", r.job))) }
 }
 
-/// The segments of a plan as they are: `3 × 16.00 MiB`, or `2 × 16.00 MiB + 1 × 4.00 MiB`
-/// when the last one is shorter (a 200 MiB file was shown as `1 × 256.00 MiB`).
-fn segments_text(p: &k5up::plan::Plan) -> String {
+/// The segments of a plan as they are: `3 × 16.00 MiB`, or `4 × 8.00 MiB + 2 × 16.00 MiB
+/// + 1 × 4.00 MiB (4194304 bytes)` (a 200 MiB file was once shown as `1 × 256.00 MiB`).
+fn segments_text(p: &k5up::plan::Plan, ranged: bool) -> String {
     if p.segment_count == 0 {
         return "none (an empty object)".into();
     }
-    let (_, last) = p.segment(p.segment_count - 1);
-    let full = p.segment_count - u64::from(last < p.segment_size);
-    let mut t = String::new();
-    if full > 0 {
-        t = format!("{full} × {}", format_size(p.segment_size));
-    }
-    if last < p.segment_size {
-        if !t.is_empty() {
-            t.push_str(" + ");
+    let lengths: Box<dyn Iterator<Item = u64>> = if ranged {
+        Box::new(p.cuts().map(|(_, len)| len))
+    } else {
+        Box::new((0..p.segment_count).map(|i| p.segment(i).1))
+    };
+    let mut runs: Vec<(u64, u64)> = vec![];
+    for len in lengths {
+        match runs.last_mut() {
+            Some((l, n)) if *l == len => *n += 1,
+            _ => runs.push((len, 1)),
         }
-        t.push_str(&format!("1 × {} ({last} bytes)", format_size(last)));
     }
-    t
+    let last = runs.len() - 1;
+    runs.iter()
+        .enumerate()
+        .map(|(k, (len, n))| {
+            let exact = if k == last && *len < p.segment_size { format!(" ({len} bytes)") } else { String::new() };
+            format!("{n} × {}{exact}", format_size(*len))
+        })
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 /// The limits and plan summary for `--dry-run`.

@@ -129,11 +129,16 @@ fn rate_text(rate: Option<f64>, left: u64) -> String {
     }
 }
 
-/// ", link down for 12s" while the link is down.
+/// ", link down for 12s" while the link is down; ", segments cut to 4.00 MiB" while
+/// the link carries less than the planned segments.
 fn link_text(p: &Progress) -> String {
-    p.link_down_for()
-        .map(|d| format!(", link down for {}", k5up::units::format_duration(Duration::from_secs(d.as_secs()))))
-        .unwrap_or_default()
+    let down = p
+        .link_down_for()
+        .map(|d| format!(", link down for {}", k5up::units::format_duration(Duration::from_secs(d.as_secs()))));
+    let cut = Some(Progress::get(&p.segment_target))
+        .filter(|&t| t > 0)
+        .map(|t| format!(", segments cut to {}", format_size(t)));
+    down.unwrap_or_default() + &cut.unwrap_or_default()
 }
 
 fn line(p: &Progress, rate: Option<f64>) -> String {

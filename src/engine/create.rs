@@ -72,9 +72,22 @@ pub fn job_id(identity: &FileIdentity, storage_url: &str, container: &str, objec
     hex::encode(&h.finalize()[..4])
 }
 
-pub(super) fn new_segment(p: &Plan, index: u64) -> SegmentRecord {
-    let (offset, length) = p.segment(index);
+fn new_segment(index: u64, offset: u64, length: u64) -> SegmentRecord {
     SegmentRecord { index, offset, length, md5: None, state: SegState::Pending, attempts: 0, sent: 0, inflight: 0 }
+}
+
+/// The segment records of a job as planned: keyed by offset for names that say
+/// their bytes (the plan's cuts), by index for the uniform plans of k5up 0.1.
+pub(super) fn first_cuts(job: &JobRecord) -> Box<dyn Iterator<Item = SegmentRecord>> {
+    let p: Plan = job.plan.clone();
+    if super::naming_of(job).ranged {
+        Box::new(p.cuts().map(|(off, len)| new_segment(off, off, len)))
+    } else {
+        Box::new((0..p.segment_count).map(move |i| {
+            let (off, len) = p.segment(i);
+            new_segment(i, off, len)
+        }))
+    }
 }
 
 impl Engine {
@@ -174,25 +187,11 @@ impl Engine {
         }
         let limits = self.swift.limits().await.map_err(first_contact)?;
         let kind = req.manifest.unwrap_or(if limits.slo.is_some() { ManifestKind::Slo } else { ManifestKind::Dlo });
-        // Plan with a provisional segment size to learn the path length, then name for real.
-        let probe = SegmentNaming::new(
-            &req.container,
-            &object,
-            kind == ManifestKind::Slo,
-            ident.mtime_ns,
-            ident.size,
-            1 << 40,
-        )?;
-        let entry_path_len = probe.container.len() + probe.name(0).len() + 2;
+        let naming =
+            SegmentNaming::new(&req.container, &object, kind == ManifestKind::Slo, ident.mtime_ns, ident.size)?;
+        // The longest entry path a manifest may hold, to keep manifests under their byte limit.
+        let entry_path_len = naming.container.len() + naming.name_at(ident.size, ident.size).len() + 2;
         let plan = plan::plan(ident.size, &limits, req.segment_size, kind, entry_path_len)?;
-        let naming = SegmentNaming::new(
-            &req.container,
-            &object,
-            kind == ManifestKind::Slo,
-            ident.mtime_ns,
-            ident.size,
-            plan.segment_size,
-        )?;
         let job = JobRecord {
             id,
             created_unix: now_unix(),
@@ -240,9 +239,7 @@ impl Engine {
                     tracing::info!("--replace: {said}");
                 }
             }
-            let p = &planned.job.plan;
-            let segs = (0..p.segment_count).map(|i| new_segment(p, i));
-            self.root.create(&planned.job, segs)?
+            self.root.create(&planned.job, first_cuts(&planned.job))?
         };
         self.run(journal, file, &planned.opened).await
     }

@@ -47,7 +47,7 @@ fn layout(job: &JobRecord, segs: &[SegmentRecord], naming: &SegmentNaming) -> cr
     let entries = segs
         .iter()
         .map(|s| Entry {
-            path: format!("/{}/{}", naming.container, naming.name(s.index)),
+            path: format!("/{}/{}", naming.container, naming.name(s)),
             etag: s.md5.clone().unwrap_or_default(),
             size_bytes: s.length,
         })
@@ -75,6 +75,8 @@ pub(super) async fn write_manifest(
     }
     match job.plan.manifest {
         ManifestKind::Dlo => {
+            // A DLO is whatever its prefix lists: pieces outside the cuts must go first.
+            sweep(swift, job, segs, naming).await?;
             let value = dlo_manifest_value(&naming.container, &naming.prefix);
             let op = format!("PUT DLO manifest {}/{}", job.container, job.object);
             swift
@@ -107,6 +109,49 @@ pub(super) async fn write_manifest(
     }
 }
 
+/// Deletes what the server holds under the job's segment prefix besides the
+/// segments of its cuts and the sub-manifests its SLO uses: pieces of other cuts
+/// (a segment whose PUT completed unseen before it was split, pieces adopted by
+/// nothing after a lost journal). Only for jobs whose names say their bytes: an
+/// index-named job of k5up 0.1 never splits. Returns how many were deleted.
+pub(super) async fn sweep(
+    swift: &Swift,
+    job: &JobRecord,
+    segs: &[SegmentRecord],
+    naming: &SegmentNaming,
+) -> Result<usize> {
+    use futures_util::StreamExt;
+    if !naming.ranged || segs.is_empty() {
+        return Ok(0);
+    }
+    let se = |e: crate::swift::SwiftError| {
+        e.into_error(ErrorKind::Resumable).context(format!("job {}: removing segments outside the manifest", job.id))
+    };
+    let mut keep: std::collections::HashSet<String> = segs.iter().map(|s| naming.name(s)).collect();
+    if job.plan.manifest == ManifestKind::Slo {
+        keep.extend(layout(job, segs, naming).subs.into_iter().map(|s| s.name));
+    }
+    let listing = swift.list(&naming.container, &naming.prefix).await.map_err(se)?;
+    let extra: Vec<String> = listing.into_iter().map(|e| e.name).filter(|n| !keep.contains(n)).collect();
+    if extra.is_empty() {
+        return Ok(0);
+    }
+    let results: Vec<_> = futures_util::stream::iter(extra.iter().map(|n| swift.delete(&naming.container, n, "")))
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    for r in results {
+        r.map_err(se)?;
+    }
+    tracing::info!(
+        "job {}: {} segment(s) of other cuts deleted from {} (not part of the object)",
+        job.id,
+        extra.len(),
+        naming.container
+    );
+    Ok(extra.len())
+}
+
 /// Checks a heartbeat result: `Ok(None)` when written with the expected ETag,
 /// `Ok(Some(indices))` when segments must be sent again.
 fn check(
@@ -131,7 +176,7 @@ fn check(
         .iter()
         .filter_map(|(path, _)| {
             let p = percent_decode_str(path).decode_utf8_lossy();
-            naming.index_of(p.strip_prefix(&prefix)?)
+            naming.key_of(p.strip_prefix(&prefix)?)
         })
         .collect();
     if !resend.is_empty() && resend.len() == r.errors.len() {

@@ -57,10 +57,10 @@ impl Engine {
         let mut bad = vec![];
         for s in &segs {
             let ok = by_name
-                .get(naming.name(s.index).as_str())
+                .get(naming.name(s).as_str())
                 .is_some_and(|e| Some(e.hash.as_str()) == s.md5.as_deref() && e.bytes == s.length);
             if s.state == SegState::Confirmed && !ok {
-                bad.push(s.index);
+                bad.push(naming.label(s));
             }
         }
         let confirmed = segs.iter().filter(|s| s.state == SegState::Confirmed).count();
@@ -71,9 +71,9 @@ impl Engine {
                 format!("{confirmed} confirmed segment(s) of {} on the server with their MD5 and size", segs.len())
             } else {
                 format!(
-                    "{} confirmed segment(s) missing or different on the server: {:?}",
+                    "{} confirmed segment(s) missing or different on the server: {}",
                     bad.len(),
-                    &bad[..bad.len().min(20)]
+                    bad[..bad.len().min(20)].join(", ")
                 )
             },
         });
@@ -145,7 +145,7 @@ impl Engine {
                     .map_err(|e| e.into_error(ErrorKind::Resumable))?;
                 let entries: Vec<serde_json::Value> = resp.json().await.unwrap_or_default();
                 let total: u64 = entries.iter().filter_map(|e| e["size_bytes"].as_u64()).sum();
-                let levels = job.plan.manifest_levels();
+                let levels = job.plan.levels_for(segs.len() as u64);
                 let expect_top = if levels == 1 { segs.len() } else { 0 };
                 let ok = head.slo && total == job.plan.file_size && (expect_top == 0 || entries.len() == expect_top);
                 Check {

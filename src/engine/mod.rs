@@ -66,7 +66,7 @@ fn now_unix() -> u64 {
 }
 
 fn naming_of(job: &JobRecord) -> SegmentNaming {
-    SegmentNaming { container: job.segment_container.clone(), prefix: job.segment_prefix.clone() }
+    SegmentNaming::of_job(&job.segment_container, &job.segment_prefix)
 }
 
 /// The first contact with the server: a failure here is most often a wrong URL
@@ -109,8 +109,8 @@ impl Engine {
                 );
                 job.phase = Phase::Uploading;
                 job.last_error = Some(format!("journal rebuilt after damage: {reason}"));
-                let p = job.plan.clone();
-                self.root.rebuild(held, &job, (0..p.segment_count).map(|i| create::new_segment(&p, i)))
+                let segs = create::first_cuts(&job);
+                self.root.rebuild(held, &job, segs)
             }
         }
     }

@@ -5,10 +5,11 @@
 //! windows "PUT completed, process died before journaling" (adopted here) and
 //! "journaled as confirmed, since deleted" (sent again).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::journal::{SegState, SegmentRecord};
 use crate::names::SegmentNaming;
+use crate::plan::MIN_SEGMENT_SIZE;
 use crate::swift::ListEntry;
 
 /// The segments left to process, each with what the server holds under its name.
@@ -25,13 +26,18 @@ pub(super) struct Reconciled {
     pub lost: Vec<u64>,
     /// Pending in the journal with a known MD5, found whole on the server.
     pub adopted: Vec<u64>,
+    /// Journal keys whose records are replaced by other cuts (ranged jobs).
+    pub removed: Vec<u64>,
 }
 
 /// Compares `segs` (the journal) with `listing` (the segment container, our prefix).
 /// A PUT cut off by a kill (`inflight`) is charged to `sent` here.
 pub(super) fn reconcile(segs: Vec<SegmentRecord>, listing: Vec<ListEntry>, naming: &SegmentNaming) -> Reconciled {
+    if naming.ranged {
+        return reconcile_ranged(segs, listing, naming);
+    }
     let mut by_index: HashMap<u64, ListEntry> =
-        listing.into_iter().filter_map(|e| naming.index_of(&e.name).map(|i| (i, e))).collect();
+        listing.into_iter().filter_map(|e| naming.key_of(&e.name).map(|i| (i, e))).collect();
     let mut out = Reconciled::default();
     for mut s in segs {
         let mut dirty = false;
@@ -66,6 +72,150 @@ pub(super) fn reconcile(segs: Vec<SegmentRecord>, listing: Vec<ListEntry>, namin
     out
 }
 
+/// Reconciliation for segments named by their bytes: the journal's cuts and the
+/// server's may differ (an earlier run's larger segment whose PUT completed unseen,
+/// the pieces a lost journal's run split it into, a journal rebuilt with the first
+/// cuts). Walking the file from its start, each position takes, in this order:
+/// the journal's confirmed segment there, if the server still holds it whole; else
+/// the longest whole segment the server holds there (checked by hashing before it
+/// is adopted) that overlaps no confirmed segment and leaves at least 1 MiB to the
+/// next journal cut; else the journal's cut (or the rest of it). The result still
+/// covers the file exactly; segments on the server outside it are deleted once the
+/// manifest is written (see `finish::sweep`).
+fn reconcile_ranged(segs: Vec<SegmentRecord>, listing: Vec<ListEntry>, naming: &SegmentNaming) -> Reconciled {
+    let mut out = Reconciled::default();
+    let size = segs.last().map_or(0, |s| s.offset + s.length);
+    // Whole pieces on the server, by offset: (length, entry).
+    let mut on_server: BTreeMap<u64, Vec<(u64, ListEntry)>> = BTreeMap::new();
+    for e in listing {
+        if let Some((off, len)) = naming.range_of(&e.name)
+            && e.bytes == len
+            && off.checked_add(len).is_some_and(|end| end <= size)
+        {
+            on_server.entry(off).or_default().push((len, e));
+        }
+    }
+    let whole = |s: &SegmentRecord, e: &ListEntry| s.md5.as_deref() == Some(e.hash.as_str()) && e.bytes == s.length;
+    let exact = |on: &BTreeMap<u64, Vec<(u64, ListEntry)>>, off: u64, len: u64| {
+        on.get(&off).and_then(|v| v.iter().find(|(l, _)| *l == len)).map(|(_, e)| e.clone())
+    };
+    // The journal's cuts, its records charged for cut-off PUTs, and what stays confirmed.
+    let mut recs: Vec<SegmentRecord> = Vec::with_capacity(segs.len());
+    for mut s in segs {
+        let mut dirty = false;
+        if s.inflight > 0 {
+            s.sent += s.inflight;
+            s.inflight = 0;
+            dirty = true;
+        }
+        if s.state == SegState::Confirmed && !exact(&on_server, s.offset, s.length).is_some_and(|e| whole(&s, &e)) {
+            s.state = SegState::Pending;
+            dirty = true;
+            out.lost.push(s.index);
+        }
+        if dirty {
+            out.changed.push(s.clone());
+        }
+        recs.push(s);
+    }
+    let boundaries: BTreeSet<u64> = recs.iter().map(|s| s.offset).chain([size]).collect();
+    let confirmed_ends: BTreeMap<u64, u64> =
+        recs.iter().filter(|s| s.state == SegState::Confirmed).map(|s| (s.offset, s.offset + s.length)).collect();
+    let overlaps_confirmed =
+        |from: u64, to: u64| confirmed_ends.range(..to).next_back().is_some_and(|(_, &end)| end > from);
+    let fits = |from: u64, end: u64| {
+        let next = *boundaries.range(end..).next().unwrap_or(&size);
+        (end - from >= MIN_SEGMENT_SIZE || end == size) && (next == end || next - end >= MIN_SEGMENT_SIZE)
+    };
+    // Pass 1: choose the cuts (offset, length, the piece on the server, the journal record reused).
+    let mut chosen: Vec<(u64, u64, Option<ListEntry>, Option<usize>)> = vec![];
+    let mut p = 0u64;
+    let mut i = 0usize;
+    while p < size {
+        while i < recs.len() && recs[i].offset + recs[i].length <= p {
+            i += 1;
+        }
+        let Some(r) = recs.get(i).filter(|r| r.offset <= p) else {
+            // A gap in the journal's cuts (never written so): a cut of its own.
+            let end = recs.get(i).map_or(size, |r| r.offset);
+            chosen.push((p, end - p, exact(&on_server, p, end - p), None));
+            p = end;
+            continue;
+        };
+        if r.offset == p && r.state == SegState::Confirmed {
+            chosen.push((p, r.length, None, Some(i)));
+            p += r.length;
+            continue;
+        }
+        let best = on_server
+            .get(&p)
+            .into_iter()
+            .flatten()
+            .filter(|(len, _)| fits(p, p + len) && !overlaps_confirmed(p, p + len))
+            .max_by_key(|(len, _)| *len)
+            .cloned();
+        let (len, entry) = match best {
+            Some((len, e)) => (len, Some(e)),
+            None => (r.offset + r.length - p, None),
+        };
+        let reuse = (r.offset == p && r.length == len).then_some(i);
+        chosen.push((p, len, entry, reuse));
+        p += len;
+    }
+    // Pass 2: records. Bytes sent for records that are not reused stay charged, to
+    // the first new record.
+    let reused: HashSet<usize> = chosen.iter().filter_map(|c| c.3).collect();
+    let starts: HashSet<u64> = chosen.iter().map(|c| c.0).collect();
+    let mut carry = 0u64;
+    for (k, r) in recs.iter().enumerate() {
+        if !reused.contains(&k) {
+            carry += r.sent;
+            if !starts.contains(&r.offset) {
+                out.removed.push(r.index);
+            }
+        }
+    }
+    for (off, len, entry, reuse) in chosen {
+        let rec = match reuse {
+            Some(k) => {
+                let mut s = recs[k].clone();
+                if s.state == SegState::Pending
+                    && let Some(e) = &entry
+                    && whole(&s, e)
+                {
+                    s.state = SegState::Confirmed;
+                    out.adopted.push(s.index);
+                    out.changed.retain(|c| c.index != s.index);
+                    out.changed.push(s.clone());
+                }
+                s
+            }
+            None => {
+                let s = SegmentRecord {
+                    index: off,
+                    offset: off,
+                    length: len,
+                    md5: None,
+                    state: SegState::Pending,
+                    attempts: 0,
+                    sent: std::mem::take(&mut carry),
+                    inflight: 0,
+                };
+                out.changed.retain(|c| c.index != s.index);
+                out.changed.push(s.clone());
+                s
+            }
+        };
+        if rec.state == SegState::Pending {
+            out.todo.push((rec, entry));
+        }
+    }
+    // Only records of the chosen cuts are written back.
+    let cuts: HashSet<(u64, u64)> = out.todo.iter().map(|(s, _)| (s.offset, s.length)).collect();
+    out.changed.retain(|c| c.state == SegState::Confirmed || cuts.contains(&(c.offset, c.length)));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,9 +235,13 @@ mod tests {
 
     #[test]
     fn the_three_crash_windows() {
-        let n = SegmentNaming::new("c", "o", true, 0, 40, 10).unwrap();
-        let entry =
-            |i: u64, h: &str| ListEntry { name: n.name(i), hash: h.into(), bytes: 10, last_modified: String::new() };
+        let n = SegmentNaming::indexed("c", "o", true, 0, 40, 10);
+        let entry = |i: u64, h: &str| ListEntry {
+            name: n.name(&seg(i, None, SegState::Pending)),
+            hash: h.into(),
+            bytes: 10,
+            last_modified: String::new(),
+        };
         let mut cut = seg(3, None, SegState::Pending);
         cut.inflight = 10;
         let r = reconcile(
@@ -107,5 +261,85 @@ mod tests {
         assert_eq!(r.todo[1].1.as_ref().unwrap().hash, "zz");
         let charged = r.changed.iter().find(|s| s.index == 3).unwrap();
         assert_eq!((charged.sent, charged.inflight), (10, 0));
+    }
+
+    fn listed(n: &SegmentNaming, off: u64, len: u64, h: &str) -> ListEntry {
+        ListEntry { name: n.name_at(off, len), hash: h.into(), bytes: len, last_modified: String::new() }
+    }
+
+    fn rec(off: u64, len: u64, md5: Option<&str>, state: SegState) -> SegmentRecord {
+        SegmentRecord {
+            index: off,
+            offset: off,
+            length: len,
+            md5: md5.map(Into::into),
+            state,
+            attempts: 1,
+            sent: 0,
+            inflight: 0,
+        }
+    }
+
+    const M: u64 = 1 << 20;
+
+    fn cuts(r: &Reconciled) -> Vec<(u64, u64, bool)> {
+        r.todo.iter().map(|(s, e)| (s.offset / M, s.length / M, e.is_some())).collect()
+    }
+
+    #[test]
+    fn ranged_pieces_of_a_lost_journal_are_adopted_and_the_rest_cut_to_fit() {
+        let n = SegmentNaming::new("c", "o", true, 0, 64 * M).unwrap();
+        // The journal knows one 64 MiB cut (rebuilt); the server holds seven 8 MiB pieces.
+        let listing = (0..7).map(|k| listed(&n, k * 8 * M, 8 * M, "x")).collect();
+        let r = reconcile(vec![rec(0, 64 * M, None, SegState::Pending)], listing, &n);
+        let mut want: Vec<_> = (0..7).map(|k| (k * 8, 8, true)).collect();
+        want.push((56, 8, false));
+        assert_eq!(cuts(&r), want);
+        assert!(r.removed.is_empty(), "the 64 MiB record's key is reused by the first piece");
+        assert_eq!(r.changed.len(), 8);
+    }
+
+    #[test]
+    fn ranged_a_parent_completed_unseen_replaces_its_pieces() {
+        let n = SegmentNaming::new("c", "o", true, 0, 64 * M).unwrap();
+        let mut head = rec(0, 8 * M, None, SegState::Pending);
+        head.sent = 5 * M;
+        let journal = vec![head, rec(8 * M, 56 * M, None, SegState::Pending)];
+        let listing = vec![listed(&n, 0, 64 * M, "p"), listed(&n, 0, 8 * M, "h")];
+        let r = reconcile(journal, listing, &n);
+        assert_eq!(cuts(&r), vec![(0, 64, true)]);
+        assert_eq!(r.removed, vec![8 * M]);
+        assert_eq!(r.todo[0].0.sent, 5 * M, "bytes sent for replaced records stay charged");
+    }
+
+    #[test]
+    fn ranged_confirmed_cuts_stand_and_lost_ones_are_sent_again() {
+        let n = SegmentNaming::new("c", "o", true, 0, 64 * M).unwrap();
+        let journal = vec![
+            rec(0, 8 * M, Some("a"), SegState::Confirmed),
+            rec(8 * M, 8 * M, Some("b"), SegState::Confirmed),
+            rec(16 * M, 48 * M, Some("c"), SegState::Pending),
+        ];
+        // A whole 64 MiB piece must not displace confirmed cuts; 8+ is gone (lost);
+        // 16+48 was PUT before a crash and is adopted without hashing.
+        let listing = vec![listed(&n, 0, 64 * M, "p"), listed(&n, 0, 8 * M, "a"), listed(&n, 16 * M, 48 * M, "c")];
+        let r = reconcile(journal, listing, &n);
+        assert_eq!((r.lost.clone(), r.adopted.clone()), (vec![8 * M], vec![16 * M]));
+        assert_eq!(cuts(&r), vec![(8, 8, false)]);
+        assert!(r.removed.is_empty());
+    }
+
+    #[test]
+    fn ranged_pieces_that_would_leave_a_sliver_are_not_taken() {
+        let n = SegmentNaming::new("c", "o", true, 0, 64 * M).unwrap();
+        let listing = vec![listed(&n, 0, 64 * M - M / 2, "x"), listed(&n, 0, 100, "tiny")];
+        let r = reconcile(vec![rec(0, 64 * M, None, SegState::Pending)], listing, &n);
+        assert_eq!(cuts(&r), vec![(0, 64, false)]);
+        // Pieces past the end of the file, or not whole, are ignored too.
+        let mut short = listed(&n, 0, 8 * M, "x");
+        short.bytes = 4 * M;
+        let r =
+            reconcile(vec![rec(0, 64 * M, None, SegState::Pending)], vec![listed(&n, 60 * M, 8 * M, "x"), short], &n);
+        assert_eq!(cuts(&r), vec![(0, 64, false)]);
     }
 }

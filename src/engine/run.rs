@@ -166,6 +166,9 @@ impl Engine {
                         Duration::from_secs(5)
                     };
                     finish::verify_head(&self.swift, job, &etag, patience).await?;
+                    if job.plan.manifest == ManifestKind::Slo {
+                        finish::sweep(&self.swift, job, &segs, &naming).await?;
+                    }
                     job.manifest_etag = Some(etag);
                     job.phase = Phase::Done;
                     journal.put_job(job)?;
@@ -181,6 +184,7 @@ impl Engine {
                         indices.len()
                     );
                     for mut s in segs.into_iter().filter(|s| indices.contains(&s.index)) {
+                        // (`indices` are journal keys: index, or offset for ranged names)
                         s.state = SegState::Pending;
                         journal.put_segment(&s)?;
                     }
@@ -204,9 +208,7 @@ impl Engine {
             self.swift.list(&naming.container, &naming.prefix).await.map_err(|e| e.into_error(ErrorKind::Resumable))?;
         let segs = journal.segments()?;
         let r = reconcile::reconcile(segs, listing, naming);
-        for s in &r.changed {
-            journal.put_segment(s)?;
-        }
+        blocking(|| journal.apply(&r.changed, &r.removed))?;
         flush(journal)?;
         if !r.lost.is_empty() {
             tracing::warn!(
@@ -225,7 +227,7 @@ impl Engine {
         let p = &self.progress;
         use std::sync::atomic::Ordering::Relaxed;
         p.bytes_total.store(job.plan.file_size, Relaxed);
-        p.segments_total.store(job.plan.segment_count, Relaxed);
+        p.segments_total.store(all.len() as u64, Relaxed);
         p.bytes_confirmed.store(base.bytes_confirmed, Relaxed);
         p.segments_confirmed.store(base.segments_confirmed, Relaxed);
         p.bytes_sent.store(base.bytes_sent.saturating_sub(job.bytes_sent_other), Relaxed);
@@ -247,11 +249,13 @@ impl Engine {
                 "job {}: {} of {} segments to send ({} confirmed{on_server})",
                 job.id,
                 r.todo.len() - listed,
-                job.plan.segment_count,
+                all.len(),
                 base.segments_confirmed
             );
         }
         let settings = self.settings();
+        let (requeue, requeued) = tokio::sync::mpsc::unbounded_channel();
+        let floor = job.plan.file_size.div_ceil(crate::plan::MAX_SEGMENTS);
         let ctx = Arc::new(upload::Ctx {
             swift: self.swift.clone(),
             journal: journal.clone(),
@@ -262,19 +266,19 @@ impl Engine {
             job_id: job.id.clone(),
             file_size: job.plan.file_size,
             pacer: settings.bwlimit.map(|r| Arc::new(upload::pace::Pacer::new(r))),
+            sizer: upload::sizer::Sizer::new(floor, naming.ranged),
+            requeue,
         });
         let mut cancel = self.cancel.clone();
         let snap_job = job.clone();
-        let ready = upload::hasher::spawn(
-            journal.clone(),
-            file.clone(),
-            job.id.clone(),
-            all_for_hasher,
-            r.todo,
-            whole,
-            settings.concurrency,
-        );
-        upload::run(ctx, ready, settings.concurrency, &mut cancel, || {
+        let stage = upload::hasher::Stage {
+            journal: journal.clone(),
+            file: file.clone(),
+            job_id: job.id.clone(),
+            naming: naming.clone(),
+        };
+        let ready = upload::hasher::spawn(stage, all_for_hasher, r.todo, whole, settings.concurrency);
+        upload::run(ctx, ready, requeued, settings.concurrency, &mut cancel, || {
             let v = StatusView::live(&snap_job, &self.progress);
             match self.write_snapshot(journal, &v) {
                 // The journal's file system is full: the next journal write would fail

@@ -90,6 +90,20 @@ impl Journal {
         Ok(())
     }
 
+    /// Writes `put` and deletes the records keyed `remove`, all at once (a split, or
+    /// reconciliation choosing other cuts): a crash leaves either the old records or
+    /// the new ones, never a mix. Durable at the next flush.
+    pub fn apply(&self, put: &[SegmentRecord], remove: &[u64]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for k in remove {
+            batch.remove(&k.to_be_bytes());
+        }
+        for s in put {
+            batch.insert(&s.index.to_be_bytes(), encode(s)?);
+        }
+        self.segs.apply_batch(batch).map_err(|e| sled_err(&self.id, e))
+    }
+
     /// The whole-image digests' progress (default: nothing hashed yet).
     pub fn digest(&self) -> Result<DigestState> {
         self.get_extra(DIGEST_KEY).map(Option::unwrap_or_default)
@@ -181,6 +195,11 @@ mod tests {
         assert_eq!(segs[1].state, SegState::Confirmed);
         assert_eq!(j.job().unwrap(), sample_job("abc123"));
         assert_eq!(root.job_ids().unwrap(), vec!["abc123".to_string()]);
+        // A split: one record becomes two, another goes, in one batch.
+        let (mut head, mut rest) = (seg(0), seg(0));
+        (head.length, rest.index, rest.offset, rest.length) = (1, 1, 1, 3);
+        j.apply(&[head.clone(), rest.clone()], &[2]).unwrap();
+        assert_eq!(j.segments().unwrap(), vec![head, rest]);
     }
 
     #[test]

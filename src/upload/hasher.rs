@@ -24,19 +24,31 @@ use crate::digest::Whole;
 use crate::error::{Error, Result};
 use crate::journal::{Journal, SegmentRecord};
 use crate::md5lanes::{Backend, Lanes, Md5Stream, update_many};
+use crate::names::SegmentNaming;
 use crate::source::CHUNK;
 use crate::swift::ListEntry;
 
 /// A segment ready for a worker (its MD5 known when the stage hashed it).
 pub type Ready = Result<(SegmentRecord, Option<ListEntry>)>;
 
+/// What the stage reads and writes.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// The job's journal (MD5s and digest states are journaled as they are known).
+    pub journal: Arc<Journal>,
+    /// The source.
+    pub file: Arc<File>,
+    /// The job id, for messages.
+    pub job_id: String,
+    /// Segment names, for messages.
+    pub naming: SegmentNaming,
+}
+
 /// Starts the stage. `all` is every segment of the job (in order), `todo` those to
 /// upload; `whole` the digests still to compute (`None`: pass `todo` through).
 /// At most `ahead` segments wait, hashed, for a worker.
 pub fn spawn(
-    journal: Arc<Journal>,
-    file: Arc<File>,
-    job_id: String,
+    stage: Stage,
     all: Vec<SegmentRecord>,
     todo: Vec<(SegmentRecord, Option<ListEntry>)>,
     whole: Option<Whole>,
@@ -45,10 +57,10 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(ahead.max(1));
     let frontier = Frontier::default();
     if let Some(whole) = whole {
-        let (journal, file, job_id, tx) = (journal.clone(), file.clone(), job_id.clone(), tx.clone());
+        let (stage, tx) = (stage.clone(), tx.clone());
         let frontier = frontier.clone();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = whole_digests(&journal, &file, &job_id, &all, whole, &frontier, &tx) {
+            if let Err(e) = whole_digests(&stage, &all, whole, &frontier, &tx) {
                 let _ = tx.blocking_send(Err(e));
             }
         });
@@ -65,7 +77,7 @@ pub fn spawn(
                     return;
                 }
             }
-        } else if let Err(e) = hash_in_lanes(&journal, &file, &job_id, todo, backend, &frontier, &tx) {
+        } else if let Err(e) = hash_in_lanes(&stage, todo, backend, &frontier, &tx) {
             let _ = tx.blocking_send(Err(e));
         }
     });
@@ -122,33 +134,35 @@ impl Frontier {
 /// The whole-image digests: one sequential read from the saved state's offset,
 /// journaling the state at every segment boundary.
 fn whole_digests(
-    journal: &Journal,
-    file: &File,
-    job_id: &str,
+    stage: &Stage,
     all: &[SegmentRecord],
     mut whole: Whole,
     frontier: &Frontier,
     tx: &mpsc::Sender<Ready>,
 ) -> Result<()> {
+    let (journal, file, job_id) = (&*stage.journal, &*stage.file, stage.job_id.as_str());
     let start = whole.offset();
     if start > 0 {
         tracing::info!("job {job_id}: whole-image digests continue from byte {start} (saved state)");
     }
     let mut buf = vec![0u8; CHUNK];
     for seg in all.iter().filter(|s| s.offset + s.length > start) {
-        if seg.offset != whole.offset() {
+        // The state may have been saved at a boundary of other cuts (before a split,
+        // or before reconciliation adopted a larger segment): continue mid-segment.
+        let mut done = whole.offset().saturating_sub(seg.offset);
+        if seg.offset + done != whole.offset() {
             return Err(Error::failed(format!(
-                "job {job_id}: the saved digest state (byte {}) is not at a segment boundary",
-                whole.offset()
+                "job {job_id}: the saved digest state (byte {}) is not where the segments continue (byte {})",
+                whole.offset(),
+                seg.offset
             )));
         }
-        let mut done = 0u64;
         while done < seg.length {
             let n = buf.len().min((seg.length - done) as usize);
             if tx.is_closed() || !frontier.wait_for(seg.offset + done + n as u64, tx) {
                 return Ok(()); // the run stopped
             }
-            read_at(file, &mut buf[..n], seg.offset + done, seg.index, job_id)?;
+            read_at(file, &mut buf[..n], seg.offset + done, &stage.naming.label(seg), job_id)?;
             whole.update(&buf[..n]);
             done += n as u64;
         }
@@ -165,9 +179,9 @@ fn whole_digests(
 }
 
 /// Fills `buf` from `off`; a failure names the segment and says it is the file's.
-fn read_at(file: &File, buf: &mut [u8], off: u64, segment: u64, job_id: &str) -> Result<()> {
+fn read_at(file: &File, buf: &mut [u8], off: u64, segment: &str, job_id: &str) -> Result<()> {
     file.read_exact_at(buf, off).map_err(|e| {
-        Error::failed(format!("segment {segment} of job {job_id}: cannot read the source: {}", read_failure(&e)))
+        Error::failed(format!("{segment} of job {job_id}: cannot read the source at byte {off}: {}", read_failure(&e)))
             .hint(source_hint(job_id))
     })
 }
@@ -194,14 +208,13 @@ struct Lane {
 /// together. A segment is journaled and handed on as soon as it is hashed, and its
 /// lane takes the next one, so segments of any size keep the lanes full.
 fn hash_in_lanes(
-    journal: &Journal,
-    file: &File,
-    job_id: &str,
+    stage: &Stage,
     todo: Vec<(SegmentRecord, Option<ListEntry>)>,
     backend: Backend,
     frontier: &Frontier,
     tx: &mpsc::Sender<Ready>,
 ) -> Result<()> {
+    let (journal, file, job_id) = (&*stage.journal, &*stage.file, stage.job_id.as_str());
     let seg = todo.iter().map(|(r, _)| r.length).max().unwrap_or(0);
     let width = lanes_for(backend.width(), seg);
     let mut queue = todo.into_iter();
@@ -242,7 +255,7 @@ fn hash_in_lanes(
             let rec = &lane.item.0;
             let done = lane.stream.len();
             let n = (CHUNK as u64).min(rec.length - done) as usize;
-            read_at(file, &mut lane.buf[..n], rec.offset + done, rec.index, job_id)?;
+            read_at(file, &mut lane.buf[..n], rec.offset + done, &stage.naming.label(rec), job_id)?;
             lens.push(n);
             frontier.advance(rec.offset + done + n as u64);
         }

@@ -12,6 +12,7 @@ pub mod body;
 pub mod hasher;
 pub mod pace;
 pub mod segment;
+pub mod sizer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,12 +27,17 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::progress::Progress;
 
+/// What goes back to the pool: the rest of a split segment.
+pub type Requeued = (crate::journal::SegmentRecord, Option<crate::swift::ListEntry>);
+
 /// Uploads `todo` with at most `concurrency` segments in flight. `on_tick` runs about
 /// once a second (status snapshots). Returns when all are confirmed, on the first
-/// error, or when `cancel` turns true (a resumable "interrupted" error).
+/// error, or when `cancel` turns true (a resumable "interrupted" error). The rests
+/// of split segments (`requeue`) go before the segments not yet started.
 pub async fn run(
     ctx: Arc<Ctx>,
     mut ready: tokio::sync::mpsc::Receiver<hasher::Ready>,
+    mut requeue: tokio::sync::mpsc::UnboundedReceiver<Requeued>,
     concurrency: usize,
     cancel: &mut watch::Receiver<bool>,
     mut on_tick: impl FnMut() -> Result<()>,
@@ -45,8 +51,15 @@ pub async fn run(
     let mut limit = max;
     let mut seen_trouble = Progress::get(&ctx.progress.trouble);
     let mut calm = 0;
+    let mut backlog: std::collections::VecDeque<Requeued> = Default::default();
     ctx.progress.concurrency.store(limit as u64, Relaxed);
     loop {
+        while let Ok(item) = requeue.try_recv() {
+            backlog.push_back(item);
+        }
+        ctx.progress.in_flight.store(set.len() as u64, Relaxed);
+        let target = ctx.sizer.target(Progress::get(&ctx.progress.run_bytes_sent), set.len().max(1) as u64);
+        ctx.progress.segment_target.store(target.unwrap_or(0), Relaxed);
         let trouble = Progress::get(&ctx.progress.trouble);
         if trouble > seen_trouble {
             seen_trouble = trouble;
@@ -59,11 +72,19 @@ pub async fn run(
         }
         ctx.progress.concurrency.store(limit as u64, Relaxed);
         let stopping = failure.is_some() || cancelled;
-        if set.is_empty() && (ready_done || stopping) {
+        if set.is_empty() && ((ready_done && backlog.is_empty()) || stopping) {
             break;
+        }
+        if set.len() < limit
+            && !stopping
+            && let Some((seg, hint)) = backlog.pop_front()
+        {
+            set.spawn(segment::process(ctx.clone(), seg, hint));
+            continue;
         }
         let room = set.len() < limit && !stopping && !ready_done;
         tokio::select! {
+            Some(item) = requeue.recv() => backlog.push_back(item),
             next = ready.recv(), if room => match next {
                 Some(Ok((seg, hint))) => {
                     set.spawn(segment::process(ctx.clone(), seg, hint));

@@ -34,6 +34,10 @@ pub struct Ctx {
     pub file_size: u64,
     /// `--bwlimit`, shared by every body.
     pub pacer: Option<Arc<super::pace::Pacer>>,
+    /// How large a segment the link carries (splits segments on a link that breaks).
+    pub sizer: super::sizer::Sizer,
+    /// The rest of a split segment goes back to the pool through this.
+    pub requeue: tokio::sync::mpsc::UnboundedSender<(SegmentRecord, Option<ListEntry>)>,
 }
 
 /// How a segment got confirmed.
@@ -96,50 +100,139 @@ impl Drop for Attempt<'_> {
     }
 }
 
-/// Uploads one segment (or adopts it), and journals it as confirmed.
+/// What one round of sending a segment ended in.
+enum Step {
+    /// Sent and its ETag checked.
+    Sent,
+    /// Cut off by an outage, and now larger than the link carries: split it.
+    Split,
+}
+
+/// Uploads one segment (or adopts it), and journals it as confirmed. On a link that
+/// breaks, the segment is first cut to what the link carries ([`Ctx::cut`]): this
+/// task goes on with the head, the rest goes back to the pool.
 pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEntry>) -> Result<Outcome> {
-    let label = format!("segment {} of job {}", seg.index, ctx.job_id);
-    let name = ctx.naming.name(seg.index);
-    let (off, len) = (seg.offset, seg.length);
-    let rec = Mutex::new(seg);
-
-    // 1. The MD5 must be known before the PUT: it goes in the ETag header.
-    let known = rec.lock().expect("segment lock").md5.clone();
-    let md5 = match known {
-        Some(m) => m,
-        None => {
-            let m = hash_range(ctx.file.clone(), off, len).await.map_err(|e| {
-                Error::failed(format!("{label}: cannot read the source: {}", read_failure(&e)))
-                    .hint(source_hint(&ctx.job_id))
-            })?;
-            let r = {
-                let mut r = rec.lock().expect("segment lock");
-                r.md5 = Some(m.clone());
-                r.clone()
-            };
-            save(&ctx.journal, r, false).await?;
-            m
-        }
-    };
-
-    // 2. Already on the server, whole? (a PUT that completed before a crash, or a lost journal)
-    if on_server.is_some_and(|e| e.hash == md5 && e.bytes == len) {
-        tracing::debug!("{label}: already on the server with MD5 {md5}: adopted");
-        return confirm(&ctx, rec, Outcome::Adopted).await;
-    }
-
-    // 3. PUT with retries.
-    let op = format!("PUT {label} ({}/{name})", ctx.naming.container);
-    let check_source = Mutex::new(false);
+    let mut seg = seg;
+    let mut listed = on_server;
     // After a transport failure (reset, refused, stalled) the link may be down: probe it
     // with a cheap HEAD before sending a whole segment body into it again.
     let probe_first = Mutex::new(false);
+    loop {
+        // 1. A segment the server may hold whole is checked as it is; any other is
+        //    first cut to what the link carries.
+        if listed.as_ref().is_none_or(|e| e.bytes != seg.length) {
+            listed = None;
+            seg = ctx.cut(seg).await?;
+        }
+        let label = format!("{} of job {}", ctx.naming.label(&seg), ctx.job_id);
+        let (off, len) = (seg.offset, seg.length);
+
+        // 2. The MD5 must be known before the PUT: it goes in the ETag header.
+        let md5 = match seg.md5.clone() {
+            Some(m) => m,
+            None => {
+                let m = hash_range(ctx.file.clone(), off, len).await.map_err(|e| {
+                    Error::failed(format!("{label}: cannot read the source: {}", read_failure(&e)))
+                        .hint(source_hint(&ctx.job_id))
+                })?;
+                seg.md5 = Some(m.clone());
+                save(&ctx.journal, seg.clone(), false).await?;
+                m
+            }
+        };
+
+        // 3. Already on the server, whole? (a PUT that completed before a crash, or a lost journal)
+        if listed.take().is_some_and(|e| e.hash == md5 && e.bytes == len) {
+            tracing::debug!("{label}: already on the server with MD5 {md5}: adopted");
+            return confirm(&ctx, seg, Outcome::Adopted).await;
+        }
+
+        // 4. PUT with retries.
+        let rec = Mutex::new(seg);
+        let step = send(&ctx, &rec, &label, &md5, &probe_first).await;
+        seg = rec.into_inner().expect("segment lock");
+        match step? {
+            Step::Sent => return confirm(&ctx, seg, Outcome::Sent).await,
+            Step::Split => continue,
+        }
+    }
+}
+
+impl Ctx {
+    /// The bytes sent by this run and the streams in flight: what the sizer reads.
+    fn link_counters(&self) -> (u64, u64) {
+        (Progress::get(&self.progress.run_bytes_sent), Progress::get(&self.progress.in_flight).max(1))
+    }
+
+    /// Cuts `seg` to the size the link has lately carried whole, if it is larger:
+    /// returns the head (the same offset), journals both pieces at once, and hands
+    /// the rest back to the pool. The head keeps the segment's attempts and bytes sent.
+    async fn cut(&self, seg: SegmentRecord) -> Result<SegmentRecord> {
+        let (sent, streams) = self.link_counters();
+        let Some(size) = self.naming.ranged.then(|| self.sizer.cut(seg.length, sent, streams)).flatten() else {
+            return Ok(seg);
+        };
+        let head = SegmentRecord { length: size, md5: None, inflight: 0, ..seg.clone() };
+        let rest = SegmentRecord {
+            index: seg.offset + size,
+            offset: seg.offset + size,
+            length: seg.length - size,
+            md5: None,
+            state: SegState::Pending,
+            attempts: 0,
+            sent: 0,
+            inflight: 0,
+        };
+        tracing::info!(
+            "job {}: {} split: {} now, the rest ({}) later, as the link lately carries about that much between outages",
+            self.job_id,
+            self.naming.label(&seg),
+            crate::units::format_size(size),
+            crate::units::format_size(rest.length)
+        );
+        let (j, pieces) = (self.journal.clone(), [head.clone(), rest.clone()]);
+        tokio::task::spawn_blocking(move || j.apply(&pieces, &[]))
+            .await
+            .map_err(|e| Error::failed(format!("journal task failed: {e}")))??;
+        self.progress.splits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.progress.segments_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.requeue.send((rest, None));
+        Ok(head)
+    }
+
+    fn link_failed(&self) {
+        self.progress.link_failed();
+        let (sent, streams) = self.link_counters();
+        self.sizer.broke(sent, streams);
+    }
+
+    fn link_ok(&self) {
+        self.progress.link_ok();
+        self.sizer.answered(self.link_counters().0);
+    }
+}
+
+/// Sends one segment, retrying, until its ETag is checked; or stops early with
+/// [`Step::Split`] when an outage cut it off and it no longer fits the link.
+async fn send(
+    ctx: &Ctx,
+    rec: &Mutex<SegmentRecord>,
+    label: &str,
+    md5: &str,
+    probe_first: &Mutex<bool>,
+) -> Result<Step> {
+    let (off, len, name) = {
+        let r = rec.lock().expect("segment lock");
+        (r.offset, r.length, ctx.naming.name(&r))
+    };
+    let op = format!("PUT {label} ({}/{name})", ctx.naming.container);
+    let check_source = Mutex::new(false);
     // A journal write that fails (disk full) ends the segment with that error as it is.
     let journal_failure: Mutex<Option<Error>> = Mutex::new(None);
-    let result = retry::retry(ctx.swift.policy(), &label, |_attempt| async {
+    let result = retry::retry(ctx.swift.policy(), label, |_attempt| async {
         if *probe_first.lock().expect("flag") {
             ctx.swift.probe(&ctx.naming.container).await?;
-            ctx.progress.link_ok();
+            ctx.link_ok();
             *probe_first.lock().expect("flag") = false;
         }
         if std::mem::take(&mut *check_source.lock().expect("flag")) {
@@ -176,10 +269,10 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
             *journal_failure.lock().expect("flag") = Some(e);
             return Err(SwiftError::local(&op, msg, Class::Fatal));
         }
-        let mut attempt = Attempt { ctx: &ctx, rec: &rec, meter: Meter::new(), settled: false };
+        let mut attempt = Attempt { ctx, rec, meter: Meter::new(), settled: false };
         let body =
             segment_body(ctx.file.clone(), off, len, attempt.meter.clone(), ctx.progress.clone(), ctx.pacer.clone());
-        let put = ctx.swift.put_segment(&op, &ctx.naming.container, &name, &md5, len, body);
+        let put = ctx.swift.put_segment(&op, &ctx.naming.container, &name, md5, len, body);
         let res = tokio::select! {
             r = put => r,
             _ = stalled(&attempt.meter, ctx.stall_timeout) => Err(SwiftError::stalled(&op, ctx.stall_timeout)),
@@ -192,31 +285,40 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
             (Err(_), Some(e)) => Err(SwiftError::source(&op, format!("cannot read the source: {e}"))),
             (r, _) => r,
         };
-        if let Err(e) = &res {
-            ctx.progress.bytes_wasted.fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
-            if e.class == Class::Transient {
-                ctx.progress.trouble.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match &res {
+            Err(e) => {
+                ctx.progress.bytes_wasted.fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+                if e.class == Class::Transient {
+                    ctx.progress.trouble.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                if e.status == Some(422) {
+                    *check_source.lock().expect("flag") = true;
+                }
+                if e.origin == Origin::Network {
+                    *probe_first.lock().expect("flag") = true;
+                    ctx.link_failed();
+                    // Cut off by an outage: if the link now carries less than this
+                    // segment, split it instead of sending it whole again.
+                    let (bytes, streams) = ctx.link_counters();
+                    if ctx.naming.ranged && ctx.sizer.cut(len, bytes, streams).is_some() {
+                        let r = rec.lock().expect("segment lock").clone();
+                        let _ = save(&ctx.journal, r, false).await;
+                        return Ok(Step::Split);
+                    }
+                } else if e.status.is_some() {
+                    ctx.link_ok();
+                }
             }
-            if e.status == Some(422) {
-                *check_source.lock().expect("flag") = true;
-            }
-            if e.origin == Origin::Network {
-                *probe_first.lock().expect("flag") = true;
-                ctx.progress.link_failed();
-            } else if e.status.is_some() {
-                ctx.progress.link_ok();
-            }
-        } else {
-            ctx.progress.link_ok();
+            Ok(()) => ctx.link_ok(),
         }
-        res
+        res.map(|()| Step::Sent)
     })
     .await;
     match result {
-        Ok(()) => confirm(&ctx, rec, Outcome::Sent).await,
+        Ok(step) => Ok(step),
         Err(e) => {
             if let Some(j) = journal_failure.lock().expect("flag").take() {
-                return Err(j.context(&label));
+                return Err(j.context(label));
             }
             let r = rec.lock().expect("segment lock").clone();
             let _ = save(&ctx.journal, r, true).await;
@@ -249,13 +351,9 @@ pub(crate) fn read_failure(e: &std::io::Error) -> String {
     }
 }
 
-async fn confirm(ctx: &Ctx, rec: Mutex<SegmentRecord>, how: Outcome) -> Result<Outcome> {
-    let r = {
-        let mut r = rec.into_inner().expect("segment lock");
-        r.state = SegState::Confirmed;
-        r.inflight = 0;
-        r
-    };
+async fn confirm(ctx: &Ctx, mut r: SegmentRecord, how: Outcome) -> Result<Outcome> {
+    r.state = SegState::Confirmed;
+    r.inflight = 0;
     let len = r.length;
     save(&ctx.journal, r, true).await?;
     ctx.progress.confirmed(len);

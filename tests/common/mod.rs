@@ -131,6 +131,17 @@ pub fn write_random(path: &Path, size: u64, seed: u64) -> String {
     hex::encode(h.finalize())
 }
 
+/// The last part of a segment's name: `<offset:016>+<length>`.
+pub fn piece(off: u64, len: u64) -> String {
+    format!("{off:016}+{len}")
+}
+
+/// Offset and length of a segment from its name (`.../bytes/<offset:016>+<length>`).
+pub fn piece_of(name: &str) -> Option<(u64, u64)> {
+    let (off, len) = name.rsplit('/').next()?.split_once('+')?;
+    Some((off.parse().ok()?, len.parse().ok()?))
+}
+
 pub fn md5_of_range(path: &Path, off: u64, len: u64) -> String {
     let data = std::fs::read(path).unwrap();
     hex::encode(Md5::digest(&data[off as usize..(off + len) as usize]))
@@ -382,6 +393,25 @@ impl Observer {
             .map(|(_, v)| v.trim().to_string())
             .unwrap_or_else(|| panic!("no token from Keystone: {text}"));
         Observer { storage_url: tb.var("KS_SWIFT_URL"), token }
+    }
+
+    /// The segments an SLO reads, in order, through nested sub-manifests: (container/name, bytes).
+    /// Panics unless every manifest reads as one.
+    pub fn slo_leaves(&self, container: &str, object: &str) -> Vec<(String, u64)> {
+        let out = self.curl(&["-f"], &format!("{}?multipart-manifest=get", obj_path(container, object)));
+        assert!(out.status.success(), "GET manifest {container}/{object}: {out:?}");
+        let entries: Vec<Value> = serde_json::from_slice(&out.stdout).expect("an SLO manifest");
+        let mut leaves = vec![];
+        for e in entries {
+            let path = e["name"].as_str().unwrap().trim_start_matches('/').to_string();
+            if e["sub_slo"].as_bool() == Some(true) {
+                let (c, o) = path.split_once('/').unwrap();
+                leaves.extend(self.slo_leaves(c, o));
+            } else {
+                leaves.push((path, e["bytes"].as_u64().unwrap()));
+            }
+        }
+        leaves
     }
 
     /// The listing of `container` under `prefix`: name → entry. A container that does

@@ -1,0 +1,135 @@
+//! How large a segment the link can carry: the rule that splits segments on a link
+//! that keeps dropping. Pure: fed with byte counts and link events, unit-tested.
+//!
+//! Swift cannot append, so a segment whose PUT is cut by an outage is sent again
+//! whole: a segment must fit between two outages. Until the link first breaks, the
+//! plan's cuts stand (their ramp starts small, see [`crate::plan::RAMP_START`]). When
+//! it breaks, the bytes each stream carried since the link last came back tell what
+//! an up-period holds; from then on a segment is started at no more than
+//! 1/[`SHARE`] of that, so most of an up-period ends in confirmed segments and an
+//! outage wastes on average 1/(2 × SHARE) of it. While the link stays up, the
+//! stretch it has carried grows, and with it the size, back to the plan's.
+
+use std::sync::Mutex;
+
+use crate::plan::MIN_SEGMENT_SIZE;
+
+/// A segment started after an outage is at most 1/SHARE of what one stream carried
+/// in the last unbroken stretch.
+pub const SHARE: u64 = 8;
+
+const MIB: u64 = 1 << 20;
+
+/// The link's recent behaviour, shared by every segment task.
+#[derive(Debug)]
+pub struct Sizer {
+    floor: u64,
+    enabled: bool,
+    st: Mutex<State>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct State {
+    /// The link answered since the last transport failure.
+    up: bool,
+    /// Bytes sent (the run's counter) when the link last came back.
+    up_at: u64,
+    /// The size set by the last outage (`None`: the link never broke).
+    after_outage: Option<u64>,
+}
+
+impl Sizer {
+    /// A sizer whose smallest segment is `floor` (at least 1 MiB); `enabled` is false
+    /// for jobs whose segments cannot split (index-named jobs of k5up 0.1).
+    pub fn new(floor: u64, enabled: bool) -> Self {
+        let floor = floor.max(MIN_SEGMENT_SIZE).div_ceil(MIB) * MIB;
+        Sizer { floor, enabled, st: Mutex::new(State { up: true, up_at: 0, after_outage: None }) }
+    }
+
+    /// The largest segment to start now (`None`: no limit), given the run's bytes
+    /// sent so far and the streams in flight.
+    pub fn target(&self, sent: u64, streams: u64) -> Option<u64> {
+        if !self.enabled {
+            return None;
+        }
+        let st = *self.st.lock().unwrap_or_else(|e| e.into_inner());
+        let base = st.after_outage?;
+        let grown = if st.up { self.size_for(sent.saturating_sub(st.up_at), streams) } else { 0 };
+        Some(base.max(grown))
+    }
+
+    /// The size to cut `len` bytes down to now, if it should be cut: the head must
+    /// be smaller than `len` by at least the floor, so the rest is a segment too.
+    pub fn cut(&self, len: u64, sent: u64, streams: u64) -> Option<u64> {
+        let t = self.target(sent, streams)?;
+        (len >= t.saturating_add(self.floor)).then_some(t)
+    }
+
+    /// A transport failure (reset, refused, timeout, stall): the first one after the
+    /// link was up marks an outage, sized by what the link carried since it came back.
+    /// Returns true for that first one.
+    pub fn broke(&self, sent: u64, streams: u64) -> bool {
+        let mut st = self.st.lock().unwrap_or_else(|e| e.into_inner());
+        if !st.up {
+            return false;
+        }
+        st.up = false;
+        st.after_outage = Some(self.size_for(sent.saturating_sub(st.up_at), streams));
+        true
+    }
+
+    /// The server answered: the link is up (again).
+    pub fn answered(&self, sent: u64) {
+        let mut st = self.st.lock().unwrap_or_else(|e| e.into_inner());
+        if !st.up {
+            st.up = true;
+            st.up_at = sent;
+        }
+    }
+
+    fn size_for(&self, stretch: u64, streams: u64) -> u64 {
+        let per_stream = stretch / streams.max(1);
+        (per_stream / SHARE / MIB * MIB).max(self.floor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_stands_until_the_link_breaks() {
+        let s = Sizer::new(MIB, true);
+        assert_eq!(s.target(10 << 30, 4), None);
+        assert_eq!(s.cut(256 * MIB, 10 << 30, 4), None);
+        assert_eq!(Sizer::new(MIB, false).target(0, 1), None);
+    }
+
+    #[test]
+    fn an_outage_sizes_segments_by_what_a_stream_carried() {
+        let s = Sizer::new(MIB, true);
+        // Up for a while: 4 streams carried 160 MiB together, 40 MiB each → 5 MiB.
+        assert!(s.broke(160 * MIB, 4));
+        assert!(!s.broke(170 * MIB, 4), "the other streams failing is the same outage");
+        assert_eq!(s.target(170 * MIB, 2), Some(5 * MIB));
+        assert_eq!(s.cut(256 * MIB, 170 * MIB, 2), Some(5 * MIB));
+        assert_eq!(s.cut(5 * MIB, 170 * MIB, 2), None, "fits already");
+        assert_eq!(s.cut(6 * MIB - 1, 170 * MIB, 2), None, "the rest would be under the floor");
+        // Back up: the size grows as the link carries more without breaking...
+        s.answered(200 * MIB);
+        assert_eq!(s.target(200 * MIB + 40 * MIB, 2), Some(5 * MIB));
+        assert_eq!(s.target(200 * MIB + 160 * MIB, 2), Some(10 * MIB));
+        assert_eq!(s.target(200 * MIB + (4 << 30), 2), Some(256 * MIB), "back to the plan's size");
+        // ...and a short up-period shrinks it to the floor.
+        assert!(s.broke(200 * MIB + 3 * MIB, 2));
+        assert_eq!(s.target(0, 2), Some(MIB));
+    }
+
+    #[test]
+    fn the_floor_holds() {
+        let s = Sizer::new(3 * MIB + 1, true);
+        assert!(s.broke(0, 8));
+        assert_eq!(s.target(0, 8), Some(4 * MIB), "whole MiB, at least the floor");
+        assert_eq!(Sizer::new(0, true).floor, MIN_SEGMENT_SIZE);
+    }
+}
