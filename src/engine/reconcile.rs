@@ -30,6 +30,13 @@ pub(super) struct Reconciled {
     pub removed: Vec<u64>,
 }
 
+/// Charges a PUT cut off by a kill (`inflight`) to `sent`; true if there was one.
+fn charge_inflight(s: &mut SegmentRecord) -> bool {
+    let cut = s.inflight > 0;
+    s.sent += std::mem::take(&mut s.inflight);
+    cut
+}
+
 /// Compares `segs` (the journal) with `listing` (the segment container, our prefix).
 /// A PUT cut off by a kill (`inflight`) is charged to `sent` here.
 pub(super) fn reconcile(segs: Vec<SegmentRecord>, listing: Vec<ListEntry>, naming: &SegmentNaming) -> Reconciled {
@@ -40,12 +47,7 @@ pub(super) fn reconcile(segs: Vec<SegmentRecord>, listing: Vec<ListEntry>, namin
         listing.into_iter().filter_map(|e| naming.key_of(&e.name).map(|i| (i, e))).collect();
     let mut out = Reconciled::default();
     for mut s in segs {
-        let mut dirty = false;
-        if s.inflight > 0 {
-            s.sent += s.inflight;
-            s.inflight = 0;
-            dirty = true;
-        }
+        let mut dirty = charge_inflight(&mut s);
         let found = by_index.remove(&s.index);
         let whole = |e: &ListEntry, s: &SegmentRecord| s.md5.as_deref() == Some(e.hash.as_str()) && e.bytes == s.length;
         match (s.state, &found) {
@@ -102,12 +104,7 @@ fn reconcile_ranged(segs: Vec<SegmentRecord>, listing: Vec<ListEntry>, naming: &
     // The journal's cuts, its records charged for cut-off PUTs, and what stays confirmed.
     let mut recs: Vec<SegmentRecord> = Vec::with_capacity(segs.len());
     for mut s in segs {
-        let mut dirty = false;
-        if s.inflight > 0 {
-            s.sent += s.inflight;
-            s.inflight = 0;
-            dirty = true;
-        }
+        let mut dirty = charge_inflight(&mut s);
         if s.state == SegState::Confirmed && !exact(&on_server, s.offset, s.length).is_some_and(|e| whole(&s, &e)) {
             s.state = SegState::Pending;
             dirty = true;
