@@ -266,7 +266,7 @@ impl Engine {
             job_id: job.id.clone(),
             file_size: job.plan.file_size,
             pacer: settings.bwlimit.map(|r| Arc::new(upload::pace::Pacer::new(r))),
-            sizer: upload::sizer::Sizer::new(floor, naming.ranged),
+            sizer: upload::sizer::Sizer::new(floor, naming.ranged, job.plan.manifest == ManifestKind::Slo),
             requeue,
         });
         let mut cancel = self.cancel.clone();

@@ -2,21 +2,28 @@
 //! that keeps dropping. Pure: fed with byte counts and link events, unit-tested.
 //!
 //! Swift cannot append, so a segment whose PUT is cut by an outage is sent again
-//! whole: a segment must fit between two outages. Until the link first breaks, the
-//! plan's cuts stand (their ramp starts small, see [`crate::plan::RAMP_START`]). When
-//! it breaks, the bytes each stream carried since the link last came back tell what
-//! an up-period holds; from then on a segment is started at no more than
-//! 1/[`SHARE`] of that, so most of an up-period ends in confirmed segments and an
-//! outage wastes on average 1/(2 × SHARE) of it. While the link stays up, the
+//! whole: a segment must fit between two outages. Until the link first breaks, no
+//! segment is started larger than half of what its stream has carried so far (at
+//! least [`crate::plan::RAMP_START`]): a slow start, so that the first outage, when
+//! it comes, cuts off at most about half of what each stream carried. (For a DLO
+//! the plan's cuts stand until then: every DLO segment costs a second on every
+//! read.) When the link breaks, the bytes each stream carried since it last came
+//! back tell what an up-period holds; from then on a segment is started at no more
+//! than 1/[`SHARE`] of that, so most of an up-period ends in confirmed segments and
+//! an outage wastes on average 1/(2 × SHARE) of it. While the link stays up, the
 //! stretch it has carried grows, and with it the size, back to the plan's.
 
 use std::sync::Mutex;
 
-use crate::plan::MIN_SEGMENT_SIZE;
+use crate::plan::{MIN_SEGMENT_SIZE, RAMP_START};
 
 /// A segment started after an outage is at most 1/SHARE of what one stream carried
 /// in the last unbroken stretch.
 pub const SHARE: u64 = 8;
+
+/// Before the first outage, a segment is at most 1/START_SHARE of what its stream
+/// carried so far.
+pub const START_SHARE: u64 = 2;
 
 const MIB: u64 = 1 << 20;
 
@@ -25,6 +32,7 @@ const MIB: u64 = 1 << 20;
 pub struct Sizer {
     floor: u64,
     enabled: bool,
+    slow_start: bool,
     st: Mutex<State>,
 }
 
@@ -40,10 +48,11 @@ struct State {
 
 impl Sizer {
     /// A sizer whose smallest segment is `floor` (at least 1 MiB); `enabled` is false
-    /// for jobs whose segments cannot split (index-named jobs of k5up 0.1).
-    pub fn new(floor: u64, enabled: bool) -> Self {
+    /// for jobs whose segments cannot split (index-named jobs of k5up 0.1);
+    /// `slow_start` limits segments before the first outage too (SLO, not DLO).
+    pub fn new(floor: u64, enabled: bool, slow_start: bool) -> Self {
         let floor = floor.max(MIN_SEGMENT_SIZE).div_ceil(MIB) * MIB;
-        Sizer { floor, enabled, st: Mutex::new(State { up: true, up_at: 0, after_outage: None }) }
+        Sizer { floor, enabled, slow_start, st: Mutex::new(State { up: true, up_at: 0, after_outage: None }) }
     }
 
     /// The largest segment to start now (`None`: no limit), given the run's bytes
@@ -53,7 +62,10 @@ impl Sizer {
             return None;
         }
         let st = *self.st.lock().unwrap_or_else(|e| e.into_inner());
-        let base = st.after_outage?;
+        let Some(base) = st.after_outage else {
+            let per_stream = sent / streams.max(1);
+            return self.slow_start.then(|| (per_stream / START_SHARE / MIB * MIB).max(RAMP_START).max(self.floor));
+        };
         let grown = if st.up { self.size_for(sent.saturating_sub(st.up_at), streams) } else { 0 };
         Some(base.max(grown))
     }
@@ -98,16 +110,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_plan_stands_until_the_link_breaks() {
-        let s = Sizer::new(MIB, true);
-        assert_eq!(s.target(10 << 30, 4), None);
-        assert_eq!(s.cut(256 * MIB, 10 << 30, 4), None);
-        assert_eq!(Sizer::new(MIB, false).target(0, 1), None);
+    fn before_any_outage_a_slow_start_or_the_plan() {
+        let s = Sizer::new(MIB, true, true);
+        // Half of what a stream carried, at least 8 MiB.
+        assert_eq!(s.target(0, 4), Some(8 * MIB));
+        assert_eq!(s.target(4 * 24 * MIB, 4), Some(12 * MIB));
+        assert_eq!(s.cut(16 * MIB, 4 * 8 * MIB, 4), Some(8 * MIB));
+        assert_eq!(s.cut(256 * MIB, 4 << 30, 4), None, "a fast link soon reaches the plan's size");
+        // A DLO keeps the plan's cuts until the link breaks; a k5up 0.1 job always.
+        assert_eq!(Sizer::new(MIB, true, false).target(0, 4), None);
+        assert_eq!(Sizer::new(MIB, false, true).target(0, 1), None);
     }
 
     #[test]
     fn an_outage_sizes_segments_by_what_a_stream_carried() {
-        let s = Sizer::new(MIB, true);
+        let s = Sizer::new(MIB, true, true);
         // Up for a while: 4 streams carried 160 MiB together, 40 MiB each → 5 MiB.
         assert!(s.broke(160 * MIB, 4));
         assert!(!s.broke(170 * MIB, 4), "the other streams failing is the same outage");
@@ -127,9 +144,9 @@ mod tests {
 
     #[test]
     fn the_floor_holds() {
-        let s = Sizer::new(3 * MIB + 1, true);
+        let s = Sizer::new(3 * MIB + 1, true, true);
         assert!(s.broke(0, 8));
         assert_eq!(s.target(0, 8), Some(4 * MIB), "whole MiB, at least the floor");
-        assert_eq!(Sizer::new(0, true).floor, MIN_SEGMENT_SIZE);
+        assert_eq!(Sizer::new(0, true, true).floor, MIN_SEGMENT_SIZE);
     }
 }
