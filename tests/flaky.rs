@@ -74,8 +74,11 @@ fn segments_that_never_fit_the_link_are_split_and_the_upload_completes() {
     check_layout(&direct, &t, &leaves);
     let largest = leaves.iter().map(|l| l.1).max().unwrap();
     assert!(largest <= 6 * MIB, "every segment fits one up-period (6 MiB); the largest is {largest}");
-    // More segments than one manifest of the small proxy holds (16): a nested SLO.
+    // More segments than one manifest of the small proxy holds (16): a nested SLO,
+    // of segments of several sizes.
     assert!(leaves.len() > 16, "{} segments", leaves.len());
+    let sizes: std::collections::BTreeSet<u64> = leaves.iter().map(|l| l.1).collect();
+    assert!(sizes.len() >= 2, "{sizes:?}");
     let st = t.run.status(&t.run.only_job());
     assert!(st["splits"].as_u64().unwrap() >= 1, "{st}");
     assert_eq!(st["segments_total"].as_u64().unwrap(), leaves.len() as u64, "{st}");

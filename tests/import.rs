@@ -610,3 +610,41 @@ fn import_with_only_a_glance_url_imports_into_glance() {
     assert_eq!(img["status"], "active", "{img}");
     assert_eq!(img["os_hash_value"].as_str(), Some(hex_of::<sha2::Sha512>(&src).as_str()));
 }
+
+/// The K5 workflow on a link that drops every few seconds: a DLO upload with the
+/// default plan, whose one segment could never cross an up-period, is split to fit,
+/// and vmimport then imports the object (it reads it from Swift, and checks its SHA-1).
+#[test]
+fn k5_import_of_a_dlo_uploaded_over_a_flapping_link() {
+    let tb = Testbed::get();
+    let obs = Observer::keystone(&tb);
+    let swift = tb.var("KS_SWIFT_URL");
+    // 2 MiB/s, up 3 s, down 1 s: an up-period carries 6 MiB; the image is one 10 MiB segment.
+    let proxy = Throttle::start(common::port_of(&swift), 2 << 20);
+    let via = common::via_port(&swift, proxy.port);
+    let run = ks_run(&tb, &[("OS_STORAGE_URL", &via)]);
+    let img = image(&run, "flaky.vmdk", "vmdk", 10 * MIB, 71);
+    let c = unique("k5flap");
+    let vm = tb.var("VMIMPORT_URL");
+    let mut args = k5_upload(img.to_str().unwrap(), &c, "centos", &vm);
+    args.extend(["--manifest", "dlo"]);
+    let flapping = proxy.flap(Duration::from_secs(3), Duration::from_secs(1));
+    let out = run.run(&args);
+    drop(flapping);
+    assert!(out.status.success(), "{}", out_text(&out));
+    assert!(proxy.stats.outages.load(std::sync::atomic::Ordering::Relaxed) >= 2, "the link dropped");
+    let st = run.status(&run.only_job());
+    assert_eq!(st["import"]["status"], "succeeded", "{st}");
+    let imports = vmimports(&tb, &obs.token, st["import"]["id"].as_str().unwrap());
+    assert_eq!(imports.len(), 1, "{imports:?}");
+    let sha1 = hex_of::<sha1::Sha1>(&img);
+    assert_eq!(imports[0]["checksum"].as_str(), Some(sha1.as_str()), "vmimport checked the object's SHA-1");
+    // Read straight from Swift: the object is the file, made of the split segments only.
+    let md5 = hex_of::<md5::Md5>(&img);
+    assert_eq!(obs.get_md5(&c, "flaky.vmdk"), Some((md5, std::fs::metadata(&img).unwrap().len())));
+    let listed = obs.list(&format!("{c}_segments"), "flaky.vmdk/");
+    let mut cuts: Vec<(u64, u64)> = listed.keys().map(|n| common::piece_of(n).expect("ranged names")).collect();
+    cuts.sort();
+    assert!(cuts.len() > 1, "split to fit the link: {cuts:?}");
+    assert!(cuts.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0), "contiguous, nothing else under the prefix: {cuts:?}");
+}

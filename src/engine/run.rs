@@ -265,6 +265,7 @@ impl Engine {
             stall_timeout: settings.stall_timeout,
             job_id: job.id.clone(),
             file_size: job.plan.file_size,
+            segment_size: job.plan.segment_size,
             pacer: settings.bwlimit.map(|r| Arc::new(upload::pace::Pacer::new(r))),
             sizer: upload::sizer::Sizer::new(floor, naming.ranged, job.plan.manifest == ManifestKind::Slo),
             requeue,

@@ -314,32 +314,38 @@ impl Swift {
         etag: &str,
     ) -> Result<manifest::HeartbeatResult, SwiftError> {
         let op = format!("PUT SLO manifest {container}/{object}");
-        let resp = self
-            .put_small(
-                &op,
-                container,
-                object,
-                "multipart-manifest=put&heartbeat=on",
-                body,
-                &[("Accept", "application/json".into()), ("Etag", etag.to_string())],
-            )
-            .await?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.map_err(|e| SwiftError::transport(&op, &e))?;
-        if status == 202 {
-            let r = manifest::parse_heartbeat(&text).ok_or_else(|| {
-                SwiftError::local(&op, format!("unreadable heartbeat body: {text:.200}"), Class::Transient)
-            })?;
-            return Ok(r);
-        }
-        // A server without heartbeat support answers 201 directly.
-        Ok(manifest::HeartbeatResult {
-            status,
-            etag: headers.get("etag").and_then(|v| v.to_str().ok()).map(|s| s.trim_matches('"').to_string()),
-            errors: vec![],
-            body: text,
+        // The answer streams in while Swift checks the segments (heartbeat): a link that
+        // drops while it is read fails the whole PUT, which is sent again (it is
+        // idempotent), like any transport failure.
+        crate::retry::retry(self.policy(), &op, |_| async {
+            let resp = self
+                .put_small(
+                    &op,
+                    container,
+                    object,
+                    "multipart-manifest=put&heartbeat=on",
+                    body.clone(),
+                    &[("Accept", "application/json".into()), ("Etag", etag.to_string())],
+                )
+                .await?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let text = resp.text().await.map_err(|e| SwiftError::transport(&op, &e))?;
+            if status == 202 {
+                let r = manifest::parse_heartbeat(&text).ok_or_else(|| {
+                    SwiftError::local(&op, format!("unreadable heartbeat body: {text:.200}"), Class::Transient)
+                })?;
+                return Ok(r);
+            }
+            // A server without heartbeat support answers 201 directly.
+            Ok(manifest::HeartbeatResult {
+                status,
+                etag: headers.get("etag").and_then(|v| v.to_str().ok()).map(|s| s.trim_matches('"').to_string()),
+                errors: vec![],
+                body: text,
+            })
         })
+        .await
     }
 
     /// PUTs one segment, once (the caller retries, and watches the body for stalls):

@@ -58,8 +58,13 @@ pub async fn run(
             backlog.push_back(item);
         }
         ctx.progress.in_flight.store(set.len() as u64, Relaxed);
-        let target = ctx.sizer.target(Progress::get(&ctx.progress.run_bytes_sent), set.len().max(1) as u64);
-        ctx.progress.segment_target.store(target.unwrap_or(0), Relaxed);
+        let target = ctx.sizer.target(
+            Progress::get(&ctx.progress.run_bytes_sent),
+            set.len().max(1) as u64,
+            ctx.progress.started.elapsed().as_secs_f64(),
+        );
+        let limiting = target.filter(|&t| t < ctx.segment_size).unwrap_or(0);
+        ctx.progress.segment_target.store(limiting, Relaxed);
         let trouble = Progress::get(&ctx.progress.trouble);
         if trouble > seen_trouble {
             seen_trouble = trouble;

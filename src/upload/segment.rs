@@ -32,6 +32,8 @@ pub struct Ctx {
     pub job_id: String,
     /// The source's size when the job was created: a file that grew or shrank is refused.
     pub file_size: u64,
+    /// The plan's (largest) segment size.
+    pub segment_size: u64,
     /// `--bwlimit`, shared by every body.
     pub pacer: Option<Arc<super::pace::Pacer>>,
     /// How large a segment the link carries (splits segments on a link that breaks).
@@ -159,17 +161,19 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
 }
 
 impl Ctx {
-    /// The bytes sent by this run and the streams in flight: what the sizer reads.
-    fn link_counters(&self) -> (u64, u64) {
-        (Progress::get(&self.progress.run_bytes_sent), Progress::get(&self.progress.in_flight).max(1))
+    /// The bytes sent by this run, the streams in flight and the run's seconds so
+    /// far: what the sizer reads.
+    fn link_counters(&self) -> (u64, u64, f64) {
+        let p = &self.progress;
+        (Progress::get(&p.run_bytes_sent), Progress::get(&p.in_flight).max(1), p.started.elapsed().as_secs_f64())
     }
 
     /// Cuts `seg` to the size the link has lately carried whole, if it is larger:
     /// returns the head (the same offset), journals both pieces at once, and hands
     /// the rest back to the pool. The head keeps the segment's attempts and bytes sent.
     async fn cut(&self, seg: SegmentRecord) -> Result<SegmentRecord> {
-        let (sent, streams) = self.link_counters();
-        let Some(size) = self.naming.ranged.then(|| self.sizer.cut(seg.length, sent, streams)).flatten() else {
+        let (sent, streams, secs) = self.link_counters();
+        let Some(size) = self.naming.ranged.then(|| self.sizer.cut(seg.length, sent, streams, secs)).flatten() else {
             return Ok(seg);
         };
         let head = SegmentRecord { length: size, md5: None, inflight: 0, ..seg.clone() };
@@ -202,7 +206,7 @@ impl Ctx {
 
     fn link_failed(&self) {
         self.progress.link_failed();
-        let (sent, streams) = self.link_counters();
+        let (sent, streams, _) = self.link_counters();
         self.sizer.broke(sent, streams);
     }
 
@@ -299,8 +303,8 @@ async fn send(
                     ctx.link_failed();
                     // Cut off by an outage: if the link now carries less than this
                     // segment, split it instead of sending it whole again.
-                    let (bytes, streams) = ctx.link_counters();
-                    if ctx.naming.ranged && ctx.sizer.cut(len, bytes, streams).is_some() {
+                    let (bytes, streams, secs) = ctx.link_counters();
+                    if ctx.naming.ranged && ctx.sizer.cut(len, bytes, streams, secs).is_some() {
                         let r = rec.lock().expect("segment lock").clone();
                         let _ = save(&ctx.journal, r, false).await;
                         return Ok(Step::Split);

@@ -3,11 +3,11 @@
 //!
 //! Swift cannot append, so a segment whose PUT is cut by an outage is sent again
 //! whole: a segment must fit between two outages. Until the link first breaks, no
-//! segment is started larger than half of what its stream has carried so far (at
-//! least [`crate::plan::RAMP_START`]): a slow start, so that the first outage, when
-//! it comes, cuts off at most about half of what each stream carried. (For a DLO
-//! the plan's cuts stand until then: every DLO segment costs a second on every
-//! read.) When the link breaks, the bytes each stream carried since it last came
+//! segment is started that its stream would need more than [`HORIZON_SECS`] to send
+//! at the rate seen so far (at least [`crate::plan::RAMP_START`]): on a slow link
+//! the first outage, when it comes, cuts off little, while on a fast one the plan's
+//! cuts stand and nothing is hashed twice. (For a DLO the plan's cuts stand until
+//! then: every DLO segment costs a second on every read.) When the link breaks, the bytes each stream carried since it last came
 //! back tell what an up-period holds; from then on a segment is started at no more
 //! than 1/[`SHARE`] of that, so most of an up-period ends in confirmed segments and
 //! an outage wastes on average 1/(2 × SHARE) of it. While the link stays up, the
@@ -21,9 +21,9 @@ use crate::plan::{MIN_SEGMENT_SIZE, RAMP_START};
 /// in the last unbroken stretch.
 pub const SHARE: u64 = 8;
 
-/// Before the first outage, a segment is at most 1/START_SHARE of what its stream
-/// carried so far.
-pub const START_SHARE: u64 = 2;
+/// Before the first outage, a segment is at most what its stream sends in this many
+/// seconds at the rate seen so far.
+pub const HORIZON_SECS: f64 = 10.0;
 
 const MIB: u64 = 1 << 20;
 
@@ -56,15 +56,16 @@ impl Sizer {
     }
 
     /// The largest segment to start now (`None`: no limit), given the run's bytes
-    /// sent so far and the streams in flight.
-    pub fn target(&self, sent: u64, streams: u64) -> Option<u64> {
+    /// sent so far, the streams in flight and the seconds since the run began.
+    pub fn target(&self, sent: u64, streams: u64, secs: f64) -> Option<u64> {
         if !self.enabled {
             return None;
         }
         let st = *self.st.lock().unwrap_or_else(|e| e.into_inner());
         let Some(base) = st.after_outage else {
-            let per_stream = sent / streams.max(1);
-            return self.slow_start.then(|| (per_stream / START_SHARE / MIB * MIB).max(RAMP_START).max(self.floor));
+            let rate = sent as f64 / streams.max(1) as f64 / secs.max(1.0);
+            let size = ((rate * HORIZON_SECS) as u64 / MIB * MIB).max(RAMP_START).max(self.floor);
+            return self.slow_start.then_some(size);
         };
         let grown = if st.up { self.size_for(sent.saturating_sub(st.up_at), streams) } else { 0 };
         Some(base.max(grown))
@@ -72,8 +73,8 @@ impl Sizer {
 
     /// The size to cut `len` bytes down to now, if it should be cut: the head must
     /// be smaller than `len` by at least the floor, so the rest is a segment too.
-    pub fn cut(&self, len: u64, sent: u64, streams: u64) -> Option<u64> {
-        let t = self.target(sent, streams)?;
+    pub fn cut(&self, len: u64, sent: u64, streams: u64, secs: f64) -> Option<u64> {
+        let t = self.target(sent, streams, secs)?;
         (len >= t.saturating_add(self.floor)).then_some(t)
     }
 
@@ -112,14 +113,15 @@ mod tests {
     #[test]
     fn before_any_outage_a_slow_start_or_the_plan() {
         let s = Sizer::new(MIB, true, true);
-        // Half of what a stream carried, at least 8 MiB.
-        assert_eq!(s.target(0, 4), Some(8 * MIB));
-        assert_eq!(s.target(4 * 24 * MIB, 4), Some(12 * MIB));
-        assert_eq!(s.cut(16 * MIB, 4 * 8 * MIB, 4), Some(8 * MIB));
-        assert_eq!(s.cut(256 * MIB, 4 << 30, 4), None, "a fast link soon reaches the plan's size");
+        // What a stream sends in 10 s at the rate seen so far, at least 8 MiB.
+        assert_eq!(s.target(0, 4, 0.0), Some(8 * MIB));
+        // 4 streams, 120 MiB in 30 s: 1 MiB/s each → 10 MiB.
+        assert_eq!(s.target(120 * MIB, 4, 30.0), Some(10 * MIB));
+        assert_eq!(s.cut(32 * MIB, 120 * MIB, 4, 30.0), Some(10 * MIB));
+        assert_eq!(s.cut(256 * MIB, 400 * MIB, 4, 1.0), None, "a fast link keeps the plan's cuts");
         // A DLO keeps the plan's cuts until the link breaks; a k5up 0.1 job always.
-        assert_eq!(Sizer::new(MIB, true, false).target(0, 4), None);
-        assert_eq!(Sizer::new(MIB, false, true).target(0, 1), None);
+        assert_eq!(Sizer::new(MIB, true, false).target(0, 4, 1.0), None);
+        assert_eq!(Sizer::new(MIB, false, true).target(0, 1, 1.0), None);
     }
 
     #[test]
@@ -128,25 +130,25 @@ mod tests {
         // Up for a while: 4 streams carried 160 MiB together, 40 MiB each → 5 MiB.
         assert!(s.broke(160 * MIB, 4));
         assert!(!s.broke(170 * MIB, 4), "the other streams failing is the same outage");
-        assert_eq!(s.target(170 * MIB, 2), Some(5 * MIB));
-        assert_eq!(s.cut(256 * MIB, 170 * MIB, 2), Some(5 * MIB));
-        assert_eq!(s.cut(5 * MIB, 170 * MIB, 2), None, "fits already");
-        assert_eq!(s.cut(6 * MIB - 1, 170 * MIB, 2), None, "the rest would be under the floor");
+        assert_eq!(s.target(170 * MIB, 2, 1.0), Some(5 * MIB));
+        assert_eq!(s.cut(256 * MIB, 170 * MIB, 2, 1.0), Some(5 * MIB));
+        assert_eq!(s.cut(5 * MIB, 170 * MIB, 2, 1.0), None, "fits already");
+        assert_eq!(s.cut(6 * MIB - 1, 170 * MIB, 2, 1.0), None, "the rest would be under the floor");
         // Back up: the size grows as the link carries more without breaking...
         s.answered(200 * MIB);
-        assert_eq!(s.target(200 * MIB + 40 * MIB, 2), Some(5 * MIB));
-        assert_eq!(s.target(200 * MIB + 160 * MIB, 2), Some(10 * MIB));
-        assert_eq!(s.target(200 * MIB + (4 << 30), 2), Some(256 * MIB), "back to the plan's size");
+        assert_eq!(s.target(200 * MIB + 40 * MIB, 2, 1.0), Some(5 * MIB));
+        assert_eq!(s.target(200 * MIB + 160 * MIB, 2, 1.0), Some(10 * MIB));
+        assert_eq!(s.target(200 * MIB + (4 << 30), 2, 1.0), Some(256 * MIB), "back to the plan's size");
         // ...and a short up-period shrinks it to the floor.
         assert!(s.broke(200 * MIB + 3 * MIB, 2));
-        assert_eq!(s.target(0, 2), Some(MIB));
+        assert_eq!(s.target(0, 2, 1.0), Some(MIB));
     }
 
     #[test]
     fn the_floor_holds() {
         let s = Sizer::new(3 * MIB + 1, true, true);
         assert!(s.broke(0, 8));
-        assert_eq!(s.target(0, 8), Some(4 * MIB), "whole MiB, at least the floor");
+        assert_eq!(s.target(0, 8, 1.0), Some(4 * MIB), "whole MiB, at least the floor");
         assert_eq!(Sizer::new(0, true, true).floor, MIN_SEGMENT_SIZE);
     }
 }
