@@ -142,9 +142,12 @@ pub fn piece_of(name: &str) -> Option<(u64, u64)> {
     Some((off.parse().ok()?, len.parse().ok()?))
 }
 
+/// MD5 of `len` bytes at `off` of the file (reads only that range: callers poll it).
 pub fn md5_of_range(path: &Path, off: u64, len: u64) -> String {
-    let data = std::fs::read(path).unwrap();
-    hex::encode(Md5::digest(&data[off as usize..(off + len) as usize]))
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len as usize];
+    std::fs::File::open(path).unwrap().read_exact_at(&mut buf, off).unwrap();
+    hex::encode(Md5::digest(&buf))
 }
 
 /// A journal directory and environment for running k5up.
