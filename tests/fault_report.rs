@@ -55,6 +55,7 @@ fn run_case(tb: &Testbed, k: &Case, size: u64) -> Outcome {
             Fault::Reset { after, count, .. } => Fault::Reset { method: seg.clone(), after, count },
             Fault::CloseBeforeResponse { count, .. } => Fault::CloseBeforeResponse { method: seg.clone(), count },
             Fault::Corrupt { at, count, .. } => Fault::Corrupt { method: seg.clone(), at, count },
+            Fault::CutResponse { after, count, .. } => Fault::CutResponse { method: seg.clone(), after, count },
         })
         .collect();
     let proxy = Throttle::new(tb.small().port(), k.rate, k.latency, faults);
@@ -100,7 +101,8 @@ fn count_of(f: &Fault) -> usize {
         | Fault::Stall { count, .. }
         | Fault::Reset { count, .. }
         | Fault::CloseBeforeResponse { count, .. }
-        | Fault::Corrupt { count, .. } => *count,
+        | Fault::Corrupt { count, .. }
+        | Fault::CutResponse { count, .. } => *count,
     }
 }
 

@@ -283,3 +283,25 @@ fn an_upload_on_a_flapping_link_completes_unattended() {
     // Read back straight from the server, not through the flapping link.
     assert_eq!(Observer::login(&tb.small()).get_md5(&t.c, "disk.img"), Some((t.md5.clone(), t.size)));
 }
+
+#[test]
+fn an_slo_manifest_answer_cut_mid_body_is_sent_again() {
+    let tb = Testbed::get();
+    let obs = Observer::login(&tb.small());
+    let c = unique("cutanswer");
+    // The manifest PUT goes to CONTAINER%2FOBJECT (segments to CONTAINER_segments):
+    // its heartbeat answer is cut after the head and 1 byte of the body.
+    let faults = vec![Fault::CutResponse { method: obs.object_request("PUT", &c), after: 1, count: 1 }];
+    let proxy = Throttle::with_faults(tb.small().port(), 1 << 30, faults);
+    let creds = tb.small().via(proxy.port);
+    let run = Run::new(creds.clone());
+    let src = run.path("disk.img");
+    let md5 = write_random(&src, 3 * MIB + 5, 34);
+    let out = run.run(&["upload", src.to_str().unwrap(), "-c", &c, "--segment-size", "1MiB", "--no-progress"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(proxy.stats.closes.load(Ordering::Relaxed), 1, "the answer was cut once");
+    let puts = proxy.stats.requests().iter().filter(|r| r.line.starts_with(&obs.object_request("PUT", &c))).count();
+    assert_eq!(puts, 2, "the manifest was PUT again after its answer was lost");
+    assert_eq!(obs.get_md5(&c, "disk.img").unwrap(), (md5, 3 * MIB + 5));
+}

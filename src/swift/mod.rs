@@ -317,16 +317,17 @@ impl Swift {
         // The answer streams in while Swift checks the segments (heartbeat): a link that
         // drops while it is read fails the whole PUT, which is sent again (it is
         // idempotent), like any transport failure.
+        // One retry loop around sending and reading the answer (not around a call
+        // that retries on its own: the budgets would stack).
         crate::retry::retry(self.policy(), &op, |_| async {
+            let query = "multipart-manifest=put&heartbeat=on";
             let resp = self
-                .put_small(
-                    &op,
-                    container,
-                    object,
-                    "multipart-manifest=put&heartbeat=on",
-                    body.clone(),
-                    &[("Accept", "application/json".into()), ("Etag", etag.to_string())],
-                )
+                .send(&op, Method::PUT, container, Some(object), query, |r| {
+                    r.header("Accept", "application/json")
+                        .header("Etag", etag)
+                        .header("Content-Length", body.len().to_string())
+                        .body(body.clone())
+                })
                 .await?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();

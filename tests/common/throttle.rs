@@ -34,6 +34,10 @@ pub enum Fault {
     CloseBeforeResponse { method: String, count: usize },
     /// Flip one byte of the body at offset `at` (Swift must answer 422).
     Corrupt { method: String, at: usize, count: usize },
+    /// Forward the whole request, relay the response's head and `after` bytes of
+    /// its body, then cut the connection (an answer lost mid-body: the server did
+    /// the work). Only for answers with a body of more than `after` bytes.
+    CutResponse { method: String, after: usize, count: usize },
 }
 
 impl Fault {
@@ -43,7 +47,8 @@ impl Fault {
             | Fault::Stall { method, .. }
             | Fault::Reset { method, .. }
             | Fault::CloseBeforeResponse { method, .. }
-            | Fault::Corrupt { method, .. } => method,
+            | Fault::Corrupt { method, .. }
+            | Fault::CutResponse { method, .. } => method,
         }
     }
     fn count(&mut self) -> &mut usize {
@@ -52,7 +57,8 @@ impl Fault {
             | Fault::Stall { count, .. }
             | Fault::Reset { count, .. }
             | Fault::CloseBeforeResponse { count, .. }
-            | Fault::Corrupt { count, .. } => count,
+            | Fault::Corrupt { count, .. }
+            | Fault::CutResponse { count, .. } => count,
         }
     }
 }
@@ -277,16 +283,52 @@ async fn serve(client: TcpStream, sh: &Arc<Shared>) {
     // answer when a fault replies in the server's place.
     let to_client = Arc::new(tokio::sync::Mutex::new(to_client));
     let reply_to = to_client.clone();
+    let cut_response: Arc<Mutex<Option<usize>>> = Arc::new(Mutex::new(None));
+    let cut = cut_response.clone();
     let relay = async move {
         let mut buf = vec![0u8; 64 << 10];
+        // Once a CutResponse is armed: the last bytes seen (to find the end of the
+        // head across reads), and the body bytes still to relay once it is found.
+        let mut tail: Vec<u8> = vec![];
+        let mut body_left: Option<usize> = None;
         while let Ok(n) = from_server.read(&mut buf).await {
-            if n == 0 || to_client.lock().await.write_all(&buf[..n]).await.is_err() {
+            if n == 0 {
+                break;
+            }
+            let mut take = n;
+            let armed = *cut.lock().unwrap();
+            if let Some(after) = armed {
+                let left = match body_left {
+                    Some(l) => Some(l),
+                    None => {
+                        tail.extend_from_slice(&buf[..n]);
+                        let end = tail.windows(4).position(|w| w == b"\r\n\r\n");
+                        end.map(|i| {
+                            let head_end_in_buf = (i + 4).saturating_sub(tail.len() - n);
+                            take = head_end_in_buf;
+                            after
+                        })
+                    }
+                };
+                if let Some(l) = left {
+                    let more = l.min(n - take);
+                    take += more;
+                    if l - more == 0 {
+                        let mut w = to_client.lock().await;
+                        let _ = w.write_all(&buf[..take]).await;
+                        let _ = w.shutdown().await;
+                        return;
+                    }
+                    body_left = Some(l - more);
+                }
+            }
+            if to_client.lock().await.write_all(&buf[..take]).await.is_err() {
                 break;
             }
         }
         let _ = to_client.lock().await.shutdown().await;
     };
-    let link = Link { from, to, sh: sh.clone(), buf: Vec::new(), flip_at: None };
+    let link = Link { from, to, sh: sh.clone(), buf: Vec::new(), flip_at: None, cut_response };
     // A fault ends the request side first, and with it the connection; otherwise the
     // connection lasts until the server has sent its last response.
     tokio::select! {
@@ -342,6 +384,13 @@ async fn requests(mut link: Link, reply_to: Arc<tokio::sync::Mutex<tokio::net::t
                 let _ = link.forward(whole).await;
                 return;
             }
+            Some(Fault::CutResponse { after, .. }) => {
+                stats.closes.fetch_add(1, Ordering::Relaxed);
+                *link.cut_response.lock().unwrap() = Some(after);
+                if link.forward(whole).await.is_err() {
+                    return;
+                }
+            }
             Some(Fault::Corrupt { at, .. }) => {
                 stats.corruptions.fetch_add(1, Ordering::Relaxed);
                 link.flip_at = Some(head_len + at);
@@ -392,6 +441,8 @@ struct Link {
     buf: Vec<u8>,
     /// Offset (from the start of the current request) of a byte to flip.
     flip_at: Option<usize>,
+    /// Armed by [`Fault::CutResponse`]: body bytes of the next response to relay.
+    cut_response: Arc<Mutex<Option<usize>>>,
 }
 
 impl Link {
