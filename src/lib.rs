@@ -20,5 +20,6 @@ pub mod status;
 pub mod swift;
 pub mod units;
 pub mod upload;
+pub mod zeros;
 
 pub use error::{Error, ErrorKind, Result};

@@ -177,6 +177,44 @@ pub enum SegState {
     Confirmed,
 }
 
+/// What a segment's bytes are, and so how they reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum SegKind {
+    /// Bytes of the file, sent by a PUT.
+    #[default]
+    Data,
+    /// Zeros (a hole, or a run of zero MiB blocks found while hashing): never sent.
+    /// In an SLO the manifest points at the job's zero object with a `range`; in a
+    /// DLO the segment is made on the server by a copy.
+    Zero,
+    /// The same bytes (MD5 and length) as the confirmed data segment at offset `of`
+    /// of this job: never sent. An SLO's manifest lists that segment again; a DLO
+    /// copies it on the server.
+    Repeat {
+        /// The original's offset (its journal key).
+        of: u64,
+    },
+    /// The bytes of a segment of the base (`--base`), copied on the server into
+    /// this segment's own object: not sent.
+    Copied,
+}
+
+/// A segment of the object given as `--base` (the previous version of an image):
+/// where its bytes are, for server-side copies of unchanged segments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseSegment {
+    /// Offset in the base object.
+    pub offset: u64,
+    /// Length.
+    pub length: u64,
+    /// MD5 (hex), `None` when the base lists only part of the segment (a range).
+    pub md5: Option<String>,
+    /// Container of the segment object.
+    pub container: String,
+    /// Its name.
+    pub name: String,
+}
+
 /// One segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentRecord {
@@ -197,6 +235,55 @@ pub struct SegmentRecord {
     /// Bytes of a PUT that was started and not yet accounted in `bytes_sent`: if the
     /// process dies mid-PUT they are charged in full on the next open (an upper bound).
     pub inflight: u64,
+    /// Bytes of the file, or zeros.
+    pub kind: SegKind,
+}
+
+impl SegmentRecord {
+    /// A pending segment of `length` bytes at `offset`, keyed `index`.
+    pub fn new(index: u64, offset: u64, length: u64, kind: SegKind) -> Self {
+        SegmentRecord {
+            index,
+            offset,
+            length,
+            md5: None,
+            state: SegState::Pending,
+            attempts: 0,
+            sent: 0,
+            inflight: 0,
+            kind,
+        }
+    }
+
+    /// A pending data segment whose journal key is its offset (ranged names).
+    pub fn at(offset: u64, length: u64) -> Self {
+        Self::new(offset, offset, length, SegKind::Data)
+    }
+
+    /// True for zeros that are never sent.
+    pub fn is_zero(&self) -> bool {
+        self.kind == SegKind::Zero
+    }
+
+    /// The original of a repeated segment.
+    pub fn repeat_of(&self) -> Option<u64> {
+        match self.kind {
+            SegKind::Repeat { of } => Some(of),
+            _ => None,
+        }
+    }
+
+    /// True for zeros and repeats: made from other objects, without an object of
+    /// their own in an SLO.
+    pub fn is_made(&self) -> bool {
+        matches!(self.kind, SegKind::Zero | SegKind::Repeat { .. })
+    }
+
+    /// True when the segment has an object of its own holding its bytes: data sent
+    /// or adopted, or copied from the base.
+    pub fn holds_bytes(&self) -> bool {
+        matches!(self.kind, SegKind::Data | SegKind::Copied)
+    }
 }
 
 /// The tunables of a job's last run, so that `resume` keeps them (`--bwlimit` was

@@ -150,6 +150,17 @@ impl SegmentNaming {
         Some((off.parse().ok()?, len.parse().ok()?))
     }
 
+    /// The name of `leaf` among the job's zero makers: beside the segments'
+    /// `bytes/`, never under it (a DLO reads everything its prefix lists).
+    pub fn zero_name(&self, leaf: &str) -> String {
+        format!("{}zero/{leaf}", self.prefix.strip_suffix(RANGED_DIR).unwrap_or(&self.prefix))
+    }
+
+    /// Where the job's zero objects and makers live (see [`SegmentNaming::zero_name`]).
+    pub fn zero_prefix(&self) -> String {
+        self.zero_name("")
+    }
+
     /// The name of a nested-SLO sub-manifest: `<prefix>manifest/<level>/<index:08>`.
     pub fn sub_manifest_name(&self, level: usize, index: usize) -> String {
         format!("{}manifest/{level}/{index:08}", self.prefix)
@@ -172,16 +183,7 @@ mod tests {
     }
 
     fn seg(index: u64, offset: u64, length: u64) -> SegmentRecord {
-        SegmentRecord {
-            index,
-            offset,
-            length,
-            md5: None,
-            state: crate::model::SegState::Pending,
-            attempts: 0,
-            sent: 0,
-            inflight: 0,
-        }
+        SegmentRecord::new(index, offset, length, crate::model::SegKind::Data)
     }
 
     #[test]

@@ -120,20 +120,85 @@ impl Plan {
     /// The first cuts of a new job: `(offset, length)` pieces covering the file, in
     /// order. An SLO starts with the ramp ([`RAMP_START`]), a DLO is uniform.
     pub fn cuts(&self) -> impl Iterator<Item = (u64, u64)> + use<> {
+        self.cuts_around(&[]).into_iter().map(|(off, len, _)| (off, len))
+    }
+
+    /// The first cuts around `zeros` (runs known to hold only zeros: sorted, disjoint,
+    /// inside the file): `(offset, length, is_zero)` pieces covering the file, in
+    /// order. Data between the runs is cut as by [`Plan::cuts`] (the ramp goes on
+    /// across runs); a run is cut in pieces of at most the segment size (a DLO copies
+    /// each into a segment of its own). No data piece before a run is under
+    /// [`MIN_SEGMENT_SIZE`].
+    pub fn cuts_around(&self, zeros: &[(u64, u64)]) -> Vec<(u64, u64, bool)> {
         let (size, max, ramp) = (self.file_size, self.segment_size.max(1), self.manifest == ManifestKind::Slo);
-        let mut at = 0u64;
+        let mut out = vec![];
         let mut n = 0u64;
-        std::iter::from_fn(move || {
-            if at >= size {
-                return None;
+        let mut at = 0u64;
+        let mut runs = zeros.iter().copied().filter(|&(o, l)| l > 0 && o + l <= size).peekable();
+        while at < size {
+            if let Some(&(o, l)) = runs.peek()
+                && o <= at
+            {
+                runs.next();
+                let end = o + l;
+                while at < end {
+                    let len = max.min(end - at);
+                    out.push((at, len, true));
+                    at += len;
+                }
+                continue;
             }
+            let region_end = runs.peek().map_or(size, |&(o, _)| o);
             let step = if ramp { RAMP_START.checked_shl((n / RAMP_REPEAT) as u32).unwrap_or(u64::MAX) } else { max };
-            let len = step.min(max).min(size - at);
-            let cut = (at, len);
+            let rem = region_end - at;
+            let mut len = step.min(max).min(rem);
+            if region_end < size && rem > len && rem - len < MIN_SEGMENT_SIZE {
+                // Never leave a sliver before a run (the file's last piece may be short).
+                len = if rem >= 2 * MIN_SEGMENT_SIZE { rem - MIN_SEGMENT_SIZE } else { rem };
+            }
+            out.push((at, len, false));
             at += len;
             n += 1;
-            Some(cut)
-        })
+        }
+        out
+    }
+
+    /// The first cuts of a new version of an image whose previous version (the
+    /// base) has segments of `base` lengths, in order: the base's cuts as far as the
+    /// file goes (the last one clipped), then cuts of the segment size. A piece under
+    /// [`MIN_SEGMENT_SIZE`] that is not the last joins the next one.
+    pub fn cuts_along(&self, base: &[u64]) -> Vec<(u64, u64)> {
+        let (size, max) = (self.file_size, self.segment_size.max(1));
+        let mut lens: Vec<u64> = vec![];
+        let mut at = 0u64;
+        for &len in base.iter().filter(|&&l| l > 0) {
+            if at >= size {
+                break;
+            }
+            let l = len.min(size - at);
+            lens.push(l);
+            at += l;
+        }
+        while at < size {
+            let l = max.min(size - at);
+            lens.push(l);
+            at += l;
+        }
+        let mut out: Vec<(u64, u64)> = vec![];
+        let mut carry = 0u64;
+        let mut off = 0u64;
+        let n = lens.len();
+        for (i, l) in lens.into_iter().enumerate() {
+            let len = carry + l;
+            if len < MIN_SEGMENT_SIZE && i + 1 < n {
+                carry = len;
+                continue;
+            }
+            out.push((off, len));
+            off += len;
+            carry = 0;
+        }
+        out
     }
 
     /// Number of manifest levels (1 = a plain SLO, 2 = one level of sub-manifests, ...).
@@ -308,6 +373,73 @@ mod tests {
         let p = plan(10 * 1024 * GIB, &l, None, ManifestKind::Slo, 60).unwrap();
         assert_eq!(p.segment_size, 5 * GIB);
         assert_eq!(p.manifest_levels(), 2);
+    }
+
+    #[test]
+    fn cuts_around_zero_runs_keep_the_ramp_and_cover_the_file() {
+        let q = Plan {
+            file_size: 100 * MIB + 5,
+            segment_size: 16 * MIB,
+            segment_count: 0,
+            manifest: ManifestKind::Slo,
+            per_manifest: 1000,
+        };
+        let c = q.cuts_around(&[(9 * MIB, 40 * MIB), (60 * MIB, 3 * MIB)]);
+        let mib: Vec<_> = c.iter().map(|&(o, l, z)| (o / MIB, l / MIB, z)).collect();
+        assert_eq!(
+            mib,
+            vec![
+                (0, 8, false),
+                (8, 1, false), // the ramp's next 8 MiB, cut at the run
+                (9, 16, true),
+                (25, 16, true),
+                (41, 8, true),
+                (49, 8, false),
+                (57, 3, false), // 8 would leave nothing; 3 reach the run
+                (60, 3, true),
+                (63, 16, false),
+                (79, 16, false),
+                (95, 5, false),
+            ]
+        );
+        assert_eq!(c.last().unwrap().1, 5 * MIB + 5);
+        assert!(c.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
+        // A region that would end in a sliver before a run gives the sliver a whole MiB.
+        let q = Plan {
+            file_size: 40 * MIB,
+            segment_size: 8 * MIB,
+            segment_count: 0,
+            manifest: ManifestKind::Dlo,
+            per_manifest: 0,
+        };
+        let c = q.cuts_around(&[(8 * MIB + MIB / 2, 0), (17 * MIB + MIB / 2, 10 * MIB)]);
+        assert!(c.iter().all(|&(_, l, _)| l >= MIB), "{c:?}");
+        assert_eq!(q.cuts_around(&[]).len(), 5);
+    }
+
+    #[test]
+    fn cuts_along_a_base_follow_its_segments_then_the_plan() {
+        let q = Plan {
+            file_size: 100 * MIB,
+            segment_size: 32 * MIB,
+            segment_count: 0,
+            manifest: ManifestKind::Slo,
+            per_manifest: 1000,
+        };
+        // The base: 10, 0.5, 20, 40 MiB (70.5 MiB); the new file is longer.
+        let c = q.cuts_along(&[10 * MIB, MIB / 2, 20 * MIB, 40 * MIB]);
+        assert_eq!(
+            c,
+            vec![
+                (0, 10 * MIB),
+                (10 * MIB, 20 * MIB + MIB / 2),
+                (30 * MIB + MIB / 2, 40 * MIB),
+                (70 * MIB + MIB / 2, 29 * MIB + MIB / 2)
+            ]
+        );
+        // A shorter file: the base's cuts, the last clipped.
+        let q = Plan { file_size: 25 * MIB, ..q };
+        assert_eq!(q.cuts_along(&[10 * MIB, 20 * MIB, 40 * MIB]), vec![(0, 10 * MIB), (10 * MIB, 15 * MIB)]);
     }
 
     #[test]

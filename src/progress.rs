@@ -37,11 +37,23 @@ pub struct Progress {
     pub segments_adopted: AtomicU64,
     /// Segments this run sent and confirmed.
     pub segments_sent: AtomicU64,
+    /// Zero segments this run confirmed (not sent).
+    pub segments_zero: AtomicU64,
+    /// Bytes of zero segments (holes, zero runs): never sent.
+    pub bytes_zero: AtomicU64,
+    /// Repeated segments this run confirmed (not sent).
+    pub segments_repeated: AtomicU64,
+    /// Bytes of repeated segments (the bytes of another segment of the job): never sent.
+    pub bytes_repeated: AtomicU64,
+    /// Segments this run copied from the base (not sent).
+    pub segments_copied: AtomicU64,
+    /// Bytes of segments copied on the server from the base (`--base`): never sent.
+    pub bytes_copied: AtomicU64,
     /// Transient failures seen by this run (drives adaptive concurrency).
     pub trouble: AtomicU64,
     /// Segments in flight right now.
     pub in_flight: AtomicU64,
-    /// Segments this run split because the link carried less than them.
+    /// Segments split because the link carried less than them (earlier runs included).
     pub splits: AtomicU64,
     /// The largest segment the link lately carries whole (0: no limit seen).
     pub segment_target: AtomicU64,
@@ -79,6 +91,12 @@ impl Default for Progress {
             outages: AtomicU64::new(0),
             segments_adopted: AtomicU64::new(0),
             segments_sent: AtomicU64::new(0),
+            segments_zero: AtomicU64::new(0),
+            bytes_zero: AtomicU64::new(0),
+            segments_repeated: AtomicU64::new(0),
+            bytes_repeated: AtomicU64::new(0),
+            segments_copied: AtomicU64::new(0),
+            bytes_copied: AtomicU64::new(0),
             trouble: AtomicU64::new(0),
             concurrency: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
@@ -91,6 +109,12 @@ impl Default for Progress {
 }
 
 impl Progress {
+    /// Counts the pieces one segment was split into (zero runs cut out).
+    pub fn pieces(&self, recs: &[crate::journal::SegmentRecord]) {
+        self.segments_total.fetch_add(recs.len().saturating_sub(1) as u64, Relaxed);
+        self.bytes_zero.fetch_add(recs.iter().filter(|r| r.is_zero()).map(|r| r.length).sum(), Relaxed);
+    }
+
     /// Counts `n` bytes handed to the network.
     pub fn sent(&self, n: u64) {
         self.bytes_sent.fetch_add(n, Relaxed);

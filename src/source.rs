@@ -119,16 +119,8 @@ impl FileIdentity {
 
 /// MD5 (hex) of `len` bytes at `off` of `file`, read in [`CHUNK`] blocks. Blocking.
 pub fn md5_range(file: &File, off: u64, len: u64) -> std::io::Result<String> {
-    let mut h = Md5::new();
-    let mut buf = vec![0u8; CHUNK.min(len as usize).max(1)];
-    let mut done = 0u64;
-    while done < len {
-        let n = buf.len().min((len - done) as usize);
-        file.read_exact_at(&mut buf[..n], off + done)?;
-        h.update(&buf[..n]);
-        done += n as u64;
-    }
-    Ok(hex::encode(h.finalize()))
+    let whole = crate::zeros::scan_range(file, off, len, None, false)?;
+    Ok(whole.into_iter().next().and_then(|p| p.md5).unwrap_or_default())
 }
 
 /// MD5 hex of a byte slice.

@@ -36,7 +36,7 @@ pub struct StatusView {
     /// The largest segment started now, while the link limits it (`null`: the plan's).
     #[serde(default)]
     pub segment_size_now: Option<u64>,
-    /// Segments split so far because the link carried less than them.
+    /// Segments split so far because the link carried less than them (all runs).
     #[serde(default)]
     pub splits: u64,
     /// Segments of the job now (the plan's, plus one per split).
@@ -52,6 +52,17 @@ pub struct StatusView {
     pub bytes_sent: u64,
     /// Bytes sent that did not end in a confirmed segment.
     pub bytes_wasted: u64,
+    /// Bytes of zeros (holes, and runs of zero MiB blocks) that are not sent: the
+    /// server makes them.
+    #[serde(default)]
+    pub bytes_zero: u64,
+    /// Bytes of segments that repeat another segment of the image (same MD5 and
+    /// length): not sent; the server holds them once.
+    #[serde(default)]
+    pub bytes_deduplicated: u64,
+    /// Bytes of segments copied on the server from the base (`--base`): not sent.
+    #[serde(default)]
+    pub bytes_copied_server_side: u64,
     /// The share of the bytes sent that ended in confirmed segments (`null`: nothing
     /// sent yet). k5up cannot see the link's capacity; `bench/flaky.py` measures
     /// goodput against it.
@@ -161,6 +172,9 @@ impl StatusView {
             bytes_confirmed: 0,
             bytes_sent: job.bytes_sent_other,
             bytes_wasted: 0,
+            bytes_zero: 0,
+            bytes_deduplicated: 0,
+            bytes_copied_server_side: 0,
             goodput: None,
             manifest_etag: job.manifest_etag.clone(),
             last_error: job.last_error.clone(),
@@ -187,6 +201,7 @@ impl StatusView {
         let segs = j.segments()?;
         let mut v = Self::from_records(job, &segs).with_extras(&j.digest()?, j.import()?.as_ref());
         v.settings = j.settings()?.as_ref().map(SettingsView::of);
+        v.splits = j.splits()?;
         Ok(v)
     }
 
@@ -194,8 +209,16 @@ impl StatusView {
     pub fn from_records(job: &JobRecord, segs: &[SegmentRecord]) -> Self {
         let mut v = Self::base(job);
         v.segments_total = segs.len() as u64;
-        v.splits = v.segments_total.saturating_sub(job.plan.segment_count);
         for s in segs {
+            if s.is_zero() {
+                v.bytes_zero += s.length;
+            }
+            if s.repeat_of().is_some() {
+                v.bytes_deduplicated += s.length;
+            }
+            if s.kind == crate::journal::SegKind::Copied {
+                v.bytes_copied_server_side += s.length;
+            }
             let sent = s.sent + s.inflight;
             v.bytes_sent += sent;
             if s.state == SegState::Confirmed {
@@ -224,9 +247,12 @@ impl StatusView {
         v.bytes_confirmed = Progress::get(&p.bytes_confirmed);
         v.bytes_sent += Progress::get(&p.bytes_sent);
         v.bytes_wasted = Progress::get(&p.bytes_wasted);
+        v.bytes_zero = Progress::get(&p.bytes_zero);
+        v.bytes_deduplicated = Progress::get(&p.bytes_repeated);
+        v.bytes_copied_server_side = Progress::get(&p.bytes_copied);
         v.concurrency = Progress::get(&p.concurrency);
-        v.segments_total = Progress::get(&p.segments_total).max(v.segments_total);
-        v.splits = v.segments_total.saturating_sub(job.plan.segment_count);
+        v.segments_total = Some(Progress::get(&p.segments_total)).filter(|&n| n > 0).unwrap_or(v.segments_total);
+        v.splits = Progress::get(&p.splits);
         v.segment_size_now = Some(Progress::get(&p.segment_target)).filter(|&t| t > 0 && t < job.plan.segment_size);
         v.goodput = v.ratio();
         v.outages = Progress::get(&p.outages);

@@ -648,3 +648,59 @@ fn k5_import_of_a_dlo_uploaded_over_a_flapping_link() {
     assert!(cuts.len() > 1, "split to fit the link: {cuts:?}");
     assert!(cuts.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0), "contiguous, nothing else under the prefix: {cuts:?}");
 }
+
+/// A raw disk image as `qemu-img convert -O raw` leaves one: sparse, data in a few places.
+fn sparse_raw(run: &Run, name: &str, size: u64, islands: &[(u64, u64)], seed: u64) -> PathBuf {
+    use std::os::unix::fs::FileExt;
+    let p = run.path(name);
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(size).unwrap();
+    for (k, &(off, len)) in islands.iter().enumerate() {
+        let tmp = run.path(&format!("{name}.{k}"));
+        write_random(&tmp, len, seed + k as u64);
+        f.write_all_at(&std::fs::read(&tmp).unwrap(), off).unwrap();
+    }
+    p
+}
+
+#[test]
+fn sparse_images_import_into_glance_and_k5() {
+    let tb = Testbed::get();
+    let obs = Observer::keystone(&tb);
+    let run = ks_run(&tb, &[]);
+    let img = sparse_raw(&run, "sparse.raw", 128 * MIB, &[(0, 3 * MIB), (70 * MIB, 2 * MIB + 17)], 71);
+    let f = img.to_str().unwrap();
+    let c = unique("sparseimp");
+    {
+        let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
+        run.ok(&["upload", f, "-c", &c, "-o", "g.raw", "--import", "glance", "--no-progress"]);
+    }
+    let job = run.jobs().into_iter().find(|j| j["object"] == "g.raw").unwrap();
+    assert!(job["bytes_zero"].as_u64().unwrap() >= 100 * MIB, "{job}");
+    let id = job["import"]["id"].as_str().unwrap();
+    let g = curl_json(&obs.token, "GET", &format!("{}/v2/images/{id}", tb.var("GLANCE_URL")));
+    assert_eq!(g["status"], "active");
+    assert_eq!(g["size"].as_u64(), Some(128 * MIB));
+    assert_eq!(g["os_hash_value"].as_str(), Some(hex_of::<sha2::Sha512>(&img).as_str()), "Glance read every zero");
+    // The K5 way: a preallocated VMDK (its unused grains are zeros), in a DLO whose
+    // zero segments are copied on the server; vmimport checks the object's SHA-1.
+    let vmdk = run.path("sparse.vmdk");
+    let qemu = |args: &[&str]| {
+        let st = Command::new("qemu-img").args(args).status().unwrap();
+        assert!(st.success(), "qemu-img {args:?}");
+    };
+    let v = vmdk.to_str().unwrap();
+    qemu(&["create", "-q", "-f", "vmdk", "-o", "preallocation=full", v, "128M"]);
+    qemu(&["convert", "-n", "-O", "vmdk", f, v]);
+    let vm = tb.var("VMIMPORT_URL");
+    let k5 = ["--manifest", "dlo", "--import", "k5", "--os-type", "centos", "--vmimport-url", &vm];
+    let mut args = vec!["upload", v, "-c", &c, "-o", "k.vmdk", "--image-name", "sparse01", "--no-progress"];
+    args.extend_from_slice(&k5);
+    run.ok(&args);
+    let job = run.jobs().into_iter().find(|j| j["object"] == "k.vmdk").unwrap();
+    assert!(job["bytes_zero"].as_u64().unwrap() >= 64 * MIB, "{job}");
+    let imports = vmimports(&tb, &obs.token, job["import"]["id"].as_str().unwrap());
+    assert_eq!(imports.len(), 1, "{imports:?}");
+    assert_eq!(imports[0]["import_status"], "succeeded");
+    assert_eq!(imports[0]["checksum"].as_str(), Some(hex_of::<sha1::Sha1>(&vmdk).as_str()));
+}

@@ -401,7 +401,7 @@ fn a_finished_object_deleted_on_the_server_is_rebuilt_by_the_same_command() {
 /// server are not sent again, and nothing is named or cut the new way.
 #[test]
 fn a_job_of_k5up_0_1_with_index_names_resumes_unchanged() {
-    use k5up::journal::{Phase, Root, SegState, SegmentRecord};
+    use k5up::journal::{Phase, Root, SegKind, SegState, SegmentRecord};
     let tb = Testbed::get();
     let run = Run::new(tb.small());
     let src = run.path("disk.img");
@@ -427,14 +427,11 @@ fn a_job_of_k5up_0_1_with_index_names_resumes_unchanged() {
             let (offset, length) = (i * MIB, MIB.min(size - i * MIB));
             let sent = i < 2;
             SegmentRecord {
-                index: i,
-                offset,
-                length,
                 md5: sent.then(|| common::md5_of_range(&src, offset, length)),
                 state: if sent { SegState::Confirmed } else { SegState::Pending },
                 attempts: u32::from(sent),
                 sent: if sent { length } else { 0 },
-                inflight: 0,
+                ..SegmentRecord::new(i, offset, length, SegKind::Data)
             }
         })
         .collect();

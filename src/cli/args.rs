@@ -154,6 +154,11 @@ pub(super) struct UploadArgs {
     /// on the server uses them) and this file uploaded in its place
     #[arg(long)]
     pub(super) replace: bool,
+    /// The previous version of this image on the server, CONTAINER/OBJECT: the new
+    /// upload follows its segments, and copies every unchanged one on the server
+    /// instead of sending it
+    #[arg(long, value_name = "CONTAINER/OBJECT")]
+    pub(super) base: Option<String>,
     #[command(flatten)]
     pub(super) import: ImportArgs,
     #[command(flatten)]

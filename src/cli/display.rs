@@ -85,6 +85,24 @@ fn print_one(v: &StatusView) {
     out!("  bytes      {} of {} confirmed", format_size(v.bytes_confirmed), format_size(v.bytes_total));
     let useful = v.goodput.map(|g| format!(", {:.0}% of it confirmed", g * 100.0)).unwrap_or_default();
     out!("  sent       {} (wasted {}{useful})", format_size(v.bytes_sent), format_size(v.bytes_wasted));
+    if v.bytes_zero > 0 {
+        out!(
+            "  zeros      {} not sent (holes and runs of zero MiB blocks, made on the server)",
+            format_size(v.bytes_zero)
+        );
+    }
+    if v.bytes_copied_server_side > 0 {
+        out!(
+            "  copied     {} not sent (unchanged segments of the base, copied on the server)",
+            format_size(v.bytes_copied_server_side)
+        );
+    }
+    if v.bytes_deduplicated > 0 {
+        out!(
+            "  repeats    {} not sent (segments with the bytes of another segment of the image)",
+            format_size(v.bytes_deduplicated)
+        );
+    }
     if v.outages > 0 || v.link_down_secs.is_some() {
         let state = match v.link_down_secs {
             Some(s) => format!("down for {s} s"),
@@ -113,8 +131,19 @@ fn print_one(v: &StatusView) {
 
 /// After `upload`/`resume`.
 pub(super) fn finished(v: StatusView) -> Result<()> {
+    let made: Vec<String> = [
+        (v.bytes_zero, "zeros"),
+        (v.bytes_deduplicated, "repeated segments"),
+        (v.bytes_copied_server_side, "unchanged segments of the base"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{} {what}", format_size(n)))
+    .collect();
+    let zeros =
+        if made.is_empty() { String::new() } else { format!(" (made on the server, not sent: {})", made.join(", ")) };
     out!(
-        "job {}: {}/{} is complete: {} in {} segment(s), ETag {}; sent {} in all",
+        "job {}: {}/{} is complete: {} in {} segment(s), ETag {}; sent {} in all{zeros}",
         v.job,
         clean(&v.container),
         clean(&v.object),
@@ -150,6 +179,21 @@ pub(super) fn dry_run(p: &Planned) {
     }
     if !j.digests.is_empty() {
         out!("digests        {}", j.digests.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", "));
+    }
+    if !p.base.is_empty() {
+        let bytes: u64 = p.base.iter().map(|s| s.length).sum();
+        out!(
+            "base           {} segment(s), {}: the cuts follow them; unchanged segments are copied on the server, not sent",
+            p.base.len(),
+            format_size(bytes)
+        );
+    }
+    if p.holes > 0 {
+        out!(
+            "to send        at most {}: {} are holes of the file, made on the server (runs of written zeros are found while hashing)",
+            format_size(j.plan.file_size - p.holes),
+            format_size(p.holes)
+        );
     }
 }
 

@@ -89,6 +89,7 @@ async fn run(cli: Cli) -> Result<()> {
                 import: a.import.spec(&cli, true)?,
                 digests: a.import.digests.clone(),
                 replace: a.replace,
+                base: a.base.as_deref().map(k5up::engine::base::parse).transpose()?,
             };
             if a.dry_run {
                 let (_, _, planned) = engine.plan(&req).await?;

@@ -10,7 +10,7 @@ use super::{Engine, first_contact, now_unix};
 use crate::digest::Algo;
 use crate::error::{Error, Result};
 use crate::import::ImportSpec;
-use crate::journal::{JobRecord, Phase, SegState, SegmentRecord};
+use crate::journal::{BaseSegment, JobRecord, Phase, SegKind, SegmentRecord};
 use crate::names::{SegmentNaming, check_container, check_object};
 use crate::plan::{self, ManifestKind, Plan};
 use crate::source::{self, FileIdentity};
@@ -39,6 +39,8 @@ pub struct UploadRequest {
     /// `--replace`: another job targeting the same object is dropped instead of
     /// refusing this one.
     pub replace: bool,
+    /// `--base CONTAINER/OBJECT`: the previous version of the image on the server.
+    pub base: Option<(String, String)>,
 }
 
 /// A job as planned (what `--dry-run` prints).
@@ -52,6 +54,11 @@ pub struct Planned {
     pub manifest_levels: u32,
     /// The file's identity as read when it was opened for this run.
     pub opened: FileIdentity,
+    /// Bytes of the file's holes that will not be read or sent (a new job that skips
+    /// zeros); runs of written zeros are found later, while hashing.
+    pub holes: u64,
+    /// The segments of `--base`.
+    pub base: Vec<BaseSegment>,
 }
 
 /// The short, deterministic id of a job: the file's identity and the target.
@@ -73,15 +80,38 @@ pub fn job_id(identity: &FileIdentity, storage_url: &str, container: &str, objec
 }
 
 fn new_segment(index: u64, offset: u64, length: u64) -> SegmentRecord {
-    SegmentRecord { index, offset, length, md5: None, state: SegState::Pending, attempts: 0, sent: 0, inflight: 0 }
+    SegmentRecord::new(index, offset, length, SegKind::Data)
 }
 
 /// The segment records of a job as planned: keyed by offset for names that say
-/// their bytes (the plan's cuts), by index for the uniform plans of k5up 0.1.
-pub(super) fn first_cuts(job: &JobRecord) -> Box<dyn Iterator<Item = SegmentRecord>> {
+/// their bytes (the plan's cuts, around the holes of `file` when the job skips
+/// zeros, or along the segments of its `base`), by index for the uniform plans of
+/// k5up 0.1.
+pub(super) fn first_cuts(
+    job: &JobRecord,
+    file: Option<&File>,
+    base: &[BaseSegment],
+) -> Box<dyn Iterator<Item = SegmentRecord>> {
     let p: Plan = job.plan.clone();
-    if super::naming_of(job).ranged {
-        Box::new(p.cuts().map(|(off, len)| new_segment(off, off, len)))
+    if super::naming_of(job).ranged && !base.is_empty() {
+        let lens: Vec<u64> = base.iter().map(|b| b.length).collect();
+        Box::new(p.cuts_along(&lens).into_iter().map(|(off, len)| SegmentRecord::at(off, len)))
+    } else if super::naming_of(job).ranged {
+        let holes = match (super::zero_run(job), file) {
+            (Some(min), Some(f)) => crate::zeros::holes(f, p.file_size, min),
+            _ => vec![],
+        };
+        if !holes.is_empty() {
+            let bytes: u64 = holes.iter().map(|h| h.1).sum();
+            tracing::info!(
+                "job {}: {} in holes of the file: not read, not sent",
+                job.id,
+                crate::units::format_size(bytes)
+            );
+        }
+        Box::new(p.cuts_around(&holes).into_iter().map(|(off, len, zero)| {
+            SegmentRecord::new(off, off, len, if zero { SegKind::Zero } else { SegKind::Data })
+        }))
     } else {
         Box::new((0..p.segment_count).map(move |i| {
             let (off, len) = p.segment(i);
@@ -159,7 +189,9 @@ impl Engine {
             }
             job.digests = digests_for(job.import.as_ref(), &[job.digests.clone(), digests].concat());
             let levels = job.plan.manifest_levels();
-            return Ok((path, file, Planned { job, existing: true, manifest_levels: levels, opened: ident }));
+            let base = self.base_segments(req).await?;
+            let planned = Planned { job, existing: true, manifest_levels: levels, opened: ident, holes: 0, base };
+            return Ok((path, file, planned));
         }
         let others = self.owners_of(&storage_url, &req.container, &object, &id)?;
         if let Some(v) = others.first() {
@@ -214,7 +246,22 @@ impl Engine {
             import,
         };
         let levels = plan.manifest_levels();
-        Ok((path, file, Planned { job, existing: false, manifest_levels: levels, opened: ident }))
+        let base = self.base_segments(req).await?;
+        let holes = match super::zero_run(&job) {
+            Some(min) if base.is_empty() => {
+                crate::zeros::holes(&file, job.plan.file_size, min).iter().map(|h| h.1).sum()
+            }
+            _ => 0,
+        };
+        Ok((path, file, Planned { job, existing: false, manifest_levels: levels, opened: ident, holes, base }))
+    }
+
+    /// The segments of `--base`, if given.
+    async fn base_segments(&self, req: &UploadRequest) -> Result<Vec<BaseSegment>> {
+        match &req.base {
+            Some((c, o)) => super::base::segments_of(&self.swift, c, o).await,
+            None => Ok(vec![]),
+        }
     }
 
     /// `k5up upload`: creates the job (or continues the same one) and runs it.
@@ -223,6 +270,10 @@ impl Engine {
         let journal = if planned.existing {
             tracing::info!("job {} exists: continuing it", planned.job.id);
             let j = self.open_job(&planned.job.id)?;
+            if !planned.base.is_empty() && j.base()?.is_empty() {
+                // A base given late still serves: unchanged segments are copied.
+                j.put_base(&planned.base)?;
+            }
             let mut job = j.job()?;
             if job.import != planned.job.import || job.digests != planned.job.digests {
                 job.import = planned.job.import.clone();
@@ -239,7 +290,12 @@ impl Engine {
                     tracing::info!("--replace: {said}");
                 }
             }
-            self.root.create(&planned.job, first_cuts(&planned.job))?
+            let j = self.root.create(&planned.job, first_cuts(&planned.job, Some(&file), &planned.base))?;
+            if !planned.base.is_empty() {
+                j.put_base(&planned.base)?;
+                j.flush()?;
+            }
+            j
         };
         self.run(journal, file, &planned.opened).await
     }

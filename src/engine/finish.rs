@@ -9,8 +9,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{JobRecord, SegmentRecord};
 use crate::names::SegmentNaming;
 use crate::plan::ManifestKind;
-use crate::swift::manifest::{Entry, HeartbeatResult, large_object_etag, slo_body, slo_layout};
+use crate::swift::manifest::{Entry, HeartbeatResult, large_object_etag, slo_body, slo_etag, slo_layout};
 use crate::swift::{Swift, dlo_manifest_value};
+use crate::upload::zero_source::ZeroSource;
+use crate::zeros::md5_of_zeros;
 
 /// MD5 of nothing: the ETag of an empty object.
 pub const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
@@ -36,23 +38,68 @@ pub(super) fn expected_etag(job: &JobRecord, segs: &[SegmentRecord], naming: &Se
     }
     match job.plan.manifest {
         ManifestKind::Dlo => large_object_etag(segs.iter().map(|s| s.md5.as_deref().unwrap_or(""))),
-        ManifestKind::Slo => {
-            let l = layout(job, segs, naming);
-            large_object_etag(l.top.iter().map(|e| e.etag.as_str()))
-        }
+        ManifestKind::Slo => slo_etag(&layout(job, segs, naming).top),
     }
 }
 
+/// The zero object of an SLO job with zero segments: its name and length (that of
+/// the longest zero segment; the others take a range of it).
+fn zero_object(segs: &[SegmentRecord], naming: &SegmentNaming) -> Option<(String, u64)> {
+    let z = segs.iter().filter(|s| s.is_zero()).map(|s| s.length).max()?;
+    Some((naming.zero_name(&format!("object+{z}")), z))
+}
+
 fn layout(job: &JobRecord, segs: &[SegmentRecord], naming: &SegmentNaming) -> crate::swift::manifest::SloLayout {
+    let zero = zero_object(segs, naming).map(|(name, z)| (format!("/{}/{name}", naming.container), z, md5_of_zeros(z)));
     let entries = segs
         .iter()
-        .map(|s| Entry {
-            path: format!("/{}/{}", naming.container, naming.name(s)),
-            etag: s.md5.clone().unwrap_or_default(),
-            size_bytes: s.length,
+        .map(|s| match &zero {
+            Some((path, z, md5)) if s.is_zero() => Entry {
+                path: path.clone(),
+                etag: md5.clone(),
+                size_bytes: *z,
+                // Swift drops a range that covers the whole segment (and so does its ETag).
+                range: (s.length < *z).then(|| format!("0-{}", s.length - 1)),
+            },
+            // A repeat lists its original again (a segment of this job only).
+            _ => Entry::whole(
+                format!(
+                    "/{}/{}",
+                    naming.container,
+                    s.repeat_of().map_or_else(|| naming.name(s), |of| naming.name_at(of, s.length))
+                ),
+                s.md5.clone().unwrap_or_default(),
+                s.length,
+            ),
         })
         .collect();
     slo_layout(entries, job.plan.per_manifest as usize, &naming.container, |l, i| naming.sub_manifest_name(l, i))
+}
+
+/// Makes the SLO's zero object unless the server holds it whole. Returns the
+/// bytes put on the wire (the zero seed and its maker).
+async fn ensure_zero_object(
+    swift: &Swift,
+    job: &JobRecord,
+    naming: &SegmentNaming,
+    name: &str,
+    len: u64,
+) -> Result<u64> {
+    let fail = |e: crate::swift::SwiftError| {
+        e.into_error(ErrorKind::Resumable).hint(format!("run `k5up resume {}` to try the manifest again", job.id))
+    };
+    let md5 = tokio::task::block_in_place(|| md5_of_zeros(len));
+    if let Some(h) = swift.head(&naming.container, name).await.map_err(fail)?
+        && h.size == len
+        && h.etag.eq_ignore_ascii_case(&md5)
+    {
+        return Ok(0);
+    }
+    let per = job.limits.slo.as_ref().map_or(1000, |s| s.max_manifest_segments);
+    let src = ZeroSource::new(naming, len, per);
+    src.copy_to(swift, &naming.container, name, len).await.map_err(fail)?;
+    tracing::info!("job {}: zero object of {} made on the server", job.id, crate::units::format_size(len));
+    Ok(src.sent())
 }
 
 /// Writes the manifest of a job whose segments are all confirmed.
@@ -73,6 +120,11 @@ pub(super) async fn write_manifest(
             .map_err(fail)?;
         return Ok(Written::Ok { etag: EMPTY_MD5.into(), sent: 0 });
     }
+    // A repeat whose original was split since (sent again after it was lost): send it.
+    let broken = super::reconcile::broken_repeats(segs.iter());
+    if !broken.is_empty() {
+        return Ok(Written::Resend(broken.into_iter().collect()));
+    }
     match job.plan.manifest {
         ManifestKind::Dlo => {
             // A DLO is whatever its prefix lists: pieces outside the cuts must go first.
@@ -88,10 +140,13 @@ pub(super) async fn write_manifest(
         ManifestKind::Slo => {
             let l = layout(job, segs, naming);
             let mut sent = 0;
+            if let Some((name, len)) = zero_object(segs, naming) {
+                sent += ensure_zero_object(swift, job, naming, &name, len).await?;
+            }
             for sub in &l.subs {
                 let body = slo_body(&sub.entries);
                 sent += body.len() as u64;
-                let want = large_object_etag(sub.entries.iter().map(|e| e.etag.as_str()));
+                let want = slo_etag(&sub.entries);
                 let r = swift.put_slo(&naming.container, &sub.name, body, &want).await.map_err(fail)?;
                 if let Some(resend) = check(job, naming, &sub.name, &r, &want)? {
                     return Ok(Written::Resend(resend));
@@ -99,7 +154,7 @@ pub(super) async fn write_manifest(
             }
             let body = slo_body(&l.top);
             sent += body.len() as u64;
-            let want = large_object_etag(l.top.iter().map(|e| e.etag.as_str()));
+            let want = slo_etag(&l.top);
             let r = swift.put_slo(&job.container, &job.object, body, &want).await.map_err(fail)?;
             if let Some(resend) = check(job, naming, &job.object, &r, &want)? {
                 return Ok(Written::Resend(resend));
@@ -130,8 +185,11 @@ pub(super) async fn sweep(
     let mut keep: std::collections::HashSet<String> = segs.iter().map(|s| naming.name(s)).collect();
     if job.plan.manifest == ManifestKind::Slo {
         keep.extend(layout(job, segs, naming).subs.into_iter().map(|s| s.name));
+        keep.extend(zero_object(segs, naming).map(|z| z.0));
     }
-    let listing = swift.list(&naming.container, &naming.prefix).await.map_err(se)?;
+    let mut listing = swift.list(&naming.container, &naming.prefix).await.map_err(se)?;
+    // The zero seed and makers (and zero objects of other cuts).
+    listing.extend(swift.list(&naming.container, &naming.zero_prefix()).await.map_err(se)?);
     let extra: Vec<String> = listing.into_iter().map(|e| e.name).filter(|n| !keep.contains(n)).collect();
     if extra.is_empty() {
         return Ok(0);
@@ -144,7 +202,7 @@ pub(super) async fn sweep(
         r.map_err(se)?;
     }
     tracing::info!(
-        "job {}: {} segment(s) of other cuts deleted from {} (not part of the object)",
+        "job {}: {} segment(s) of other cuts or zero makers deleted from {} (not part of the object)",
         job.id,
         extra.len(),
         naming.container

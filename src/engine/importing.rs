@@ -43,7 +43,8 @@ impl Engine {
         // Digests not computed while uploading (an import added later): one read of the file.
         if !journal.digest()?.complete(&job.digests) {
             tracing::info!("job {}: computing the whole-image digests the import needs (one read of the file)", job.id);
-            self.upload_missing(journal, file, job, &naming_of(job)).await?;
+            let naming = naming_of(job);
+            self.upload_missing(journal, file, job, &naming).await?;
             super::run::ensure_unchanged(job, file)?;
         }
         // The object must still be there, whole, before an image service reads it.

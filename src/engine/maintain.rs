@@ -55,7 +55,10 @@ impl Engine {
         let by_name: std::collections::HashMap<&str, &crate::swift::ListEntry> =
             listing.iter().map(|e| (e.name.as_str(), e)).collect();
         let mut bad = vec![];
-        for s in &segs {
+        // An SLO's zero and repeated segments are ranges of its zero object or entries
+        // of their original: no object of their own.
+        let objectless = |s: &crate::journal::SegmentRecord| s.is_made() && job.plan.manifest == ManifestKind::Slo;
+        for s in segs.iter().filter(|s| !objectless(s)) {
             let ok = by_name
                 .get(naming.name(s).as_str())
                 .is_some_and(|e| Some(e.hash.as_str()) == s.md5.as_deref() && e.bytes == s.length);
@@ -63,12 +66,21 @@ impl Engine {
                 bad.push(naming.label(s));
             }
         }
-        let confirmed = segs.iter().filter(|s| s.state == SegState::Confirmed).count();
+        let confirmed = segs.iter().filter(|s| s.state == SegState::Confirmed && !objectless(s)).count();
+        let zeros = segs.iter().filter(|s| objectless(s)).count();
+        let zero_note = if zeros > 0 {
+            format!(" ({zeros} more are zeros or repeats: ranges of the zero object, or their original)")
+        } else {
+            String::new()
+        };
         checks.push(Check {
             name: "segments".into(),
             ok: bad.is_empty(),
             detail: if bad.is_empty() {
-                format!("{confirmed} confirmed segment(s) of {} on the server with their MD5 and size", segs.len())
+                format!(
+                    "{confirmed} confirmed segment(s) of {} on the server with their MD5 and size{zero_note}",
+                    segs.len() - zeros
+                )
             } else {
                 format!(
                     "{} confirmed segment(s) missing or different on the server: {}",
@@ -144,7 +156,15 @@ impl Engine {
                     .await
                     .map_err(|e| e.into_error(ErrorKind::Resumable))?;
                 let entries: Vec<serde_json::Value> = resp.json().await.unwrap_or_default();
-                let total: u64 = entries.iter().filter_map(|e| e["size_bytes"].as_u64()).sum();
+                // An entry with a range holds that range of its segment.
+                let held = |e: &serde_json::Value| {
+                    let range = e["range"].as_str().and_then(|r| r.split_once('-'));
+                    match range.and_then(|(a, b)| Some(b.parse::<u64>().ok()? + 1 - a.parse::<u64>().ok()?)) {
+                        Some(n) => Some(n),
+                        None => e["size_bytes"].as_u64(),
+                    }
+                };
+                let total: u64 = entries.iter().filter_map(held).sum();
                 let levels = job.plan.levels_for(segs.len() as u64);
                 let expect_top = if levels == 1 { segs.len() } else { 0 };
                 let ok = head.slo && total == job.plan.file_size && (expect_top == 0 || entries.len() == expect_top);
@@ -220,7 +240,11 @@ impl Engine {
         } else if purge && self.swift.head(&job.container, &job.object).await.map_err(se)?.is_some() {
             object_note = format!("{target} is not a manifest of this job: left as it is; ");
         }
-        let listing = self.swift.list(&naming.container, &naming.prefix).await.map_err(se)?;
+        let mut listing = self.swift.list(&naming.container, &naming.prefix).await.map_err(se)?;
+        if naming.ranged {
+            // The zero object, seed and makers.
+            listing.extend(self.swift.list(&naming.container, &naming.zero_prefix()).await.map_err(se)?);
+        }
         let swift = Arc::new(self.swift.clone());
         let conc = self.given.concurrency.unwrap_or(Settings::default().concurrency).max(1);
         let results: Vec<_> = futures_util::stream::iter(listing.iter().map(|e| {
@@ -268,7 +292,10 @@ impl Engine {
         let entries: Vec<serde_json::Value> = resp.json().await.map_err(|e| {
             Error::resumable(format!("job {}: unreadable manifest of {}/{}: {e}", job.id, job.container, job.object))
         })?;
-        let ours = format!("/{}/{}", naming.container, naming.prefix);
-        Ok(entries.iter().any(|e| e["path"].as_str().is_some_and(|p| p.starts_with(&ours))))
+        let ours = [
+            format!("/{}/{}", naming.container, naming.prefix),
+            format!("/{}/{}", naming.container, naming.zero_prefix()),
+        ];
+        Ok(entries.iter().any(|e| e["path"].as_str().is_some_and(|p| ours.iter().any(|o| p.starts_with(o)))))
     }
 }

@@ -1,6 +1,7 @@
 //! The job lifecycle: create or reopen a job, reconcile it with the server, upload
 //! what is missing, write and verify the manifest.
 
+pub mod base;
 mod create;
 mod finish;
 mod importing;
@@ -9,6 +10,7 @@ mod reconcile;
 mod run;
 mod settings;
 
+use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,6 +26,7 @@ pub use settings::{Given, Settings};
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{JobRecord, Journal, Opened, Phase, Root};
 use crate::names::SegmentNaming;
+use crate::plan::ManifestKind;
 use crate::progress::Progress;
 use crate::source;
 use crate::status::StatusView;
@@ -69,6 +72,19 @@ fn naming_of(job: &JobRecord) -> SegmentNaming {
     SegmentNaming::of_job(&job.segment_container, &job.segment_prefix)
 }
 
+/// The shortest zero run a job skips, or `None` when it sends every byte: jobs of
+/// k5up 0.1 (index names), and DLO jobs on a server without SLO (a DLO's zero
+/// segments are copied from an SLO of a zero seed).
+pub(crate) fn zero_run(job: &JobRecord) -> Option<u64> {
+    if !naming_of(job).ranged {
+        return None;
+    }
+    match job.plan.manifest {
+        ManifestKind::Slo => Some(crate::zeros::BLOCK),
+        ManifestKind::Dlo => job.limits.slo.is_some().then_some(crate::zeros::DLO_MIN_RUN),
+    }
+}
+
 /// The first contact with the server: a failure here is most often a wrong URL
 /// or credentials, so it is reported at once as bad input.
 fn first_contact(e: SwiftError) -> Error {
@@ -109,7 +125,8 @@ impl Engine {
                 );
                 job.phase = Phase::Uploading;
                 job.last_error = Some(format!("journal rebuilt after damage: {reason}"));
-                let segs = create::first_cuts(&job);
+                let source = File::open(&job.file).ok();
+                let segs = create::first_cuts(&job, source.as_ref(), &[]);
                 self.root.rebuild(held, &job, segs)
             }
         }

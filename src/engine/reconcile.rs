@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::journal::{SegState, SegmentRecord};
+use crate::journal::{SegKind, SegState, SegmentRecord};
 use crate::names::SegmentNaming;
 use crate::plan::MIN_SEGMENT_SIZE;
 use crate::swift::ListEntry;
@@ -39,9 +39,18 @@ fn charge_inflight(s: &mut SegmentRecord) -> bool {
 
 /// Compares `segs` (the journal) with `listing` (the segment container, our prefix).
 /// A PUT cut off by a kill (`inflight`) is charged to `sent` here.
-pub(super) fn reconcile(segs: Vec<SegmentRecord>, listing: Vec<ListEntry>, naming: &SegmentNaming) -> Reconciled {
+///
+/// `made_objects`: a segment made on the server (zeros, a repeat) is an object of
+/// its own (a DLO's, copied on the server); an SLO's are ranges of the job's zero
+/// object or entries of the original, with no object to find.
+pub(super) fn reconcile(
+    segs: Vec<SegmentRecord>,
+    listing: Vec<ListEntry>,
+    naming: &SegmentNaming,
+    made_objects: bool,
+) -> Reconciled {
     if naming.ranged {
-        return reconcile_ranged(segs, listing, naming);
+        return reconcile_ranged(segs, listing, naming, made_objects);
     }
     let mut by_index: HashMap<u64, ListEntry> =
         listing.into_iter().filter_map(|e| naming.key_of(&e.name).map(|i| (i, e))).collect();
@@ -74,6 +83,28 @@ pub(super) fn reconcile(segs: Vec<SegmentRecord>, listing: Vec<ListEntry>, namin
     out
 }
 
+/// The offsets of the repeats among `segs` whose original (the segment at `of`) is
+/// not a data segment with the same length and MD5.
+pub(super) fn broken_repeats<'a>(segs: impl Iterator<Item = &'a SegmentRecord> + Clone) -> HashSet<u64> {
+    let data: HashMap<u64, &SegmentRecord> = segs.clone().filter(|s| s.holds_bytes()).map(|s| (s.offset, s)).collect();
+    segs.filter_map(|s| {
+        let of = s.repeat_of()?;
+        let ok = data.get(&of).is_some_and(|o| o.length == s.length && o.md5.is_some() && o.md5 == s.md5);
+        (!ok).then_some(s.offset)
+    })
+    .collect()
+}
+
+/// One cut reconciliation chose: where, what the server holds there, the journal
+/// record it reuses (by position in the journal), else the kind of its new record.
+struct Choice {
+    off: u64,
+    len: u64,
+    entry: Option<ListEntry>,
+    reuse: Option<usize>,
+    kind: SegKind,
+}
+
 /// Reconciliation for segments named by their bytes: the journal's cuts and the
 /// server's may differ (an earlier run's larger segment whose PUT completed unseen,
 /// the pieces a lost journal's run split it into, a journal rebuilt with the first
@@ -84,7 +115,12 @@ pub(super) fn reconcile(segs: Vec<SegmentRecord>, listing: Vec<ListEntry>, namin
 /// next journal cut; else the journal's cut (or the rest of it). The result still
 /// covers the file exactly; segments on the server outside it are deleted once the
 /// manifest is written (see `finish::sweep`).
-fn reconcile_ranged(segs: Vec<SegmentRecord>, listing: Vec<ListEntry>, naming: &SegmentNaming) -> Reconciled {
+fn reconcile_ranged(
+    segs: Vec<SegmentRecord>,
+    listing: Vec<ListEntry>,
+    naming: &SegmentNaming,
+    made_objects: bool,
+) -> Reconciled {
     let mut out = Reconciled::default();
     let size = segs.last().map_or(0, |s| s.offset + s.length);
     // Whole pieces on the server, by offset: (length, entry).
@@ -105,7 +141,13 @@ fn reconcile_ranged(segs: Vec<SegmentRecord>, listing: Vec<ListEntry>, naming: &
     let mut recs: Vec<SegmentRecord> = Vec::with_capacity(segs.len());
     for mut s in segs {
         let mut dirty = charge_inflight(&mut s);
-        if s.state == SegState::Confirmed && !exact(&on_server, s.offset, s.length).is_some_and(|e| whole(&s, &e)) {
+        // An SLO's zero or repeated segment has no object of its own (its manifest
+        // points at the job's zero object, or at the original): nothing to find.
+        let objectless = s.is_made() && !made_objects;
+        if s.state == SegState::Confirmed
+            && !objectless
+            && !exact(&on_server, s.offset, s.length).is_some_and(|e| whole(&s, &e))
+        {
             s.state = SegState::Pending;
             dirty = true;
             out.lost.push(s.index);
@@ -124,8 +166,8 @@ fn reconcile_ranged(segs: Vec<SegmentRecord>, listing: Vec<ListEntry>, naming: &
         let next = *boundaries.range(end..).next().unwrap_or(&size);
         (end - from >= MIN_SEGMENT_SIZE || end == size) && (next == end || next - end >= MIN_SEGMENT_SIZE)
     };
-    // Pass 1: choose the cuts (offset, length, the piece on the server, the journal record reused).
-    let mut chosen: Vec<(u64, u64, Option<ListEntry>, Option<usize>)> = vec![];
+    // Pass 1: choose the cuts.
+    let mut chosen: Vec<Choice> = vec![];
     let mut p = 0u64;
     let mut i = 0usize;
     while p < size {
@@ -135,12 +177,18 @@ fn reconcile_ranged(segs: Vec<SegmentRecord>, listing: Vec<ListEntry>, naming: &
         let Some(r) = recs.get(i).filter(|r| r.offset <= p) else {
             // A gap in the journal's cuts (never written so): a cut of its own.
             let end = recs.get(i).map_or(size, |r| r.offset);
-            chosen.push((p, end - p, exact(&on_server, p, end - p), None));
+            chosen.push(Choice {
+                off: p,
+                len: end - p,
+                entry: exact(&on_server, p, end - p),
+                reuse: None,
+                kind: SegKind::Data,
+            });
             p = end;
             continue;
         };
         if r.offset == p && r.state == SegState::Confirmed {
-            chosen.push((p, r.length, None, Some(i)));
+            chosen.push(Choice { off: p, len: r.length, entry: None, reuse: Some(i), kind: r.kind });
             p += r.length;
             continue;
         }
@@ -151,18 +199,19 @@ fn reconcile_ranged(segs: Vec<SegmentRecord>, listing: Vec<ListEntry>, naming: &
             .filter(|(len, _)| fits(p, p + len) && !overlaps_confirmed(p, p + len))
             .max_by_key(|(len, _)| *len)
             .cloned();
-        let (len, entry) = match best {
-            Some((len, e)) => (len, Some(e)),
-            None => (r.offset + r.length - p, None),
+        let (len, entry, kind) = match best {
+            Some((len, e)) => (len, Some(e), SegKind::Data),
+            // The rest of the journal's cut: zeros stay zeros (a rest is no repeat).
+            None => (r.offset + r.length - p, None, if r.is_zero() { SegKind::Zero } else { SegKind::Data }),
         };
         let reuse = (r.offset == p && r.length == len).then_some(i);
-        chosen.push((p, len, entry, reuse));
+        chosen.push(Choice { off: p, len, entry, reuse, kind });
         p += len;
     }
     // Pass 2: records. Bytes sent for records that are not reused stay charged, to
     // the first new record.
-    let reused: HashSet<usize> = chosen.iter().filter_map(|c| c.3).collect();
-    let starts: HashSet<u64> = chosen.iter().map(|c| c.0).collect();
+    let reused: HashSet<usize> = chosen.iter().filter_map(|c| c.reuse).collect();
+    let starts: HashSet<u64> = chosen.iter().map(|c| c.off).collect();
     let mut carry = 0u64;
     for (k, r) in recs.iter().enumerate() {
         if !reused.contains(&k) {
@@ -172,7 +221,8 @@ fn reconcile_ranged(segs: Vec<SegmentRecord>, listing: Vec<ListEntry>, naming: &
             }
         }
     }
-    for (off, len, entry, reuse) in chosen {
+    let mut finals: Vec<(SegmentRecord, Option<ListEntry>)> = Vec::with_capacity(chosen.len());
+    for Choice { off, len, entry, reuse, kind } in chosen {
         let rec = match reuse {
             Some(k) => {
                 let mut s = recs[k].clone();
@@ -188,25 +238,23 @@ fn reconcile_ranged(segs: Vec<SegmentRecord>, listing: Vec<ListEntry>, naming: &
                 s
             }
             None => {
-                let s = SegmentRecord {
-                    index: off,
-                    offset: off,
-                    length: len,
-                    md5: None,
-                    state: SegState::Pending,
-                    attempts: 0,
-                    sent: std::mem::take(&mut carry),
-                    inflight: 0,
-                };
+                let s = SegmentRecord { sent: std::mem::take(&mut carry), kind, ..SegmentRecord::at(off, len) };
                 out.changed.retain(|c| c.index != s.index);
                 out.changed.push(s.clone());
                 s
             }
         };
-        if rec.state == SegState::Pending {
-            out.todo.push((rec, entry));
-        }
+        finals.push((rec, entry));
     }
+    // A repeat stands only while its original is a data segment of the chosen cuts
+    // with the same bytes; else it is sent like any segment.
+    let broken = broken_repeats(finals.iter().map(|f| &f.0));
+    for (rec, _) in finals.iter_mut().filter(|(r, _)| broken.contains(&r.offset)) {
+        (rec.kind, rec.state) = (SegKind::Data, SegState::Pending);
+        out.changed.retain(|c| c.index != rec.index);
+        out.changed.push(rec.clone());
+    }
+    out.todo = finals.into_iter().filter(|(r, _)| r.state == SegState::Pending).collect();
     // Only records of the chosen cuts are written back.
     let cuts: HashSet<(u64, u64)> = out.todo.iter().map(|(s, _)| (s.offset, s.length)).collect();
     out.changed.retain(|c| c.state == SegState::Confirmed || cuts.contains(&(c.offset, c.length)));
@@ -219,14 +267,10 @@ mod tests {
 
     fn seg(i: u64, md5: Option<&str>, state: SegState) -> SegmentRecord {
         SegmentRecord {
-            index: i,
-            offset: i * 10,
-            length: 10,
             md5: md5.map(Into::into),
             state,
             attempts: 1,
-            sent: 0,
-            inflight: 0,
+            ..SegmentRecord::new(i, i * 10, 10, SegKind::Data)
         }
     }
 
@@ -250,6 +294,7 @@ mod tests {
             ],
             vec![entry(0, "a"), entry(2, "c"), entry(3, "zz"), entry(9, "stray")],
             &n,
+            true,
         );
         assert_eq!(r.lost, vec![1]);
         assert_eq!(r.adopted, vec![2]);
@@ -265,16 +310,7 @@ mod tests {
     }
 
     fn rec(off: u64, len: u64, md5: Option<&str>, state: SegState) -> SegmentRecord {
-        SegmentRecord {
-            index: off,
-            offset: off,
-            length: len,
-            md5: md5.map(Into::into),
-            state,
-            attempts: 1,
-            sent: 0,
-            inflight: 0,
-        }
+        SegmentRecord { md5: md5.map(Into::into), state, attempts: 1, ..SegmentRecord::at(off, len) }
     }
 
     const M: u64 = 1 << 20;
@@ -288,7 +324,7 @@ mod tests {
         let n = SegmentNaming::new("c", "o", true, 0, 64 * M).unwrap();
         // The journal knows one 64 MiB cut (rebuilt); the server holds seven 8 MiB pieces.
         let listing = (0..7).map(|k| listed(&n, k * 8 * M, 8 * M, "x")).collect();
-        let r = reconcile(vec![rec(0, 64 * M, None, SegState::Pending)], listing, &n);
+        let r = reconcile(vec![rec(0, 64 * M, None, SegState::Pending)], listing, &n, true);
         let mut want: Vec<_> = (0..7).map(|k| (k * 8, 8, true)).collect();
         want.push((56, 8, false));
         assert_eq!(cuts(&r), want);
@@ -303,7 +339,7 @@ mod tests {
         head.sent = 5 * M;
         let journal = vec![head, rec(8 * M, 56 * M, None, SegState::Pending)];
         let listing = vec![listed(&n, 0, 64 * M, "p"), listed(&n, 0, 8 * M, "h")];
-        let r = reconcile(journal, listing, &n);
+        let r = reconcile(journal, listing, &n, true);
         assert_eq!(cuts(&r), vec![(0, 64, true)]);
         assert_eq!(r.removed, vec![8 * M]);
         assert_eq!(r.todo[0].0.sent, 5 * M, "bytes sent for replaced records stay charged");
@@ -320,23 +356,51 @@ mod tests {
         // A whole 64 MiB piece must not displace confirmed cuts; 8+ is gone (lost);
         // 16+48 was PUT before a crash and is adopted without hashing.
         let listing = vec![listed(&n, 0, 64 * M, "p"), listed(&n, 0, 8 * M, "a"), listed(&n, 16 * M, 48 * M, "c")];
-        let r = reconcile(journal, listing, &n);
+        let r = reconcile(journal, listing, &n, true);
         assert_eq!((r.lost.clone(), r.adopted.clone()), (vec![8 * M], vec![16 * M]));
         assert_eq!(cuts(&r), vec![(8, 8, false)]);
         assert!(r.removed.is_empty());
     }
 
     #[test]
+    fn ranged_zero_segments_of_an_slo_have_no_object_and_zeros_stay_zeros() {
+        let n = SegmentNaming::new("c", "o", true, 0, 64 * M).unwrap();
+        let zero = |off, len, state| SegmentRecord { kind: SegKind::Zero, state, ..SegmentRecord::at(off, len) };
+        let journal = vec![
+            rec(0, 8 * M, Some("a"), SegState::Confirmed),
+            zero(8 * M, 24 * M, SegState::Confirmed),
+            zero(32 * M, 32 * M, SegState::Pending),
+        ];
+        // An earlier run (without the hole map) left an 8 MiB data piece at 32 MiB.
+        let listing = vec![listed(&n, 0, 8 * M, "a"), listed(&n, 32 * M, 8 * M, "d")];
+        let r = reconcile(journal.clone(), listing.clone(), &n, false);
+        assert!(r.lost.is_empty(), "an SLO zero segment is not looked for in the listing");
+        assert_eq!(cuts(&r), vec![(32, 8, true), (40, 24, false)]);
+        assert_eq!(
+            (r.todo[0].0.kind, r.todo[1].0.kind),
+            (SegKind::Data, SegKind::Zero),
+            "the rest of a zero cut stays zeros"
+        );
+        // A DLO's zero segments are objects: a confirmed one missing from the listing is lost.
+        let r = reconcile(journal, listing, &n, true);
+        assert_eq!(r.lost, vec![8 * M]);
+    }
+
+    #[test]
     fn ranged_pieces_that_would_leave_a_sliver_are_not_taken() {
         let n = SegmentNaming::new("c", "o", true, 0, 64 * M).unwrap();
         let listing = vec![listed(&n, 0, 64 * M - M / 2, "x"), listed(&n, 0, 100, "tiny")];
-        let r = reconcile(vec![rec(0, 64 * M, None, SegState::Pending)], listing, &n);
+        let r = reconcile(vec![rec(0, 64 * M, None, SegState::Pending)], listing, &n, true);
         assert_eq!(cuts(&r), vec![(0, 64, false)]);
         // Pieces past the end of the file, or not whole, are ignored too.
         let mut short = listed(&n, 0, 8 * M, "x");
         short.bytes = 4 * M;
-        let r =
-            reconcile(vec![rec(0, 64 * M, None, SegState::Pending)], vec![listed(&n, 60 * M, 8 * M, "x"), short], &n);
+        let r = reconcile(
+            vec![rec(0, 64 * M, None, SegState::Pending)],
+            vec![listed(&n, 60 * M, 8 * M, "x"), short],
+            &n,
+            true,
+        );
         assert_eq!(cuts(&r), vec![(0, 64, false)]);
     }
 }

@@ -15,7 +15,9 @@ use crate::plan::ManifestKind;
 use crate::progress::Progress;
 use crate::source::{self, FileIdentity};
 use crate::status::StatusView;
+use crate::swift::ListEntry;
 use crate::upload;
+use std::collections::HashMap;
 
 impl Engine {
     /// Runs a job on `file`, whose identity `opened` was read when it was opened (and
@@ -186,6 +188,9 @@ impl Engine {
                     for mut s in segs.into_iter().filter(|s| indices.contains(&s.index)) {
                         // (`indices` are journal keys: index, or offset for ranged names)
                         s.state = SegState::Pending;
+                        if s.repeat_of().is_some() {
+                            s.kind = crate::journal::SegKind::Data;
+                        }
                         journal.put_segment(&s)?;
                     }
                     flush(journal)?;
@@ -201,13 +206,19 @@ impl Engine {
         &self,
         journal: &Arc<Journal>,
         file: &Arc<File>,
-        job: &JobRecord,
+        job: &mut JobRecord,
         naming: &SegmentNaming,
     ) -> Result<()> {
         let listing =
             self.swift.list(&naming.container, &naming.prefix).await.map_err(|e| e.into_error(ErrorKind::Resumable))?;
+        let listed: Arc<HashMap<(u64, u64), ListEntry>> = Arc::new(
+            listing
+                .iter()
+                .filter_map(|e| naming.range_of(&e.name).filter(|r| r.1 == e.bytes).map(|r| (r, e.clone())))
+                .collect(),
+        );
         let segs = journal.segments()?;
-        let r = reconcile::reconcile(segs, listing, naming);
+        let r = reconcile::reconcile(segs, listing, naming, job.plan.manifest == ManifestKind::Dlo);
         blocking(|| journal.apply(&r.changed, &r.removed))?;
         flush(journal)?;
         if !r.lost.is_empty() {
@@ -232,6 +243,10 @@ impl Engine {
         p.segments_confirmed.store(base.segments_confirmed, Relaxed);
         p.bytes_sent.store(base.bytes_sent.saturating_sub(job.bytes_sent_other), Relaxed);
         p.bytes_wasted.store(base.bytes_wasted, Relaxed);
+        p.bytes_zero.store(base.bytes_zero, Relaxed);
+        p.splits.store(journal.splits()?, Relaxed);
+        p.bytes_repeated.store(base.bytes_deduplicated, Relaxed);
+        p.bytes_copied.store(base.bytes_copied_server_side, Relaxed);
         let whole = self.whole_digests(journal, job)?;
         if r.todo.is_empty() && whole.is_none() {
             return Ok(());
@@ -255,6 +270,16 @@ impl Engine {
         }
         let settings = self.settings();
         let (requeue, requeued) = tokio::sync::mpsc::unbounded_channel();
+        // A DLO's zero segments are copied on the server from a maker of the longest
+        // one (at most a segment).
+        let zeros = match (job.plan.manifest, super::zero_run(job), &job.limits.slo) {
+            (ManifestKind::Dlo, Some(_), Some(slo)) => Some(Arc::new(upload::zero_source::ZeroSource::new(
+                naming,
+                job.plan.segment_size.min(job.plan.file_size),
+                slo.max_manifest_segments,
+            ))),
+            _ => None,
+        };
         let floor = job.plan.file_size.div_ceil(crate::plan::MAX_SEGMENTS);
         let ctx = Arc::new(upload::Ctx {
             swift: self.swift.clone(),
@@ -269,6 +294,15 @@ impl Engine {
             pacer: settings.bwlimit.map(|r| Arc::new(upload::pace::Pacer::new(r))),
             sizer: upload::sizer::Sizer::new(floor, naming.ranged, job.plan.manifest == ManifestKind::Slo),
             requeue,
+            zero_run: super::zero_run(job),
+            zeros: zeros.clone(),
+            listed: listed.clone(),
+            originals: naming.ranged.then(|| upload::repeats::Originals::new(&all)),
+            base: journal
+                .base()?
+                .into_iter()
+                .filter_map(|b| Some(((b.md5?, b.length), (b.container, b.name))))
+                .collect(),
         });
         let mut cancel = self.cancel.clone();
         let snap_job = job.clone();
@@ -277,9 +311,13 @@ impl Engine {
             file: file.clone(),
             job_id: job.id.clone(),
             naming: naming.clone(),
+            zero_run: super::zero_run(job),
+            file_size: job.plan.file_size,
+            progress: self.progress.clone(),
+            listed,
         };
         let ready = upload::hasher::spawn(stage, all_for_hasher, r.todo, whole, settings.concurrency);
-        upload::run(ctx, ready, requeued, settings.concurrency, &mut cancel, || {
+        let result = upload::run(ctx, ready, requeued, settings.concurrency, &mut cancel, || {
             let v = StatusView::live(&snap_job, &self.progress);
             match self.write_snapshot(journal, &v) {
                 // The journal's file system is full: the next journal write would fail
@@ -291,7 +329,11 @@ impl Engine {
                 _ => Ok(()),
             }
         })
-        .await?;
+        .await;
+        if let Some(z) = &zeros {
+            job.bytes_sent_other += z.sent();
+        }
+        result?;
         let (sent, adopted) = (Progress::get(&p.segments_sent), Progress::get(&p.segments_adopted));
         if adopted > 0 {
             tracing::info!("job {}: {sent} segment(s) sent, {adopted} found whole on the server (not sent)", job.id);

@@ -13,7 +13,12 @@ use crate::error::{Error, Result};
 ///
 /// 2: whole-image digests and the image import (a schema-1 journal is rebuilt from
 /// its `birth.json`, adopting what the server holds).
-pub const SCHEMA_VERSION: u16 = 2;
+/// 3: segment records say their kind (data or zeros). Schema-2 records are read as
+/// data segments; every other record kept its layout.
+pub const SCHEMA_VERSION: u16 = 3;
+
+/// The oldest schema this version reads.
+const OLDEST_READ: u16 = 2;
 
 pub(super) fn sled_open(path: &Path, id: &str) -> Result<sled::Db> {
     wait_for_sled_lock(path);
@@ -72,11 +77,39 @@ pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
 }
 
 pub(super) fn decode<T: DeserializeOwned>(id: &str, bytes: &[u8]) -> Result<T> {
+    decode_versioned(id, bytes).map(|(_, r)| r)
+}
+
+/// A segment record of schema 2: the same fields, without the kind.
+#[derive(serde::Deserialize)]
+struct SegmentV2 {
+    index: u64,
+    offset: u64,
+    length: u64,
+    md5: Option<String>,
+    state: crate::model::SegState,
+    attempts: u32,
+    sent: u64,
+    inflight: u64,
+}
+
+/// A segment record, of this schema or the one before.
+pub(super) fn decode_segment(id: &str, bytes: &[u8]) -> Result<crate::model::SegmentRecord> {
+    if bytes.len() >= 2 && u16::from_be_bytes([bytes[0], bytes[1]]) == 2 {
+        let (_, v): (u16, SegmentV2) = decode_versioned(id, bytes)?;
+        let SegmentV2 { index, offset, length, md5, state, attempts, sent, inflight } = v;
+        let kind = crate::model::SegKind::Data;
+        return Ok(crate::model::SegmentRecord { index, offset, length, md5, state, attempts, sent, inflight, kind });
+    }
+    decode(id, bytes)
+}
+
+fn decode_versioned<T: DeserializeOwned>(id: &str, bytes: &[u8]) -> Result<(u16, T)> {
     if bytes.len() < 2 {
         return Err(Error::failed(format!("the journal of job {id} holds a truncated record")));
     }
     let v = u16::from_be_bytes([bytes[0], bytes[1]]);
-    if v != SCHEMA_VERSION {
+    if !(OLDEST_READ..=SCHEMA_VERSION).contains(&v) {
         return Err(Error::failed(format!(
             "the journal of job {id} was written with record schema {v}; this k5up reads schema {SCHEMA_VERSION}"
         ))
@@ -84,5 +117,50 @@ pub(super) fn decode<T: DeserializeOwned>(id: &str, bytes: &[u8]) -> Result<T> {
     }
     let (rec, _) = bincode::serde::decode_from_slice(&bytes[2..], bincode::config::standard())
         .map_err(|e| Error::failed(format!("the journal of job {id} holds an unreadable record: {e}")))?;
-    Ok(rec)
+    Ok((v, rec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SegKind, SegState, SegmentRecord};
+
+    #[test]
+    fn schema_2_segments_are_read_as_data() {
+        #[derive(Serialize)]
+        struct V2 {
+            index: u64,
+            offset: u64,
+            length: u64,
+            md5: Option<String>,
+            state: SegState,
+            attempts: u32,
+            sent: u64,
+            inflight: u64,
+        }
+        let old = V2 {
+            index: 3,
+            offset: 30,
+            length: 10,
+            md5: Some("ab".into()),
+            state: SegState::Confirmed,
+            attempts: 2,
+            sent: 20,
+            inflight: 0,
+        };
+        let mut bytes = 2u16.to_be_bytes().to_vec();
+        bytes.extend(bincode::serde::encode_to_vec(&old, bincode::config::standard()).unwrap());
+        let r = decode_segment("j", &bytes).unwrap();
+        assert_eq!(
+            (r.index, r.offset, r.length, r.md5.as_deref(), r.state),
+            (3, 30, 10, Some("ab"), SegState::Confirmed)
+        );
+        assert_eq!((r.attempts, r.sent, r.kind), (2, 20, SegKind::Data));
+        let mut z = SegmentRecord::at(1 << 20, 1 << 20);
+        z.kind = SegKind::Zero;
+        assert_eq!(decode_segment("j", &encode(&z).unwrap()).unwrap(), z);
+        let mut future = encode(&z).unwrap();
+        future[..2].copy_from_slice(&(SCHEMA_VERSION + 1).to_be_bytes());
+        assert!(decode_segment("j", &future).is_err(), "a newer schema is refused, not misread");
+    }
 }

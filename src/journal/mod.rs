@@ -16,10 +16,12 @@ mod root;
 use std::path::PathBuf;
 
 pub use codec::SCHEMA_VERSION;
-use codec::{decode, encode, sled_err, sled_open};
+use codec::{decode, decode_segment, encode, sled_err, sled_open};
 pub use root::{Held, Opened, Root};
 
-pub use crate::model::{ImportOutcome, ImportState, JobRecord, Phase, RunSettings, SegState, SegmentRecord};
+pub use crate::model::{
+    BaseSegment, ImportOutcome, ImportState, JobRecord, Phase, RunSettings, SegKind, SegState, SegmentRecord,
+};
 pub use lock::Role;
 
 use crate::digest::DigestState;
@@ -31,6 +33,8 @@ const JOB_KEY: &[u8] = b"job";
 const DIGEST_KEY: &[u8] = b"digest";
 const IMPORT_KEY: &[u8] = b"import";
 const SETTINGS_KEY: &[u8] = b"settings";
+const BASE_KEY: &[u8] = b"base";
+const SPLITS_KEY: &[u8] = b"splits";
 const SEGMENTS_TREE: &[u8] = b"segments";
 /// Segment records written per sled batch when a journal is created or rebuilt.
 const BATCH: usize = 10_000;
@@ -79,7 +83,7 @@ impl Journal {
             .iter()
             .map(|kv| {
                 let (_, v) = kv.map_err(|e| sled_err(&self.id, e))?;
-                decode(&self.id, &v)
+                decode_segment(&self.id, &v)
             })
             .collect()
     }
@@ -124,6 +128,26 @@ impl Journal {
         self.put_extra(SETTINGS_KEY, s)
     }
 
+    /// Segments split so far because the link carried less than them (all runs).
+    pub fn splits(&self) -> Result<u64> {
+        self.get_extra(SPLITS_KEY).map(Option::unwrap_or_default)
+    }
+
+    /// Records the number of link splits so far (durable at the next flush).
+    pub fn put_splits(&self, n: u64) -> Result<()> {
+        self.put_extra(SPLITS_KEY, &n)
+    }
+
+    /// The segments of the job's `--base` (empty without one).
+    pub fn base(&self) -> Result<Vec<BaseSegment>> {
+        self.get_extra(BASE_KEY).map(Option::unwrap_or_default)
+    }
+
+    /// Records the segments of the job's `--base` (durable at the next flush).
+    pub fn put_base(&self, b: &[BaseSegment]) -> Result<()> {
+        self.put_extra(BASE_KEY, &b.to_vec())
+    }
+
     /// The import's state, once an import was started.
     pub fn import(&self) -> Result<Option<ImportState>> {
         self.get_extra(IMPORT_KEY)
@@ -165,16 +189,7 @@ mod tests {
     use crate::model::tests_support::sample_job;
 
     fn seg(i: u64) -> SegmentRecord {
-        SegmentRecord {
-            index: i,
-            offset: i * 4,
-            length: 4,
-            md5: None,
-            state: SegState::Pending,
-            attempts: 0,
-            sent: 0,
-            inflight: 0,
-        }
+        SegmentRecord::new(i, i * 4, 4, SegKind::Data)
     }
 
     #[test]

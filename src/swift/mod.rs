@@ -53,6 +53,12 @@ pub fn dlo_manifest_value(container: &str, prefix: &str) -> String {
     format!("{}/{}", enc_container(container), enc_container(prefix))
 }
 
+/// The value of `X-Copy-From` for `container/object`: Swift decodes it, then splits
+/// the container off at the first `/`, so every `/` of the object is encoded too.
+pub fn copy_source_value(container: &str, object: &str) -> String {
+    format!("{}/{}", enc_container(container), enc_container(object))
+}
+
 /// The URL path of an object below the storage URL: `<container>%2F<object>`, every
 /// `/` encoded. A name is data, never a path to resolve: URL parsers (reqwest's
 /// included) and the HTTP clients of Glance remove `.` and `..` path segments, even
@@ -303,6 +309,35 @@ impl Swift {
             r.header("Content-Length", body.len().to_string()).body(body.clone())
         })
         .await
+    }
+
+    /// Server-side copy (`PUT` + `X-Copy-From`) of `from` = (container, object)
+    /// (bytes `0..len` only when `len` is given: a `Range`) to `container/object`:
+    /// the bytes move inside the cluster, not over the link. Fails unless the new
+    /// object's ETag is `want` (the MD5 of what it must hold).
+    pub async fn copy(
+        &self,
+        op: &str,
+        container: &str,
+        object: &str,
+        from: (&str, &str),
+        len: Option<u64>,
+        want: &str,
+    ) -> Result<(), SwiftError> {
+        let mut headers = vec![("X-Copy-From", copy_source_value(from.0, from.1))];
+        if let Some(n) = len {
+            headers.push(("Range", format!("bytes=0-{}", n.saturating_sub(1))));
+        }
+        let r = self.put_small(op, container, object, "", vec![], &headers).await?;
+        let got = r.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or_default().trim_matches('"');
+        if !got.eq_ignore_ascii_case(want) {
+            return Err(SwiftError::local(
+                op,
+                format!("the copy has ETag {got}, expected {want}"),
+                crate::retry::Class::Fatal,
+            ));
+        }
+        Ok(())
     }
 
     /// PUTs an SLO manifest with `heartbeat=on` and returns its real outcome.

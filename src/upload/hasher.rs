@@ -22,11 +22,12 @@ use tokio::sync::mpsc;
 use super::segment::{read_failure, source_hint};
 use crate::digest::Whole;
 use crate::error::{Error, Result};
-use crate::journal::{Journal, SegmentRecord};
+use crate::journal::{Journal, SegKind, SegmentRecord};
 use crate::md5lanes::{Backend, Lanes, Md5Stream, update_many};
 use crate::names::SegmentNaming;
 use crate::source::CHUNK;
 use crate::swift::ListEntry;
+use crate::zeros::{Piece, Push, Splitter, zero_pieces};
 
 /// A segment ready for a worker (its MD5 known when the stage hashed it).
 pub type Ready = Result<(SegmentRecord, Option<ListEntry>)>;
@@ -42,6 +43,55 @@ pub struct Stage {
     pub job_id: String,
     /// Segment names, for messages.
     pub naming: SegmentNaming,
+    /// Zero runs of at least this many bytes are cut out of data segments and not
+    /// sent (`None`: every byte is sent).
+    pub zero_run: Option<u64>,
+    /// The source's size (a segment that ends the file may end in a short piece).
+    pub file_size: u64,
+    /// Counts the pieces of split segments.
+    pub progress: Arc<crate::progress::Progress>,
+    /// What the server held under the job's prefix when the run began (see [`super::Ctx::listed`]).
+    pub listed: Arc<std::collections::HashMap<(u64, u64), ListEntry>>,
+}
+
+impl Stage {
+    /// The splitter of a data segment, when zeros are skipped.
+    fn splitter(&self, rec: &SegmentRecord) -> Option<Splitter> {
+        let ends_file = rec.offset + rec.length == self.file_size;
+        self.zero_run.map(|m| Splitter::new(rec.offset, rec.length, m, ends_file))
+    }
+
+    /// Journals the pieces a segment was split into (the first keeps the segment's
+    /// key and counters) in one batch, and returns their records.
+    pub(crate) fn split_into(&self, rec: SegmentRecord, pieces: Vec<Piece>) -> Result<Vec<SegmentRecord>> {
+        let recs = pieces_to_records(rec, pieces);
+        self.progress.pieces(&recs);
+        if recs.len() == 1 {
+            self.journal.put_segment(&recs[0])?;
+        } else {
+            self.journal.apply(&recs, &[])?;
+            tracing::debug!(
+                "job {}: segment at byte {} holds zero runs: {} pieces",
+                self.job_id,
+                recs[0].offset,
+                recs.len()
+            );
+        }
+        Ok(recs)
+    }
+}
+
+/// The records of the pieces of `rec` (data with MD5, or zeros).
+pub(crate) fn pieces_to_records(rec: SegmentRecord, pieces: Vec<Piece>) -> Vec<SegmentRecord> {
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let kind = if p.md5.is_some() { SegKind::Data } else { SegKind::Zero };
+            let base = if i == 0 { rec.clone() } else { SegmentRecord::at(p.offset, p.length) };
+            SegmentRecord { length: p.length, md5: p.md5, kind, inflight: 0, ..base }
+        })
+        .collect()
 }
 
 /// Starts the stage. `all` is every segment of the job (in order), `todo` those to
@@ -157,6 +207,14 @@ fn whole_digests(
                 seg.offset
             )));
         }
+        if seg.is_zero() {
+            // Zeros (a hole, or a run cut out earlier): from memory, not read.
+            if tx.is_closed() {
+                return Ok(());
+            }
+            zero_pieces(seg.length - done).for_each(|p| whole.update(p));
+            done = seg.length;
+        }
         while done < seg.length {
             let n = buf.len().min((seg.length - done) as usize);
             if tx.is_closed() || !frontier.wait_for(seg.offset + done + n as u64, tx) {
@@ -201,6 +259,10 @@ struct Lane {
     item: (SegmentRecord, Option<ListEntry>),
     stream: Md5Stream,
     buf: Vec<u8>,
+    /// Bytes of the segment read so far.
+    read: u64,
+    /// Cuts zero runs out of the segment, when zeros are skipped.
+    split: Option<Splitter>,
 }
 
 /// The MD5 of every segment of `todo` that lacks one, up to `lanes` segments at a
@@ -214,7 +276,7 @@ fn hash_in_lanes(
     frontier: &Frontier,
     tx: &mpsc::Sender<Ready>,
 ) -> Result<()> {
-    let (journal, file, job_id) = (&*stage.journal, &*stage.file, stage.job_id.as_str());
+    let (file, job_id) = (&*stage.file, stage.job_id.as_str());
     let seg = todo.iter().map(|(r, _)| r.length).max().unwrap_or(0);
     let width = lanes_for(backend.width(), seg);
     let mut queue = todo.into_iter();
@@ -229,8 +291,8 @@ fn hash_in_lanes(
     loop {
         while lanes.len() < width && lanes.last().is_none_or(|l| l.stream.len() >= stagger) {
             match queue.next() {
-                // Hashed in an earlier run: straight on.
-                Some(item) if item.0.md5.is_some() => {
+                // Hashed in an earlier run, or zeros: straight on.
+                Some(item) if item.0.md5.is_some() || item.0.is_zero() => {
                     if tx.blocking_send(Ok(item)).is_err() {
                         return Ok(());
                     }
@@ -239,7 +301,8 @@ fn hash_in_lanes(
                     // Segments before it are confirmed or hashed: the digests may read them.
                     frontier.advance(item.0.offset);
                     let buf = spare.pop().unwrap_or_else(|| vec![0u8; CHUNK]);
-                    lanes.push(Lane { item, stream: Md5Stream::new(), buf });
+                    let split = stage.splitter(&item.0);
+                    lanes.push(Lane { item, stream: Md5Stream::new(), buf, read: 0, split });
                 }
                 None => break,
             }
@@ -250,32 +313,71 @@ fn hash_in_lanes(
         if tx.is_closed() {
             return Ok(()); // the run stopped
         }
+        // Bytes of each lane's chunk to hash this round (0: zeros held back).
         let mut lens = Vec::with_capacity(lanes.len());
         for lane in lanes.iter_mut() {
             let rec = &lane.item.0;
-            let done = lane.stream.len();
+            let done = lane.read;
             let n = (CHUNK as u64).min(rec.length - done) as usize;
             read_at(file, &mut lane.buf[..n], rec.offset + done, &stage.naming.label(rec), job_id)?;
-            lens.push(n);
+            lane.read += n as u64;
             frontier.advance(rec.offset + done + n as u64);
+            let push = lane.split.as_mut().map_or(Push::Hash, |s| s.push(&lane.buf[..n]));
+            lens.push(match push {
+                Push::Hold => 0,
+                Push::Hash => n,
+                Push::FlushThenHash(z) => {
+                    zero_pieces(z).for_each(|p| lane.stream.update(p));
+                    n
+                }
+                Push::Cut { close } => {
+                    let done = std::mem::take(&mut lane.stream);
+                    let md5 = close.then(|| hex::encode(done.finalize()));
+                    if let Some(s) = lane.split.as_mut() {
+                        s.cut(md5);
+                    }
+                    n
+                }
+            });
         }
         {
-            let (mut streams, parts): (Vec<&mut Md5Stream>, Vec<&[u8]>) =
-                lanes.iter_mut().zip(&lens).map(|(l, n)| (&mut l.stream, &l.buf[..*n])).unzip();
-            update_many(backend, &mut streams, &parts);
+            // Lanes holding zeros back sit this round out (an empty part would keep
+            // every lane out of SIMD).
+            let (mut streams, parts): (Vec<&mut Md5Stream>, Vec<&[u8]>) = lanes
+                .iter_mut()
+                .zip(&lens)
+                .filter(|(_, n)| **n > 0)
+                .map(|(l, n)| (&mut l.stream, &l.buf[..*n]))
+                .unzip();
+            if !streams.is_empty() {
+                update_many(backend, &mut streams, &parts);
+            }
         }
         let mut i = 0;
         while i < lanes.len() {
-            if lanes[i].stream.len() < lanes[i].item.0.length {
+            if lanes[i].read < lanes[i].item.0.length {
                 i += 1;
                 continue;
             }
-            let Lane { item: (mut rec, hint), stream, buf } = lanes.remove(i);
+            let Lane { item: (rec, hint), mut stream, buf, split, .. } = lanes.remove(i);
             spare.push(buf);
-            rec.md5 = Some(hex::encode(stream.finalize()));
-            journal.put_segment(&rec)?;
-            if tx.blocking_send(Ok((rec, hint))).is_err() {
-                return Ok(());
+            let pieces = match split {
+                None => {
+                    vec![Piece { offset: rec.offset, length: rec.length, md5: Some(hex::encode(stream.finalize())) }]
+                }
+                Some(mut s) => {
+                    zero_pieces(s.flush_at_end()).for_each(|p| stream.update(p));
+                    let md5 = s.has_data().then(|| hex::encode(stream.finalize()));
+                    s.finish(md5)
+                }
+            };
+            let whole = pieces.len() == 1;
+            for r in stage.split_into(rec, pieces)? {
+                // What the server held under the old name fits only the unsplit segment.
+                let hint = if whole { hint.clone() } else { stage.listed.get(&(r.offset, r.length)).cloned() };
+                if tx.blocking_send(Ok((r, hint))).is_err() {
+                    return Ok(());
+                }
             }
         }
     }

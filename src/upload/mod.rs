@@ -11,8 +11,10 @@
 pub mod body;
 pub mod hasher;
 pub mod pace;
+pub mod repeats;
 pub mod segment;
 pub mod sizer;
+pub mod zero_source;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::body::{Meter, segment_body, stalled};
 use crate::error::{Error, ErrorKind, Result};
-use crate::journal::{Journal, SegState, SegmentRecord};
+use crate::journal::{Journal, SegKind, SegState, SegmentRecord};
 use crate::names::SegmentNaming;
 use crate::progress::Progress;
 use crate::retry::{self, Class};
@@ -40,6 +40,19 @@ pub struct Ctx {
     pub sizer: super::sizer::Sizer,
     /// The rest of a split segment goes back to the pool through this.
     pub requeue: tokio::sync::mpsc::UnboundedSender<(SegmentRecord, Option<ListEntry>)>,
+    /// Zero runs of at least this many bytes are cut out and not sent (`None`: all
+    /// bytes are sent).
+    pub zero_run: Option<u64>,
+    /// Where a DLO's zero segments are copied from (`None` for an SLO: its manifest
+    /// points at one zero object).
+    pub zeros: Option<Arc<super::zero_source::ZeroSource>>,
+    /// What the server held under the job's prefix when the run began, by (offset,
+    /// length): pieces a split makes are adopted if an earlier run left them whole.
+    pub listed: Arc<std::collections::HashMap<(u64, u64), ListEntry>>,
+    /// Confirmed data segments of the job, for repeats (`None`: every segment is sent).
+    pub originals: Option<super::repeats::Originals>,
+    /// The segments of `--base` by (MD5, length): (container, name) to copy from.
+    pub base: std::collections::HashMap<(String, u64), (String, String)>,
 }
 
 /// How a segment got confirmed.
@@ -49,6 +62,12 @@ pub enum Outcome {
     Sent,
     /// Found whole on the server (MD5 and size match): not sent again.
     Adopted,
+    /// Zeros: not sent (an SLO points at the zero object; a DLO copies it).
+    Zero,
+    /// The bytes of another confirmed segment of the job: not sent.
+    Repeat,
+    /// Copied on the server from a segment of the base: not sent.
+    Copied,
 }
 
 /// Hashes `len` bytes at `off` on a blocking thread.
@@ -120,6 +139,9 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
     // with a cheap HEAD before sending a whole segment body into it again.
     let probe_first = Mutex::new(false);
     loop {
+        if seg.is_zero() {
+            return zero(&ctx, seg, listed).await;
+        }
         // 1. A segment the server may hold whole is checked as it is; any other is
         //    first cut to what the link carries.
         if listed.as_ref().is_none_or(|e| e.bytes != seg.length) {
@@ -129,14 +151,31 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
         let label = format!("{} of job {}", ctx.naming.label(&seg), ctx.job_id);
         let (off, len) = (seg.offset, seg.length);
 
-        // 2. The MD5 must be known before the PUT: it goes in the ETag header.
+        // 2. The MD5 must be known before the PUT: it goes in the ETag header. Zero
+        //    runs found while hashing are cut out: this task goes on with the first
+        //    piece, the others go back to the pool.
         let md5 = match seg.md5.clone() {
             Some(m) => m,
             None => {
-                let m = hash_range(ctx.file.clone(), off, len).await.map_err(|e| {
+                let pieces = scan(&ctx, off, len).await.map_err(|e| {
                     Error::failed(format!("{label}: cannot read the source: {}", read_failure(&e)))
                         .hint(source_hint(&ctx.job_id))
                 })?;
+                if pieces.len() > 1 || pieces[0].md5.is_none() {
+                    let recs = super::hasher::pieces_to_records(seg, pieces);
+                    let (j, put) = (ctx.journal.clone(), recs.clone());
+                    crate::engine::blocking(|| j.apply(&put, &[]))?;
+                    ctx.progress.pieces(&recs);
+                    let mut recs = recs.into_iter();
+                    seg = recs.next().expect("a piece");
+                    for r in recs {
+                        let hint = ctx.hint(&r);
+                        let _ = ctx.requeue.send((r, hint));
+                    }
+                    listed = ctx.hint(&seg);
+                    continue;
+                }
+                let m = pieces[0].md5.clone().expect("data");
                 seg.md5 = Some(m.clone());
                 save(&ctx.journal, seg.clone(), false).await?;
                 m
@@ -147,6 +186,23 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
         if listed.take().is_some_and(|e| e.hash == md5 && e.bytes == len) {
             tracing::debug!("{label}: already on the server with MD5 {md5}: adopted");
             return confirm(&ctx, seg, Outcome::Adopted).await;
+        }
+        // 3b. The bytes of a confirmed segment of this job: made on the server.
+        if let Some(of) = ctx.originals.as_ref().and_then(|o| o.find(&md5, len, off)) {
+            if !ctx.zero_objects() {
+                seg.kind = SegKind::Repeat { of };
+                return confirm(&ctx, seg, Outcome::Repeat).await;
+            }
+            let from = (ctx.naming.container.clone(), ctx.naming.name_at(of, len));
+            if let Some(done) = copy_in(&ctx, &mut seg, &from, SegKind::Repeat { of }, &label).await? {
+                return Ok(done);
+            }
+        }
+        // 3c. The bytes of a segment of the base: copied on the server.
+        if let Some(from) = ctx.base.get(&(md5.clone(), len))
+            && let Some(done) = copy_in(&ctx, &mut seg, from, SegKind::Copied, &label).await?
+        {
+            return Ok(done);
         }
 
         // 4. PUT with retries.
@@ -160,7 +216,83 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
     }
 }
 
+/// Reads and hashes a segment on a blocking thread, cutting out zero runs.
+async fn scan(ctx: &Ctx, off: u64, len: u64) -> std::io::Result<Vec<crate::zeros::Piece>> {
+    let (file, min, ends) = (ctx.file.clone(), ctx.zero_run, off + len == ctx.file_size);
+    tokio::task::spawn_blocking(move || crate::zeros::scan_range(&file, off, len, min, ends))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
+/// A zero segment: nothing to send. An SLO's is confirmed as it is (its manifest
+/// points at the job's zero object); a DLO's is adopted if the server holds it
+/// whole, else made by a server-side copy.
+async fn zero(ctx: &Ctx, mut seg: SegmentRecord, listed: Option<ListEntry>) -> Result<Outcome> {
+    let Some(zeros) = &ctx.zeros else {
+        return confirm(ctx, seg, Outcome::Zero).await;
+    };
+    let label = format!("{} of job {} (zeros)", ctx.naming.label(&seg), ctx.job_id);
+    let md5 = tokio::task::block_in_place(|| zeros.md5(seg.length));
+    seg.md5 = Some(md5.clone());
+    if listed.or_else(|| ctx.hint(&seg)).is_some_and(|e| e.hash == md5 && e.bytes == seg.length) {
+        return confirm(ctx, seg, Outcome::Adopted).await;
+    }
+    let name = ctx.naming.name(&seg);
+    zeros
+        .copy_to(&ctx.swift, &ctx.naming.container, &name, seg.length)
+        .await
+        .map_err(|e| copy_failed(ctx, &label, e))?;
+    ctx.link_ok();
+    confirm(ctx, seg, Outcome::Zero).await
+}
+
+/// Makes `seg` on the server by copying `from` (container, name), which holds the
+/// same bytes (a repeat's original in a DLO, or a segment of the base), into the
+/// segment's own object, and confirms it as `kind`. `Ok(None)` when `from` is gone
+/// (deleted since): the segment is sent instead.
+async fn copy_in(
+    ctx: &Ctx,
+    seg: &mut SegmentRecord,
+    from: &(String, String),
+    kind: SegKind,
+    label: &str,
+) -> Result<Option<Outcome>> {
+    let to = ctx.naming.name(seg);
+    let md5 = seg.md5.clone().unwrap_or_default();
+    let op = format!("COPY {label} from {}/{}", from.0, from.1);
+    match ctx.swift.copy(&op, &ctx.naming.container, &to, (&from.0, &from.1), None, &md5).await {
+        Ok(()) => {}
+        Err(e) if e.status == Some(404) => {
+            tracing::warn!("{label}: {}/{} is gone: sending the segment instead", from.0, from.1);
+            return Ok(None);
+        }
+        Err(e) => return Err(copy_failed(ctx, label, e)),
+    }
+    ctx.link_ok();
+    seg.kind = kind;
+    let how = if kind == SegKind::Copied { Outcome::Copied } else { Outcome::Repeat };
+    confirm(ctx, seg.clone(), how).await.map(Some)
+}
+
+/// A server-side copy that failed (after its retries), named with its segment.
+fn copy_failed(ctx: &Ctx, label: &str, e: SwiftError) -> Error {
+    let err = e.into_error(ErrorKind::Resumable);
+    let hint = err.hint.clone().unwrap_or_else(|| format!("run `k5up resume {}` to continue", ctx.job_id));
+    Error::new(err.kind, format!("{label}: {}", err.msg)).hint(hint)
+}
+
 impl Ctx {
+    /// True when segments made on the server are objects of their own (a DLO: its
+    /// listing is the object), false for an SLO (its manifest points at the source).
+    fn zero_objects(&self) -> bool {
+        self.zeros.is_some()
+    }
+
+    /// What the server held at the start of the run under `seg`'s name, if anything.
+    fn hint(&self, seg: &SegmentRecord) -> Option<ListEntry> {
+        self.listed.get(&(seg.offset, seg.length)).cloned()
+    }
+
     /// The bytes sent by this run, the streams in flight and the run's seconds so
     /// far: what the sizer reads.
     fn link_counters(&self) -> (u64, u64, f64) {
@@ -177,16 +309,7 @@ impl Ctx {
             return Ok(seg);
         };
         let head = SegmentRecord { length: size, md5: None, inflight: 0, ..seg.clone() };
-        let rest = SegmentRecord {
-            index: seg.offset + size,
-            offset: seg.offset + size,
-            length: seg.length - size,
-            md5: None,
-            state: SegState::Pending,
-            attempts: 0,
-            sent: 0,
-            inflight: 0,
-        };
+        let rest = SegmentRecord::at(seg.offset + size, seg.length - size);
         tracing::info!(
             "job {}: {} split: {} now, the rest ({}) later, as the link lately carries about that much between outages",
             self.job_id,
@@ -198,7 +321,9 @@ impl Ctx {
         tokio::task::spawn_blocking(move || j.apply(&pieces, &[]))
             .await
             .map_err(|e| Error::failed(format!("journal task failed: {e}")))??;
-        self.progress.splits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.progress.splits.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let j = self.journal.clone();
+        crate::engine::blocking(|| j.put_splits(n))?;
         self.progress.segments_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = self.requeue.send((rest, None));
         Ok(head)
@@ -359,11 +484,23 @@ async fn confirm(ctx: &Ctx, mut r: SegmentRecord, how: Outcome) -> Result<Outcom
     r.state = SegState::Confirmed;
     r.inflight = 0;
     let len = r.length;
-    save(&ctx.journal, r, true).await?;
+    save(&ctx.journal, r.clone(), true).await?;
+    if let Some(o) = &ctx.originals {
+        o.add(&r);
+    }
     ctx.progress.confirmed(len);
     let counter = match how {
         Outcome::Sent => &ctx.progress.segments_sent,
         Outcome::Adopted => &ctx.progress.segments_adopted,
+        Outcome::Zero => &ctx.progress.segments_zero,
+        Outcome::Repeat => {
+            ctx.progress.bytes_repeated.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+            &ctx.progress.segments_repeated
+        }
+        Outcome::Copied => {
+            ctx.progress.bytes_copied.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+            &ctx.progress.segments_copied
+        }
     };
     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(how)

@@ -1,0 +1,120 @@
+//! `--base`: the previous version of an image on the server. Its segments (read from
+//! its SLO manifest, nested ones included, its DLO listing, or the plain object
+//! itself) give the new plan its cuts, so that unchanged regions hash to the same
+//! MD5s; a segment of the new file with the MD5 and length of a base segment is
+//! then made by a server-side copy into the new object's own segment: deleting
+//! the base later never breaks the new version.
+
+use percent_encoding::percent_decode_str;
+use serde_json::Value;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::journal::BaseSegment;
+use crate::swift::Swift;
+
+/// Nested SLOs deeper than this are refused (Swift allows 10 levels).
+const MAX_DEPTH: usize = 10;
+
+/// `CONTAINER/OBJECT` of `--base`, split at the first `/`.
+pub fn parse(arg: &str) -> Result<(String, String)> {
+    match arg.split_once('/') {
+        Some((c, o)) if !c.is_empty() && !o.is_empty() => Ok((c.to_string(), o.to_string())),
+        _ => Err(Error::input(format!("--base {arg:?}: expected CONTAINER/OBJECT"))
+            .hint("name the previous version as it is on the server, e.g. --base images/app-v1.raw")),
+    }
+}
+
+/// The segments of `container/object`, in order, with their offsets.
+pub(super) async fn segments_of(swift: &Swift, container: &str, object: &str) -> Result<Vec<BaseSegment>> {
+    let what = format!("--base {container}/{object}");
+    let se = |e: crate::swift::SwiftError| e.into_error(ErrorKind::Resumable).context(what.clone());
+    let Some(head) = swift.head(container, object).await.map_err(se)? else {
+        return Err(Error::input(format!("{what}: no such object on the server"))
+            .hint("check the name (`swift list CONTAINER`), or upload without --base"));
+    };
+    let mut out = vec![];
+    if head.slo {
+        slo_leaves(swift, container, object, 0, &mut out).await?;
+    } else if let Some(m) = head.dlo_manifest.as_deref() {
+        let value = percent_decode_str(m).decode_utf8_lossy().to_string();
+        let (c, prefix) = value.split_once('/').unwrap_or((value.as_str(), ""));
+        for e in swift.list(c, prefix).await.map_err(se)? {
+            out.push(BaseSegment {
+                offset: 0,
+                length: e.bytes,
+                md5: Some(e.hash),
+                container: c.to_string(),
+                name: e.name,
+            });
+        }
+    } else {
+        let md5 = Some(head.etag.clone());
+        out.push(BaseSegment { offset: 0, length: head.size, md5, container: container.into(), name: object.into() });
+    }
+    let mut at = 0;
+    for s in out.iter_mut() {
+        s.offset = at;
+        at += s.length;
+    }
+    if at != head.size {
+        return Err(Error::failed(format!("{what}: its segments hold {at} bytes, the object {}", head.size))
+            .hint("the base changed while it was read; try again, or upload without --base"));
+    }
+    Ok(out)
+}
+
+/// The leaves of an SLO (sub-manifests followed), appended to `out`.
+async fn slo_leaves(
+    swift: &Swift,
+    container: &str,
+    object: &str,
+    depth: usize,
+    out: &mut Vec<BaseSegment>,
+) -> Result<()> {
+    let what = format!("--base: manifest {container}/{object}");
+    if depth > MAX_DEPTH {
+        return Err(Error::input(format!("{what} is nested more than {MAX_DEPTH} levels deep")));
+    }
+    let resp = swift
+        .get(container, object, "multipart-manifest=get")
+        .await
+        .map_err(|e| e.into_error(ErrorKind::Resumable).context(what.clone()))?;
+    let entries: Vec<Value> =
+        resp.json().await.map_err(|e| Error::resumable(format!("{what}: unreadable manifest: {e}")))?;
+    for e in entries {
+        let path = e["name"].as_str().unwrap_or_default().trim_start_matches('/');
+        let (c, name) = path.split_once('/').ok_or_else(|| Error::failed(format!("{what}: odd entry {path:?}")))?;
+        let bytes = e["bytes"].as_u64().unwrap_or(0);
+        let range = e["range"].as_str().and_then(|r| r.split_once('-')).and_then(|(a, b)| {
+            let (a, b) = (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?);
+            (b >= a).then_some(b - a + 1)
+        });
+        if e["sub_slo"].as_bool() == Some(true) && range.is_none() {
+            Box::pin(slo_leaves(swift, c, name, depth + 1, out)).await?;
+            continue;
+        }
+        // A range of a segment holds only part of it: a cut, never a copy source.
+        let md5 = e["hash"].as_str().filter(|_| range.is_none()).map(str::to_string);
+        out.push(BaseSegment {
+            offset: 0,
+            length: range.unwrap_or(bytes),
+            md5,
+            container: c.to_string(),
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_names_container_then_object() {
+        assert_eq!(parse("images/app/v1.raw").unwrap(), ("images".into(), "app/v1.raw".into()));
+        assert!(parse("images").is_err());
+        assert!(parse("/x").is_err());
+        assert!(parse("images/").is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! Zeros made on the server instead of sent: a small seed of zeros is PUT once, an
+//! SLO "maker" lists it as often as the longest zero segment needs, and a
+//! server-side copy (`PUT` + `X-Copy-From`, with a `Range`) of the maker writes a
+//! plain object of exactly the zeros wanted. Only the seed crosses the link.
+//!
+//! An SLO job copies one zero object and points every zero run at it with a
+//! `range`; a DLO job copies each zero segment (its listing must hold real
+//! objects). The seed and the maker live beside the segments (`…/zero/`, outside a
+//! DLO's prefix) and are deleted once the manifest is verified. The zero object
+//! belongs to this job alone, so `swift delete` of another image never reaches it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::OnceCell;
+
+use crate::names::SegmentNaming;
+use crate::swift::manifest::{Entry, slo_body, slo_etag};
+use crate::swift::{Swift, SwiftError};
+use crate::zeros::{BLOCK, md5_of_zeros};
+
+/// The maker of one job's zeros.
+#[derive(Debug)]
+pub struct ZeroSource {
+    container: String,
+    seed: String,
+    maker: String,
+    seed_len: u64,
+    /// The maker's length: the longest zero segment it can make.
+    maker_len: u64,
+    made: OnceCell<()>,
+    /// Bytes put on the wire for the seed and the maker.
+    sent: AtomicU64,
+}
+
+impl ZeroSource {
+    /// For zero segments of at most `longest` bytes, with manifests of at most
+    /// `per_manifest` entries.
+    pub fn new(naming: &SegmentNaming, longest: u64, per_manifest: u64) -> Self {
+        let maker_len = longest.max(BLOCK).next_multiple_of(BLOCK);
+        let seed_len = maker_len.div_ceil(per_manifest.max(2)).max(BLOCK).next_multiple_of(BLOCK);
+        ZeroSource {
+            container: naming.container.clone(),
+            seed: naming.zero_name(&format!("seed+{seed_len}")),
+            maker: naming.zero_name(&format!("maker+{maker_len}")),
+            seed_len,
+            maker_len,
+            made: OnceCell::new(),
+            sent: AtomicU64::new(0),
+        }
+    }
+
+    /// The longest zero segment this source makes.
+    pub fn longest(&self) -> u64 {
+        self.maker_len
+    }
+
+    /// MD5 of `len` zeros.
+    pub fn md5(&self, len: u64) -> String {
+        md5_of_zeros(len)
+    }
+
+    /// Bytes put on the wire for the seed and the maker so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// PUTs the seed and the maker, once per run (both idempotent).
+    async fn ensure(&self, swift: &Swift) -> Result<(), SwiftError> {
+        self.made
+            .get_or_try_init(|| async {
+                let seed_md5 = tokio::task::block_in_place(|| self.md5(self.seed_len));
+                let op = format!("PUT zero seed {}/{}", self.container, self.seed);
+                let body = vec![0u8; self.seed_len as usize];
+                swift.put_small(&op, &self.container, &self.seed, "", body, &[("ETag", seed_md5.clone())]).await?;
+                let n = self.maker_len / self.seed_len;
+                let entry = Entry {
+                    path: format!("/{}/{}", self.container, self.seed),
+                    etag: seed_md5,
+                    size_bytes: self.seed_len,
+                    range: None,
+                };
+                let entries = vec![entry; n as usize];
+                let want = slo_etag(&entries);
+                let body = slo_body(&entries);
+                self.sent.fetch_add(self.seed_len + body.len() as u64, Ordering::Relaxed);
+                let r = swift.put_slo(&self.container, &self.maker, body, &want).await?;
+                if r.status != 201 && r.status != 200 {
+                    return Err(SwiftError::local(
+                        &format!("PUT zero maker {}/{}", self.container, self.maker),
+                        format!("the server refused it: {} {}", r.status, r.body.trim()),
+                        crate::retry::Class::Fatal,
+                    ));
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Writes `len` zeros to `container/name` by a server-side copy of the maker,
+    /// and checks the copy's ETag.
+    pub async fn copy_to(&self, swift: &Swift, container: &str, name: &str, len: u64) -> Result<(), SwiftError> {
+        self.ensure(swift).await?;
+        let op = format!("COPY zeros to {container}/{name}");
+        if len == 0 || len > self.maker_len {
+            return Err(SwiftError::local(
+                &op,
+                format!("{len} bytes of zeros: the maker holds {}", self.maker_len),
+                crate::retry::Class::Fatal,
+            ));
+        }
+        let want = tokio::task::block_in_place(|| self.md5(len));
+        swift.copy(&op, container, name, (&self.container, &self.maker), Some(len), &want).await
+    }
+
+    /// Deletes the seed and the maker (what was copied from them stays).
+    pub async fn remove(&self, swift: &Swift) -> Result<(), SwiftError> {
+        swift.delete(&self.container, &self.maker, "").await?;
+        swift.delete(&self.container, &self.seed, "").await?;
+        Ok(())
+    }
+}
