@@ -8,7 +8,8 @@ For each (image, tool): completed? (object read back with the image's MD5), wall
 time, bytes on the wire / bytes of data (data = 4 KiB blocks that are not all
 zeros), bytes the tool read from files (`rchar` of /proc/PID/io, read before the
 process is reaped) and from storage (`read_bytes`), and the account's
-X-Account-Bytes-Used growth (the server's storage for the object).
+X-Container-Bytes-Used of the target and its segment container (the server's
+storage for the object).
 """
 import argparse
 import hashlib
@@ -33,19 +34,19 @@ def login(auth, user, key):
         return r.headers["X-Storage-Url"], r.headers["X-Auth-Token"]
 
 
-def account_bytes(url, token):
-    """X-Account-Bytes-Used once it stops changing (account stats settle asynchronously)."""
-    last, same = None, 0
-    for _ in range(120):
-        req = urllib.request.Request(url, method="HEAD", headers={"X-Auth-Token": token})
-        with urllib.request.urlopen(req) as r:
-            v = int(r.headers.get("X-Account-Bytes-Used", "0"))
-        same = same + 1 if v == last else 0
-        if same >= 3:
-            return v
-        last = v
-        time.sleep(1)
-    return last
+def stored_bytes(url, token, container):
+    """X-Container-Bytes-Used of the container and its _segments container: what the
+    server stores for the object (manifests, segments, zero objects)."""
+    total = 0
+    for c in (container, container + "_segments"):
+        req = urllib.request.Request(f"{url}/{urllib.request.quote(c)}", method="HEAD",
+                                     headers={"X-Auth-Token": token})
+        try:
+            with urllib.request.urlopen(req) as r:
+                total += int(r.headers.get("X-Container-Bytes-Used", "0"))
+        except urllib.error.HTTPError:
+            pass
+    return total
 
 
 def md5_of(url, token, container, obj):
@@ -156,7 +157,6 @@ class Bench:
         time.sleep(0.5)
         via = self.auth.replace(f":{self.upstream}/", f":{port}/")
         e = self.env(via)
-        before = account_bytes(self.url, self.token)
         if tool.startswith("k5up"):
             cmd = [a.k5up, "upload", path, "-c", c, "-o", "image.raw", "--no-progress"] + list(extra)
             cmd += ["--manifest", "dlo"] if tool == "k5up-dlo" else []
@@ -174,7 +174,8 @@ class Bench:
         relay.wait()
         got, length = md5_of(self.url, self.token, c, "image.raw")
         ok = rc == 0 and got == want_md5 and length == a.size_gib * GIB
-        used = account_bytes(self.url, self.token) - before
+        time.sleep(2)  # container stats follow the object servers' updates
+        used = stored_bytes(self.url, self.token, c)
         wire = f"{st['forwarded'] / data:.3f}" + (f" ({st['forwarded'] / must:.2f} of the changed segments)" if must else "")
         print(f"| {label} | {tool}{' ' + ' '.join(extra[:1]) if extra else ''} | {'yes' if ok else 'NO'} | {wall:.0f} "
               f"| {wire} | {rchar / GIB:.2f} | {read_bytes / GIB:.2f} | {used / GIB:.2f} |", flush=True)
@@ -213,7 +214,7 @@ def main():
         alloc = os.stat(img).st_blocks * 512
         print(f"zeros bench: {a.size_gib} GiB ext4 image of {a.source_dir}: {data / GIB:.2f} GiB of data "
               f"(4 KiB blocks not all zero), {alloc / GIB:.2f} GiB allocated when sparse")
-        print("| image | tool | completed | wall s | wire / data | read (rchar) GiB | read from storage GiB | server bytes used GiB |")
+        print("| image | tool | completed | wall s | wire / data | read (rchar) GiB | read from storage GiB | server stores GiB |")
         print("|---|---|---|---|---|---|---|---|")
         for label, path in (("sparse", img), ("allocated", full)):
             if label not in rows:
