@@ -335,8 +335,21 @@ impl Engine {
         }
         result?;
         let (sent, adopted) = (Progress::get(&p.segments_sent), Progress::get(&p.segments_adopted));
-        if adopted > 0 {
-            tracing::info!("job {}: {sent} segment(s) sent, {adopted} found whole on the server (not sent)", job.id);
+        let made = [
+            (&p.segments_zero, "zeros"),
+            (&p.segments_repeated, "repeats"),
+            (&p.segments_copied, "copied from the base"),
+        ]
+        .into_iter()
+        .map(|(c, what)| (Progress::get(c), what))
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!(", {n} {what}"))
+        .collect::<String>();
+        if adopted > 0 || !made.is_empty() {
+            tracing::info!(
+                "job {}: {sent} segment(s) sent, {adopted} found whole on the server{made} (not sent)",
+                job.id
+            );
         }
         self.publish_digests(journal)
     }

@@ -49,11 +49,6 @@ impl ZeroSource {
         }
     }
 
-    /// The longest zero segment this source makes.
-    pub fn longest(&self) -> u64 {
-        self.maker_len
-    }
-
     /// MD5 of `len` zeros.
     pub fn md5(&self, len: u64) -> String {
         md5_of_zeros(len)
