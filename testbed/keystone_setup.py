@@ -3,7 +3,10 @@
 
 A project `demo` with a user `demo` (role member), an application credential of
 that user, and the object-store service whose endpoints point at the Keystone-
-authenticated Swift proxy. Prints a JSON object with the ids and secrets the
+authenticated Swift proxy. For image sharing: a second project `demo2` with its
+own user `demo2` (role member), and two projects `share1`, `share2` without users
+(more members than the testbed Glance's image_member_quota of 2 allows); `demo`
+is a reader of `share1`, so it finds that project by name among its own. Prints a JSON object with the ids and secrets the
 testbed writes to run/env and run/clouds.yaml.
 
 usage: keystone_setup.py KEYSTONE_URL ADMIN_PASSWORD SWIFT_URL STATE_FILE GLANCE_URL
@@ -16,6 +19,7 @@ import urllib.request
 
 ks, admin_pw, swift_url, state_file, glance_url = sys.argv[1:6]
 DEMO_PW = "demo-secret-pw"
+DEMO2_PW = "demo2-secret-pw"
 
 
 def call(method, path, body=None, token=None, ok=(200, 201, 204)):
@@ -58,17 +62,45 @@ def ensure_service(admin, name, kind, url):
             "service_id": sid, "interface": iface, "region_id": "RegionOne", "url": url}}, admin)
 
 
+def ensure_project(admin, name):
+    return find(admin, "/v3/projects", "projects", name) or call(
+        "POST", "/v3/projects", {"project": {"name": name, "domain_id": "default"}}, admin)[2]["project"]["id"]
+
+
+def ensure_user(admin, name, pw):
+    return find(admin, "/v3/users", "users", name) or call(
+        "POST", "/v3/users", {"user": {"name": name, "domain_id": "default", "password": pw}}, admin)[2]["user"]["id"]
+
+
+def ensure_sharing(admin, state):
+    """The second project and user, and the projects without users (idempotent)."""
+    if "demo2_project_id" in state:
+        return state
+    member = find(admin, "/v3/roles", "roles", "member")
+    reader = find(admin, "/v3/roles", "roles", "reader")
+    p2 = ensure_project(admin, "demo2")
+    u2 = ensure_user(admin, "demo2", DEMO2_PW)
+    call("PUT", "/v3/projects/%s/users/%s/roles/%s" % (p2, u2, member), token=admin)
+    s1 = ensure_project(admin, "share1")
+    s2 = ensure_project(admin, "share2")
+    call("PUT", "/v3/projects/%s/users/%s/roles/%s" % (s1, state["user_id"], reader), token=admin)
+    state.update({"demo2_project_id": p2, "demo2_user_id": u2, "demo2_password": DEMO2_PW,
+                  "share1_project_id": s1, "share2_project_id": s2})
+    with open(state_file, "w") as f:
+        json.dump(state, f)
+    return state
+
+
 if os.path.exists(state_file):
-    ensure_service(login("admin", admin_pw, "admin"), "glance", "image", glance_url)
-    print(open(state_file).read())
+    admin = login("admin", admin_pw, "admin")
+    ensure_service(admin, "glance", "image", glance_url)
+    print(json.dumps(ensure_sharing(admin, json.load(open(state_file)))))
     sys.exit(0)
 
 admin = login("admin", admin_pw, "admin")
 ensure_service(admin, "glance", "image", glance_url)
-project = find(admin, "/v3/projects", "projects", "demo") or call(
-    "POST", "/v3/projects", {"project": {"name": "demo", "domain_id": "default"}}, admin)[2]["project"]["id"]
-user = find(admin, "/v3/users", "users", "demo") or call(
-    "POST", "/v3/users", {"user": {"name": "demo", "domain_id": "default", "password": DEMO_PW}}, admin)[2]["user"]["id"]
+project = ensure_project(admin, "demo")
+user = ensure_user(admin, "demo", DEMO_PW)
 member = find(admin, "/v3/roles", "roles", "member")
 call("PUT", "/v3/projects/%s/users/%s/roles/%s" % (project, user, member), token=admin)
 
@@ -90,4 +122,4 @@ state = {
 }
 with open(state_file, "w") as f:
     json.dump(state, f)
-print(json.dumps(state))
+print(json.dumps(ensure_sharing(admin, state)))

@@ -20,8 +20,11 @@ real service checks, against the real testbed services:
   descriptor) or if its SHA-1 differs from `checksum`.
 - GET /v1/imageimport/<import_id>/status; GET /v1/imageimport?start=&limit= (at
   most 100, newest first).
+- with --glance: a succeeded import is registered in the region's Glance, as K5
+  does, under the requested image id, owned by the token's project, `private`
+  (the object's bytes are stored as they are: the emulator converts nothing).
 
-usage: vmimport.py --port P --keystone URL --swift URL --state DIR [--duration S]
+usage: vmimport.py --port P --keystone URL --swift URL --state DIR [--duration S] [--glance URL]
 """
 import argparse
 import base64
@@ -47,6 +50,7 @@ ap.add_argument("--keystone", required=True)
 ap.add_argument("--swift", required=True)
 ap.add_argument("--state", required=True)
 ap.add_argument("--duration", type=float, default=2.0, help="least seconds an import takes")
+ap.add_argument("--glance", help="register succeeded imports in this Glance")
 ap.add_argument("--require-conversion", action="store_true",
                 help="behave like a region that needs conversion/user_name/password/domain_name")
 ARGS = ap.parse_args()
@@ -158,9 +162,31 @@ def process(imp, token):
     for p in (90, 95):
         set_state(imp, "processing", p)
         time.sleep(step)
+    if ARGS.glance:
+        try:
+            register(imp, token)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            detail = e.read()[:200] if isinstance(e, urllib.error.HTTPError) else e
+            return fail(imp, "IMPORT_REGISTRATION_FAILED", "cannot register the image in Glance: %s" % detail)
     set_state(imp, "succeeded", 100)
     log("import %s of %s succeeded (image %s, %d bytes, sha1 %s)" % (
         imp["import_id"], imp["location"], imp["id"], done, sha1.hexdigest()))
+
+
+def register(imp, token):
+    """Creates the image in Glance with the import's id and stores the object's bytes."""
+    body = {"id": imp["id"], "name": imp["name"], "disk_format": "raw", "container_format": "bare",
+            "visibility": "private", "min_ram": imp["min_ram"], "min_disk": imp["min_disk"],
+            "k5_import_id": imp["import_id"]}
+    req = urllib.request.Request(ARGS.glance + "/v2/images", data=json.dumps(body).encode(), method="POST",
+                                 headers={"X-Auth-Token": token, "Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=60).close()
+    obj = swift_request("GET", imp["location"], token)
+    put = urllib.request.Request(ARGS.glance + "/v2/images/%s/file" % imp["id"], data=obj, method="PUT",
+                                 headers={"X-Auth-Token": token, "Content-Type": "application/octet-stream",
+                                          "Content-Length": obj.headers["Content-Length"]})
+    urllib.request.urlopen(put, timeout=600).close()
+    log("import %s: image %s registered in Glance" % (imp["import_id"], imp["id"]))
 
 
 class Handler(BaseHTTPRequestHandler):
