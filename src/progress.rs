@@ -74,6 +74,8 @@ pub struct Extras {
     pub digests: DigestState,
     /// The tunables of the run.
     pub settings: Option<crate::journal::RunSettings>,
+    /// The sharing step, once started.
+    pub share: Option<crate::journal::ShareState>,
 }
 
 impl Default for Progress {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::digest::DigestState;
-use crate::journal::{ImportOutcome, ImportState, JobRecord, Journal, Root, SegState, SegmentRecord};
+use crate::journal::{ImportOutcome, ImportState, JobRecord, Journal, Root, SegState, SegmentRecord, ShareState};
 use crate::progress::Progress;
 
 /// The state of one job, as `status --json` prints it.
@@ -85,6 +85,14 @@ pub struct StatusView {
     /// The image import, once started.
     #[serde(default)]
     pub import: Option<ImportView>,
+    /// The projects the image is shared with: project id → Glance's member status
+    /// (`pending` until that project accepts, `accepted`, `rejected`), or `to share`
+    /// while k5up has not added it yet.
+    #[serde(default)]
+    pub shared_with: BTreeMap<String, String>,
+    /// The names those projects were given by (project id → name), when given by name.
+    #[serde(default)]
+    pub shared_with_names: BTreeMap<String, String>,
     /// Outages this run saw (the link going down: resets, refusals, timeouts, stalls).
     #[serde(default)]
     pub outages: u64,
@@ -183,6 +191,8 @@ impl StatusView {
             concurrency: 0,
             digests: BTreeMap::new(),
             import: None,
+            shared_with: BTreeMap::new(),
+            shared_with_names: BTreeMap::new(),
             outages: 0,
             link_down_secs: None,
             settings: None,
@@ -196,10 +206,24 @@ impl StatusView {
         self
     }
 
+    /// Adds the sharing step's state.
+    pub fn with_share(mut self, share: Option<&ShareState>) -> Self {
+        for t in share.map(|s| s.targets.as_slice()).unwrap_or_default() {
+            let status = share.and_then(|s| s.status_of(&t.id)).unwrap_or("to share");
+            self.shared_with.insert(t.id.clone(), status.to_string());
+            if let Some(n) = &t.name {
+                self.shared_with_names.insert(t.id.clone(), n.clone());
+            }
+        }
+        self
+    }
+
     /// From the journal: records, digests, import.
     pub fn from_journal(job: &JobRecord, j: &Journal) -> Result<Self> {
         let segs = j.segments()?;
-        let mut v = Self::from_records(job, &segs).with_extras(&j.digest()?, j.import()?.as_ref());
+        let mut v = Self::from_records(job, &segs)
+            .with_extras(&j.digest()?, j.import()?.as_ref())
+            .with_share(j.share()?.as_ref());
         v.settings = j.settings()?.as_ref().map(SettingsView::of);
         v.splits = j.splits()?;
         Ok(v)
@@ -259,7 +283,7 @@ impl StatusView {
         v.link_down_secs = p.link_down_for().map(|d| d.as_secs());
         let x = p.extras.lock().map(|x| x.clone()).unwrap_or_default();
         v.settings = x.settings.as_ref().map(SettingsView::of);
-        v.with_extras(&x.digests, x.import.as_ref())
+        v.with_extras(&x.digests, x.import.as_ref()).with_share(x.share.as_ref())
     }
 }
 

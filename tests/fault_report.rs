@@ -56,6 +56,7 @@ fn run_case(tb: &Testbed, k: &Case, size: u64) -> Outcome {
             Fault::CloseBeforeResponse { count, .. } => Fault::CloseBeforeResponse { method: seg.clone(), count },
             Fault::Corrupt { at, count, .. } => Fault::Corrupt { method: seg.clone(), at, count },
             Fault::CutResponse { after, count, .. } => Fault::CutResponse { method: seg.clone(), after, count },
+            Fault::HoldResponse { count, .. } => Fault::HoldResponse { method: seg.clone(), count },
         })
         .collect();
     let proxy = Throttle::new(tb.small().port(), k.rate, k.latency, faults);
@@ -102,7 +103,8 @@ fn count_of(f: &Fault) -> usize {
         | Fault::Reset { count, .. }
         | Fault::CloseBeforeResponse { count, .. }
         | Fault::Corrupt { count, .. }
-        | Fault::CutResponse { count, .. } => *count,
+        | Fault::CutResponse { count, .. }
+        | Fault::HoldResponse { count, .. } => *count,
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use k5up::digest::Algo;
-use k5up::engine::Given;
+use k5up::engine::{Given, ShareRequest};
 use k5up::import::{ImportKind, ImportSpec, k5};
 use k5up::{Result, units};
 
@@ -108,6 +108,45 @@ pub(super) enum Cmd {
         run: RunArgs,
         #[command(flatten)]
         conn: ConnArgs,
+    },
+    /// Share the image a job imported with other projects (Glance image members)
+    Share {
+        /// Job id
+        job: String,
+        /// The projects (ids or names; repeatable or comma-separated)
+        #[arg(long = "with", value_delimiter = ',', required = true, value_name = "PROJECT")]
+        with: Vec<String>,
+        /// The domain of the project names [default: the user's domain]
+        #[arg(long, value_name = "DOMAIN")]
+        share_domain: Option<String>,
+        /// Glance endpoint [default: the import's, else the `image` service in the Keystone catalog]
+        #[arg(long, env = "K5UP_GLANCE_URL", value_name = "URL")]
+        glance_url: Option<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Accept an image shared with your project, so it appears in the project's image
+    /// list (run with the credentials of the project it was shared with)
+    Accept {
+        /// The image id (`k5up status JOB` of the owner shows it)
+        image_id: String,
+        /// Glance endpoint [default: the `image` service in the Keystone catalog]
+        #[arg(long, env = "K5UP_GLANCE_URL", value_name = "URL")]
+        glance_url: Option<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Print a shell completion script: `k5up completions bash > /etc/bash_completion.d/k5up`
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or with --dir write one page per command there
+    Man {
+        /// Write k5up.1 and k5up-COMMAND.1 into this directory
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Compare the server's manifest and segments with the journal
     Verify {
@@ -210,6 +249,13 @@ pub(super) struct ImportArgs {
     /// Whole-image digests to compute and show in `status` (md5, sha1, sha256, sha512; repeatable or comma-separated)
     #[arg(long = "digest", value_delimiter = ',', value_parser = parse_algo)]
     pub(super) digests: Vec<Algo>,
+    /// Once imported, share the image with these projects (ids or names; repeatable or
+    /// comma-separated). Each sees it after accepting it (`k5up accept IMAGE_ID`)
+    #[arg(long, value_delimiter = ',', value_name = "PROJECT")]
+    pub(super) share_with: Vec<String>,
+    /// The domain of the project names in --share-with [default: the user's domain]
+    #[arg(long, value_name = "DOMAIN", requires = "share_with")]
+    pub(super) share_domain: Option<String>,
 }
 
 fn parse_algo(s: &str) -> std::result::Result<Algo, String> {
@@ -253,6 +299,16 @@ impl Cli {
 }
 
 impl ImportArgs {
+    /// `--share-with` and its companions; `None` when not given. With a K5 import,
+    /// `--glance-url` names the region's Glance, where K5 registers its images.
+    pub(super) fn share(&self) -> Option<ShareRequest> {
+        (!self.share_with.is_empty()).then(|| ShareRequest {
+            projects: self.share_with.clone(),
+            domain: self.share_domain.clone(),
+            glance_url: if self.kind == Some(ImportArg::K5) { self.glance_url.clone() } else { None },
+        })
+    }
+
     /// The import asked for; `None` for no import. `is_new_job`: the K5 profile's
     /// default applies (a bare `k5up import JOB` keeps the journaled one).
     pub(super) fn spec(&self, cli: &Cli, default_from_profile: bool) -> Result<Option<ImportSpec>> {

@@ -124,6 +124,9 @@ fn print_one(v: &StatusView) {
             out!("  import msg {}", clean(m));
         }
     }
+    for line in shared_lines(v) {
+        out!("  shared     {line}");
+    }
     if let Some(e) = &v.last_error {
         out!("  last error {}", clean(e));
     }
@@ -158,7 +161,39 @@ pub(super) fn finished(v: StatusView) -> Result<()> {
     if let Some(i) = &v.import {
         out!("job {}: imported into {} as image {} ({})", v.job, i.kind, i.id, i.status);
     }
+    for line in shared_lines(&v) {
+        out!("job {}: shared with {line}", v.job);
+    }
     Ok(())
+}
+
+/// After `share`.
+pub(super) fn shared(v: &StatusView) -> Result<()> {
+    let image = v.import.as_ref().map(|i| i.id.as_str()).unwrap_or("?");
+    for line in shared_lines(v) {
+        out!("job {}: image {image} shared with {line}", v.job);
+    }
+    Ok(())
+}
+
+/// One line per project the image is shared with: `name (id): status`.
+fn shared_lines(v: &StatusView) -> Vec<String> {
+    v.shared_with
+        .iter()
+        .map(|(id, status)| {
+            let who = match v.shared_with_names.get(id) {
+                Some(n) => format!("{} ({id})", clean(n)),
+                None => id.clone(),
+            };
+            let image = v.import.as_ref().map(|i| i.id.as_str()).unwrap_or("IMAGE_ID");
+            let note = if status == "pending" {
+                format!(" (until that project accepts it: `k5up accept {image}` with its credentials)")
+            } else {
+                String::new()
+            };
+            format!("{who}: {status}{note}")
+        })
+        .collect()
 }
 
 /// `upload --dry-run`.
@@ -176,6 +211,10 @@ pub(super) fn dry_run(p: &Planned) {
     if let Some(i) = &j.import {
         let os = i.os_type.as_deref().map(|o| format!(", os_type {o}")).unwrap_or_default();
         out!("import         {} as `{}` ({}{os})", i.kind.as_str(), clean(&i.image_name), i.disk_format);
+    }
+    if let Some(s) = &p.share {
+        let who: Vec<String> = s.targets.iter().map(|t| clean(&t.describe()).into_owned()).collect();
+        out!("share with     {}", who.join(", "));
     }
     if !j.digests.is_empty() {
         out!("digests        {}", j.digests.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", "));

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use args::{Cli, Cmd, ConnArgs, ManifestArg, RunArgs, given};
-use k5up::engine::{Engine, UploadRequest};
+use k5up::engine::{Engine, ShareRequest, UploadRequest};
 use k5up::import::k5;
 use k5up::journal::Root;
 use k5up::plan::ManifestKind;
@@ -34,7 +34,8 @@ pub(crate) fn main() -> ExitCode {
         Cmd::Resume { conn, .. } | Cmd::Import { conn, .. } | Cmd::Abort { conn, .. } | Cmd::Verify { conn, .. } => {
             conn.clone()
         }
-        Cmd::Status { .. } | Cmd::Jobs { .. } => ConnArgs::default(),
+        Cmd::Share { conn, .. } | Cmd::Accept { conn, .. } => conn.clone(),
+        Cmd::Status { .. } | Cmd::Jobs { .. } | Cmd::Completions { .. } | Cmd::Man { .. } => ConnArgs::default(),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -90,6 +91,7 @@ async fn run(cli: Cli) -> Result<()> {
                 digests: a.import.digests.clone(),
                 replace: a.replace,
                 base: a.base.as_deref().map(k5up::engine::base::parse).transpose()?,
+                share: a.import.share(),
             };
             if a.dry_run {
                 let (_, _, planned) = engine.plan(&req).await?;
@@ -114,7 +116,7 @@ async fn run(cli: Cli) -> Result<()> {
             let spec = import.spec(&cli, false)?;
             let engine = engine(&cli, root, settings)?;
             let progress = ui::spawn_progress(engine.progress.clone(), bar);
-            let r = engine.import(job, spec).await;
+            let r = engine.import(job, spec, import.share().as_ref()).await;
             progress.finish();
             display::finished(r?)
         }
@@ -124,6 +126,28 @@ async fn run(cli: Cli) -> Result<()> {
             out::out!("{}", out::clean(&engine.abort(job, purge).await?));
             Ok(())
         }
+        Cmd::Share { ref job, ref with, ref share_domain, ref glance_url, .. } => {
+            ui::init_tracing(cli.verbose, false);
+            let engine = engine(&cli, root, &default_run())?;
+            let req =
+                ShareRequest { projects: with.clone(), domain: share_domain.clone(), glance_url: glance_url.clone() };
+            display::shared(&engine.share(job, &req).await?)
+        }
+        Cmd::Accept { ref image_id, ref glance_url, .. } => {
+            ui::init_tracing(cli.verbose, false);
+            let engine = engine(&cli, root, &default_run())?;
+            let status = engine.accept(image_id, glance_url.as_deref()).await?;
+            out::out!("image {}: {status} by this project; it is in the project's image list", out::clean(image_id));
+            Ok(())
+        }
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "k5up", &mut buf);
+            out::out!("{}", String::from_utf8_lossy(&buf).trim_end());
+            Ok(())
+        }
+        Cmd::Man { ref dir } => man(dir.as_deref()),
         Cmd::Verify { ref job, deep, json, .. } => {
             ui::init_tracing(cli.verbose, false);
             let engine = engine(&cli, root, &default_run())?;
@@ -131,6 +155,34 @@ async fn run(cli: Cli) -> Result<()> {
             display::verify(&report, json)
         }
     }
+}
+
+/// The manual: one page to stdout, or with `dir` one page per command there.
+fn man(dir: Option<&std::path::Path>) -> Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let render = |c: clap::Command| -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(c)
+            .render(&mut buf)
+            .map_err(|e| k5up::Error::failed(format!("cannot render the manual: {e}")))?;
+        Ok(buf)
+    };
+    let Some(dir) = dir else {
+        out::out!("{}", String::from_utf8_lossy(&render(cmd)?).trim_end());
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).map_err(|e| k5up::Error::io(format!("cannot create {}", dir.display()), e))?;
+    let mut pages = vec![("k5up.1".to_string(), render(cmd.clone())?)];
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("k5up-{}", sub.get_name());
+        pages.push((format!("{name}.1"), render(sub.clone().name(name.clone()).bin_name(name))?));
+    }
+    for (file, bytes) in pages {
+        let p = dir.join(&file);
+        std::fs::write(&p, bytes).map_err(|e| k5up::Error::io(format!("cannot write {}", p.display()), e))?;
+        out::out!("{}", p.display());
+    }
+    Ok(())
 }
 
 fn default_run() -> RunArgs {

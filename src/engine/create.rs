@@ -41,6 +41,8 @@ pub struct UploadRequest {
     pub replace: bool,
     /// `--base CONTAINER/OBJECT`: the previous version of the image on the server.
     pub base: Option<(String, String)>,
+    /// `--share-with`: projects to share the imported image with.
+    pub share: Option<super::ShareRequest>,
 }
 
 /// A job as planned (what `--dry-run` prints).
@@ -59,6 +61,8 @@ pub struct Planned {
     pub holes: u64,
     /// The segments of `--base`.
     pub base: Vec<BaseSegment>,
+    /// The projects to share the image with (resolved in Keystone).
+    pub share: Option<crate::journal::ShareState>,
 }
 
 /// The short, deterministic id of a job: the file's identity and the target.
@@ -164,6 +168,18 @@ impl Engine {
             crate::import::preflight(&self.swift, spec).await?;
         }
         let id = job_id(&ident, &storage_url, &req.container, &object);
+        // Projects to share with are found in Keystone now: an unknown one is refused before the upload.
+        let share = match &req.share {
+            Some(r) if import.is_none() && !self.root.exists(&id) => {
+                return Err(Error::input(format!(
+                    "--share-with {} needs an import: only an image can be shared",
+                    r.projects.join(",")
+                ))
+                .hint("add --import glance (or --import k5)"));
+            }
+            Some(r) => Some(self.share_state(r).await?),
+            None => None,
+        };
         if self.root.exists(&id) {
             // Read only: a dry run neither locks the job nor rebuilds its journal.
             let job = self.root.read_job(&id).map_err(|e| {
@@ -190,7 +206,12 @@ impl Engine {
             job.digests = digests_for(job.import.as_ref(), &[job.digests.clone(), digests].concat());
             let levels = job.plan.manifest_levels();
             let base = self.base_segments(req).await?;
-            let planned = Planned { job, existing: true, manifest_levels: levels, opened: ident, holes: 0, base };
+            if share.is_some() && job.import.is_none() {
+                return Err(Error::input(format!("--share-with needs an import, and job {id} has none"))
+                    .hint("add --import glance (or --import k5)"));
+            }
+            let planned =
+                Planned { job, existing: true, manifest_levels: levels, opened: ident, holes: 0, base, share };
             return Ok((path, file, planned));
         }
         let others = self.owners_of(&storage_url, &req.container, &object, &id)?;
@@ -253,7 +274,7 @@ impl Engine {
             }
             _ => 0,
         };
-        Ok((path, file, Planned { job, existing: false, manifest_levels: levels, opened: ident, holes, base }))
+        Ok((path, file, Planned { job, existing: false, manifest_levels: levels, opened: ident, holes, base, share }))
     }
 
     /// The segments of `--base`, if given.
@@ -297,6 +318,9 @@ impl Engine {
             }
             j
         };
+        if let Some(s) = &planned.share {
+            Self::merge_share(&journal, s)?;
+        }
         self.run(journal, file, &planned.opened).await
     }
 

@@ -81,7 +81,12 @@ impl Engine {
 
     /// `k5up import JOB`: (re)runs only the import of an uploaded job; `spec` (when
     /// given) replaces the journaled one.
-    pub async fn import(&self, id: &str, spec: Option<ImportSpec>) -> Result<StatusView> {
+    pub async fn import(
+        &self,
+        id: &str,
+        spec: Option<ImportSpec>,
+        share: Option<&super::ShareRequest>,
+    ) -> Result<StatusView> {
         let journal = self.open_job(id)?;
         let mut job = journal.job()?;
         if job.manifest_etag.is_none() {
@@ -111,6 +116,10 @@ impl Engine {
         if job.import.is_none() {
             return Err(Error::input(format!("job {id} has no import to run"))
                 .hint("say which: --import k5 or --import glance"));
+        }
+        if let Some(r) = share {
+            let s = self.or_cancel(self.share_state(r)).await?;
+            Self::merge_share(&journal, &s)?;
         }
         journal.put_job(&job)?;
         super::flush(&journal)?;

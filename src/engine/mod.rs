@@ -9,6 +9,7 @@ mod maintain;
 mod reconcile;
 mod run;
 mod settings;
+mod sharing;
 
 use std::fs::File;
 use std::path::Path;
@@ -22,6 +23,7 @@ pub use finish::EMPTY_MD5;
 pub use importing::digests_for;
 pub use maintain::{Check, VerifyReport};
 pub use settings::{Given, Settings};
+pub use sharing::ShareRequest;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{JobRecord, Journal, Opened, Phase, Root};
@@ -136,6 +138,10 @@ impl Engine {
     pub async fn resume(&self, id: &str) -> Result<StatusView> {
         let journal = self.open_job(id)?;
         let job = journal.job()?;
+        // Only the sharing left: it needs Glance, not the file (which may be gone).
+        if job.manifest_etag.is_some() && !run::import_pending(&journal, &job)? && sharing::share_pending(&journal)? {
+            return self.share_on(journal, &ShareRequest::default()).await;
+        }
         let (_, file, opened) = source::open(Path::new(&job.file)).map_err(|e| e.context(format!("job {}", job.id)))?;
         self.or_cancel(self.storage_url_first()).await?;
         self.run(journal, file, &opened).await

@@ -38,7 +38,8 @@ impl Engine {
             job.manifest_etag = None;
             job.phase = Phase::Uploading;
         }
-        if job.manifest_etag.is_some() && !import_pending(&journal, &job)? {
+        if job.manifest_etag.is_some() && !import_pending(&journal, &job)? && !super::sharing::share_pending(&journal)?
+        {
             tracing::info!("job {} is already complete (ETag {})", job.id, job.manifest_etag.as_deref().unwrap_or(""));
             return StatusView::from_journal(&job, &journal);
         }
@@ -52,7 +53,9 @@ impl Engine {
         }
         job.runs += 1;
         job.last_error = None;
-        job.phase = if job.manifest_etag.is_some() {
+        job.phase = if job.manifest_etag.is_some() && !import_pending(&journal, &job)? {
+            Phase::Sharing
+        } else if job.manifest_etag.is_some() {
             Phase::Importing
         } else if job.phase == Phase::Manifest {
             Phase::Manifest
@@ -133,6 +136,9 @@ impl Engine {
         }
         if job.import.is_some() && import_pending(journal, job)? {
             self.import_phase(journal, &file, job).await?;
+        }
+        if super::sharing::share_pending(journal)? {
+            self.share_phase(journal, job).await?;
         }
         Ok(())
     }

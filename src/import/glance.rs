@@ -27,8 +27,13 @@ async fn endpoint(ctx: &Ctx<'_>) -> Result<String, Failure> {
 
 /// Glance's base URL (without `/v2`): `--glance-url`, or the catalog's `image` service.
 pub async fn endpoint_of(swift: &crate::swift::Swift, spec: &crate::import::ImportSpec) -> Result<String, Error> {
-    let url = match &spec.endpoint {
-        Some(u) => u.clone(),
+    base_url(swift, spec.endpoint.as_deref()).await
+}
+
+/// Glance's base URL (without `/v2`): `explicit`, or the catalog's `image` service.
+pub async fn base_url(swift: &crate::swift::Swift, explicit: Option<&str>) -> Result<String, Error> {
+    let url = match explicit {
+        Some(u) => u.to_string(),
         None => swift
             .auth()
             .service_url("image")

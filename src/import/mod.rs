@@ -9,6 +9,8 @@
 pub mod format;
 pub mod glance;
 pub mod k5;
+pub mod projects;
+pub mod share;
 pub mod tempurl;
 
 use std::time::Duration;

@@ -15,7 +15,10 @@ use crate::error::{Error, Result};
 /// its `birth.json`, adopting what the server holds).
 /// 3: segment records say their kind (data or zeros). Schema-2 records are read as
 /// data segments; every other record kept its layout.
-pub const SCHEMA_VERSION: u16 = 3;
+/// 4: the `sharing` phase and the sharing record (new key). Older records keep
+/// their layout and read as they were; an older k5up refuses a schema-4 journal
+/// instead of misreading a phase it does not know.
+pub const SCHEMA_VERSION: u16 = 4;
 
 /// The oldest schema this version reads.
 const OLDEST_READ: u16 = 2;

@@ -21,6 +21,7 @@ pub use root::{Held, Opened, Root};
 
 pub use crate::model::{
     BaseSegment, ImportOutcome, ImportState, JobRecord, Phase, RunSettings, SegKind, SegState, SegmentRecord,
+    ShareState, ShareTarget,
 };
 pub use lock::Role;
 
@@ -32,6 +33,7 @@ use crate::error::{Error, Result};
 const JOB_KEY: &[u8] = b"job";
 const DIGEST_KEY: &[u8] = b"digest";
 const IMPORT_KEY: &[u8] = b"import";
+const SHARE_KEY: &[u8] = b"share";
 const SETTINGS_KEY: &[u8] = b"settings";
 const BASE_KEY: &[u8] = b"base";
 const SPLITS_KEY: &[u8] = b"splits";
@@ -156,6 +158,16 @@ impl Journal {
     /// Replaces the import's state (durable at the next flush).
     pub fn put_import(&self, s: &ImportState) -> Result<()> {
         self.put_extra(IMPORT_KEY, s)
+    }
+
+    /// The sharing step's state, once sharing was asked for.
+    pub fn share(&self) -> Result<Option<ShareState>> {
+        self.get_extra(SHARE_KEY)
+    }
+
+    /// Replaces the sharing step's state (durable at the next flush).
+    pub fn put_share(&self, s: &ShareState) -> Result<()> {
+        self.put_extra(SHARE_KEY, s)
     }
 
     fn get_extra<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {

@@ -142,6 +142,21 @@ pub struct Token {
     pub expires: Option<Instant>,
     /// Keystone's service catalog (not secret), for the image service's endpoint.
     pub catalog: Option<Value>,
+    /// Who the token speaks for (Keystone tokens only).
+    pub scope: Option<Scope>,
+}
+
+/// The project and user a Keystone token is scoped to (ids and names, not secret).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// The project's id: the owner of the images it creates.
+    pub project_id: String,
+    /// The project's name.
+    pub project_name: String,
+    /// The user's domain id (the default domain of project names).
+    pub user_domain_id: String,
+    /// The user's domain name.
+    pub user_domain_name: String,
 }
 
 impl Token {
@@ -217,6 +232,21 @@ impl Auth {
         catalog_endpoint(catalog, kind, &k.interface, k.region.as_deref())
     }
 
+    /// The project and user of the current token (Keystone only).
+    pub async fn scope(&self) -> Result<Scope, String> {
+        let t = self.token().await.map_err(|e| e.to_string())?;
+        t.scope.clone().ok_or_else(|| {
+            "these credentials are not Keystone credentials scoped to a project (sharing an image needs them)".into()
+        })
+    }
+
+    /// Keystone's identity API (`…/v3`), when the job logs in with Keystone.
+    pub fn identity_url(&self) -> Option<String> {
+        let k = self.keystone()?;
+        let base = k.auth_url.trim_end_matches('/');
+        Some(if base.ends_with("/v3") { base.to_string() } else { format!("{base}/v3") })
+    }
+
     /// The Keystone credentials, when the job logs in with Keystone.
     pub fn keystone(&self) -> Option<&Keystone> {
         match &self.creds {
@@ -240,6 +270,7 @@ impl Auth {
                 issued: Instant::now(),
                 expires: None,
                 catalog: None,
+                scope: None,
             }),
         }
     }

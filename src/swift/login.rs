@@ -47,6 +47,7 @@ pub(super) async fn v1(http: &reqwest::Client, url: &str, user: &str, key: &Secr
         issued,
         expires,
         catalog: None,
+        scope: None,
     })
 }
 
@@ -114,6 +115,12 @@ pub(super) async fn keystone(http: &reqwest::Client, k: &Keystone) -> Result<Tok
         issued,
         expires: life.map(|l| issued + l),
         catalog: Some(t["catalog"].clone()),
+        scope: t["project"]["id"].as_str().map(|p| super::auth::Scope {
+            project_id: p.to_string(),
+            project_name: t["project"]["name"].as_str().unwrap_or_default().to_string(),
+            user_domain_id: t["user"]["domain"]["id"].as_str().unwrap_or_default().to_string(),
+            user_domain_name: t["user"]["domain"]["name"].as_str().unwrap_or_default().to_string(),
+        }),
     })
 }
 

@@ -90,6 +90,10 @@ impl Testbed {
     pub fn short(&self) -> Creds {
         self.creds("SHORT_")
     }
+    /// A variable of testbed/run/env, when set.
+    pub fn env_var(&self, k: &str) -> Option<String> {
+        self.env.get(k).cloned()
+    }
     pub fn var(&self, k: &str) -> String {
         self.env.get(k).cloned().unwrap_or_else(|| panic!("{k} missing from testbed/run/env: re-run testbed/up"))
     }
@@ -379,23 +383,7 @@ impl Observer {
 
     /// An observer of the Keystone-authenticated Swift, as the demo user.
     pub fn keystone(tb: &Testbed) -> Observer {
-        let body = serde_json::json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": tb.var("KS_OS_USERNAME"), "domain": {"id": "default"}, "password": tb.var("KS_OS_PASSWORD")}}},
-            "scope": {"project": {"id": tb.var("KS_OS_PROJECT_ID")}}}});
-        let out = Command::new("curl")
-            .args(["-s", "-f", "-D", "-", "-o", "/dev/null", "-H", "Content-Type: application/json", "-d"])
-            .arg(body.to_string())
-            .arg(format!("{}/auth/tokens", tb.var("KS_OS_AUTH_URL")))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let token = text
-            .lines()
-            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("x-subject-token")))
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_else(|| panic!("no token from Keystone: {text}"));
-        Observer { storage_url: tb.var("KS_SWIFT_URL"), token }
+        Observer { storage_url: tb.var("KS_SWIFT_URL"), token: keystone_token(tb, "KS") }
     }
 
     /// The segments an SLO reads, in order, through nested sub-manifests: (container/name, bytes).
@@ -504,4 +492,25 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
         assert!(start.elapsed() < limit, "condition not reached within {limit:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A Keystone token of the testbed user `prefix` (`KS`: demo, `KS2`: demo2), scoped
+/// to its project.
+pub fn keystone_token(tb: &Testbed, prefix: &str) -> String {
+    let v = |k: &str| tb.var(&format!("{prefix}_OS_{k}"));
+    let body = serde_json::json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": v("USERNAME"), "domain": {"id": "default"}, "password": v("PASSWORD")}}},
+        "scope": {"project": {"id": v("PROJECT_ID")}}}});
+    let out = Command::new("curl")
+        .args(["-s", "-f", "-D", "-", "-o", "/dev/null", "-H", "Content-Type: application/json", "-d"])
+        .arg(body.to_string())
+        .arg(format!("{}/auth/tokens", tb.var("KS_OS_AUTH_URL")))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("x-subject-token")))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no token from Keystone for {prefix}: {text}"))
 }

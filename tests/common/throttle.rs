@@ -38,6 +38,9 @@ pub enum Fault {
     /// its body, then cut the connection (an answer lost mid-body: the server did
     /// the work). Only for answers with a body of more than `after` bytes.
     CutResponse { method: String, after: usize, count: usize },
+    /// Forward the whole request, then hold the response back until the client
+    /// gives up or dies (the server did the work; the client never hears of it).
+    HoldResponse { method: String, count: usize },
 }
 
 impl Fault {
@@ -48,7 +51,8 @@ impl Fault {
             | Fault::Reset { method, .. }
             | Fault::CloseBeforeResponse { method, .. }
             | Fault::Corrupt { method, .. }
-            | Fault::CutResponse { method, .. } => method,
+            | Fault::CutResponse { method, .. }
+            | Fault::HoldResponse { method, .. } => method,
         }
     }
     fn count(&mut self) -> &mut usize {
@@ -58,7 +62,8 @@ impl Fault {
             | Fault::Reset { count, .. }
             | Fault::CloseBeforeResponse { count, .. }
             | Fault::Corrupt { count, .. }
-            | Fault::CutResponse { count, .. } => count,
+            | Fault::CutResponse { count, .. }
+            | Fault::HoldResponse { count, .. } => count,
         }
     }
 }
@@ -297,6 +302,9 @@ async fn serve(client: TcpStream, sh: &Arc<Shared>) {
             }
             let mut take = n;
             let armed = *cut.lock().unwrap();
+            if armed == Some(HOLD) {
+                continue; // held back: the client never sees it
+            }
             if let Some(after) = armed {
                 let left = match body_left {
                     Some(l) => Some(l),
@@ -391,6 +399,15 @@ async fn requests(mut link: Link, reply_to: Arc<tokio::sync::Mutex<tokio::net::t
                     return;
                 }
             }
+            Some(Fault::HoldResponse { .. }) => {
+                stats.stalls.fetch_add(1, Ordering::Relaxed);
+                *link.cut_response.lock().unwrap() = Some(HOLD);
+                if link.forward(whole).await.is_ok() {
+                    let mut sink = [0u8; 16 << 10];
+                    while matches!(link.from.read(&mut sink).await, Ok(n) if n > 0) {}
+                }
+                return;
+            }
             Some(Fault::Corrupt { at, .. }) => {
                 stats.corruptions.fetch_add(1, Ordering::Relaxed);
                 link.flip_at = Some(head_len + at);
@@ -419,6 +436,9 @@ async fn requests(mut link: Link, reply_to: Arc<tokio::sync::Mutex<tokio::net::t
     let _ = link.to.shutdown().await;
     std::future::pending::<()>().await
 }
+
+/// The `cut_response` value of [`Fault::HoldResponse`]: relay nothing.
+const HOLD: usize = usize::MAX;
 
 fn content_length(head: &str) -> Option<u64> {
     let mut len = Some(0);
