@@ -64,6 +64,18 @@ fn env_map() -> HashMap<String, String> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    // These need no journal.
+    match cli.cmd {
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "k5up", &mut buf);
+            out::out!("{}", String::from_utf8_lossy(&buf).trim_end());
+            return Ok(());
+        }
+        Cmd::Man { ref dir } => return man(dir.as_deref()),
+        _ => {}
+    }
     let root = Root::new(cli.journal.clone())?;
     match cli.cmd {
         Cmd::Status { job, json } => {
@@ -140,14 +152,7 @@ async fn run(cli: Cli) -> Result<()> {
             out::out!("image {}: {status} by this project; it is in the project's image list", out::clean(image_id));
             Ok(())
         }
-        Cmd::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            let mut buf = Vec::new();
-            clap_complete::generate(shell, &mut cmd, "k5up", &mut buf);
-            out::out!("{}", String::from_utf8_lossy(&buf).trim_end());
-            Ok(())
-        }
-        Cmd::Man { ref dir } => man(dir.as_deref()),
+        Cmd::Completions { .. } | Cmd::Man { .. } => Ok(()),
         Cmd::Verify { ref job, deep, json, .. } => {
             ui::init_tracing(cli.verbose, false);
             let engine = engine(&cli, root, &default_run())?;
@@ -175,7 +180,10 @@ fn man(dir: Option<&std::path::Path>) -> Result<()> {
     let mut pages = vec![("k5up.1".to_string(), render(cmd.clone())?)];
     for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
         let name = format!("k5up-{}", sub.get_name());
-        pages.push((format!("{name}.1"), render(sub.clone().name(name.clone()).bin_name(name))?));
+        pages.push((
+            format!("{name}.1"),
+            render(sub.clone().name(name.clone()).bin_name(name).version(env!("CARGO_PKG_VERSION")))?,
+        ));
     }
     for (file, bytes) in pages {
         let p = dir.join(&file);
