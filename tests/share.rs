@@ -297,4 +297,19 @@ fn a_kill_during_the_sharing_of_a_k5_import_resumes_without_duplicating_anything
     assert_eq!((count("PATCH "), count("POST ")), (1, 3), "{:?}", lines());
     assert_eq!(proxy.stats.closes.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(count("DELETE ") + count("PUT "), 0, "{:?}", lines());
+
+    // A later import of the same job (into Glance now) makes a new image: the
+    // job's projects are given it too.
+    let _g = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
+    run.ok(&["import", &job, "--import", "glance", "--glance-url", &glance, "--no-progress"]);
+    let st = run.status(&job);
+    let image2 = st["import"]["id"].as_str().unwrap().to_string();
+    assert_ne!(image2, image);
+    assert_eq!(members(&tb, &owner, &image2), map(&[(&p2, "pending"), (&s1, "pending")]));
+    assert_eq!((st["phase"].as_str(), shared_with(&st)), (Some("done"), map(&[(&p2, "pending"), (&s1, "pending")])));
+    assert_eq!(
+        members(&tb, &owner, &image),
+        map(&[(&p2, "pending"), (&s1, "pending")]),
+        "the first image kept its members"
+    );
 }

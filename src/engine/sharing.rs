@@ -19,9 +19,16 @@ pub struct ShareRequest {
     pub glance_url: Option<String>,
 }
 
-/// True when the job has projects to share its image with that are not all done.
+/// True when the job has projects to share its image with that are not all done,
+/// or when its image is not the one they were shared (a later import, e.g. into K5
+/// after Glance, makes a new image: the job's projects get it too).
 pub(super) fn share_pending(journal: &Journal) -> Result<bool> {
-    Ok(journal.share()?.is_some_and(|s| !s.done))
+    let Some(s) = journal.share()? else { return Ok(false) };
+    if !s.done {
+        return Ok(true);
+    }
+    let imported = journal.import()?.filter(|i| i.outcome == ImportOutcome::Succeeded);
+    Ok(imported.is_some_and(|i| s.image_id.as_deref() != Some(i.image_id.as_str())))
 }
 
 impl Engine {
@@ -42,7 +49,10 @@ impl Engine {
 
     /// Runs (or continues) the sharing of a job whose import succeeded.
     pub(super) async fn share_phase(&self, journal: &Arc<Journal>, job: &mut JobRecord) -> Result<()> {
-        let Some(mut state) = journal.share()?.filter(|s| !s.done) else { return Ok(()) };
+        if !share_pending(journal)? {
+            return Ok(());
+        }
+        let Some(mut state) = journal.share()? else { return Ok(()) };
         let imported = journal.import()?.filter(|i| i.outcome == ImportOutcome::Succeeded).ok_or_else(|| {
             Error::input(format!("job {}: the image is not imported yet: there is nothing to share", job.id))
                 .hint(format!("`k5up import {} --import glance` (or k5) imports it, then shares it", job.id))
@@ -52,6 +62,7 @@ impl Engine {
             state.image_id = Some(imported.image_id.clone());
             state.members.clear();
             state.visibility = None;
+            state.done = false;
         }
         let explicit = state
             .glance_url
