@@ -194,6 +194,9 @@ fn glance_refusing_the_url_and_a_failed_download_are_reported() {
     assert_eq!(out.status.code(), Some(1), "{}", out_text(&out));
     let text = out_text(&out);
     assert!(text.contains("Glance refused the web-download") && text.contains("allowed_hosts"), "{text}");
+    // The object store is on a port a default Glance refuses: the line that allows it.
+    let port = common::port_of(&url);
+    assert!(text.contains(&format!("allowed_ports = [80,443,{port}]")), "{text}");
     assert_no_signature(&format!("{text}{}", all_files_text(&run.journal())));
     let st = run.status(&run.only_job());
     assert_eq!(st["import"]["outcome"], "failed");

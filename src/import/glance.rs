@@ -185,13 +185,25 @@ async fn start_import(ctx: &Ctx<'_>, base: &str, id: &str, state: &mut ImportSta
         Err(e) if e.status == Some(409) => Ok(()),
         Err(e) if e.status == Some(400) || e.status == Some(403) || e.status == Some(415) => Err(Failure::Service(
             format!("Glance refused the web-download (HTTP {}): {}", e.status.unwrap_or(0), e.detail),
-            format!(
-                "Glance must be allowed to download from {origin} ([import_filtering_opts] allowed_schemes/allowed_hosts/allowed_ports, and web-download in enabled_import_methods); ask its operator, then `k5up import {}`",
-                ctx.job.id
-            ),
+            refusal_hint(&origin, &ctx.job.id),
         )),
         Err(e) => Err(run_err(e)),
     }
+}
+
+/// What the Glance administrator must allow for a web-download from `origin`
+/// (`http://host:port`): a default Glance allows only ports 80 and 443.
+fn refusal_hint(origin: &str, job: &str) -> String {
+    let port = origin.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
+    let ports = match port {
+        Some(p) if p != 80 && p != 443 => format!(
+            "; a default Glance allows only ports 80 and 443: `allowed_ports = [80,443,{p}]` in [import_filtering_opts] of glance-api.conf"
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "Glance must be allowed to download from {origin} ([import_filtering_opts] allowed_schemes/allowed_hosts/allowed_ports, and web-download in enabled_import_methods){ports}; ask its operator, then `k5up import {job}` (the object stays in Swift; README: \"For the Glance administrator\")"
+    )
 }
 
 async fn task_message(ctx: &Ctx<'_>, base: &str, id: &str) -> String {
@@ -249,4 +261,18 @@ fn verify(ctx: &Ctx<'_>, img: &Value) -> Result<(), Failure> {
             ctx.job.id, ctx.job.id
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_port_is_named_with_the_line_that_allows_it() {
+        let h = refusal_hint("http://swift.example:8080", "ab12");
+        assert!(h.contains("allowed_ports = [80,443,8080]") && h.contains("k5up import ab12"), "{h}");
+        let h = refusal_hint("https://swift.example", "ab12");
+        assert!(!h.contains("allowed_ports = ["), "{h}");
+        assert!(!refusal_hint("https://swift.example:443", "j").contains("allowed_ports = ["));
+    }
 }
