@@ -161,6 +161,9 @@ impl Engine {
 
     /// `k5up accept IMAGE_ID`: as the member project, accepts an image shared with it.
     pub async fn accept(&self, image_id: &str, glance_url: Option<&str>) -> Result<String> {
+        if image_id.trim().is_empty() {
+            return Err(Error::input("the image id is empty").hint("`k5up status JOB` of the owner shows it"));
+        }
         let glance = self.or_cancel(import::glance::base_url(&self.swift, glance_url)).await?;
         self.or_cancel(import::share::accept(&self.swift, &glance, image_id)).await
     }
