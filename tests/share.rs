@@ -202,6 +202,16 @@ fn an_unknown_project_is_refused_before_the_upload_and_a_job_never_imported_has_
     assert!(run.status(&job)["shared_with"].as_object().unwrap().is_empty());
 }
 
+/// A k5up started in the background, killed if the test fails before it does.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A real VMDK (qemu-img) of `size` random bytes.
 fn vmdk(run: &Run, size: u64) -> PathBuf {
     let raw = run.path("disk.raw");
@@ -257,11 +267,11 @@ fn a_kill_during_the_sharing_of_a_k5_import_resumes_without_duplicating_anything
         "--no-progress",
     ];
     let job = run.job_id(&args);
-    let mut child = run.spawn(&args);
+    let mut child = KillOnDrop(run.spawn(&args));
     let owner = keystone_token(&tb, "KS");
     // The member request reached Glance, and Glance holds the member.
     let image = wait_for(Duration::from_secs(120), || {
-        if let Ok(Some(s)) = child.try_wait() {
+        if let Ok(Some(s)) = child.0.try_wait() {
             panic!("k5up exited ({s}) before the sharing:\n{}", run.stderr());
         }
         let seen = proxy.stats.requests().iter().any(|r| r.line.starts_with("POST /v2/images/"));
@@ -270,8 +280,8 @@ fn a_kill_during_the_sharing_of_a_k5_import_resumes_without_duplicating_anything
         let image = st["import"]["id"].as_str().map(str::to_string)?;
         (seen && members(&tb, &owner, &image).contains_key(&p2)).then_some(image)
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     let st = run.status(&job);
     assert_eq!(st["phase"].as_str(), Some("sharing"), "{st}");
     assert_eq!(shared_with(&st), map(&[(&p2, "to share")]), "the kill landed before k5up heard of the member");
