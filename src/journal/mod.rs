@@ -34,6 +34,8 @@ const JOB_KEY: &[u8] = b"job";
 const DIGEST_KEY: &[u8] = b"digest";
 const IMPORT_KEY: &[u8] = b"import";
 const SHARE_KEY: &[u8] = b"share";
+/// The sharing request, beside `birth.json`.
+pub(crate) const SHARE_FILE: &str = "share.json";
 const SETTINGS_KEY: &[u8] = b"settings";
 const BASE_KEY: &[u8] = b"base";
 const SPLITS_KEY: &[u8] = b"splits";
@@ -165,9 +167,14 @@ impl Journal {
         self.get_extra(SHARE_KEY)
     }
 
-    /// Replaces the sharing step's state (durable at the next flush).
+    /// Replaces the sharing step's state (durable at the next flush). The request
+    /// (which projects, which Glance) is also kept beside the birth record, in
+    /// `share.json`, so a journal rebuilt after damage shares the image again.
     pub fn put_share(&self, s: &ShareState) -> Result<()> {
-        self.put_extra(SHARE_KEY, s)
+        self.put_extra(SHARE_KEY, s)?;
+        let request = ShareState::new(s.targets.clone(), s.glance_url.clone());
+        let bytes = serde_json::to_vec_pretty(&request).map_err(|e| Error::failed(e.to_string()))?;
+        root::write_atomic(&self.dir, SHARE_FILE, &bytes)
     }
 
     fn get_extra<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
@@ -287,10 +294,33 @@ mod tests {
         assert_eq!(**birth.as_ref().unwrap(), sample_job("dmg"));
         let j = root.rebuild(held, &birth.unwrap(), (0..3).map(seg)).unwrap();
         assert_eq!(j.segments().unwrap().len(), 3);
+        assert_eq!(j.share().unwrap(), None);
         drop(j);
         assert!(matches!(root.open_checked("dmg").unwrap(), Opened::Ok(_)));
         let kept = std::fs::read_dir(d.path().join("jobs/dmg")).unwrap().flatten();
         assert!(kept.into_iter().any(|e| e.file_name().to_string_lossy().starts_with("db.damaged-")));
+    }
+
+    #[test]
+    fn a_rebuilt_journal_keeps_the_sharing_request_and_shares_again() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(Some(d.path().to_path_buf())).unwrap();
+        let j = root.create(&sample_job("shr"), (0..2).map(seg)).unwrap();
+        let t = crate::model::ShareTarget { id: "p2".into(), name: Some("team".into()) };
+        let mut s = ShareState::new(vec![t], Some("http://glance".into()));
+        s.set_status("p2", "accepted");
+        s.done = true;
+        j.put_share(&s).unwrap();
+        let mut bad = SCHEMA_VERSION.to_be_bytes().to_vec();
+        bad.extend([0xff, 0xff]);
+        j.segs.insert(1u64.to_be_bytes(), bad).unwrap();
+        j.flush().unwrap();
+        drop(j);
+        let Opened::Damaged { birth, held, .. } = root.open_checked("shr").unwrap() else { panic!("trusted") };
+        let j = root.rebuild(held, &birth.unwrap(), (0..2).map(seg)).unwrap();
+        let back = j.share().unwrap().unwrap();
+        assert_eq!((back.targets, back.glance_url.as_deref()), (s.targets, Some("http://glance")));
+        assert!(!back.done && back.members.is_empty(), "the statuses are read from Glance again");
     }
 
     #[test]

@@ -226,7 +226,16 @@ impl Root {
             std::fs::rename(dir.join("db"), &aside)
                 .map_err(|e| Error::io(format!("cannot move the damaged journal of job {} aside", job.id), e))?;
         }
-        Self::create_locked(dir, lock, job, segments)
+        // The sharing request survives (it runs again: Glance is asked before anything is added).
+        let share = std::fs::read(dir.join(super::SHARE_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<crate::model::ShareState>(&b).ok());
+        let j = Self::create_locked(dir, lock, job, segments)?;
+        if let Some(s) = share {
+            j.put_share(&s)?;
+            j.flush()?;
+        }
+        Ok(j)
     }
 
     /// Deletes the journal of `id` (the caller holds its lock through `journal`).
