@@ -200,6 +200,21 @@ fn an_unknown_project_is_refused_before_the_upload_and_a_job_never_imported_has_
     assert!(text(&out).contains("was never imported"), "{}", text(&out));
     assert!(text(&out).contains(&format!("k5up import {job}")), "{}", text(&out));
     assert!(run.status(&job)["shared_with"].as_object().unwrap().is_empty());
+
+    // What the hint says: the import, then the sharing, of the job already uploaded.
+    let _g = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
+    run.ok(&["import", &job, "--import", "glance", "--share-with", &p2, "--no-progress"]);
+    let st = run.status(&job);
+    let image = st["import"]["id"].as_str().unwrap().to_string();
+    let owner = keystone_token(&tb, "KS");
+    assert_eq!(members(&tb, &owner, &image), map(&[(&p2, "pending")]));
+    assert_eq!((st["phase"].as_str(), shared_with(&st)), (Some("done"), map(&[(&p2, "pending")])));
+
+    // The same upload command again, with one more project: only the sharing runs.
+    let out = run.ok(&["upload", s, "-c", &c, "--share-with", "share1", "--no-progress"]);
+    let s1 = tb.var("SHARE1_PROJECT_ID");
+    assert_eq!(members(&tb, &owner, &image), map(&[(&p2, "pending"), (&s1, "pending")]), "{out}");
+    assert_eq!(run.status(&job)["import"]["id"].as_str(), Some(image.as_str()), "no second import");
 }
 
 /// A k5up started in the background, killed if the test fails before it does.
