@@ -50,7 +50,7 @@ pub async fn run(ctx: &Ctx<'_>, mut state: ShareState) -> Result<ShareState> {
         Ok(r) => json_of(&op, r).await?,
         Err(e) if e.status == Some(404) => {
             return Err(Error::failed(format!("job {job}: image {id} is not in Glance at {}: {e}", ctx.glance)).hint(
-                format!("was it deleted? `k5up import {job}` imports it again; with a K5 import, give the region's Glance with --glance-url"),
+                "was it deleted after the import (`openstack image show ID`)? With a K5 import, the image is in the region's Glance: give it with --glance-url".to_string(),
             ));
         }
         Err(e) => return Err(resumable(e)),
