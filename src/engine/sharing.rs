@@ -52,7 +52,7 @@ impl Engine {
         if !share_pending(journal)? {
             return Ok(());
         }
-        let Some(mut state) = journal.share()? else { return Ok(()) };
+        let mut state = journal.share()?.unwrap_or_else(|| ShareState::new(vec![], None));
         let imported = journal.import()?.filter(|i| i.outcome == ImportOutcome::Succeeded).ok_or_else(|| {
             Error::input(format!("job {}: the image is not imported yet: there is nothing to share", job.id))
                 .hint(format!("`k5up import {} --import glance` (or k5) imports it, then shares it", job.id))

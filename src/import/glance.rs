@@ -13,6 +13,7 @@ use crate::digest::Algo;
 use crate::error::{Error, ErrorKind};
 use crate::model::ImportState;
 use crate::swift::SwiftError;
+use crate::swift::session::read_json;
 
 /// Disk formats Glance knows besides those k5up detects.
 pub const OTHER_FORMATS: [&str; 5] = ["ami", "ari", "aki", "vdi", "ploop"];
@@ -45,15 +46,7 @@ pub async fn base_url(swift: &crate::swift::Swift, explicit: Option<&str>) -> Re
 }
 
 async fn get_json(ctx: &Ctx<'_>, op: &str, url: &str) -> Result<Option<Value>, Failure> {
-    match ctx.swift.session().send_url_retrying(op, Method::GET, url, |r| r.header("Accept", "application/json")).await
-    {
-        Ok(resp) => {
-            let v = resp.json::<Value>().await.map_err(|e| run_err(SwiftError::transport(op, &e)))?;
-            Ok(Some(v))
-        }
-        Err(e) if e.status == Some(404) => Ok(None),
-        Err(e) => Err(run_err(e)),
-    }
+    ctx.swift.session().get_json(op, url).await.map_err(run_err)
 }
 
 /// Runs or continues the Glance import of `state.image_id`.
@@ -139,7 +132,7 @@ async fn create(ctx: &Ctx<'_>, base: &str, id: &str) -> Result<Value, Failure> {
         .send_url_retrying(&op, Method::POST, &url, |r| r.header("Accept", "application/json").json(&body))
         .await;
     match r {
-        Ok(resp) => resp.json::<Value>().await.map_err(|e| run_err(SwiftError::transport(&op, &e))),
+        Ok(resp) => read_json(&op, resp).await.map_err(run_err),
         // Created by a run that died before it saw the answer.
         Err(e) if e.status == Some(409) => get_json(ctx, &op, &format!("{url}/{id}")).await?.ok_or_else(|| {
             Failure::Service(format!("Glance refused image id {id}: {}", e.detail), retry_hint(&ctx.job.id))

@@ -10,12 +10,11 @@
 //! it has the shape of a project id (32 hex digits), with a warning: Glance itself
 //! does not check member ids.
 
-use reqwest::Method;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::model::ShareTarget;
-use crate::swift::{Swift, SwiftError};
+use crate::swift::Swift;
 
 /// What one lookup in Keystone found.
 enum Found {
@@ -26,15 +25,9 @@ enum Found {
 }
 
 async fn get(swift: &Swift, op: &str, url: &str) -> Result<Found> {
-    match swift.session().send_url_retrying(op, Method::GET, url, |r| r.header("Accept", "application/json")).await {
-        Ok(resp) => {
-            let v = resp
-                .json::<Value>()
-                .await
-                .map_err(|e| SwiftError::transport(op, &e).into_error(crate::error::ErrorKind::BadInput))?;
-            Ok(Found::Yes(v))
-        }
-        Err(e) if e.status == Some(404) => Ok(Found::No),
+    match swift.session().get_json(op, url).await {
+        Ok(Some(v)) => Ok(Found::Yes(v)),
+        Ok(None) => Ok(Found::No),
         Err(e) if e.status == Some(403) => Ok(Found::Refused(e.detail)),
         Err(e) => Err(Error::input(format!("cannot look up projects in Keystone: {e}"))),
     }

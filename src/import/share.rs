@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::ShareState;
+use crate::swift::session::read_json;
 use crate::swift::{Swift, SwiftError};
 
 /// Glance's JSON-patch media type for image updates.
@@ -33,7 +34,7 @@ fn resumable(e: SwiftError) -> Error {
 }
 
 async fn json_of(op: &str, resp: reqwest::Response) -> Result<Value> {
-    resp.json::<Value>().await.map_err(|e| resumable(SwiftError::transport(op, &e)))
+    read_json(op, resp).await.map_err(resumable)
 }
 
 /// Runs (or continues) the sharing of `state.image_id`. Returns the final state.
@@ -43,17 +44,10 @@ pub async fn run(ctx: &Ctx<'_>, mut state: ShareState) -> Result<ShareState> {
     let http = ctx.swift.session();
     let image_url = format!("{}/v2/images/{id}", ctx.glance);
     let op = format!("GET Glance image {id} (before sharing it)");
-    let image = match http
-        .send_url_retrying(&op, Method::GET, &image_url, |r| r.header("Accept", "application/json"))
-        .await
-    {
-        Ok(r) => json_of(&op, r).await?,
-        Err(e) if e.status == Some(404) => {
-            return Err(Error::failed(format!("job {job}: image {id} is not in Glance at {}: {e}", ctx.glance)).hint(
-                "was it deleted after the import (`openstack image show ID`)? With a K5 import, the image is in the region's Glance: give it with --glance-url".to_string(),
-            ));
-        }
-        Err(e) => return Err(resumable(e)),
+    let Some(image) = http.get_json(&op, &image_url).await.map_err(resumable)? else {
+        return Err(Error::failed(format!("job {job}: image {id} is not in Glance at {}", ctx.glance)).hint(
+            "was it deleted after the import (`openstack image show ID`)? With a K5 import, the image is in the region's Glance: give it with --glance-url",
+        ));
     };
     let owner = image["owner"].as_str().unwrap_or_default().to_string();
     let scope = ctx.swift.auth().scope().await.map_err(Error::failed)?;
@@ -83,7 +77,7 @@ pub async fn run(ctx: &Ctx<'_>, mut state: ShareState) -> Result<ShareState> {
         match http.send_url_retrying(&op, Method::PATCH, &image_url, patch).await {
             Ok(_) => visibility = "shared".into(),
             Err(e) if e.status == Some(403) => {
-                return Err(refused(job, &id, "make the image shared", &e, &whose)
+                return Err(refused(job, &e, &whose)
                     .hint("only the image's owner may change its visibility; check your role in the project"));
             }
             Err(e) => return Err(resumable(e)),
@@ -140,14 +134,14 @@ pub async fn run(ctx: &Ctx<'_>, mut state: ShareState) -> Result<ShareState> {
             Err(e) if e.status == Some(413) => {
                 state.targets.retain(|x| x.id != t.id);
                 (ctx.on_state)(&state)?;
-                return Err(refused(job, &id, &format!("add project {}", t.describe()), &e, &whose).hint(
+                return Err(refused(job, &e, &whose).hint(
                     "Glance's image_member_quota is reached for this image: remove members it no longer needs, or ask the Glance administrator to raise the quota",
                 ));
             }
             Err(e) if e.status == Some(403) => {
                 state.targets.retain(|x| x.id != t.id);
                 (ctx.on_state)(&state)?;
-                return Err(refused(job, &id, &format!("add project {}", t.describe()), &e, &whose)
+                return Err(refused(job, &e, &whose)
                     .hint("only the project that owns the image may add members: use its credentials"));
             }
             Err(e) => return Err(resumable(e)),
@@ -158,13 +152,9 @@ pub async fn run(ctx: &Ctx<'_>, mut state: ShareState) -> Result<ShareState> {
     }
     // Every member's status as Glance holds it now (another project may have accepted).
     let op = format!("GET Glance image {id} members");
-    let list = match http
-        .send_url_retrying(&op, Method::GET, &members_url, |r| r.header("Accept", "application/json"))
-        .await
-    {
-        Ok(r) => json_of(&op, r).await?,
-        Err(e) => return Err(resumable(e)),
-    };
+    let list = http.get_json(&op, &members_url).await.map_err(resumable)?.ok_or_else(|| {
+        Error::failed(format!("job {job}: image {id} disappeared from Glance while it was being shared"))
+    })?;
     for m in list["members"].as_array().into_iter().flatten() {
         if let (Some(p), Some(s)) = (m["member_id"].as_str(), m["status"].as_str())
             && state.targets.iter().any(|t| t.id == p)
@@ -189,26 +179,14 @@ pub async fn run(ctx: &Ctx<'_>, mut state: ShareState) -> Result<ShareState> {
 async fn member_status(ctx: &Ctx<'_>, id: &str, project: &str) -> Result<Option<String>> {
     let url = format!("{}/v2/images/{id}/members/{}", ctx.glance, crate::swift::enc_container(project));
     let op = format!("GET Glance image {id} member {project}");
-    match ctx
-        .swift
-        .session()
-        .send_url_retrying(&op, Method::GET, &url, |r| r.header("Accept", "application/json"))
-        .await
-    {
-        Ok(r) => Ok(Some(json_of(&op, r).await?["status"].as_str().unwrap_or("pending").to_string())),
-        Err(e) if e.status == Some(404) => Ok(None),
-        Err(e) => Err(resumable(e)),
-    }
+    let member = ctx.swift.session().get_json(&op, &url).await.map_err(resumable)?;
+    Ok(member.map(|m| m["status"].as_str().unwrap_or("pending").to_string()))
 }
 
-/// Glance refused `what`: its own words, the request id, the project.
-fn refused(job: &str, id: &str, what: &str, e: &SwiftError, whose: &str) -> Error {
-    let tx = e.trans_id.as_deref().map(|t| format!(" (request {t})")).unwrap_or_default();
-    Error::failed(format!(
-        "job {job}: Glance refused to {what} for image {id}: HTTP {}: {}{tx}{whose}",
-        e.status.unwrap_or(0),
-        e.detail
-    ))
+/// Glance refused a step: the request (it names the image and the project), Glance's
+/// own words and request id, and whose image it is.
+fn refused(job: &str, e: &SwiftError, whose: &str) -> Error {
+    Error::failed(format!("job {job}: Glance refused: {e}{whose}"))
 }
 
 /// `k5up accept IMAGE_ID`: as a member project, accepts an image shared with it

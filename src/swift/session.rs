@@ -142,6 +142,15 @@ impl Session {
         Err(e)
     }
 
+    /// `GET url` of a JSON API (Glance, Keystone) with retries; `None` for a 404.
+    pub async fn get_json(&self, op: &str, url: &str) -> Result<Option<serde_json::Value>, SwiftError> {
+        match self.send_url_retrying(op, Method::GET, url, |r| r.header("Accept", "application/json")).await {
+            Ok(resp) => read_json(op, resp).await.map(Some),
+            Err(e) if e.status == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// [`Swift::send_url`] with retries (idempotent requests).
     pub async fn send_url_retrying(
         &self,
@@ -152,4 +161,10 @@ impl Session {
     ) -> Result<Response, SwiftError> {
         retry::retry(&self.policy, op, |_| self.send_url(op, method.clone(), url, &build)).await
     }
+}
+
+/// The JSON body of a successful answer; a body cut off or unreadable is a
+/// transport error of `op` (retried like one).
+pub async fn read_json(op: &str, resp: Response) -> Result<serde_json::Value, SwiftError> {
+    resp.json().await.map_err(|e| SwiftError::transport(op, &e))
 }
