@@ -304,6 +304,36 @@ pub struct BaseSegment {
     pub name: String,
 }
 
+/// An object this job replaces (`--replace`): the segments of the job that
+/// uploaded it. They stay whole, so the old object stays readable, until this job's
+/// manifest is written and verified; then this job deletes them (exactly their
+/// names). Kept as JSON beside `birth.json` (`replaces.json`), outside the database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replaced {
+    /// The job that uploaded it (its journal entry is gone).
+    pub job: String,
+    /// Its container and object (the same as this job's).
+    pub target: String,
+    /// Its segment container.
+    pub segment_container: String,
+    /// Its segment prefix.
+    pub segment_prefix: String,
+}
+
+/// What identifies the source besides [`FileIdentity`](crate::source::FileIdentity):
+/// its inode change time, which no user can set back (a file rewritten in place
+/// with its size and mtime restored still moves it). Kept as JSON beside
+/// `birth.json` (`source.json`); `None` when unknown (a job of an older k5up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SourceStamp {
+    /// ctime, nanoseconds since the epoch.
+    pub ctime_ns: Option<i128>,
+    /// Device and inode the stamp was read from.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+}
+
 /// One segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentRecord {

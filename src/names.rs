@@ -53,11 +53,22 @@ pub fn check_object(name: &str) -> Result<()> {
 
 /// Where a job's segments live and how they are named.
 ///
-/// Jobs created by this version name each segment by the bytes it holds:
-/// `<object>/[slo/]<mtime>/<size>/bytes/<offset:016>+<length>` in `<container>_segments`.
-/// The name alone says which range of the file a segment holds, so segments cut to
-/// any size, by any run, are recognised and adopted (after a lost journal too); the
-/// fixed-width offset keeps a listing (and so a DLO) in file order.
+/// Jobs created by this version name each segment by the bytes it holds, under a
+/// prefix of their own:
+/// `<object>/[slo/]<mtime>/<size>/<nonce>/bytes/<offset:016>+<length>` in
+/// `<container>_segments`, where `<nonce>` (`j` + 16 hex digits) is drawn at random
+/// when the job is created. Two jobs never share a segment name, even for two builds
+/// of one image with the same size and mtime: a job never PUTs over, nor deletes,
+/// another job's segment. The name alone says which range of the file a segment
+/// holds, so segments cut to any size, by any run of the job, are recognised and
+/// adopted; the fixed-width offset keeps a listing (and so a DLO) in file order.
+/// Segments of other jobs of the same object (a lost journal, an earlier build) sit
+/// under the same stem (see [`SegmentNaming::stem`]); they are never adopted as
+/// they are, only copied on the server into the job's own names once their ETag
+/// matches the local MD5 of that range.
+///
+/// Jobs created by k5up 0.2 and 0.3 have no nonce
+/// (`<object>/[slo/]<mtime>/<size>/bytes/…`); they keep their names.
 ///
 /// Jobs created by k5up 0.1 (a uniform plan) follow python-swiftclient's
 /// convention, `<object>/[slo/]<mtime>/<size>/<segment_size>/<index:08>`; they keep
@@ -76,12 +87,16 @@ pub struct SegmentNaming {
 const RANGED_DIR: &str = "bytes/";
 
 impl SegmentNaming {
-    /// The naming for `object` in `container`, for a file of `size` bytes modified at
-    /// `mtime_ns` (nanoseconds since the epoch): segment names say their byte range.
-    pub fn new(container: &str, object: &str, slo: bool, mtime_ns: i128, size: u64) -> Result<Self> {
+    /// The naming of a new job for `object` in `container`, for a file of `size`
+    /// bytes modified at `mtime_ns` (nanoseconds since the epoch), with the job's own
+    /// `nonce` (see [`new_nonce`]): segment names say their byte range.
+    pub fn new(container: &str, object: &str, slo: bool, mtime_ns: i128, size: u64, nonce: &str) -> Result<Self> {
+        if !is_nonce(nonce) {
+            return Err(Error::failed(format!("`{nonce}` is not a segment-name nonce")));
+        }
         let naming = SegmentNaming::of_job(
             &format!("{container}_segments"),
-            &format!("{}{RANGED_DIR}", Self::stem(object, slo, mtime_ns, size)),
+            &format!("{}{nonce}/{RANGED_DIR}", Self::stem_of(object, slo, mtime_ns, size)),
         );
         check_container(&naming.container).map_err(|e| e.context("segment container"))?;
         if naming.name_at(u64::MAX / 2, u64::MAX / 2).len() > MAX_OBJECT_NAME {
@@ -97,11 +112,11 @@ impl SegmentNaming {
     pub fn indexed(container: &str, object: &str, slo: bool, mtime_ns: i128, size: u64, segment_size: u64) -> Self {
         SegmentNaming::of_job(
             &format!("{container}_segments"),
-            &format!("{}{segment_size}/", Self::stem(object, slo, mtime_ns, size)),
+            &format!("{}{segment_size}/", Self::stem_of(object, slo, mtime_ns, size)),
         )
     }
 
-    fn stem(object: &str, slo: bool, mtime_ns: i128, size: u64) -> String {
+    fn stem_of(object: &str, slo: bool, mtime_ns: i128, size: u64) -> String {
         let secs = mtime_ns.div_euclid(1_000_000_000);
         let micros = mtime_ns.rem_euclid(1_000_000_000) / 1000;
         let kind = if slo { "slo/" } else { "" };
@@ -129,6 +144,60 @@ impl SegmentNaming {
         if self.ranged { format!("segment {:016}+{}", s.offset, s.length) } else { format!("segment {}", s.index) }
     }
 
+    /// Where the segments of every job of this object and file (size, mtime) live:
+    /// the prefix without the job's nonce. `None` for names that have none.
+    pub fn stem(&self) -> Option<&str> {
+        let head = self.prefix.strip_suffix(RANGED_DIR)?.strip_suffix('/')?;
+        let (stem, nonce) = head.rsplit_once('/')?;
+        is_nonce(nonce).then(|| &self.prefix[..stem.len() + 1])
+    }
+
+    /// The byte range of a segment of another job of the same object and file,
+    /// from a name listed under [`SegmentNaming::stem`]: `<nonce>/bytes/<range>`
+    /// (a job of this version) or `bytes/<range>` (k5up 0.2/0.3). `None` for this
+    /// job's own names and for anything else (a longer name, another object's).
+    pub fn foreign_range_of(&self, name: &str) -> Option<(u64, u64)> {
+        if name.starts_with(&self.prefix) {
+            return None;
+        }
+        let rest = name.strip_prefix(self.stem()?)?;
+        let rest = match rest.split_once('/') {
+            Some((nonce, r)) if is_nonce(nonce) => r,
+            _ => rest,
+        };
+        let range = rest.strip_prefix(RANGED_DIR)?;
+        parse_range(range)
+    }
+
+    /// True when `name` is exactly one of the names this job writes: a segment
+    /// (`<prefix><offset:016>+<length>`), a sub-manifest (`<prefix>manifest/<l>/<n>`),
+    /// or a zero object, seed or maker (`<zero prefix>{object,seed,maker}+<n>`).
+    /// Anything longer (another object whose name happens to start with this
+    /// prefix, and its segments) is not, and is never deleted by this job.
+    pub fn is_own(&self, name: &str) -> bool {
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if let Some(rest) = name.strip_prefix(&self.prefix) {
+            if self.ranged && parse_range(rest).is_some() {
+                return true;
+            }
+            if !self.ranged && rest.len() >= 8 && digits(rest) {
+                return true;
+            }
+            if let Some(m) = rest.strip_prefix("manifest/")
+                && let Some((level, index)) = m.split_once('/')
+            {
+                return digits(level) && index.len() == 8 && digits(index);
+            }
+        }
+        if self.ranged
+            && let Some(leaf) = name.strip_prefix(&self.zero_prefix())
+            && let Some((what, len)) = leaf.split_once('+')
+        {
+            return ["object", "seed", "maker"].contains(&what) && digits(len);
+        }
+        false
+    }
+
     /// The journal key of a segment from its name, if the name is one of ours:
     /// its index, or (ranged) its offset.
     pub fn key_of(&self, name: &str) -> Option<u64> {
@@ -141,13 +210,10 @@ impl SegmentNaming {
 
     /// Offset and length of a ranged segment from its name.
     pub fn range_of(&self, name: &str) -> Option<(u64, u64)> {
-        let rest = name.strip_prefix(&self.prefix)?;
-        let (off, len) = rest.split_once('+')?;
-        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        if !self.ranged || off.len() != 16 || !digits(off) || !digits(len) || len.starts_with('0') {
+        if !self.ranged {
             return None;
         }
-        Some((off.parse().ok()?, len.parse().ok()?))
+        parse_range(name.strip_prefix(&self.prefix)?)
     }
 
     /// The name of `leaf` among the job's zero makers: beside the segments'
@@ -165,6 +231,27 @@ impl SegmentNaming {
     pub fn sub_manifest_name(&self, level: usize, index: usize) -> String {
         format!("{}manifest/{level}/{index:08}", self.prefix)
     }
+}
+
+/// `<offset:016>+<length>`, exactly (no further `/`, no leading zero in the length).
+fn parse_range(rest: &str) -> Option<(u64, u64)> {
+    let (off, len) = rest.split_once('+')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if off.len() != 16 || !digits(off) || !digits(len) || len.starts_with('0') {
+        return None;
+    }
+    Some((off.parse().ok()?, len.parse().ok()?))
+}
+
+/// A new job's nonce: `j` and 16 random hex digits.
+pub fn new_nonce() -> Result<String> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| Error::failed(format!("no random numbers for a segment-name nonce: {e}")))?;
+    Ok(format!("j{}", hex::encode(b)))
+}
+
+fn is_nonce(s: &str) -> bool {
+    s.len() == 17 && s.starts_with('j') && s[1..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 #[cfg(test)]
@@ -188,10 +275,13 @@ mod tests {
 
     #[test]
     fn ranged_names_say_their_bytes() {
-        let n = SegmentNaming::new("c", "disk.img", true, 1_700_000_000_123_456_789, 1000).unwrap();
+        let n = SegmentNaming::new("c", "disk.img", true, 1_700_000_000_123_456_789, 1000, N).unwrap();
         assert_eq!(n.container, "c_segments");
         assert!(n.ranged);
-        assert_eq!(n.name(&seg(100, 100, 200)), "disk.img/slo/1700000000.123456/1000/bytes/0000000000000100+200");
+        assert_eq!(
+            n.name(&seg(100, 100, 200)),
+            format!("disk.img/slo/1700000000.123456/1000/{N}/bytes/0000000000000100+200")
+        );
         assert_eq!(n.range_of(&n.name_at(5 << 30, 7)), Some((5 << 30, 7)));
         assert_eq!(n.key_of(&n.name_at(42, 7)), Some(42));
         for bad in ["x", "0000000000000100+", "000000000000100+5", "0000000000000100+05", "0000000000000100+5x"] {
@@ -200,10 +290,58 @@ mod tests {
         assert_eq!(n.key_of(&n.sub_manifest_name(1, 0)), None);
         // In file order when listed (a DLO reads them so).
         assert!(n.name_at(9 << 20, 1 << 20) < n.name_at(10 << 20, 1));
-        let d = SegmentNaming::new("c", "disk.img", false, 1_000_000_000, 1000).unwrap();
-        assert_eq!(d.name_at(0, 1000), "disk.img/1.000000/1000/bytes/0000000000000000+1000");
-        assert!(SegmentNaming::new("c", &"x".repeat(1000), true, 0, 1).is_err());
+        let d = SegmentNaming::new("c", "disk.img", false, 1_000_000_000, 1000, N).unwrap();
+        assert_eq!(d.name_at(0, 1000), format!("disk.img/1.000000/1000/{N}/bytes/0000000000000000+1000"));
+        assert!(SegmentNaming::new("c", &"x".repeat(1000), true, 0, 1, N).is_err());
+        assert!(SegmentNaming::new("c", "o", true, 0, 1, "../x").is_err());
         assert_eq!(SegmentNaming::of_job("c_segments", &n.prefix), n);
+    }
+
+    const N: &str = "j0123456789abcdef";
+
+    #[test]
+    fn every_job_has_names_of_its_own() {
+        let a = new_nonce().unwrap();
+        let b = new_nonce().unwrap();
+        assert_ne!(a, b);
+        let x = SegmentNaming::new("c", "disk.img", true, 5_000_000_000, 99, &a).unwrap();
+        let y = SegmentNaming::new("c", "disk.img", true, 5_000_000_000, 99, &b).unwrap();
+        assert_ne!(x.name_at(0, 99), y.name_at(0, 99), "same file, size and mtime: other names");
+        assert_eq!(x.stem(), Some("disk.img/slo/5.000000/99/"));
+        assert_eq!(x.stem(), y.stem());
+        // Another job's segments (and a 0.3 job's) are foreign, with their ranges.
+        assert_eq!(x.foreign_range_of(&y.name_at(7, 3)), Some((7, 3)));
+        assert_eq!(x.foreign_range_of("disk.img/slo/5.000000/99/bytes/0000000000000007+3"), Some((7, 3)));
+        assert_eq!(x.foreign_range_of(&x.name_at(7, 3)), None, "its own are not foreign");
+        assert_eq!(x.foreign_range_of(&format!("{}zz/slo/1.000000/9/bytes/0000000000000000+9", y.prefix)), None);
+        // A 0.3 job has no stem.
+        let old = SegmentNaming::of_job("c_segments", "disk.img/slo/5.000000/99/bytes/");
+        assert!(old.ranged);
+        assert_eq!(old.stem(), None);
+    }
+
+    #[test]
+    fn own_names_are_exact() {
+        let n = SegmentNaming::new("c", "a", true, 0, 10, N).unwrap();
+        assert!(n.is_own(&n.name_at(0, 10)));
+        assert!(n.is_own(&n.sub_manifest_name(1, 3)));
+        assert!(n.is_own(&n.zero_name("object+1048576")));
+        assert!(n.is_own(&n.zero_name("seed+1048576")));
+        assert!(n.is_own(&n.zero_name("maker+2097152")));
+        // An object named after this job's prefix, and its own segments: never ours.
+        let other = format!("{}zz", n.prefix);
+        let o = SegmentNaming::new("c", &other, true, 0, 10, N).unwrap();
+        assert!(!n.is_own(&other));
+        assert!(!n.is_own(&o.name_at(0, 10)), "{}", o.name_at(0, 10));
+        assert!(!n.is_own(&format!("{}/x", n.name_at(0, 10))));
+        assert!(!n.is_own(&format!("{}manifest/1/00000001/x", n.prefix)));
+        assert!(!n.is_own(&n.zero_name("object+1/x")));
+        let old = SegmentNaming::of_job("c_segments", "a/slo/0.000000/10/bytes/");
+        assert!(!old.is_own(&o.name_at(0, 10)));
+        assert!(old.is_own("a/slo/0.000000/10/bytes/0000000000000000+10"));
+        let idx = SegmentNaming::indexed("c", "a", true, 0, 10, 5);
+        assert!(idx.is_own(&idx.name(&seg(1, 5, 5))));
+        assert!(!idx.is_own(&format!("{}00000001/x", idx.prefix)));
     }
 
     #[test]

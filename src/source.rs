@@ -53,9 +53,45 @@ pub fn open(path: &Path) -> Result<(PathBuf, File, FileIdentity)> {
         return Err(Error::input(format!("{} is {what}, not an image file", path.display()))
             .hint("k5up uploads regular files and block devices (a raw LV or a snapshot of it)"));
     }
+    if let Some(fs) = pseudo_fs(&canon) {
+        return Err(Error::input(format!(
+            "{} is on {fs}, whose files report a size that is not their length: it cannot be uploaded as an image",
+            path.display()
+        ))
+        .hint("copy it to a regular file first (`cat FILE > copy.img`), then upload the copy"));
+    }
     let file = File::open(&canon).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
     let id = identity(&file, &canon)?;
     Ok((canon, file, id))
+}
+
+/// The name of the kernel's pseudo file system `path` is on, if it is one whose
+/// files have no length known up front (procfs, sysfs and the like: size 0, then
+/// bytes when read).
+fn pseudo_fs(path: &Path) -> Option<&'static str> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a properly sized out-parameter.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let magic = st.f_type as i64;
+    const KNOWN: &[(i64, &str)] = &[
+        (0x9fa0, "procfs (/proc)"),
+        (0x6265_6572, "sysfs (/sys)"),
+        (0x6462_6720, "debugfs"),
+        (0x7472_6163, "tracefs"),
+        (0x0027_e0eb, "cgroupfs"),
+        (0x6367_7270, "cgroup2fs"),
+        (0x7363_6673, "securityfs"),
+        (0xcafe_4a11, "bpffs"),
+        (0x6265_6570, "configfs"),
+        (0x6165_676c, "pstore"),
+        (0xde5e_81e4, "efivarfs"),
+    ];
+    KNOWN.iter().find(|(m, _)| *m == magic).map(|(_, n)| *n)
 }
 
 /// Reads the identity of an open file.
@@ -70,6 +106,18 @@ pub fn identity(file: &File, path: &Path) -> Result<FileIdentity> {
     let (dev, ino) = if block { (0, meta.rdev()) } else { (meta.dev(), meta.ino()) };
     let fingerprint = fingerprint(file, size).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
     Ok(FileIdentity { size, mtime_ns, dev, ino, fingerprint })
+}
+
+/// The change stamp of an open source: its inode change time (which `touch -d`
+/// cannot set back), device and inode. A block device's node says nothing of its
+/// content: no ctime.
+pub fn stamp(file: &File) -> std::io::Result<crate::model::SourceStamp> {
+    let meta = file.metadata()?;
+    if meta.file_type().is_block_device() {
+        return Ok(crate::model::SourceStamp { ctime_ns: None, dev: 0, ino: meta.rdev() });
+    }
+    let ctime_ns = meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128;
+    Ok(crate::model::SourceStamp { ctime_ns: Some(ctime_ns), dev: meta.dev(), ino: meta.ino() })
 }
 
 /// The size of an open source: a regular file's length, or a block device's size
@@ -170,6 +218,19 @@ mod tests {
         // Opening it would block for ever (no writer): refused from its metadata.
         let e = open(&fifo).unwrap_err();
         assert!(e.msg.contains("FIFO"), "{}", e.msg);
+    }
+
+    #[test]
+    fn files_whose_size_lies_are_refused() {
+        for p in ["/proc/self/status", "/proc/cpuinfo", "/sys/kernel/mm/transparent_hugepage/enabled"] {
+            if !Path::new(p).exists() {
+                continue;
+            }
+            let e = open(Path::new(p)).unwrap_err();
+            assert_eq!(e.kind, crate::error::ErrorKind::BadInput, "{p}");
+            assert!(e.msg.contains("size that is not their length"), "{p}: {}", e.msg);
+        }
+        assert!(open(Path::new("/proc/self/status")).is_err(), "procfs is always there on Linux");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::{Engine, first_contact, now_unix};
 use crate::digest::Algo;
 use crate::error::{Error, Result};
 use crate::import::ImportSpec;
-use crate::journal::{BaseSegment, JobRecord, Phase, SegKind, SegmentRecord};
+use crate::journal::{BaseSegment, JobRecord, Journal, Phase, SegKind, SegmentRecord};
 use crate::names::{SegmentNaming, check_container, check_object};
 use crate::plan::{self, ManifestKind, Plan};
 use crate::source::{self, FileIdentity};
@@ -240,8 +240,12 @@ impl Engine {
         }
         let limits = self.swift.limits().await.map_err(first_contact)?;
         let kind = req.manifest.unwrap_or(if limits.slo.is_some() { ManifestKind::Slo } else { ManifestKind::Dlo });
+        // Names of this job's own: a new build with the same size and mtime, or the
+        // same file uploaded again after its journal was lost, never writes over the
+        // segments of another job (of a live object).
+        let nonce = crate::names::new_nonce()?;
         let naming =
-            SegmentNaming::new(&req.container, &object, kind == ManifestKind::Slo, ident.mtime_ns, ident.size)?;
+            SegmentNaming::new(&req.container, &object, kind == ManifestKind::Slo, ident.mtime_ns, ident.size, &nonce)?;
         // The longest entry path a manifest may hold, to keep manifests under their byte limit.
         let entry_path_len = naming.container.len() + naming.name_at(ident.size, ident.size).len() + 2;
         let plan = plan::plan(ident.size, &limits, req.segment_size, kind, entry_path_len)?;
@@ -287,41 +291,79 @@ impl Engine {
 
     /// `k5up upload`: creates the job (or continues the same one) and runs it.
     pub async fn upload(&self, req: &UploadRequest) -> Result<StatusView> {
-        let (_path, file, planned) = self.plan(req).await?;
-        let journal = if planned.existing {
+        let (_path, mut file, mut planned) = self.plan(req).await?;
+        let mut replaced = vec![];
+        if planned.existing {
             tracing::info!("job {} exists: continuing it", planned.job.id);
             let j = self.open_job(&planned.job.id)?;
-            if !planned.base.is_empty() && j.base()?.is_empty() {
-                // A base given late still serves: unchanged segments are copied.
-                j.put_base(&planned.base)?;
+            let job = j.job()?;
+            super::run::check_identity(&job, &planned.opened)?;
+            let differs = self.content_check(&j, &job, &file)?;
+            if differs.segments.is_empty() {
+                return self.continue_job(req, j, file, planned).await;
             }
-            let mut job = j.job()?;
-            if job.import != planned.job.import || job.digests != planned.job.digests {
-                job.import = planned.job.import.clone();
-                job.digests = planned.job.digests.clone();
-                j.put_job(&job)?;
-                j.flush()?;
+            if !req.replace {
+                return Err(super::content::changed_error(&job, &differs));
             }
-            j
-        } else {
-            if req.replace {
-                let j = &planned.job;
-                for other in self.owners_of(&j.storage_url, &j.container, &j.object, &j.id)? {
-                    let said = self.abort(&other.job, false).await?;
-                    tracing::info!("--replace: {said}");
-                }
-            }
-            let j = self.root.create(&planned.job, first_cuts(&planned.job, Some(&file), &planned.base))?;
-            if !planned.base.is_empty() {
-                j.put_base(&planned.base)?;
-                j.flush()?;
-            }
-            j
-        };
-        if let Some(s) = &planned.share {
-            Self::merge_share(&journal, s)?;
+            // The same file name, rewritten with the same size and mtime: a new job
+            // (new names) in the old one's place; the old object stays whole until
+            // the new one is verified.
+            tracing::warn!(
+                "job {}: {} differs from what it uploaded ({} segment(s)): --replace uploads it as a new job",
+                job.id,
+                job.file,
+                differs.segments.len()
+            );
+            replaced = self.take_over(j)?;
+            (_, file, planned) = self.plan(req).await?;
         }
-        self.run(journal, file, &planned.opened).await
+        let stamp = super::content::stamp_of(&file, &planned.job.file)?;
+        let others = if req.replace {
+            let j = &planned.job;
+            self.owners_of(&j.storage_url, &j.container, &j.object, &j.id)?
+        } else {
+            vec![]
+        };
+        // Held while the new job is created: no other run can start them meanwhile.
+        let held: Vec<Journal> = others.iter().map(|o| self.open_job(&o.job)).collect::<Result<_>>()?;
+        for old in &held {
+            replaced.extend(super::replace::replaced_of(old)?);
+        }
+        let j = self.root.create(&planned.job, first_cuts(&planned.job, Some(&file), &planned.base))?;
+        // Durable before the old journals go: the old segments are this job's to delete.
+        j.put_source_stamp(&stamp)?;
+        j.put_replaces(&replaced)?;
+        if !planned.base.is_empty() {
+            j.put_base(&planned.base)?;
+            j.flush()?;
+        }
+        for old in held {
+            self.take_over(old)?;
+        }
+        if let Some(s) = &planned.share {
+            Self::merge_share(&j, s)?;
+        }
+        self.run(j, file, &planned.opened).await
+    }
+
+    /// The same `upload` command again, on the same file: the job goes on.
+    async fn continue_job(&self, req: &UploadRequest, j: Journal, file: File, planned: Planned) -> Result<StatusView> {
+        let _ = req;
+        if !planned.base.is_empty() && j.base()?.is_empty() {
+            // A base given late still serves: unchanged segments are copied.
+            j.put_base(&planned.base)?;
+        }
+        let mut job = j.job()?;
+        if job.import != planned.job.import || job.digests != planned.job.digests {
+            job.import = planned.job.import.clone();
+            job.digests = planned.job.digests.clone();
+            j.put_job(&job)?;
+            j.flush()?;
+        }
+        if let Some(s) = &planned.share {
+            Self::merge_share(&j, s)?;
+        }
+        self.run(j, file, &planned.opened).await
     }
 
     /// The other jobs of this journal that upload to `container/object` of the

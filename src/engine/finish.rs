@@ -164,7 +164,7 @@ pub(super) async fn write_manifest(
     }
 }
 
-/// Deletes what the server holds under the job's segment prefix besides the
+/// Deletes the job's own names (see [`SegmentNaming::is_own`]) besides the
 /// segments of its cuts and the sub-manifests its SLO uses: pieces of other cuts
 /// (a segment whose PUT completed unseen before it was split, pieces adopted by
 /// nothing after a lost journal). Only for jobs whose names say their bytes: an
@@ -190,7 +190,10 @@ pub(super) async fn sweep(
     let mut listing = swift.list(&naming.container, &naming.prefix).await.map_err(se)?;
     // The zero seed and makers (and zero objects of other cuts).
     listing.extend(swift.list(&naming.container, &naming.zero_prefix()).await.map_err(se)?);
-    let extra: Vec<String> = listing.into_iter().map(|e| e.name).filter(|n| !keep.contains(n)).collect();
+    // Only names of exactly this job's forms: an object whose name starts with the
+    // prefix, and its segments, are someone else's.
+    let extra: Vec<String> =
+        listing.into_iter().map(|e| e.name).filter(|n| naming.is_own(n) && !keep.contains(n)).collect();
     if extra.is_empty() {
         return Ok(0);
     }

@@ -226,10 +226,25 @@ impl Engine {
         let se = |e: crate::swift::SwiftError| e.into_error(ErrorKind::Resumable).context(format!("abort of job {id}"));
         let target = format!("{}/{}", job.container, job.object);
         let ours = self.manifest_over(&job, &naming).await?;
+        // An object this job was replacing (`--replace`): while its manifest is not
+        // this job's, it is still the old object, whole, and stays so; once this
+        // job's manifest is there, the old segments are unused and this job's to delete.
+        let replaced = journal.replaces()?;
+        let replaced_note = match (replaced.is_empty(), ours) {
+            (true, _) => String::new(),
+            (false, true) => {
+                self.delete_replaced(&journal, &job).await?;
+                "; the segments of the object it replaced are deleted".to_string()
+            }
+            (false, false) => format!(
+                "; {target} still holds the version it was replacing (job {}): that object and its segments are kept, untouched",
+                replaced.iter().map(|r| r.job.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        };
         if ours && !purge {
             self.root.remove(journal)?;
             return Ok(format!(
-                "job {id}: {target} on the server is a manifest over this job's segments: the object and its segments are kept, the journal entry is removed (`k5up abort --purge` deletes them too)"
+                "job {id}: {target} on the server is a manifest over this job's segments: the object and its segments are kept, the journal entry is removed (`k5up abort --purge` deletes them too){replaced_note}"
             ));
         }
         let mut object_note = String::new();
@@ -245,6 +260,10 @@ impl Engine {
             // The zero object, seed and makers.
             listing.extend(self.swift.list(&naming.container, &naming.zero_prefix()).await.map_err(se)?);
         }
+        // Exactly this job's names: anything longer under the prefix belongs to
+        // another object (one named after it) and stays.
+        let others = listing.iter().filter(|e| !naming.is_own(&e.name)).count();
+        listing.retain(|e| naming.is_own(&e.name));
         let swift = Arc::new(self.swift.clone());
         let conc = self.given.concurrency.unwrap_or(Settings::default().concurrency).max(1);
         let results: Vec<_> = futures_util::stream::iter(listing.iter().map(|e| {
@@ -261,8 +280,13 @@ impl Engine {
             return Err(se(e));
         }
         self.root.remove(journal)?;
+        let others_note = if others > 0 {
+            format!(" ({others} object(s) of other names under its prefix left alone)")
+        } else {
+            String::new()
+        };
         Ok(format!(
-            "job {id} aborted: {object_note}{deleted} segment object(s) deleted from {}, journal entry removed",
+            "job {id} aborted: {object_note}{deleted} segment object(s) deleted from {}{others_note}, journal entry removed{replaced_note}",
             naming.container
         ))
     }

@@ -2,11 +2,13 @@
 //! what is missing, write and verify the manifest.
 
 pub mod base;
+mod content;
 mod create;
 mod finish;
 mod importing;
 mod maintain;
 mod reconcile;
+mod replace;
 mod run;
 mod settings;
 mod sharing;

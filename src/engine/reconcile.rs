@@ -122,6 +122,8 @@ fn reconcile_ranged(
     made_objects: bool,
 ) -> Reconciled {
     let mut out = Reconciled::default();
+    // Changed records by journal key: a later change of a record replaces an earlier one.
+    let mut changed: BTreeMap<u64, SegmentRecord> = BTreeMap::new();
     let size = segs.last().map_or(0, |s| s.offset + s.length);
     // Whole pieces on the server, by offset: (length, entry).
     let mut on_server: BTreeMap<u64, Vec<(u64, ListEntry)>> = BTreeMap::new();
@@ -153,7 +155,7 @@ fn reconcile_ranged(
             out.lost.push(s.index);
         }
         if dirty {
-            out.changed.push(s.clone());
+            changed.insert(s.index, s.clone());
         }
         recs.push(s);
     }
@@ -232,15 +234,13 @@ fn reconcile_ranged(
                 {
                     s.state = SegState::Confirmed;
                     out.adopted.push(s.index);
-                    out.changed.retain(|c| c.index != s.index);
-                    out.changed.push(s.clone());
+                    changed.insert(s.index, s.clone());
                 }
                 s
             }
             None => {
                 let s = SegmentRecord { sent: std::mem::take(&mut carry), kind, ..SegmentRecord::at(off, len) };
-                out.changed.retain(|c| c.index != s.index);
-                out.changed.push(s.clone());
+                changed.insert(s.index, s.clone());
                 s
             }
         };
@@ -251,13 +251,15 @@ fn reconcile_ranged(
     let broken = broken_repeats(finals.iter().map(|f| &f.0));
     for (rec, _) in finals.iter_mut().filter(|(r, _)| broken.contains(&r.offset)) {
         (rec.kind, rec.state) = (SegKind::Data, SegState::Pending);
-        out.changed.retain(|c| c.index != rec.index);
-        out.changed.push(rec.clone());
+        changed.insert(rec.index, rec.clone());
     }
     out.todo = finals.into_iter().filter(|(r, _)| r.state == SegState::Pending).collect();
     // Only records of the chosen cuts are written back.
     let cuts: HashSet<(u64, u64)> = out.todo.iter().map(|(s, _)| (s.offset, s.length)).collect();
-    out.changed.retain(|c| c.state == SegState::Confirmed || cuts.contains(&(c.offset, c.length)));
+    out.changed = changed
+        .into_values()
+        .filter(|c| c.state == SegState::Confirmed || cuts.contains(&(c.offset, c.length)))
+        .collect();
     out
 }
 
@@ -321,7 +323,7 @@ mod tests {
 
     #[test]
     fn ranged_pieces_of_a_lost_journal_are_adopted_and_the_rest_cut_to_fit() {
-        let n = SegmentNaming::new("c", "o", true, 0, 64 * M).unwrap();
+        let n = SegmentNaming::new("c", "o", true, 0, 64 * M, "j0000000000000000").unwrap();
         // The journal knows one 64 MiB cut (rebuilt); the server holds seven 8 MiB pieces.
         let listing = (0..7).map(|k| listed(&n, k * 8 * M, 8 * M, "x")).collect();
         let r = reconcile(vec![rec(0, 64 * M, None, SegState::Pending)], listing, &n, true);
@@ -334,7 +336,7 @@ mod tests {
 
     #[test]
     fn ranged_a_parent_completed_unseen_replaces_its_pieces() {
-        let n = SegmentNaming::new("c", "o", true, 0, 64 * M).unwrap();
+        let n = SegmentNaming::new("c", "o", true, 0, 64 * M, "j0000000000000000").unwrap();
         let mut head = rec(0, 8 * M, None, SegState::Pending);
         head.sent = 5 * M;
         let journal = vec![head, rec(8 * M, 56 * M, None, SegState::Pending)];
@@ -347,7 +349,7 @@ mod tests {
 
     #[test]
     fn ranged_confirmed_cuts_stand_and_lost_ones_are_sent_again() {
-        let n = SegmentNaming::new("c", "o", true, 0, 64 * M).unwrap();
+        let n = SegmentNaming::new("c", "o", true, 0, 64 * M, "j0000000000000000").unwrap();
         let journal = vec![
             rec(0, 8 * M, Some("a"), SegState::Confirmed),
             rec(8 * M, 8 * M, Some("b"), SegState::Confirmed),
@@ -364,7 +366,7 @@ mod tests {
 
     #[test]
     fn ranged_zero_segments_of_an_slo_have_no_object_and_zeros_stay_zeros() {
-        let n = SegmentNaming::new("c", "o", true, 0, 64 * M).unwrap();
+        let n = SegmentNaming::new("c", "o", true, 0, 64 * M, "j0000000000000000").unwrap();
         let zero = |off, len, state| SegmentRecord { kind: SegKind::Zero, state, ..SegmentRecord::at(off, len) };
         let journal = vec![
             rec(0, 8 * M, Some("a"), SegState::Confirmed),
@@ -388,7 +390,7 @@ mod tests {
 
     #[test]
     fn ranged_pieces_that_would_leave_a_sliver_are_not_taken() {
-        let n = SegmentNaming::new("c", "o", true, 0, 64 * M).unwrap();
+        let n = SegmentNaming::new("c", "o", true, 0, 64 * M, "j0000000000000000").unwrap();
         let listing = vec![listed(&n, 0, 64 * M - M / 2, "x"), listed(&n, 0, 100, "tiny")];
         let r = reconcile(vec![rec(0, 64 * M, None, SegState::Pending)], listing, &n, true);
         assert_eq!(cuts(&r), vec![(0, 64, false)]);

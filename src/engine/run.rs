@@ -33,17 +33,28 @@ impl Engine {
             ))
             .hint("use the credentials the job was created with"));
         }
-        // The server is the truth for a finished job too: one HEAD.
-        if job.manifest_etag.is_some() && !self.object_intact(&job).await? {
+        // The file must be the one the job read: never "complete" over other bytes.
+        check_identity(&job, opened)?;
+        let differs = self.content_check(&journal, &job, &file)?;
+        if !differs.segments.is_empty() {
+            return Err(super::content::changed_error(&job, &differs));
+        }
+        // The server is the truth for a finished job too: the object (one HEAD) and
+        // its segments (one listing per 10,000).
+        if job.manifest_etag.is_some() && !self.object_intact(&job, &journal).await? {
             job.manifest_etag = None;
             job.phase = Phase::Uploading;
+        }
+        if job.manifest_etag.is_some() {
+            // A replaced object whose segments are still to delete (a run stopped
+            // after the manifest was verified).
+            self.delete_replaced(&journal, &job).await?;
         }
         if job.manifest_etag.is_some() && !import_pending(&journal, &job)? && !super::sharing::share_pending(&journal)?
         {
             tracing::info!("job {} is already complete (ETag {})", job.id, job.manifest_etag.as_deref().unwrap_or(""));
             return StatusView::from_journal(&job, &journal);
         }
-        check_identity(&job, opened)?;
         // Tunables: those typed now, else the job's last run's, else the defaults.
         let settings = self.given.over(journal.settings()?);
         journal.put_settings(&settings.journaled())?;
@@ -93,12 +104,24 @@ impl Engine {
     /// ETag its manifest was written with. Otherwise says what the server holds: the
     /// run then rebuilds it (segments still whole on the server are adopted, the
     /// manifest written again).
-    pub(super) async fn object_intact(&self, job: &JobRecord) -> Result<bool> {
+    pub(super) async fn object_intact(&self, job: &JobRecord, journal: &Journal) -> Result<bool> {
         let want = job.manifest_etag.as_deref().unwrap_or_default();
         let head =
             self.swift.head(&job.container, &job.object).await.map_err(|e| e.into_error(ErrorKind::Resumable))?;
         let seen = match head {
-            Some(h) if h.size == job.plan.file_size && h.etag.eq_ignore_ascii_case(want) => return Ok(true),
+            Some(h) if h.size == job.plan.file_size && h.etag.eq_ignore_ascii_case(want) => {
+                // The manifest is there; its segments may not be (deleted or
+                // overwritten behind k5up's back: a GET would answer 409 or end short).
+                let bad = self.segments_not_intact(job, journal).await?;
+                if bad.is_empty() {
+                    return Ok(true);
+                }
+                format!(
+                    "has its manifest, but {} of its segment(s) are missing or different ({})",
+                    bad.len(),
+                    bad.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                )
+            }
             Some(h) => format!("has size {} and ETag {} (expected {} and {want})", h.size, h.etag, job.plan.file_size),
             None => "is missing".to_string(),
         };
@@ -109,6 +132,39 @@ impl Engine {
             job.object
         );
         Ok(false)
+    }
+
+    /// The segments of a finished job that the server does not hold as journaled
+    /// (name, size and ETag), from one listing of the prefix per 10,000 segments,
+    /// and the SLO's zero object if it has zero segments. Labels, in file order.
+    pub(super) async fn segments_not_intact(&self, job: &JobRecord, journal: &Journal) -> Result<Vec<String>> {
+        let naming = naming_of(job);
+        let segs = journal.segments()?;
+        if segs.is_empty() {
+            return Ok(vec![]);
+        }
+        let se = |e: crate::swift::SwiftError| e.into_error(ErrorKind::Resumable);
+        let listing = self.swift.list(&naming.container, &naming.prefix).await.map_err(se)?;
+        let by_name: HashMap<&str, &ListEntry> = listing.iter().map(|e| (e.name.as_str(), e)).collect();
+        let slo = job.plan.manifest == ManifestKind::Slo;
+        let whole = |name: &str, md5: Option<&str>, len: u64| {
+            by_name.get(name).is_some_and(|e| md5.is_some_and(|m| e.hash.eq_ignore_ascii_case(m)) && e.bytes == len)
+        };
+        let mut bad: Vec<String> = segs
+            .iter()
+            .filter(|s| !(slo && s.is_made()))
+            .filter(|s| !whole(&naming.name(s), s.md5.as_deref(), s.length))
+            .map(|s| naming.label(s))
+            .collect();
+        if slo && let Some(z) = segs.iter().filter(|s| s.is_zero()).map(|s| s.length).max() {
+            let name = naming.zero_name(&format!("object+{z}"));
+            let h = self.swift.head(&naming.container, &name).await.map_err(se)?;
+            let md5 = super::blocking(|| crate::zeros::md5_of_zeros(z));
+            if !h.is_some_and(|h| h.size == z && h.etag.eq_ignore_ascii_case(&md5)) {
+                bad.push(format!("zero object {name}"));
+            }
+        }
+        Ok(bad)
     }
 
     /// Replaces the status snapshot. A failure (a full disk) does not stop the run:
@@ -182,6 +238,8 @@ impl Engine {
                     journal.put_job(job)?;
                     flush(journal)?;
                     tracing::info!("job {}: {}/{} is complete and verified", job.id, job.container, job.object);
+                    // Only now: the object it replaces was readable until this moment.
+                    self.delete_replaced(journal, job).await?;
                     return Ok(());
                 }
                 finish::Written::Resend(indices) => {
@@ -223,6 +281,7 @@ impl Engine {
                 .filter_map(|e| naming.range_of(&e.name).filter(|r| r.1 == e.bytes).map(|r| (r, e.clone())))
                 .collect(),
         );
+        let foreign = self.foreign_segments(job, naming).await?;
         let segs = journal.segments()?;
         let r = reconcile::reconcile(segs, listing, naming, job.plan.manifest == ManifestKind::Dlo);
         blocking(|| journal.apply(&r.changed, &r.removed))?;
@@ -304,11 +363,7 @@ impl Engine {
             zeros: zeros.clone(),
             listed: listed.clone(),
             originals: naming.ranged.then(|| upload::repeats::Originals::new(&all)),
-            base: journal
-                .base()?
-                .into_iter()
-                .filter_map(|b| Some(((b.md5?, b.length), (b.container, b.name))))
-                .collect(),
+            base: copy_sources(journal.base()?, (naming.container.clone(), foreign)),
         });
         let mut cancel = self.cancel.clone();
         let snap_job = job.clone();
@@ -360,6 +415,31 @@ impl Engine {
         self.publish_digests(journal)
     }
 
+    /// Segments of other jobs of the same object and file (size, mtime) that the
+    /// server holds whole: those of a job whose journal was lost, or of an earlier
+    /// build being replaced. They are never used as they are (they are not this
+    /// job's to keep or delete): a segment of this job with the same MD5 and length
+    /// is copied from one on the server instead of being sent.
+    async fn foreign_segments(&self, job: &JobRecord, naming: &SegmentNaming) -> Result<Vec<ListEntry>> {
+        let Some(stem) = naming.stem() else { return Ok(vec![]) };
+        if job.plan.segment_count == 0 {
+            return Ok(vec![]);
+        }
+        let listing = self.swift.list(&naming.container, stem).await.map_err(|e| e.into_error(ErrorKind::Resumable))?;
+        let found: Vec<ListEntry> = listing
+            .into_iter()
+            .filter(|e| naming.foreign_range_of(&e.name).is_some_and(|(_, len)| len == e.bytes && len > 0))
+            .collect();
+        if !found.is_empty() {
+            tracing::info!(
+                "job {}: {} segment(s) of other uploads of this file are on the server: the same bytes are copied there, not sent",
+                job.id,
+                found.len()
+            );
+        }
+        Ok(found)
+    }
+
     /// The whole-image hashers still to run (`None` when every digest is known).
     pub(super) fn whole_digests(&self, journal: &Journal, job: &JobRecord) -> Result<Option<Whole>> {
         let saved = journal.digest()?;
@@ -377,6 +457,21 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// What a segment with a given (MD5, length) may be copied from on the server:
+/// the segments of `--base`, then those of other uploads of the same file.
+fn copy_sources(
+    base: Vec<crate::journal::BaseSegment>,
+    foreign: (String, Vec<ListEntry>),
+) -> HashMap<(String, u64), (String, String)> {
+    let mut out: HashMap<(String, u64), (String, String)> =
+        base.into_iter().filter_map(|b| Some(((b.md5?, b.length), (b.container, b.name)))).collect();
+    let (container, entries) = foreign;
+    for e in entries {
+        out.entry((e.hash.to_ascii_lowercase(), e.bytes)).or_insert((container.clone(), e.name));
+    }
+    out
 }
 
 /// True when the job asks for an import that has not succeeded yet.

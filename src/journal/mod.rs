@@ -20,8 +20,8 @@ use codec::{decode, decode_segment, encode, sled_err, sled_open};
 pub use root::{Held, Opened, Root};
 
 pub use crate::model::{
-    BaseSegment, ImportOutcome, ImportState, JobRecord, Phase, RunSettings, SegKind, SegState, SegmentRecord,
-    ShareState, ShareTarget,
+    BaseSegment, ImportOutcome, ImportState, JobRecord, Phase, Replaced, RunSettings, SegKind, SegState, SegmentRecord,
+    ShareState, ShareTarget, SourceStamp,
 };
 pub use lock::Role;
 
@@ -36,6 +36,10 @@ const IMPORT_KEY: &[u8] = b"import";
 const SHARE_KEY: &[u8] = b"share";
 /// The sharing request, beside `birth.json`.
 pub(crate) const SHARE_FILE: &str = "share.json";
+/// The objects a job replaces, beside `birth.json`.
+const REPLACES_FILE: &str = "replaces.json";
+/// The source's change stamp, beside `birth.json`.
+const SOURCE_FILE: &str = "source.json";
 const SETTINGS_KEY: &[u8] = b"settings";
 const BASE_KEY: &[u8] = b"base";
 const SPLITS_KEY: &[u8] = b"splits";
@@ -177,6 +181,27 @@ impl Journal {
         root::write_atomic(&self.dir, SHARE_FILE, &bytes)
     }
 
+    /// The objects this job replaces, whose segments it deletes once its own
+    /// manifest is verified (`replaces.json`; empty when there is none).
+    pub fn replaces(&self) -> Result<Vec<Replaced>> {
+        read_json(&self.dir, REPLACES_FILE).map(Option::unwrap_or_default)
+    }
+
+    /// Replaces the list of objects this job replaces (durable when it returns).
+    pub fn put_replaces(&self, r: &[Replaced]) -> Result<()> {
+        write_json(&self.dir, REPLACES_FILE, &r)
+    }
+
+    /// The source's change stamp as last checked (`source.json`).
+    pub fn source_stamp(&self) -> Result<SourceStamp> {
+        read_json(&self.dir, SOURCE_FILE).map(Option::unwrap_or_default)
+    }
+
+    /// Records the source's change stamp (durable when it returns).
+    pub fn put_source_stamp(&self, s: &SourceStamp) -> Result<()> {
+        write_json(&self.dir, SOURCE_FILE, s)
+    }
+
     fn get_extra<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
         match self.db.get(key).map_err(|e| sled_err(&self.id, e))? {
             Some(raw) => decode(&self.id, &raw).map(Some),
@@ -200,6 +225,23 @@ impl Journal {
     pub fn write_snapshot(&self, bytes: &[u8]) -> Result<()> {
         root::write_atomic(&self.dir, "status.json", bytes)
     }
+}
+
+/// A JSON file of a job's directory; `None` when it does not exist.
+fn read_json<T: DeserializeOwned>(dir: &std::path::Path, name: &str) -> Result<Option<T>> {
+    match std::fs::read(dir.join(name)) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| Error::failed(format!("{} is unreadable: {e}", dir.join(name).display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("cannot read {}", dir.join(name).display()), e)),
+    }
+}
+
+/// Writes a JSON file of a job's directory atomically and durably.
+fn write_json<T: Serialize + ?Sized>(dir: &std::path::Path, name: &str, v: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(v).map_err(|e| Error::failed(e.to_string()))?;
+    root::write_durable(dir, name, &bytes)
 }
 
 #[cfg(test)]

@@ -277,6 +277,27 @@ pub struct Held {
     lock: lock::JobLock,
 }
 
+/// Makes the renames in `dir` durable.
+pub(super) fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("cannot sync {}", dir.display()), e))
+}
+
+/// Like [`write_atomic`], and durable when it returns (the file and the rename).
+pub(super) fn write_durable(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(name))
+    };
+    write().map_err(|e| Error::io(format!("cannot write {}", dir.join(name).display()), e))?;
+    sync_dir(dir)
+}
+
 pub(super) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     std::fs::write(&tmp, bytes)

@@ -1,0 +1,128 @@
+//! Is the source still the file the job read? Size, mtime and a sampled
+//! fingerprint say most changes; a file rewritten in place with its size and mtime
+//! put back (`cp` then `touch -d`, a build that pins mtimes) passes them all, but
+//! moves the inode change time, which no user can set back. When that (or the
+//! inode) moved, the file is read once (nothing is sent) and every range the
+//! journal has an MD5 for is compared with it.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use super::{Engine, blocking, naming_of};
+use crate::error::{Error, Result};
+use crate::journal::{JobRecord, Journal, SourceStamp};
+use crate::source;
+
+/// The segments whose bytes in the file are not those the journal hashed.
+#[derive(Debug, Default)]
+pub(super) struct Differs {
+    /// Labels of the segments that differ, in file order.
+    pub segments: Vec<String>,
+}
+
+impl Engine {
+    /// Compares the file with the journal when its change stamp moved since it was
+    /// last checked (see the module). Same bytes: the new stamp is recorded and
+    /// nothing differs. Blocking reads, off the async workers.
+    pub(super) fn content_check(&self, journal: &Journal, job: &JobRecord, file: &File) -> Result<Differs> {
+        let now = source::stamp(file).map_err(|e| Error::io(format!("cannot stat {}", job.file), e))?;
+        if now.ctime_ns.is_none() {
+            // A block device: its size and sampled content are all that can be known.
+            return Ok(Differs::default());
+        }
+        if journal.source_stamp()? == now {
+            return Ok(Differs::default());
+        }
+        let segs = journal.segments()?;
+        let naming = naming_of(job);
+        let to_read: u64 = segs.iter().filter(|s| s.md5.is_some() || s.is_zero()).map(|s| s.length).sum();
+        if to_read > 0 {
+            tracing::info!(
+                "job {}: {} was rewritten or replaced since it was last read (its change time moved): comparing its content with the journal ({} to read, nothing sent)",
+                job.id,
+                job.file,
+                crate::units::format_size(to_read)
+            );
+        }
+        let mut differs = Differs::default();
+        blocking(|| -> Result<()> {
+            let mut buf = vec![0u8; source::CHUNK];
+            for s in &segs {
+                let same = if s.is_zero() {
+                    all_zero(file, s.offset, s.length, &mut buf)
+                } else if let Some(md5) = &s.md5 {
+                    source::md5_range(file, s.offset, s.length).map(|m| m.eq_ignore_ascii_case(md5))
+                } else {
+                    continue;
+                };
+                let same = same.map_err(|e| {
+                    Error::io(format!("job {}: cannot read {} to compare it with the journal", job.id, job.file), e)
+                })?;
+                if !same {
+                    differs.segments.push(naming.label(s));
+                }
+            }
+            Ok(())
+        })?;
+        if differs.segments.is_empty() {
+            journal.put_source_stamp(&now)?;
+        }
+        Ok(differs)
+    }
+}
+
+/// True when `len` bytes at `off` of `file` are all zero.
+fn all_zero(file: &File, off: u64, len: u64, buf: &mut [u8]) -> std::io::Result<bool> {
+    let mut done = 0u64;
+    while done < len {
+        let n = buf.len().min((len - done) as usize);
+        file.read_exact_at(&mut buf[..n], off + done)?;
+        if !crate::zeros::is_zero(&buf[..n]) {
+            return Ok(false);
+        }
+        done += n as u64;
+    }
+    Ok(true)
+}
+
+/// The refusal when the file's bytes are not those the job uploaded.
+pub(super) fn changed_error(job: &JobRecord, d: &Differs) -> Error {
+    let n = d.segments.len();
+    let first = d.segments.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    let target = format!("{}/{}", job.container, job.object);
+    let again = format!(
+        "k5up upload {} -c {} -o {} --replace",
+        shell_word(&job.file),
+        shell_word(&job.container),
+        shell_word(&job.object)
+    );
+    if job.manifest_etag.is_some() {
+        Error::failed(format!(
+            "job {}: {} is not the file this job uploaded: {n} segment(s) differ ({first}); {target} on the server still holds the version uploaded",
+            job.id, job.file
+        ))
+        .hint(format!(
+            "to upload this file in its place: `{again}` (the old object stays whole until the new one is written and verified)"
+        ))
+    } else {
+        Error::failed(format!(
+            "job {}: {} has changed since the upload started: {n} segment(s) already read differ ({first})",
+            job.id, job.file
+        ))
+        .hint(format!("restore the original file, or upload this one in its place: `{again}`"))
+    }
+}
+
+/// `s` quoted for a shell when it needs it.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The stamp of a source just opened, for a new job.
+pub(super) fn stamp_of(file: &File, path: &str) -> Result<SourceStamp> {
+    source::stamp(file).map_err(|e| Error::io(format!("cannot stat {path}"), e))
+}

@@ -1,0 +1,272 @@
+//! Data safety: what the server holds after a replacement with the same size and
+//! mtime, a file rewritten in place, segments deleted or overwritten behind
+//! k5up's back, an object whose name extends another job's prefix, and a source
+//! whose size lies. Every check reads the server (or the fault proxy), not k5up.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use common::throttle::Throttle;
+use common::{Observer, Run, Testbed, md5_of_range, unique, write_random};
+
+const MIB: u64 = 1 << 20;
+
+/// Sets the file's mtime (what a reproducible build does with SOURCE_DATE_EPOCH).
+fn pin_mtime(path: &std::path::Path, secs: u64) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_modified(UNIX_EPOCH + Duration::from_secs(secs)).unwrap();
+}
+
+/// The object a request line names (`container/object`, percent-decoded), and its method.
+fn target(r: &common::throttle::Seen) -> (String, String) {
+    let mut parts = r.line.split(' ');
+    let method = parts.next().unwrap_or_default().to_string();
+    let path = parts.next().unwrap_or_default();
+    let path = path.split('?').next().unwrap_or_default();
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy().to_string();
+    // /v1/AUTH_x/container/object
+    let rest = decoded.splitn(4, '/').nth(3).unwrap_or_default().to_string();
+    (method, rest)
+}
+
+/// The segment prefix (`…/bytes/`) of the names listed under `under`; panics
+/// unless they all share one.
+fn one_prefix(names: &HashMap<String, serde_json::Value>) -> String {
+    let prefixes: std::collections::HashSet<String> =
+        names.keys().map(|n| n[..n.rfind("/bytes/").expect("a ranged name") + "/bytes/".len()].to_string()).collect();
+    assert_eq!(prefixes.len(), 1, "one job's prefix: {prefixes:?}");
+    prefixes.into_iter().next().unwrap()
+}
+
+#[test]
+fn a_replacement_with_the_same_size_and_mtime_keeps_the_old_object_whole_until_the_new_one_is_verified() {
+    let tb = Testbed::get();
+    let proxy = Throttle::start(tb.small().port(), 2 * MIB);
+    let run = Run::new(tb.small().via(proxy.port));
+    let obs = Observer::login(&tb.small());
+    let (old, new) = (run.path("old.img"), run.path("new.img"));
+    let size = 12 * MIB;
+    let old_md5 = write_random(&old, size, 31);
+    let new_md5 = write_random(&new, size, 32);
+    pin_mtime(&old, 1_600_000_000);
+    pin_mtime(&new, 1_600_000_000);
+    let c = unique("samesize");
+    let segs = format!("{c}_segments");
+    let base = ["-c", c.as_str(), "-o", "disk.raw", "--segment-size", "1MiB", "--concurrency", "2", "--no-progress"];
+    let mut first = vec!["upload", old.to_str().unwrap()];
+    first.extend(base);
+    run.ok(&first);
+    let before = obs.list(&segs, "");
+    assert_eq!(before.len(), 12);
+    assert_eq!(obs.get_md5(&c, "disk.raw"), Some((old_md5.clone(), size)));
+
+    // The new build, Ctrl-C after a few of its segments are on the server.
+    let mut second = vec!["upload", new.to_str().unwrap()];
+    second.extend(base);
+    second.push("--replace");
+    let seen_before = proxy.stats.requests().len();
+    let mut child = run.spawn(&second);
+    run.wait_segments(&mut child, &obs, &segs, before.len() + 3);
+    assert!(child.try_wait().unwrap().is_none(), "still uploading when interrupted:\n{}", run.stderr());
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(75), "interrupted, resumable:\n{}", run.stderr());
+
+    // The old object is whole and readable, its segments untouched.
+    assert_eq!(obs.get_md5(&c, "disk.raw"), Some((old_md5.clone(), size)), "the old object still reads whole");
+    let now = obs.list(&segs, "");
+    for (name, e) in &before {
+        assert_eq!(now.get(name), Some(e), "old segment {name} untouched");
+    }
+    // What the proxy saw: no write and no delete of any old segment name.
+    let old_names: std::collections::HashSet<String> = before.keys().map(|n| format!("{segs}/{n}")).collect();
+    let touched: Vec<String> = proxy.stats.requests()[seen_before..]
+        .iter()
+        .map(target)
+        .filter(|(m, t)| (m == "PUT" || m == "DELETE") && old_names.contains(t))
+        .map(|(m, t)| format!("{m} {t}"))
+        .collect();
+    assert!(touched.is_empty(), "requests on the old segments: {touched:?}");
+
+    // Resumed: the new object, then (only then) the old segments deleted.
+    let job = run.only_job();
+    run.ok(&["resume", &job, "--no-progress"]);
+    assert_eq!(obs.get_md5(&c, "disk.raw"), Some((new_md5, size)), "the new build is uploaded");
+    let after = obs.list(&segs, "");
+    assert!(before.keys().all(|n| !after.contains_key(n)), "the replaced object's segments are deleted");
+    one_prefix(&after);
+    let reqs = proxy.stats.requests();
+    let targets: Vec<(String, String)> = reqs.iter().map(target).collect();
+    let manifest =
+        targets.iter().rposition(|(m, t)| m == "PUT" && *t == format!("{c}/disk.raw")).expect("the manifest PUT");
+    let first_delete = targets
+        .iter()
+        .position(|(m, t)| m == "DELETE" && old_names.contains(t))
+        .expect("the old segments were deleted through the proxy");
+    assert!(first_delete > manifest, "old segments deleted only after the new manifest");
+    assert_eq!(run.jobs().len(), 1);
+}
+
+#[test]
+fn a_file_rewritten_with_the_same_size_and_mtime_is_not_taken_for_the_uploaded_one() {
+    let tb = Testbed::get();
+    let run = Run::new(tb.small());
+    let obs = Observer::login(&tb.small());
+    let src = run.path("disk.img");
+    let size = 4 * MIB;
+    let md5 = write_random(&src, size, 41);
+    pin_mtime(&src, 1_500_000_000);
+    let c = unique("rewritten");
+    let s = src.to_str().unwrap();
+    let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--no-progress"];
+    run.ok(&args);
+    let head = obs.head(&c, "disk.img").unwrap();
+
+    // Only the change time moves (chmod): the content is compared, found the same.
+    let out = run.run(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::process::Command::new("chmod").args(["600", s]).status().unwrap();
+    let out = run.run(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("comparing its content"), "the file was read again: {err}");
+    assert_eq!(obs.head(&c, "disk.img").unwrap()["last-modified"], head["last-modified"], "nothing rewritten");
+
+    // Rewritten in place between the fingerprint's samples, mtime put back.
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
+    f.write_all_at(b"a new build", 2 * MIB + 300_000).unwrap();
+    drop(f);
+    pin_mtime(&src, 1_500_000_000);
+    let new_md5 = md5_of_range(&src, 0, size);
+    assert_ne!(new_md5, md5);
+    let out = run.run(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "refused, not 'complete': {err}");
+    assert!(err.contains("is not the file this job uploaded") && err.contains("--replace"), "{err}");
+    assert_eq!(obs.get_md5(&c, "disk.img"), Some((md5, size)), "the object is still the old one, whole");
+    let job = run.only_job();
+    assert_eq!(run.run(&["resume", &job, "--no-progress"]).status.code(), Some(1), "resume refuses it too");
+
+    // --replace uploads it.
+    let mut replace = args.to_vec();
+    replace.push("--replace");
+    run.ok(&replace);
+    assert_eq!(obs.get_md5(&c, "disk.img"), Some((new_md5, size)), "the new content is on the server");
+    one_prefix(&obs.list(&format!("{c}_segments"), ""));
+}
+
+#[test]
+fn sweeps_touch_only_the_jobs_own_names_and_a_finished_job_checks_its_segments() {
+    let tb = Testbed::get();
+    let run = Run::new(tb.small());
+    let obs = Observer::login(&tb.small());
+    let c = unique("sweep");
+    let segs = format!("{c}_segments");
+    let a = run.path("a");
+    let a_md5 = write_random(&a, 5 * MIB, 51);
+    let up = |path: &std::path::Path, object: &str| {
+        let p = path.to_str().unwrap().to_string();
+        run.ok(&["upload", &p, "-c", &c, "-o", object, "--segment-size", "1MiB", "--no-progress"]);
+    };
+    up(&a, "a");
+    let prefix = one_prefix(&obs.list(&segs, "a/"));
+    // An object whose name extends a's prefix: its segments list under a's prefix.
+    let other = format!("{prefix}zz");
+    let b = run.path("b");
+    let b_md5 = write_random(&b, 3 * MIB, 52);
+    up(&b, &other);
+    let b_segments: Vec<String> = obs.list(&segs, &format!("{other}/")).into_keys().collect();
+    assert_eq!(b_segments.len(), 3);
+    assert!(b_segments.iter().all(|n| n.starts_with(&prefix)), "listed under a's prefix");
+
+    // Behind k5up's back: one of a's segments deleted, another overwritten.
+    let a_segments: Vec<String> = {
+        let mut v: Vec<String> = obs.list(&segs, &prefix).into_keys().filter(|n| !n.starts_with(&other)).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(a_segments.len(), 5);
+    obs.delete(&segs, &a_segments[1], "");
+    obs.put(&segs, &a_segments[3], &vec![7u8; MIB as usize]);
+    assert_ne!(obs.get_md5(&c, "a").map(|x| x.0), Some(a_md5.clone()), "a is broken now");
+
+    // The same command: not "complete", rebuilt; the sweep leaves b alone.
+    let args = ["upload", a.to_str().unwrap(), "-c", &c, "-o", "a", "--segment-size", "1MiB", "--no-progress"];
+    let out = run.run(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("2 of its segment(s) are missing or different"), "says what it rebuilt: {err}");
+    assert_eq!(obs.get_md5(&c, "a"), Some((a_md5, 5 * MIB)), "a rebuilt");
+    assert_eq!(obs.get_md5(&c, &other), Some((b_md5.clone(), 3 * MIB)), "b untouched by a's sweep");
+
+    // abort --purge of a: b and its segments stay.
+    let job_a = run.job_id(&args);
+    let said = run.ok(&["abort", &job_a, "--purge"]);
+    assert!(said.contains("left alone"), "{said}");
+    assert_eq!(obs.head(&c, "a"), None, "a purged");
+    assert_eq!(obs.get_md5(&c, &other), Some((b_md5, 3 * MIB)), "b untouched by a's abort");
+    let left: Vec<String> = obs.list(&segs, &prefix).into_keys().collect();
+    let mut want = b_segments.clone();
+    want.sort();
+    let mut left_sorted = left;
+    left_sorted.sort();
+    assert_eq!(left_sorted, want, "exactly b's segments remain under a's prefix");
+}
+
+#[test]
+fn a_lost_journal_copies_what_the_server_holds_instead_of_sending_it() {
+    let tb = Testbed::get();
+    let proxy = Throttle::start(tb.small().port(), 1 << 40);
+    let run = Run::new(tb.small().via(proxy.port));
+    let obs = Observer::login(&tb.small());
+    let src = run.path("disk.img");
+    let size = 8 * MIB + 5;
+    let md5 = write_random(&src, size, 61);
+    let c = unique("lostcopy");
+    let segs = format!("{c}_segments");
+    let s = src.to_str().unwrap();
+    let args = ["upload", s, "-c", &c, "--segment-size", "1MiB", "--no-progress"];
+    run.ok(&args);
+    let before = obs.list(&segs, "");
+    std::fs::remove_dir_all(run.journal()).unwrap();
+    let seen = proxy.stats.requests().len();
+    run.ok(&args);
+    assert_eq!(obs.get_md5(&c, "disk.img"), Some((md5, size)));
+    // What crossed the link: no segment body (copies carry none).
+    let bodies: u64 = proxy.stats.requests()[seen..]
+        .iter()
+        .filter(|r| {
+            target(r).0 == "PUT" && target(r).1.starts_with(&format!("{segs}/")) && r.header("x-copy-from").is_none()
+        })
+        .map(|r| r.header("content-length").and_then(|l| l.parse().ok()).unwrap_or(0))
+        .sum();
+    assert_eq!(bodies, 0, "no segment was sent again");
+    // The old segments are not this job's: untouched, and the new ones are its own.
+    let after = obs.list(&segs, "");
+    for (name, e) in &before {
+        assert_eq!(after.get(name), Some(e), "{name} untouched");
+    }
+    assert_eq!(after.len(), 2 * before.len());
+}
+
+#[test]
+fn sources_whose_size_lies_are_refused_before_anything_is_created() {
+    let tb = Testbed::get();
+    let run = Run::new(tb.small());
+    let obs = Observer::login(&tb.small());
+    let c = unique("procfs");
+    for src in ["/proc/self/status", "/proc/cpuinfo", "/sys/kernel/mm/transparent_hugepage/enabled"] {
+        if !std::path::Path::new(src).exists() {
+            continue;
+        }
+        let out = run.run(&["upload", src, "-c", &c, "--no-progress"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{src}: {err}");
+        assert!(err.contains("size that is not their length"), "{src}: {err}");
+    }
+    assert!(obs.head(&c, "status").is_none() && obs.list(&c, "").is_empty(), "nothing created");
+    assert!(run.jobs().is_empty(), "no job");
+}
