@@ -51,10 +51,15 @@ fn one_job(tb: &Testbed, rng: &mut Rng, kills: u64) -> Result<String, String> {
     let job = run.job_id(&up_args);
     let obs = Observer::login(&creds);
     let segs = format!("{c}_segments");
-    // python-swiftclient's naming, which k5up follows: <object>/slo/<mtime>/<size>/<segment size>/<index>.
-    let mtime = std::fs::metadata(&src).unwrap().modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap();
-    let prefix = format!("disk.img/slo/{}.{:06}/{size}/bytes/", mtime.as_secs(), mtime.subsec_micros());
-    let name_of = |i: u64| format!("{prefix}{}", common::piece(i * MIB, MIB.min(size - i * MIB)));
+    // Segment names: the job's own prefix (it holds a nonce drawn when the job is
+    // created, read from its birth record once there is one), then the range.
+    // Nothing is uploaded before the birth record exists.
+    let birth = run.journal().join("jobs").join(&job).join("birth.json");
+    let prefix_now = || -> Option<String> {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&birth).ok()?).ok()?;
+        v["segment_prefix"].as_str().map(str::to_string)
+    };
+    let name_in = |prefix: &str, i: u64| format!("{prefix}{}", common::piece(i * MIB, MIB.min(size - i * MIB)));
     // name → last_modified, the first time the segment was seen whole
     let mut whole: HashMap<String, String> = HashMap::new();
     let mut killed_at = vec![];
@@ -68,8 +73,9 @@ fn one_job(tb: &Testbed, rng: &mut Rng, kills: u64) -> Result<String, String> {
         // have reached the server, a seeded share of what this run must still send
         // (so the same seed replays the same kill points, and the kill always lands
         // before the upload can have finished).
+        let prefix = prefix_now().unwrap_or_default();
         let left: u64 = (0..size.div_ceil(MIB))
-            .filter(|&i| !whole.contains_key(&name_of(i)))
+            .filter(|&i| !whole.contains_key(&name_in(&prefix, i)))
             .map(|i| MIB.min(size - i * MIB))
             .sum();
         if left < 256 << 10 {
@@ -108,8 +114,9 @@ fn one_job(tb: &Testbed, rng: &mut Rng, kills: u64) -> Result<String, String> {
         killed_at.push(format!("{at}B"));
         // HEAD each segment (the object server's answer is immediate; a container
         // listing may lag behind it): name → X-Timestamp of the whole segment.
+        let Some(prefix) = prefix_now() else { continue };
         for idx in 0..size.div_ceil(MIB) {
-            let name = name_of(idx);
+            let name = name_in(&prefix, idx);
             let len = MIB.min(size - idx * MIB);
             if let Some(h) = obs.head(&segs, &name)
                 && h.get("content-length").map(String::as_str) == Some(len.to_string().as_str())

@@ -34,18 +34,14 @@ fn lost_journal_is_rebuilt_by_the_same_command_without_resending() {
     let out = run.run(&args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    // A new job (names of its own): the old segments are copied on the server.
-    assert!(err.contains("11 segment(s) of other uploads of this file are on the server"), "{err}");
+    // A new job (names of its own): the old segments are copied on the server (what
+    // crossed the link is counted at a proxy in tests/safety.rs), then deleted once
+    // the object is verified: one job's 11 segments remain.
     let after = obs.list(&format!("{c}_segments"), "disk.img/");
-    for (name, e) in &before {
-        if name.contains("/manifest/") {
-            continue;
-        }
-        assert_eq!(after[name]["last_modified"], e["last_modified"], "{name} was sent again");
-    }
+    assert_eq!(after.len(), 11, "{:?}", after.keys());
+    assert!(before.keys().all(|n| !after.contains_key(n)), "the lost job's segments are deleted");
     let st = run.status(&run.only_job());
     assert_eq!(st["phase"], "done");
-    assert!(st["bytes_sent"].as_u64().unwrap() < MIB, "segment bodies were not re-sent: {st}");
     assert_eq!(obs.get_md5(&c, "disk.img").unwrap().0, md5);
 }
 

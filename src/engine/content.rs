@@ -13,28 +13,20 @@ use crate::error::{Error, Result};
 use crate::journal::{JobRecord, Journal, SourceStamp};
 use crate::source;
 
-/// The segments whose bytes in the file are not those the journal hashed.
-#[derive(Debug, Default)]
-pub(super) struct Differs {
-    /// Labels of the segments that differ, in file order.
-    pub segments: Vec<String>,
-}
-
 impl Engine {
     /// Compares the file with the journal when its change stamp moved since it was
-    /// last checked (see the module). Same bytes: the new stamp is recorded and
-    /// nothing differs. Blocking reads, off the async workers.
-    pub(super) fn content_check(&self, journal: &Journal, job: &JobRecord, file: &File) -> Result<Differs> {
-        let now = source::stamp(file).map_err(|e| Error::io(format!("cannot stat {}", job.file), e))?;
-        if now.ctime_ns.is_none() {
-            // A block device: its size and sampled content are all that can be known.
-            return Ok(Differs::default());
-        }
-        if journal.source_stamp()? == now {
-            return Ok(Differs::default());
+    /// last checked (see the module): `Some(refusal)` when bytes the journal hashed
+    /// differ; same bytes: the new stamp is recorded. Blocking reads, off the async
+    /// workers; Ctrl-C stops it between segments.
+    pub(super) fn content_check(&self, journal: &Journal, file: &File) -> Result<Option<Error>> {
+        let job = journal.job()?;
+        let now = stamp_of(file, &job.file)?;
+        if now.ctime_ns.is_none() || journal.source_stamp()? == now {
+            // Unchanged, or a block device (its size and sampled content are all that can be known).
+            return Ok(None);
         }
         let segs = journal.segments()?;
-        let naming = naming_of(job);
+        let naming = naming_of(&job);
         let to_read: u64 = segs.iter().filter(|s| s.md5.is_some() || s.is_zero()).map(|s| s.length).sum();
         if to_read > 0 {
             tracing::info!(
@@ -44,30 +36,32 @@ impl Engine {
                 crate::units::format_size(to_read)
             );
         }
-        let mut differs = Differs::default();
+        let mut differ = vec![];
         blocking(|| -> Result<()> {
             let mut buf = vec![0u8; source::CHUNK];
             for s in &segs {
-                let same = if s.is_zero() {
-                    all_zero(file, s.offset, s.length, &mut buf)
-                } else if let Some(md5) = &s.md5 {
-                    source::md5_range(file, s.offset, s.length).map(|m| m.eq_ignore_ascii_case(md5))
-                } else {
-                    continue;
+                if *self.cancel.borrow() {
+                    return Err(crate::upload::interrupted(&job.id));
+                }
+                let same = match &s.md5 {
+                    _ if s.is_zero() => all_zero(file, s.offset, s.length, &mut buf),
+                    Some(md5) => source::md5_range(file, s.offset, s.length).map(|m| m.eq_ignore_ascii_case(md5)),
+                    None => continue,
                 };
                 let same = same.map_err(|e| {
                     Error::io(format!("job {}: cannot read {} to compare it with the journal", job.id, job.file), e)
                 })?;
                 if !same {
-                    differs.segments.push(naming.label(s));
+                    differ.push(naming.label(s));
                 }
             }
             Ok(())
         })?;
-        if differs.segments.is_empty() {
+        if differ.is_empty() {
             journal.put_source_stamp(&now)?;
+            return Ok(None);
         }
-        Ok(differs)
+        Ok(Some(changed_error(&job, &differ)))
     }
 }
 
@@ -86,16 +80,11 @@ fn all_zero(file: &File, off: u64, len: u64, buf: &mut [u8]) -> std::io::Result<
 }
 
 /// The refusal when the file's bytes are not those the job uploaded.
-pub(super) fn changed_error(job: &JobRecord, d: &Differs) -> Error {
-    let n = d.segments.len();
-    let first = d.segments.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+fn changed_error(job: &JobRecord, differ: &[String]) -> Error {
+    let n = differ.len();
+    let first = differ.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
     let target = format!("{}/{}", job.container, job.object);
-    let again = format!(
-        "k5up upload {} -c {} -o {} --replace",
-        shell_word(&job.file),
-        shell_word(&job.container),
-        shell_word(&job.object)
-    );
+    let again = replace_command(job);
     if job.manifest_etag.is_some() {
         Error::failed(format!(
             "job {}: {} is not the file this job uploaded: {n} segment(s) differ ({first}); {target} on the server still holds the version uploaded",
@@ -111,6 +100,16 @@ pub(super) fn changed_error(job: &JobRecord, d: &Differs) -> Error {
         ))
         .hint(format!("restore the original file, or upload this one in its place: `{again}`"))
     }
+}
+
+/// The command that uploads the job's file again in the place of its object.
+pub(super) fn replace_command(job: &JobRecord) -> String {
+    format!(
+        "k5up upload {} -c {} -o {} --replace",
+        shell_word(&job.file),
+        shell_word(&job.container),
+        shell_word(&job.object)
+    )
 }
 
 /// `s` quoted for a shell when it needs it.

@@ -296,26 +296,23 @@ impl Engine {
         if planned.existing {
             tracing::info!("job {} exists: continuing it", planned.job.id);
             let j = self.open_job(&planned.job.id)?;
-            let job = j.job()?;
-            super::run::check_identity(&job, &planned.opened)?;
-            let differs = self.content_check(&j, &job, &file)?;
-            if differs.segments.is_empty() {
-                return self.continue_job(req, j, file, planned).await;
+            let changed = match super::run::check_identity(&j.job()?, &planned.opened) {
+                Err(e) => Some(e),
+                Ok(()) => self.content_check(&j, &file)?,
+            };
+            match changed {
+                None => return self.continue_job(j, file, planned).await,
+                Some(e) if !req.replace => return Err(e),
+                Some(e) => {
+                    // The same file name, rewritten with the same size and mtime: a
+                    // new job (new names) in the old one's place; the old object
+                    // stays whole until the new one is verified.
+                    tracing::warn!("{}: --replace uploads it as a new job", e.msg);
+                    replaced = super::replace::replaced_of(&j)?;
+                    self.drop_replaced(j)?;
+                    (_, file, planned) = self.plan(req).await?;
+                }
             }
-            if !req.replace {
-                return Err(super::content::changed_error(&job, &differs));
-            }
-            // The same file name, rewritten with the same size and mtime: a new job
-            // (new names) in the old one's place; the old object stays whole until
-            // the new one is verified.
-            tracing::warn!(
-                "job {}: {} differs from what it uploaded ({} segment(s)): --replace uploads it as a new job",
-                job.id,
-                job.file,
-                differs.segments.len()
-            );
-            replaced = self.take_over(j)?;
-            (_, file, planned) = self.plan(req).await?;
         }
         let stamp = super::content::stamp_of(&file, &planned.job.file)?;
         let others = if req.replace {
@@ -338,7 +335,7 @@ impl Engine {
             j.flush()?;
         }
         for old in held {
-            self.take_over(old)?;
+            self.drop_replaced(old)?;
         }
         if let Some(s) = &planned.share {
             Self::merge_share(&j, s)?;
@@ -347,8 +344,7 @@ impl Engine {
     }
 
     /// The same `upload` command again, on the same file: the job goes on.
-    async fn continue_job(&self, req: &UploadRequest, j: Journal, file: File, planned: Planned) -> Result<StatusView> {
-        let _ = req;
+    async fn continue_job(&self, j: Journal, file: File, planned: Planned) -> Result<StatusView> {
         if !planned.base.is_empty() && j.base()?.is_empty() {
             // A base given late still serves: unchanged segments are copied.
             j.put_base(&planned.base)?;

@@ -175,7 +175,6 @@ pub(super) async fn sweep(
     segs: &[SegmentRecord],
     naming: &SegmentNaming,
 ) -> Result<usize> {
-    use futures_util::StreamExt;
     if !naming.ranged || segs.is_empty() {
         return Ok(0);
     }
@@ -187,30 +186,57 @@ pub(super) async fn sweep(
         keep.extend(layout(job, segs, naming).subs.into_iter().map(|s| s.name));
         keep.extend(zero_object(segs, naming).map(|z| z.0));
     }
-    let mut listing = swift.list(&naming.container, &naming.prefix).await.map_err(se)?;
-    // The zero seed and makers (and zero objects of other cuts).
-    listing.extend(swift.list(&naming.container, &naming.zero_prefix()).await.map_err(se)?);
-    // Only names of exactly this job's forms: an object whose name starts with the
-    // prefix, and its segments, are someone else's.
-    let extra: Vec<String> =
-        listing.into_iter().map(|e| e.name).filter(|n| naming.is_own(n) && !keep.contains(n)).collect();
-    if extra.is_empty() {
-        return Ok(0);
+    let gone = delete_own(swift, naming, &keep, 4).await.map_err(se)?;
+    if gone.deleted > 0 {
+        tracing::info!(
+            "job {}: {} segment(s) of other cuts or zero makers deleted from {} (not part of the object)",
+            job.id,
+            gone.deleted,
+            naming.container
+        );
     }
-    let results: Vec<_> = futures_util::stream::iter(extra.iter().map(|n| swift.delete(&naming.container, n, "")))
-        .buffer_unordered(4)
+    Ok(gone.deleted)
+}
+
+/// What [`delete_own`] did.
+#[derive(Debug, Default)]
+pub(super) struct Deleted {
+    /// Names deleted.
+    pub deleted: usize,
+    /// Names listed under the prefix that are not the job's (left alone).
+    pub others: usize,
+}
+
+/// Deletes every name the server lists under `naming`'s prefix and zero prefix
+/// that is exactly one of the job's own (see [`SegmentNaming::is_own`]), except
+/// those in `keep`, `concurrency` at a time. Anything longer under the prefix (an
+/// object named after it, and its segments) is someone else's and stays. The one
+/// way k5up deletes segments: the sweep, `abort`, and a replaced object's.
+pub(super) async fn delete_own(
+    swift: &Swift,
+    naming: &SegmentNaming,
+    keep: &std::collections::HashSet<String>,
+    concurrency: usize,
+) -> std::result::Result<Deleted, crate::swift::SwiftError> {
+    use futures_util::StreamExt;
+    let mut listing = swift.list(&naming.container, &naming.prefix).await?;
+    if naming.ranged {
+        // The zero object, seed and makers.
+        listing.extend(swift.list(&naming.container, &naming.zero_prefix()).await?);
+    }
+    let (own, others): (Vec<_>, Vec<_>) = listing.into_iter().map(|e| e.name).partition(|n| naming.is_own(n));
+    let doomed: Vec<String> = own.into_iter().filter(|n| !keep.contains(n)).collect();
+    let results: Vec<_> = futures_util::stream::iter(doomed.iter().map(|n| swift.delete(&naming.container, n, "")))
+        .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
+    let mut out = Deleted { deleted: 0, others: others.len() };
     for r in results {
-        r.map_err(se)?;
+        if r? {
+            out.deleted += 1;
+        }
     }
-    tracing::info!(
-        "job {}: {} segment(s) of other cuts or zero makers deleted from {} (not part of the object)",
-        job.id,
-        extra.len(),
-        naming.container
-    );
-    Ok(extra.len())
+    Ok(out)
 }
 
 /// Checks a heartbeat result: `Ok(None)` when written with the expected ETag,

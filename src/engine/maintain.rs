@@ -2,7 +2,6 @@
 //! back) and `abort` (delete a job's segments and its journal).
 
 use std::path::Path;
-use std::sync::Arc;
 
 use futures_util::StreamExt;
 use md5::{Digest, Md5};
@@ -52,20 +51,14 @@ impl Engine {
 
         // Segments: every journaled segment on the server with its MD5 and size.
         let listing = self.swift.list(&naming.container, &naming.prefix).await.map_err(se)?;
-        let by_name: std::collections::HashMap<&str, &crate::swift::ListEntry> =
-            listing.iter().map(|e| (e.name.as_str(), e)).collect();
-        let mut bad = vec![];
+        let slo = job.plan.manifest == ManifestKind::Slo;
+        let bad: Vec<String> = super::reconcile::missing_on_server(&segs, &listing, &naming, slo)
+            .into_iter()
+            .map(|s| naming.label(s))
+            .collect();
         // An SLO's zero and repeated segments are ranges of its zero object or entries
         // of their original: no object of their own.
-        let objectless = |s: &crate::journal::SegmentRecord| s.is_made() && job.plan.manifest == ManifestKind::Slo;
-        for s in segs.iter().filter(|s| !objectless(s)) {
-            let ok = by_name
-                .get(naming.name(s).as_str())
-                .is_some_and(|e| Some(e.hash.as_str()) == s.md5.as_deref() && e.bytes == s.length);
-            if s.state == SegState::Confirmed && !ok {
-                bad.push(naming.label(s));
-            }
-        }
+        let objectless = |s: &crate::journal::SegmentRecord| s.is_made() && slo;
         let confirmed = segs.iter().filter(|s| s.state == SegState::Confirmed && !objectless(s)).count();
         let zeros = segs.iter().filter(|s| objectless(s)).count();
         let zero_note = if zeros > 0 {
@@ -255,30 +248,9 @@ impl Engine {
         } else if purge && self.swift.head(&job.container, &job.object).await.map_err(se)?.is_some() {
             object_note = format!("{target} is not a manifest of this job: left as it is; ");
         }
-        let mut listing = self.swift.list(&naming.container, &naming.prefix).await.map_err(se)?;
-        if naming.ranged {
-            // The zero object, seed and makers.
-            listing.extend(self.swift.list(&naming.container, &naming.zero_prefix()).await.map_err(se)?);
-        }
-        // Exactly this job's names: anything longer under the prefix belongs to
-        // another object (one named after it) and stays.
-        let others = listing.iter().filter(|e| !naming.is_own(&e.name)).count();
-        listing.retain(|e| naming.is_own(&e.name));
-        let swift = Arc::new(self.swift.clone());
-        let conc = self.given.concurrency.unwrap_or(Settings::default().concurrency).max(1);
-        let results: Vec<_> = futures_util::stream::iter(listing.iter().map(|e| {
-            let swift = swift.clone();
-            let name = e.name.clone();
-            let c = naming.container.clone();
-            async move { swift.delete(&c, &name, "").await }
-        }))
-        .buffer_unordered(conc)
-        .collect()
-        .await;
-        let deleted = results.iter().filter(|r| matches!(r, Ok(true))).count();
-        if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-            return Err(se(e));
-        }
+        let conc = self.given.concurrency.unwrap_or(Settings::default().concurrency);
+        let finish::Deleted { deleted, others } =
+            finish::delete_own(&self.swift, &naming, &Default::default(), conc).await.map_err(se)?;
         self.root.remove(journal)?;
         let others_note = if others > 0 {
             format!(" ({others} object(s) of other names under its prefix left alone)")

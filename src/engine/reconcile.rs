@@ -48,9 +48,10 @@ pub(super) fn reconcile(
     listing: Vec<ListEntry>,
     naming: &SegmentNaming,
     made_objects: bool,
+    copyable: &[ListEntry],
 ) -> Reconciled {
     if naming.ranged {
-        return reconcile_ranged(segs, listing, naming, made_objects);
+        return reconcile_ranged(segs, listing, naming, made_objects, copyable);
     }
     let mut by_index: HashMap<u64, ListEntry> =
         listing.into_iter().filter_map(|e| naming.key_of(&e.name).map(|i| (i, e))).collect();
@@ -81,6 +82,26 @@ pub(super) fn reconcile(
         }
     }
     out
+}
+
+/// The confirmed segments that `listing` (of the job's prefix) does not hold whole
+/// under their names (name, size and MD5): deleted or overwritten behind k5up's
+/// back. An SLO's zeros and repeats have no object of their own: not looked for.
+pub(super) fn missing_on_server<'a>(
+    segs: &'a [SegmentRecord],
+    listing: &[ListEntry],
+    naming: &SegmentNaming,
+    slo: bool,
+) -> Vec<&'a SegmentRecord> {
+    let by_name: HashMap<&str, &ListEntry> = listing.iter().map(|e| (e.name.as_str(), e)).collect();
+    segs.iter()
+        .filter(|s| s.state == SegState::Confirmed && !(slo && s.is_made()))
+        .filter(|s| {
+            !by_name.get(naming.name(s).as_str()).is_some_and(|e| {
+                s.md5.as_deref().is_some_and(|m| e.hash.eq_ignore_ascii_case(m)) && e.bytes == s.length
+            })
+        })
+        .collect()
 }
 
 /// The offsets of the repeats among `segs` whose original (the segment at `of`) is
@@ -120,6 +141,7 @@ fn reconcile_ranged(
     listing: Vec<ListEntry>,
     naming: &SegmentNaming,
     made_objects: bool,
+    copyable: &[ListEntry],
 ) -> Reconciled {
     let mut out = Reconciled::default();
     // Changed records by journal key: a later change of a record replaces an earlier one.
@@ -135,6 +157,17 @@ fn reconcile_ranged(
             on_server.entry(off).or_default().push((len, e));
         }
     }
+    // Other uploads' whole pieces (see `SegmentNaming::foreign_range_of`), by offset: lengths.
+    let mut copyable_at: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for e in copyable {
+        if let Some((off, len)) = naming.foreign_range_of(&e.name)
+            && e.bytes == len
+            && off.checked_add(len).is_some_and(|end| end <= size)
+        {
+            copyable_at.entry(off).or_default().push(len);
+        }
+    }
+    let copyable = copyable_at;
     let whole = |s: &SegmentRecord, e: &ListEntry| s.md5.as_deref() == Some(e.hash.as_str()) && e.bytes == s.length;
     let exact = |on: &BTreeMap<u64, Vec<(u64, ListEntry)>>, off: u64, len: u64| {
         on.get(&off).and_then(|v| v.iter().find(|(l, _)| *l == len)).map(|(_, e)| e.clone())
@@ -194,15 +227,18 @@ fn reconcile_ranged(
             p += r.length;
             continue;
         }
+        // The longest whole piece here: the job's own (adopted once hashed), or
+        // another upload's of the same file (copied on the server once hashed).
         let best = on_server
             .get(&p)
             .into_iter()
             .flatten()
+            .map(|(len, e)| (*len, Some(e)))
+            .chain(copyable.get(&p).into_iter().flatten().map(|len| (*len, None)))
             .filter(|(len, _)| fits(p, p + len) && !overlaps_confirmed(p, p + len))
-            .max_by_key(|(len, _)| *len)
-            .cloned();
+            .max_by_key(|(len, e)| (*len, e.is_some()));
         let (len, entry, kind) = match best {
-            Some((len, e)) => (len, Some(e), SegKind::Data),
+            Some((len, e)) => (len, e.cloned(), SegKind::Data),
             // The rest of the journal's cut: zeros stay zeros (a rest is no repeat).
             None => (r.offset + r.length - p, None, if r.is_zero() { SegKind::Zero } else { SegKind::Data }),
         };
@@ -297,6 +333,7 @@ mod tests {
             vec![entry(0, "a"), entry(2, "c"), entry(3, "zz"), entry(9, "stray")],
             &n,
             true,
+            &[],
         );
         assert_eq!(r.lost, vec![1]);
         assert_eq!(r.adopted, vec![2]);
@@ -326,7 +363,7 @@ mod tests {
         let n = SegmentNaming::new("c", "o", true, 0, 64 * M, "j0000000000000000").unwrap();
         // The journal knows one 64 MiB cut (rebuilt); the server holds seven 8 MiB pieces.
         let listing = (0..7).map(|k| listed(&n, k * 8 * M, 8 * M, "x")).collect();
-        let r = reconcile(vec![rec(0, 64 * M, None, SegState::Pending)], listing, &n, true);
+        let r = reconcile(vec![rec(0, 64 * M, None, SegState::Pending)], listing, &n, true, &[]);
         let mut want: Vec<_> = (0..7).map(|k| (k * 8, 8, true)).collect();
         want.push((56, 8, false));
         assert_eq!(cuts(&r), want);
@@ -341,7 +378,7 @@ mod tests {
         head.sent = 5 * M;
         let journal = vec![head, rec(8 * M, 56 * M, None, SegState::Pending)];
         let listing = vec![listed(&n, 0, 64 * M, "p"), listed(&n, 0, 8 * M, "h")];
-        let r = reconcile(journal, listing, &n, true);
+        let r = reconcile(journal, listing, &n, true, &[]);
         assert_eq!(cuts(&r), vec![(0, 64, true)]);
         assert_eq!(r.removed, vec![8 * M]);
         assert_eq!(r.todo[0].0.sent, 5 * M, "bytes sent for replaced records stay charged");
@@ -358,7 +395,7 @@ mod tests {
         // A whole 64 MiB piece must not displace confirmed cuts; 8+ is gone (lost);
         // 16+48 was PUT before a crash and is adopted without hashing.
         let listing = vec![listed(&n, 0, 64 * M, "p"), listed(&n, 0, 8 * M, "a"), listed(&n, 16 * M, 48 * M, "c")];
-        let r = reconcile(journal, listing, &n, true);
+        let r = reconcile(journal, listing, &n, true, &[]);
         assert_eq!((r.lost.clone(), r.adopted.clone()), (vec![8 * M], vec![16 * M]));
         assert_eq!(cuts(&r), vec![(8, 8, false)]);
         assert!(r.removed.is_empty());
@@ -375,7 +412,7 @@ mod tests {
         ];
         // An earlier run (without the hole map) left an 8 MiB data piece at 32 MiB.
         let listing = vec![listed(&n, 0, 8 * M, "a"), listed(&n, 32 * M, 8 * M, "d")];
-        let r = reconcile(journal.clone(), listing.clone(), &n, false);
+        let r = reconcile(journal.clone(), listing.clone(), &n, false, &[]);
         assert!(r.lost.is_empty(), "an SLO zero segment is not looked for in the listing");
         assert_eq!(cuts(&r), vec![(32, 8, true), (40, 24, false)]);
         assert_eq!(
@@ -384,7 +421,7 @@ mod tests {
             "the rest of a zero cut stays zeros"
         );
         // A DLO's zero segments are objects: a confirmed one missing from the listing is lost.
-        let r = reconcile(journal, listing, &n, true);
+        let r = reconcile(journal, listing, &n, true, &[]);
         assert_eq!(r.lost, vec![8 * M]);
     }
 
@@ -392,7 +429,7 @@ mod tests {
     fn ranged_pieces_that_would_leave_a_sliver_are_not_taken() {
         let n = SegmentNaming::new("c", "o", true, 0, 64 * M, "j0000000000000000").unwrap();
         let listing = vec![listed(&n, 0, 64 * M - M / 2, "x"), listed(&n, 0, 100, "tiny")];
-        let r = reconcile(vec![rec(0, 64 * M, None, SegState::Pending)], listing, &n, true);
+        let r = reconcile(vec![rec(0, 64 * M, None, SegState::Pending)], listing, &n, true, &[]);
         assert_eq!(cuts(&r), vec![(0, 64, false)]);
         // Pieces past the end of the file, or not whole, are ignored too.
         let mut short = listed(&n, 0, 8 * M, "x");
@@ -402,7 +439,25 @@ mod tests {
             vec![listed(&n, 60 * M, 8 * M, "x"), short],
             &n,
             true,
+            &[],
         );
         assert_eq!(cuts(&r), vec![(0, 64, false)]);
+    }
+
+    #[test]
+    fn other_uploads_pieces_shape_the_cuts_but_are_never_adopted_in_place() {
+        let n = SegmentNaming::new("c", "o", true, 0, 64 * M, "j0000000000000000").unwrap();
+        let other = SegmentNaming::new("c", "o", true, 0, 64 * M, "j1111111111111111").unwrap();
+        // A lost journal's run split its first 8 MiB into 1 MiB pieces.
+        let foreign: Vec<ListEntry> = (0..8).map(|k| listed(&other, k * M, M, "x")).collect();
+        let r = reconcile(vec![rec(0, 64 * M, None, SegState::Pending)], vec![], &n, true, &foreign);
+        let c = cuts(&r);
+        assert_eq!(&c[..8], &(0..8).map(|k| (k, 1, false)).collect::<Vec<_>>()[..], "{c:?}");
+        assert!(r.adopted.is_empty());
+        assert_eq!(c.last().map(|x| x.0 + x.1), Some(64), "the cuts still cover the file");
+        // An own piece of the same length wins: adopted once hashed.
+        let r =
+            reconcile(vec![rec(0, 64 * M, None, SegState::Pending)], vec![listed(&n, 0, M, "y")], &n, true, &foreign);
+        assert_eq!(cuts(&r)[0], (0, 1, true));
     }
 }

@@ -6,12 +6,12 @@
 //! `replaces` list instead of deleting them. Once its manifest is verified it
 //! deletes them, exactly their names (never anything longer under their prefix).
 
-use futures_util::StreamExt;
-
 use super::{Engine, naming_of};
 use crate::error::{ErrorKind, Result};
 use crate::journal::{JobRecord, Journal, Replaced};
 use crate::names::SegmentNaming;
+use crate::swift::ListEntry;
+use std::collections::{BTreeSet, HashSet};
 
 /// What a job replacing `old`'s object must delete once its own is verified.
 pub(super) fn replaced_of(old: &Journal) -> Result<Vec<Replaced>> {
@@ -26,20 +26,52 @@ pub(super) fn replaced_of(old: &Journal) -> Result<Vec<Replaced>> {
     Ok(out)
 }
 
+/// Segments of earlier uploads of this object (same size and mtime) that no job
+/// of this journal holds any more (a lost journal, a damaged one set aside): they
+/// serve as copy sources, and once this job's object is verified nothing uses them
+/// (the object was theirs), so they join the job's `replaces` list and are deleted
+/// then, like a replaced object's. Until then the old object stays readable.
+pub(super) fn take_earlier_uploads(
+    journal: &Journal,
+    job: &JobRecord,
+    naming: &SegmentNaming,
+    foreign: &[ListEntry],
+) -> Result<()> {
+    let mut replaced = journal.replaces()?;
+    let known: HashSet<String> = replaced.iter().map(|r| r.segment_prefix.clone()).collect();
+    let found: BTreeSet<String> = foreign
+        .iter()
+        .filter_map(|e| e.name.rfind("/bytes/").map(|i| e.name[..i + "/bytes/".len()].to_string()))
+        .filter(|p| !known.contains(p) && *p != naming.prefix)
+        .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        "job {}: {} earlier upload(s) of {}/{} with no job in this journal: their segments are copied where they match, and deleted once this object is verified",
+        job.id,
+        found.len(),
+        job.container,
+        job.object
+    );
+    replaced.extend(found.into_iter().map(|prefix| Replaced {
+        job: "(no journal)".into(),
+        target: format!("{}/{}", job.container, job.object),
+        segment_container: naming.container.clone(),
+        segment_prefix: prefix,
+    }));
+    journal.put_replaces(&replaced)
+}
+
 impl Engine {
     /// Drops the journal of a job whose object is being replaced, keeping
-    /// everything it put on the server. Returns what the new job must delete once
-    /// its own object is verified: the old job's segments, and those of what the
-    /// old job was itself replacing.
-    pub(super) fn take_over(&self, old: Journal) -> Result<Vec<Replaced>> {
-        let out = replaced_of(&old)?;
-        let job = old.job()?;
+    /// everything it put on the server: the new job took its segments into its
+    /// own `replaces` list first (see [`replaced_of`]).
+    pub(super) fn drop_replaced(&self, old: Journal) -> Result<()> {
+        let id = old.id().to_string();
         self.root.remove(old)?;
-        tracing::info!(
-            "--replace: job {} dropped; its segments stay until the new object is written and verified",
-            job.id
-        );
-        Ok(out)
+        tracing::info!("--replace: job {id} dropped; its segments stay until the new object is written and verified");
+        Ok(())
     }
 
     /// Deletes the segments of the objects this job replaced (its own manifest is
@@ -56,7 +88,11 @@ impl Engine {
             if old == ours {
                 continue; // never the job's own
             }
-            deleted += self.delete_own_names(&old, &job.id).await?;
+            let se = |e: crate::swift::SwiftError| {
+                e.into_error(ErrorKind::Resumable)
+                    .context(format!("job {}: deleting the segments of the object it replaced (job {})", job.id, r.job))
+            };
+            deleted += super::finish::delete_own(&self.swift, &old, &Default::default(), 4).await.map_err(se)?.deleted;
         }
         journal.put_replaces(&[])?;
         tracing::info!(
@@ -65,30 +101,5 @@ impl Engine {
             replaced.iter().map(|r| format!("job {}", r.job)).collect::<Vec<_>>().join(", ")
         );
         Ok(())
-    }
-
-    /// Deletes exactly the names of `naming` that the server lists (segments,
-    /// sub-manifests, zero objects); returns how many.
-    pub(super) async fn delete_own_names(&self, naming: &SegmentNaming, job_id: &str) -> Result<usize> {
-        let se = |e: crate::swift::SwiftError| {
-            e.into_error(ErrorKind::Resumable).context(format!("job {job_id}: deleting the replaced object's segments"))
-        };
-        let mut listing = self.swift.list(&naming.container, &naming.prefix).await.map_err(se)?;
-        if naming.ranged {
-            listing.extend(self.swift.list(&naming.container, &naming.zero_prefix()).await.map_err(se)?);
-        }
-        let names: Vec<String> = listing.into_iter().map(|e| e.name).filter(|n| naming.is_own(n)).collect();
-        let results: Vec<_> =
-            futures_util::stream::iter(names.iter().map(|n| self.swift.delete(&naming.container, n, "")))
-                .buffer_unordered(4)
-                .collect()
-                .await;
-        let mut n = 0;
-        for r in results {
-            if r.map_err(se)? {
-                n += 1;
-            }
-        }
-        Ok(n)
     }
 }

@@ -35,9 +35,8 @@ impl Engine {
         }
         // The file must be the one the job read: never "complete" over other bytes.
         check_identity(&job, opened)?;
-        let differs = self.content_check(&journal, &job, &file)?;
-        if !differs.segments.is_empty() {
-            return Err(super::content::changed_error(&job, &differs));
+        if let Some(refusal) = self.content_check(&journal, &file)? {
+            return Err(refusal);
         }
         // The server is the truth for a finished job too: the object (one HEAD) and
         // its segments (one listing per 10,000).
@@ -145,17 +144,9 @@ impl Engine {
         }
         let se = |e: crate::swift::SwiftError| e.into_error(ErrorKind::Resumable);
         let listing = self.swift.list(&naming.container, &naming.prefix).await.map_err(se)?;
-        let by_name: HashMap<&str, &ListEntry> = listing.iter().map(|e| (e.name.as_str(), e)).collect();
         let slo = job.plan.manifest == ManifestKind::Slo;
-        let whole = |name: &str, md5: Option<&str>, len: u64| {
-            by_name.get(name).is_some_and(|e| md5.is_some_and(|m| e.hash.eq_ignore_ascii_case(m)) && e.bytes == len)
-        };
-        let mut bad: Vec<String> = segs
-            .iter()
-            .filter(|s| !(slo && s.is_made()))
-            .filter(|s| !whole(&naming.name(s), s.md5.as_deref(), s.length))
-            .map(|s| naming.label(s))
-            .collect();
+        let mut bad: Vec<String> =
+            reconcile::missing_on_server(&segs, &listing, &naming, slo).into_iter().map(|s| naming.label(s)).collect();
         if slo && let Some(z) = segs.iter().filter(|s| s.is_zero()).map(|s| s.length).max() {
             let name = naming.zero_name(&format!("object+{z}"));
             let h = self.swift.head(&naming.container, &name).await.map_err(se)?;
@@ -273,17 +264,16 @@ impl Engine {
         job: &mut JobRecord,
         naming: &SegmentNaming,
     ) -> Result<()> {
-        let listing =
-            self.swift.list(&naming.container, &naming.prefix).await.map_err(|e| e.into_error(ErrorKind::Resumable))?;
+        let (listing, foreign) = self.list_segments(job, naming).await?;
+        super::replace::take_earlier_uploads(journal, job, naming, &foreign)?;
         let listed: Arc<HashMap<(u64, u64), ListEntry>> = Arc::new(
             listing
                 .iter()
                 .filter_map(|e| naming.range_of(&e.name).filter(|r| r.1 == e.bytes).map(|r| (r, e.clone())))
                 .collect(),
         );
-        let foreign = self.foreign_segments(job, naming).await?;
         let segs = journal.segments()?;
-        let r = reconcile::reconcile(segs, listing, naming, job.plan.manifest == ManifestKind::Dlo);
+        let r = reconcile::reconcile(segs, listing, naming, job.plan.manifest == ManifestKind::Dlo, &foreign);
         blocking(|| journal.apply(&r.changed, &r.removed))?;
         flush(journal)?;
         if !r.lost.is_empty() {
@@ -415,29 +405,36 @@ impl Engine {
         self.publish_digests(journal)
     }
 
-    /// Segments of other jobs of the same object and file (size, mtime) that the
-    /// server holds whole: those of a job whose journal was lost, or of an earlier
-    /// build being replaced. They are never used as they are (they are not this
-    /// job's to keep or delete): a segment of this job with the same MD5 and length
-    /// is copied from one on the server instead of being sent.
-    async fn foreign_segments(&self, job: &JobRecord, naming: &SegmentNaming) -> Result<Vec<ListEntry>> {
-        let Some(stem) = naming.stem() else { return Ok(vec![]) };
-        if job.plan.segment_count == 0 {
-            return Ok(vec![]);
-        }
-        let listing = self.swift.list(&naming.container, stem).await.map_err(|e| e.into_error(ErrorKind::Resumable))?;
-        let found: Vec<ListEntry> = listing
+    /// The listing of the job's prefix, and the segments of other jobs of the same
+    /// object and file (size, mtime) that the server holds whole: those of a job
+    /// whose journal was lost, or of an earlier build being replaced. One listing
+    /// of the stem serves both. The others' segments are never used as they are
+    /// (they are not this job's to keep or delete): a segment of this job with the
+    /// same MD5 and length is copied from one on the server instead of being sent.
+    async fn list_segments(&self, job: &JobRecord, naming: &SegmentNaming) -> Result<(Vec<ListEntry>, Vec<ListEntry>)> {
+        let se = |e: crate::swift::SwiftError| e.into_error(ErrorKind::Resumable);
+        let Some(stem) = naming.stem().filter(|_| job.plan.segment_count > 0) else {
+            return Ok((self.swift.list(&naming.container, &naming.prefix).await.map_err(se)?, vec![]));
+        };
+        let (own, others): (Vec<ListEntry>, Vec<ListEntry>) = self
+            .swift
+            .list(&naming.container, stem)
+            .await
+            .map_err(se)?
+            .into_iter()
+            .partition(|e| e.name.starts_with(&naming.prefix));
+        let foreign: Vec<ListEntry> = others
             .into_iter()
             .filter(|e| naming.foreign_range_of(&e.name).is_some_and(|(_, len)| len == e.bytes && len > 0))
             .collect();
-        if !found.is_empty() {
+        if !foreign.is_empty() {
             tracing::info!(
                 "job {}: {} segment(s) of other uploads of this file are on the server: the same bytes are copied there, not sent",
                 job.id,
-                found.len()
+                foreign.len()
             );
         }
-        Ok(found)
+        Ok((own, foreign))
     }
 
     /// The whole-image hashers still to run (`None` when every digest is known).
@@ -491,7 +488,10 @@ pub(super) fn check_identity(job: &JobRecord, now: &FileIdentity) -> Result<()> 
         None => Ok(()),
         Some(what) => {
             Err(Error::failed(format!("job {}: {} has changed since the upload started: {what}", job.id, job.file))
-                .hint(format!("restore the original file, or `k5up abort {}` and upload the new one", job.id)))
+                .hint(format!(
+                    "restore the original file, or upload this one in its place: `{}` (the old object stays whole until the new one is verified)",
+                    super::content::replace_command(job)
+                )))
         }
     }
 }
