@@ -165,13 +165,14 @@ fn odd_object_names_reach_swift_literally_and_touch_no_other_container() {
         run.ok(&args);
         assert_eq!(obs.get_md5(&c, name), Some((md5.clone(), 2 * MIB + 3)), "{name:?} read back under its name");
         // Its segments are under exactly its name in the segment container
-        // (`<name>/[slo/]<mtime>/<size>/bytes/<offset>+<length>`; `..`'s prefix also
-        // lists those of `../victim…`, hence the shape check).
+        // (`<name>/[slo/]<mtime>/<size>/j<nonce>/bytes/<offset>+<length>`; `..`'s
+        // prefix also lists those of `../victim…`, hence the shape check).
         let ours = |k: &String| {
             let rest = k[name.len() + 1..].strip_prefix("slo/").unwrap_or(&k[name.len() + 1..]);
             let parts: Vec<&str> = rest.split('/').collect();
             let numeric = |p: &&str| p.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'+');
-            parts.len() == 4 && parts[2] == "bytes" && [0, 1, 3].iter().all(|&i| numeric(&parts[i]))
+            let nonce = |p: &str| p.len() == 17 && p.starts_with('j') && p[1..].bytes().all(|b| b.is_ascii_hexdigit());
+            parts.len() == 5 && nonce(parts[2]) && parts[3] == "bytes" && [0, 1, 4].iter().all(|&i| numeric(&parts[i]))
         };
         let segs = obs.list(&format!("{c}_segments"), &format!("{name}/"));
         assert_eq!(segs.keys().filter(|k| ours(k)).count(), 3, "{name:?}: segments under its literal name: {segs:?}");
