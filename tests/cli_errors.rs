@@ -33,6 +33,10 @@ fn bad_files_names_and_jobs() {
     fails(&run, &["upload", i, "-c", "x", "--stall-timeout", "0s"], 2, "too short");
     fails(&run, &["upload", i, "-c", "x", "--stall-timeout", "1ms"], 2, "too short");
     fails(&run, &["upload", i, "-c", "x", "--retry-for", "300000000000000000d"], 2, "invalid value");
+    // `--bwlimit 0` once meant "unlimited" silently; `man --dir FILE` once exited 1.
+    fails(&run, &["upload", i, "-c", "x", "--bwlimit", "0"], 2, "use no --bwlimit");
+    fails(&run, &["upload", i, "-c", "x", "--bwlimit", "0MiB"], 2, "use no --bwlimit");
+    fails(&run, &["man", "--dir", i], 2, "not a directory");
     fails(&run, &["resume", "abcdef12"], 2, "unknown job");
     fails(&run, &["status", "abcdef12"], 2, "unknown job");
     fails(&run, &["verify", "../../etc"], 2, "unknown job");

@@ -363,10 +363,14 @@ pub(super) struct RunArgs {
     pub(super) no_progress: bool,
 }
 
-/// A rate (`20MiB`, `5M/s`); `off` (or 0) lifts a limit the job's last run had.
+/// A rate (`20MiB`, `5M/s`); `off` lifts a limit the job's last run had. `0` is
+/// refused: it would read as "nothing may be sent", yet meant "unlimited".
 pub(super) fn parse_rate(s: &str) -> std::result::Result<u64, String> {
-    if matches!(s.trim(), "off" | "none" | "0") {
+    if matches!(s.trim(), "off" | "none") {
         return Ok(0);
+    }
+    if s.trim().trim_end_matches("/s").trim_end_matches(|c: char| c.is_ascii_alphabetic()).trim() == "0" {
+        return Err(format!("`{s}`: a rate of 0 is refused: use no --bwlimit (or `--bwlimit off`) for unlimited"));
     }
     let r = units::parse_size(s.trim().trim_end_matches("/s"))?;
     if r < 1024 { Err(format!("`{s}`: a rate below 1 KiB/s is not useful")) } else { Ok(r) }

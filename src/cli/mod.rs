@@ -176,6 +176,10 @@ fn man(dir: Option<&std::path::Path>) -> Result<()> {
         out::out!("{}", String::from_utf8_lossy(&render(cmd)?).trim_end());
         return Ok(());
     };
+    if dir.exists() && !dir.is_dir() {
+        return Err(k5up::Error::input(format!("man --dir {}: not a directory", dir.display()))
+            .hint("--dir names a directory to write the manual pages in (created if missing)"));
+    }
     std::fs::create_dir_all(dir).map_err(|e| k5up::Error::io(format!("cannot create {}", dir.display()), e))?;
     let mut pages = vec![("k5up.1".to_string(), render(cmd.clone())?)];
     for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
