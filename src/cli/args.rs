@@ -369,9 +369,9 @@ pub(super) fn parse_rate(s: &str) -> std::result::Result<u64, String> {
     if matches!(s.trim(), "off" | "none") {
         return Ok(0);
     }
-    if s.trim().trim_end_matches("/s").trim_end_matches(|c: char| c.is_ascii_alphabetic()).trim() == "0" {
-        return Err(format!("`{s}`: a rate of 0 is refused: use no --bwlimit (or `--bwlimit off`) for unlimited"));
+    match units::parse_size(s.trim().trim_end_matches("/s"))? {
+        0 => Err(format!("`{s}`: a rate of 0 is refused: use no --bwlimit (or `--bwlimit off`) for unlimited")),
+        r if r < 1024 => Err(format!("`{s}`: a rate below 1 KiB/s is not useful")),
+        r => Ok(r),
     }
-    let r = units::parse_size(s.trim().trim_end_matches("/s"))?;
-    if r < 1024 { Err(format!("`{s}`: a rate below 1 KiB/s is not useful")) } else { Ok(r) }
 }
