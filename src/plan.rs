@@ -253,7 +253,8 @@ pub fn plan(
         (ManifestKind::Dlo, _) => None,
     };
     let max_seg = limits.max_file_size;
-    if max_seg < MIN_SEGMENT_SIZE && file_size > max_seg {
+    // 0 fits nothing, not even the empty manifest's segments: refused, never divided by.
+    if max_seg == 0 || (max_seg < MIN_SEGMENT_SIZE && file_size > max_seg) {
         return Err(Error::input(format!(
             "the server's max_file_size is {}: below k5up's smallest segment of {}",
             format_size(max_seg),
@@ -301,8 +302,12 @@ pub fn plan(
             let cap = if max_seg >= MIB { max_seg / MIB * MIB } else { max_seg };
             if per_manifest > 0 && ramped_count(file_size, s, manifest) > per_manifest {
                 // Grow the segments so one manifest holds them all (ramp included), in whole MiB.
+                // Past the file's size a larger segment changes nothing (the ramp alone may
+                // not fit, and then the manifest nests): the search stops there, not at a
+                // max_file_size of 2^64.
                 s = file_size.div_ceil(per_manifest).div_ceil(MIB) * MIB;
-                while s < cap && ramped_count(file_size, s, manifest) > per_manifest {
+                let upper = cap.min(file_size.div_ceil(MIB).saturating_mul(MIB));
+                while s < upper && ramped_count(file_size, s, manifest) > per_manifest {
                     s += MIB;
                 }
             }
@@ -333,6 +338,28 @@ mod tests {
     use super::*;
 
     const GIB: u64 = 1 << 30;
+
+    /// Absurd /info values (0, huge) are refused or planned, never a panic
+    /// (max_file_size 0 with an empty file once divided by zero).
+    #[test]
+    fn absurd_limits_never_panic() {
+        for mfs in [0, 1, MIN_SEGMENT_SIZE, u64::MAX] {
+            for mms in [0, 1, u64::MAX] {
+                for mmsize in [0, 1, u64::MAX] {
+                    let mut l = Limits::swift_defaults();
+                    l.max_file_size = mfs;
+                    let s = l.slo.as_mut().unwrap();
+                    (s.max_manifest_segments, s.max_manifest_size, s.min_segment_size) = (mms, mmsize, mms);
+                    for size in [0, 1, 10 * GIB] {
+                        for kind in [ManifestKind::Slo, ManifestKind::Dlo] {
+                            let r = std::panic::catch_unwind(|| plan(size, &l, None, kind, 60));
+                            assert!(r.is_ok(), "panic: size {size} max_file_size {mfs} segs {mms} size {mmsize}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn default_size_for_small_and_large_files() {
