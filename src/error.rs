@@ -83,12 +83,35 @@ impl Error {
             _ => ErrorKind::Failed,
         };
         let full = e.kind() == K::StorageFull;
+        // EMFILE, ENFILE: a limit of this process or of the system, not bad data.
+        let no_fds = matches!(e.raw_os_error(), Some(23 | 24));
         let mut err = Self::new(kind, format!("{what}: {e}"));
         err.source = Some(Box::new(e));
         if full {
+            err.kind = ErrorKind::Resumable;
             return err.hint("free space on that file system, then run the same command again (or `k5up resume JOB`)");
         }
+        if no_fds {
+            err.kind = ErrorKind::Resumable;
+            return err.hint(
+                "raise the open-file limit (`ulimit -n 1024` or more), then run the same command again (or `k5up resume JOB`)",
+            );
+        }
         err
+    }
+
+    /// A journal that is damaged (its data fails sled's checks, or a record does not
+    /// decode): the only failure that lets a run set the journal aside and rebuild it.
+    pub fn damaged(msg: impl Into<String>) -> Self {
+        let mut err = Self::failed(msg);
+        err.source = Some(Box::new(Damaged));
+        err
+    }
+
+    /// True for [`Error::damaged`]: the journal's content is bad, not the means of
+    /// reading it (a lock held, too many open files, no permission, a full disk).
+    pub fn is_damage(&self) -> bool {
+        self.source.as_ref().is_some_and(|s| s.is::<Damaged>())
     }
 
     /// The server error underneath, with its status, X-Trans-Id, class and origin.
@@ -111,6 +134,18 @@ impl fmt::Display for Error {
         Ok(())
     }
 }
+
+/// The mark of a damaged journal (see [`Error::damaged`]).
+#[derive(Debug)]
+struct Damaged;
+
+impl fmt::Display for Damaged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("damaged journal")
+    }
+}
+
+impl std::error::Error for Damaged {}
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {

@@ -130,6 +130,10 @@ pub struct JobRecord {
     /// How many runs (upload or resume) have worked on this job.
     pub runs: u32,
     /// Whole-image digests computed while hashing (those the import needs, and `--digest`).
+    ///
+    /// The defaults serve `birth.json` (JSON: a birth record of schema 1 has neither
+    /// field). bincode ignores them: the sled records say their layout by their schema
+    /// version (`journal::codec::SCHEMA_VERSION`), and an older layout is decoded as such.
     #[serde(default)]
     pub digests: Vec<Algo>,
     /// The image import to run once the object is complete.

@@ -15,7 +15,8 @@ use crate::progress::Progress;
 pub struct StatusView {
     /// Job id.
     pub job: String,
-    /// `uploading`, `manifest`, `done` or `failed`.
+    /// `uploading`, `manifest`, `importing`, `sharing`, `done`, `failed`, or `damaged`
+    /// (the journal cannot be read: `last_error` says why, `hint` how it is rebuilt).
     pub phase: String,
     /// True while a k5up process works on the job.
     pub running: bool,
@@ -102,6 +103,9 @@ pub struct StatusView {
     /// The tunables of the job's last run (kept for `resume`).
     #[serde(default)]
     pub settings: Option<SettingsView>,
+    /// What the user can do about the job's state (`damaged`: how it is rebuilt).
+    #[serde(default)]
+    pub hint: Option<String>,
 }
 
 /// The tunables part of the status.
@@ -196,6 +200,7 @@ impl StatusView {
             outages: 0,
             link_down_secs: None,
             settings: None,
+            hint: None,
         }
     }
 
@@ -290,12 +295,15 @@ impl StatusView {
 /// The status of job `id`: read from its journal when no process holds it, else
 /// from the snapshot the running process keeps up to date.
 pub fn read(root: &Root, id: &str) -> Result<StatusView> {
-    match root.open_reader(id)? {
-        Some(j) => {
-            let job = j.job()?;
-            StatusView::from_journal(&job, &j)
-        }
-        None => {
+    let opened = root.open_reader(id).and_then(|j| match j {
+        Some(j) => j.job().and_then(|job| StatusView::from_journal(&job, &j)).map(Some),
+        None => Ok(None),
+    });
+    match opened {
+        Ok(Some(v)) => Ok(v),
+        Err(e) if e.is_damage() => damaged(root, id, e),
+        Err(e) => Err(e),
+        Ok(None) => {
             let raw = root.read_snapshot(id).unwrap_or_default();
             let mut v: StatusView = serde_json::from_slice(&raw).map_err(|_| {
                 crate::Error::failed(format!(
@@ -306,4 +314,18 @@ pub fn read(root: &Root, id: &str) -> Result<StatusView> {
             Ok(v)
         }
     }
+}
+
+/// A job whose journal is damaged, from its birth record: listed (phase `damaged`,
+/// what is wrong, how it is rebuilt), never hidden. Without a birth record there is
+/// nothing to show but the error.
+fn damaged(root: &Root, id: &str, e: crate::Error) -> Result<StatusView> {
+    let Some(job) = root.birth(id) else { return Err(e) };
+    let mut v = StatusView::base(&job);
+    v.phase = "damaged".into();
+    v.segments_total = 0;
+    v.manifest_etag = None;
+    v.last_error = Some(e.msg);
+    v.hint = e.hint;
+    Ok(v)
 }

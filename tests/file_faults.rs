@@ -87,7 +87,7 @@ fn a_full_disk_under_the_journal_stops_cleanly_and_resumes_once_space_is_freed()
     let filler = disk.fill();
     let out = run.run(&args);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(75), "a full disk is resumable once space is freed: {err}");
     assert!(err.contains("No space left on device") && err.contains(&job), "{err}");
     assert!(err.contains("free space"), "the way out: {err}");
     assert!(obs.list(&t.segs, "").is_empty(), "nothing was sent");
@@ -102,7 +102,7 @@ fn a_full_disk_under_the_journal_stops_cleanly_and_resumes_once_space_is_freed()
     let filler = disk.fill();
     let status = child.wait().unwrap();
     let err = run.stderr();
-    assert_eq!(status.code(), Some(1), "stopped: {err}");
+    assert_eq!(status.code(), Some(75), "stopped, resumable: {err}");
     assert!(err.contains("No space left on device") && err.contains(&job), "{err}");
     assert!(err.contains("free space") && err.contains(&format!("k5up resume {job}")), "the way out: {err}");
     assert!(!err.contains("panicked") && !err.contains("Os {"), "{err}");

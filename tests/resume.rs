@@ -287,6 +287,22 @@ fn corrupted_journal_is_rebuilt_from_the_listing_without_resending() {
             std::fs::read_dir(&dir).unwrap().flatten().any(|e| e.file_name().to_string_lossy().contains("damaged"));
         assert!(!aside, "{a:?} rebuilt the journal: {text}");
     }
+    // Listed, not hidden: state `damaged`, what is wrong and how it is rebuilt, in the
+    // user's words (no sled internals, no escaped line breaks).
+    let out = run.run(&["jobs", "--json"]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = jobs.as_array().unwrap().iter().find(|j| j["job"] == job.as_str()).unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(listed["phase"], "damaged", "{text}");
+    assert_eq!(listed["object"], "disk.img", "{text}");
+    assert!(listed["hint"].as_str().unwrap().contains(&format!("k5up resume {job}")), "{text}");
+    let out = run.run(&["jobs"]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&job) && text.contains("damaged"), "{text}");
+    for bad in ["backtrace", "offset None", "\\n", "Corruption"] {
+        assert!(!text.contains(bad), "{bad:?} in {text}");
+    }
     let out = run.run(&["resume", &job, "--no-progress"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
@@ -449,5 +465,60 @@ fn a_job_of_k5up_0_1_with_index_names_resumes_unchanged() {
     assert_eq!(names, want.iter().collect::<Vec<_>>(), "the old names, and only them");
     for (n, e) in &before {
         assert_eq!(after[n]["last_modified"], e["last_modified"], "{n} was sent again");
+    }
+}
+
+/// A journal that cannot be opened (here: too few file descriptors) is not a damaged
+/// journal: the run stops with the cause and the way out (exit 75), never sets the
+/// journal aside, and the next run with a sane limit continues without re-sending.
+#[test]
+fn a_journal_that_cannot_be_opened_is_not_taken_for_damaged() {
+    use std::os::unix::process::CommandExt;
+    let tb = Testbed::get();
+    let t = Slow::new(&tb.small(), 4 * MIB, 12 * MIB + 5, 8, "nofds");
+    let (run, obs) = (&t.run, &t.obs);
+    let args = t.upload_args(&[]);
+    let job = run.job_id(&args);
+    run.kill_after(&args, obs, &t.segs, 3);
+    let before = obs.list(&t.segs, "");
+    assert!(before.len() >= 3, "segments were up before the runs: {}", before.len());
+    let dir = run.journal().join("jobs").join(&job);
+    let mut journal_refused = 0;
+    for limit in 8..=16u64 {
+        let mut cmd = run.cmd(&["resume", &job, "--no-progress"]);
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                let r = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked") && !err.contains("damaged"), "limit {limit}: {err}");
+        let aside =
+            std::fs::read_dir(&dir).unwrap().flatten().any(|e| e.file_name().to_string_lossy().contains("damaged"));
+        assert!(!aside, "limit {limit}: the journal was set aside: {err}");
+        if err.contains(&format!("cannot use the journal of job {job}: Too many open files")) {
+            assert_eq!(out.status.code(), Some(75), "limit {limit}: {err}");
+            assert!(err.contains("ulimit -n"), "the way out: {err}");
+            journal_refused += 1;
+        }
+        if out.status.success() {
+            break;
+        }
+    }
+    assert!(journal_refused > 0, "no limit made the journal itself unopenable");
+    // The journal is the one it was: the next run continues it and re-sends nothing
+    // the server held whole.
+    let out = run.run(&["resume", &job, "--no-progress"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(t.object().unwrap(), (t.md5.clone(), t.size));
+    let after = obs.list(&t.segs, "");
+    for (name, e) in &before {
+        assert_eq!(after[name]["last_modified"], e["last_modified"], "{name} was sent again");
     }
 }

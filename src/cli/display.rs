@@ -29,7 +29,12 @@ pub(super) fn status(root: &Root, job: Option<&str>, json: bool) -> Result<()> {
     for id in root.job_ids()? {
         match status::read(root, &id) {
             Ok(v) => views.push(v),
-            Err(e) => eprintln!("k5up: job {id}: {}", clean(&e.to_string())),
+            Err(e) => {
+                eprintln!("k5up: job {id}: {}", clean(&e.msg));
+                if let Some(h) = &e.hint {
+                    eprintln!("  hint: {}", clean(h));
+                }
+            }
         }
     }
     if json {
@@ -52,6 +57,10 @@ pub(super) fn status(root: &Root, job: Option<&str>, json: bool) -> Result<()> {
             clean(&v.object),
             if v.running { "  (running)" } else { "" }
         );
+    }
+    for v in views.iter().filter(|v| v.hint.is_some()) {
+        eprintln!("k5up: job {}: {}", v.job, clean(v.last_error.as_deref().unwrap_or(&v.phase)));
+        eprintln!("  hint: {}", clean(v.hint.as_deref().unwrap_or_default()));
     }
     Ok(())
 }
@@ -129,6 +138,9 @@ fn print_one(v: &StatusView) {
     }
     if let Some(e) = &v.last_error {
         out!("  last error {}", clean(e));
+    }
+    if let Some(h) = &v.hint {
+        out!("  hint       {}", clean(h));
     }
 }
 

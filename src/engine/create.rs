@@ -182,9 +182,8 @@ impl Engine {
         };
         if self.root.exists(&id) {
             // Read only: a dry run neither locks the job nor rebuilds its journal.
-            let job = self.root.read_job(&id).map_err(|e| {
-                e.hint(format!("`k5up resume {id}` rebuilds a damaged journal from the server's listing"))
-            })?;
+            // A damaged journal says itself how it is rebuilt; other failures keep their hint.
+            let job = self.root.read_job(&id)?;
             if req.segment_size.is_some_and(|s| s != job.plan.segment_size) {
                 return Err(Error::input(format!(
                     "job {id} exists with segment size {}; --segment-size differs",

@@ -121,14 +121,14 @@ impl Engine {
             Opened::Ok(j) => Ok(j),
             Opened::Damaged { reason, birth, held } => {
                 let Some(mut job) = birth.map(|b| *b) else {
-                    return Err(Error::failed(format!("the journal of job {id} is damaged ({reason}) and cannot be rebuilt"))
-                        .hint("remove it from the journal directory and run the same `k5up upload` command again: segments already on the server are adopted"));
+                    return Err(Error::failed(format!("{reason}, and so is its birth record: it cannot be rebuilt"))
+                        .hint(format!("move jobs/{id} out of the journal directory and run the same `k5up upload` command again: segments already on the server are adopted, not sent again")));
                 };
                 tracing::warn!(
-                    "the journal of job {id} is damaged ({reason}): rebuilding it from the server's listing and the file (the damaged copy is kept beside it)"
+                    "{reason}: rebuilding it from its birth record, the server's listing and the file (the damaged copy is kept beside it as db.damaged-TIME)"
                 );
                 job.phase = Phase::Uploading;
-                job.last_error = Some(format!("journal rebuilt after damage: {reason}"));
+                job.last_error = Some(format!("journal rebuilt after damage ({reason})"));
                 let source = File::open(&job.file).ok();
                 let segs = create::first_cuts(&job, source.as_ref(), &[]);
                 self.root.rebuild(held, &job, segs)

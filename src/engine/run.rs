@@ -374,7 +374,7 @@ impl Engine {
                 // The journal's file system is full: the next journal write would fail
                 // at some point sled decides; stop now, cleanly, with the way out.
                 Err(e) if e.io_kind() == Some(std::io::ErrorKind::StorageFull) => {
-                    Err(Error::failed(format!("job {}: the journal's file system is full ({})", snap_job.id, e.msg))
+                    Err(Error::resumable(format!("job {}: the journal's file system is full ({})", snap_job.id, e.msg))
                         .hint(format!("free space there, then `k5up resume {}`", snap_job.id)))
                 }
                 _ => Ok(()),

@@ -47,28 +47,54 @@ pub(super) fn wait_for_sled_lock(path: &Path) {
 
 pub(super) fn sled_err(id: &str, e: sled::Error) -> Error {
     match e {
-        sled::Error::Corruption { .. } => Error::failed(format!("the journal of job {id} is damaged ({e})"))
-            .hint(format!("remove jobs/{id} from the journal directory and run the same `k5up upload` command again: segments already on the server are adopted, not sent again")),
-        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
-            Error::failed(format!("cannot write the journal of job {id}: {}", io_text(&io))).hint(format!(
-                "free space on the file system holding the journal (--journal / K5UP_JOURNAL), then `k5up resume {id}`"
-            ))
+        // Only bad content is damage; sled's own text (file offsets, backtraces) is not
+        // the user's business.
+        sled::Error::Corruption { .. } => damaged(id, "its data fails sled's checksums"),
+        // What sled says of files it cannot make sense of ("created using a sled version
+        // earlier than 0.29", internal inconsistencies): their content, not their access.
+        sled::Error::Unsupported(_) | sled::Error::ReportableBug(_) => {
+            damaged(id, "its files are not a database sled can read")
         }
-        sled::Error::Io(io) => Error::failed(format!("cannot write the journal of job {id}: {}", io_text(&io))),
+        sled::Error::Io(io)
+            if matches!(io.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData) =>
+        {
+            damaged(id, "a file of its database is cut short")
+        }
+        sled::Error::Io(io) => {
+            // sled re-wraps the OS error as text: its number is taken back out of it, so
+            // the error is classified by what it is (EMFILE, EACCES, ENOSPC), not by words.
+            let io = match os_code(&io) {
+                Some(c) => std::io::Error::from_raw_os_error(c),
+                None => io,
+            };
+            let full = io.kind() == std::io::ErrorKind::StorageFull;
+            let err = Error::io(format!("cannot use the journal of job {id}"), io);
+            if full {
+                err.hint(format!(
+                    "free space on the file system holding the journal (--journal / K5UP_JOURNAL), then `k5up resume {id}`"
+                ))
+            } else {
+                err
+            }
+        }
         other => Error::failed(format!("journal of job {id}: {other}")),
     }
 }
 
-/// The system's words for an I/O error sled passes on: sled re-wraps OS errors as
-/// the `Debug` text of the original (`Os { code: 28, .., message: "No space left on
-/// device" }`), so the message is taken back out of it.
-pub(super) fn io_text(io: &std::io::Error) -> String {
-    if let Some(c) = io.raw_os_error() {
-        return std::io::Error::from_raw_os_error(c).to_string();
-    }
-    let text = io.to_string();
-    let msg = text.split_once("message: \"").and_then(|(_, rest)| rest.split_once('"')).map(|(m, _)| m.to_string());
-    msg.unwrap_or(text)
+/// A damaged journal of job `id`, and what the next run does about it.
+pub(super) fn damaged(id: &str, why: &str) -> Error {
+    Error::damaged(format!("the journal of job {id} is damaged: {why}")).hint(format!(
+        "`k5up resume {id}` (or the same `k5up upload` command) sets it aside and rebuilds it from the job's birth record; segments already on the server are adopted, not sent again"
+    ))
+}
+
+/// The OS error number inside an I/O error that sled re-wrapped as text.
+fn os_code(io: &std::io::Error) -> Option<i32> {
+    io.raw_os_error().or_else(|| {
+        let text = io.to_string();
+        let (_, rest) = text.split_once("code: ")?;
+        rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    })
 }
 
 pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -109,17 +135,18 @@ pub(super) fn decode_segment(id: &str, bytes: &[u8]) -> Result<crate::model::Seg
 
 fn decode_versioned<T: DeserializeOwned>(id: &str, bytes: &[u8]) -> Result<(u16, T)> {
     if bytes.len() < 2 {
-        return Err(Error::failed(format!("the journal of job {id} holds a truncated record")));
+        return Err(damaged(id, "a record is cut short"));
     }
     let v = u16::from_be_bytes([bytes[0], bytes[1]]);
     if !(OLDEST_READ..=SCHEMA_VERSION).contains(&v) {
-        return Err(Error::failed(format!(
+        // Rebuilt like a damaged one: the birth record (JSON) and the server say it all.
+        return Err(Error::damaged(format!(
             "the journal of job {id} was written with record schema {v}; this k5up reads schema {SCHEMA_VERSION}"
         ))
         .hint(format!("`k5up resume {id}` rebuilds the journal from the job's birth record (segments on the server are adopted, not sent again), or use the k5up version that created it")));
     }
     let (rec, _) = bincode::serde::decode_from_slice(&bytes[2..], bincode::config::standard())
-        .map_err(|e| Error::failed(format!("the journal of job {id} holds an unreadable record: {e}")))?;
+        .map_err(|_| damaged(id, "a record does not decode"))?;
     Ok((v, rec))
 }
 

@@ -291,17 +291,32 @@ mod tests {
         assert!(root.open_reader("abc").unwrap().is_some());
     }
 
+    /// sled re-wraps OS errors as text: the error number is taken back out, so a full
+    /// disk, too many open files or no permission is classified (and never damage).
+    fn wrapped(code: i32) -> sled::Error {
+        let os = std::io::Error::from_raw_os_error(code);
+        sled::Error::Io(std::io::Error::new(os.kind(), format!("{os:?}")))
+    }
+
     #[test]
-    fn a_full_disk_is_named_in_the_systems_words_with_the_way_out() {
-        let wrapped = std::io::Error::new(
-            std::io::ErrorKind::StorageFull,
-            format!("{:?}", std::io::Error::from_raw_os_error(28)),
-        );
-        let e = sled_err("j1", sled::Error::Io(wrapped));
-        assert_eq!(e.msg, "cannot write the journal of job j1: No space left on device");
-        assert!(e.hint.unwrap().contains("k5up resume j1"));
+    fn journal_errors_are_classified_by_their_cause_and_only_corruption_is_damage() {
+        use crate::error::ErrorKind;
+        let e = sled_err("j1", wrapped(28));
+        assert_eq!(e.msg, "cannot use the journal of job j1: No space left on device (os error 28)");
+        assert!(e.hint.as_deref().unwrap().contains("k5up resume j1"));
+        assert_eq!((e.kind, e.is_damage()), (ErrorKind::Resumable, false));
+        let e = sled_err("j1", wrapped(24));
+        assert!(e.msg.contains("Too many open files") && e.hint.as_deref().unwrap().contains("ulimit -n"), "{e}");
+        assert_eq!((e.kind, e.is_damage()), (ErrorKind::Resumable, false));
+        let e = sled_err("j1", wrapped(13));
+        assert_eq!((e.kind, e.is_damage()), (ErrorKind::BadInput, false));
         let e = sled_err("j1", sled::Error::Io(std::io::Error::from_raw_os_error(5)));
-        assert_eq!(e.msg, "cannot write the journal of job j1: Input/output error (os error 5)");
+        assert_eq!(e.msg, "cannot use the journal of job j1: Input/output error (os error 5)");
+        assert!(!e.is_damage());
+        let e = sled_err("j1", sled::Error::Corruption { at: None, bt: () });
+        assert!(e.is_damage() && e.kind == ErrorKind::Failed);
+        assert_eq!(e.msg, "the journal of job j1 is damaged: its data fails sled's checksums");
+        assert!(e.hint.as_deref().unwrap().contains("k5up resume j1"));
     }
 
     #[test]
@@ -332,7 +347,7 @@ mod tests {
         j.flush().unwrap();
         drop(j);
         let Opened::Damaged { reason, birth, held } = root.open_checked("dmg").unwrap() else { panic!("trusted") };
-        assert!(reason.contains("unreadable record"), "{reason}");
+        assert_eq!(reason, "the journal of job dmg is damaged: a record does not decode");
         assert_eq!(**birth.as_ref().unwrap(), sample_job("dmg"));
         let j = root.rebuild(held, &birth.unwrap(), (0..3).map(seg)).unwrap();
         assert_eq!(j.segments().unwrap().len(), 3);
@@ -391,6 +406,7 @@ mod tests {
         let mut bad = SCHEMA_VERSION.to_be_bytes().to_vec();
         bad.extend([255, 255, 255]);
         j.db.insert(JOB_KEY, bad).unwrap();
-        assert!(j.job().unwrap_err().msg.contains("unreadable"));
+        let e = j.job().unwrap_err();
+        assert!(e.msg.contains("a record does not decode") && e.is_damage(), "{e}");
     }
 }

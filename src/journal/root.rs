@@ -110,6 +110,12 @@ impl Root {
             .map_err(|e| Error::failed(format!("the birth record of job {id} is unreadable: {e}")))
     }
 
+    /// The birth record of `id` (the job as created, kept outside sled), if readable.
+    pub fn birth(&self, id: &str) -> Option<JobRecord> {
+        let raw = std::fs::read(self.job_dir(id).join("birth.json")).ok()?;
+        serde_json::from_slice(&raw).ok()
+    }
+
     /// Opens `id` for a run; fails clearly if another process is working on it.
     pub fn open(&self, id: &str) -> Result<Journal> {
         self.check_known(id)?;
@@ -184,7 +190,7 @@ impl Root {
         let birth =
             std::fs::read(dir.join("birth.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).map(Box::new);
         if !dir.join("db").exists() {
-            let reason = "its creation was interrupted".to_string();
+            let reason = format!("the journal of job {id} is incomplete: its creation was interrupted");
             return Ok(Opened::Damaged { reason, birth, held: Held { dir, lock: l } });
         }
         // sled 0.34 can panic on some damaged files instead of returning an error.
@@ -194,21 +200,29 @@ impl Root {
                 Ok((db, segs))
             })
         })
-        .unwrap_or_else(|_| Err(Error::failed("sled panicked while opening it")));
+        .unwrap_or_else(|p| Err(panicked(id, p.as_ref(), "opening")));
+        // Only damage sets the journal aside: a failure to reach it (a lock, too many
+        // open files, no permission, a full disk) is the caller's error, and touches nothing.
         let (db, segs) = match probe {
             Ok(x) => x,
-            Err(e) => return Ok(Opened::Damaged { reason: e.msg, birth, held: Held { dir, lock: l } }),
+            Err(e) if e.is_damage() => {
+                return Ok(Opened::Damaged { reason: e.msg, birth, held: Held { dir, lock: l } });
+            }
+            Err(e) => return Err(e),
         };
         let j = Journal { id: id.to_string(), dir, db, segs, _lock: l };
         let check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             j.job().and_then(|_| j.segments()).and_then(|_| j.digest()).and_then(|_| j.import())
         }))
-        .unwrap_or_else(|_| Err(Error::failed("sled panicked while reading it")));
-        if let Err(e) = check {
-            let Journal { dir, _lock, .. } = j;
-            return Ok(Opened::Damaged { reason: e.msg, birth, held: Held { dir, lock: _lock } });
+        .unwrap_or_else(|p| Err(panicked(id, p.as_ref(), "reading")));
+        match check {
+            Ok(_) => Ok(Opened::Ok(j)),
+            Err(e) if e.is_damage() => {
+                let Journal { dir, _lock, .. } = j;
+                Ok(Opened::Damaged { reason: e.msg, birth, held: Held { dir, lock: _lock } })
+            }
+            Err(e) => Err(e),
         }
-        Ok(Opened::Ok(j))
     }
 
     /// Replaces a damaged journal (kept aside as `db.damaged-<time>`) by a new one.
@@ -252,6 +266,22 @@ impl Root {
         }
         Ok(())
     }
+}
+
+/// A panic inside sled while `doing` (opening, reading) the journal of `id`: damage,
+/// unless its words name an OS error (sled panics when it cannot spawn a thread or
+/// open a file), which is a failure to reach the journal and touches nothing.
+fn panicked(id: &str, payload: &(dyn std::any::Any + Send), doing: &str) -> Error {
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    if text.contains("os error") || text.contains("Os {") {
+        return Error::resumable(format!("cannot use the journal of job {id}: sled failed while {doing} it"))
+            .hint(format!("check the open-file limit (`ulimit -n`) and free memory, then `k5up resume {id}`"));
+    }
+    super::codec::damaged(id, &format!("sled failed while {doing} it"))
 }
 
 /// The outcome of [`Root::open_checked`].
