@@ -80,6 +80,8 @@ impl Error {
             | K::NotADirectory
             | K::ReadOnlyFilesystem
             | K::InvalidInput => ErrorKind::BadInput,
+            // ELOOP: a symlink loop is a bad path, not a failure of the machine.
+            _ if e.raw_os_error() == Some(40) => ErrorKind::BadInput,
             _ => ErrorKind::Failed,
         };
         let full = e.kind() == K::StorageFull;

@@ -99,7 +99,8 @@ pub struct JobRecord {
     pub id: String,
     /// When the job was created (seconds since the epoch).
     pub created_unix: u64,
-    /// Canonical path of the source file.
+    /// Canonical path of the source file, as [`path_record`] writes it (the path
+    /// itself when it is UTF-8); [`JobRecord::file_path`] gives it back byte for byte.
     pub file: String,
     /// The source's identity when the job was created.
     pub identity: FileIdentity,
@@ -421,6 +422,59 @@ pub struct RunSettings {
     pub bwlimit: Option<u64>,
 }
 
+/// A path as the journal keeps it: the path itself when it is UTF-8 (every canonical
+/// path starts with `/`), else `%` then the path with `%` and each byte that is not
+/// UTF-8 written `%XX`. Lossless, and readable in messages.
+pub fn path_record(path: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(s) = path.to_str()
+        && !s.starts_with('%')
+    {
+        return s.to_string();
+    }
+    let mut out = String::from("%");
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '%' => out.push_str("%25"),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The path that [`path_record`] wrote `record` for.
+pub fn record_path(record: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let Some(rest) = record.strip_prefix('%') else { return record.into() };
+    let (b, mut out, mut i) = (rest.as_bytes(), Vec::with_capacity(rest.len()), 0);
+    while i < b.len() {
+        let hex = (b[i] == b'%').then(|| rest.get(i + 1..i + 3)).flatten();
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(v) => {
+                out.push(v);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out).into()
+}
+
+impl JobRecord {
+    /// The source file's path, byte for byte.
+    pub fn file_path(&self) -> std::path::PathBuf {
+        record_path(&self.file)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,5 +534,19 @@ pub(crate) mod tests_support {
             digests: vec![],
             import: None,
         }
+    }
+
+    #[test]
+    fn path_records_are_lossless_and_keep_utf8_paths_as_they_are() {
+        use std::os::unix::ffi::OsStrExt;
+        for raw in [&b"/tmp/disk.img"[..], b"/tmp/b\xffad.img", b"/tmp/50%.img", b"%odd", b"/\xc3(%ff)"] {
+            let p = std::path::Path::new(std::ffi::OsStr::from_bytes(raw));
+            let r = path_record(p);
+            assert_eq!(record_path(&r), p, "{r}");
+            if raw[0] == b'/' && std::str::from_utf8(raw).is_ok() {
+                assert_eq!(r.as_bytes(), raw, "a UTF-8 path is kept as it is");
+            }
+        }
+        assert_eq!(path_record(std::path::Path::new(std::ffi::OsStr::from_bytes(b"/tmp/b\xffad"))), "%/tmp/b%FFad");
     }
 }

@@ -31,9 +31,6 @@ pub struct FileIdentity {
 /// Opens `path` as a source: it must be a readable regular file (or a block device).
 pub fn open(path: &Path) -> Result<(PathBuf, File, FileIdentity)> {
     let canon = path.canonicalize().map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-    if canon.to_str().is_none() {
-        return Err(Error::input(format!("{}: the path is not valid UTF-8", path.display())));
-    }
     // Checked before opening: opening a FIFO without a writer blocks for ever, and a
     // character device (`/dev/zero`) has no size to plan with.
     let meta = std::fs::metadata(&canon).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;

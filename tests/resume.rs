@@ -111,26 +111,25 @@ fn second_process_is_refused_and_status_works_meanwhile() {
     assert_eq!(st["phase"], "uploading");
     let jobs = run.jobs();
     assert_eq!(jobs[0]["job"], job.as_str());
-    // the same upload again, and a resume, are refused with the pid
-    for a in [&args[..], &["resume", &job, "--no-progress"][..]] {
-        let out = run.run(a);
-        assert_eq!(out.status.code(), Some(1));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(&format!("job {job} is being uploaded by pid {pid}")), "{err}");
-        assert!(err.contains(&format!("kill {pid}")), "how to stop it first: {err}");
-    }
-    // abort says how to stop the upload first.
-    let out = run.run(&["abort", &job]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("being uploaded by") && err.contains("Ctrl-C"), "{err}");
-    // Read-only commands work meanwhile and never take the writer lock.
+    // Every command that needs the job (the same upload, resume, --replace, abort,
+    // verify, and another file for the same object) is refused alike: one exit code
+    // (2), one message naming the other process and how to stop it.
+    let other = run.path("other.img");
+    write_random(&other, MIB, 99);
+    let other = other.to_str().unwrap().to_string();
+    let replace = [&args[..], &["--replace"]].concat();
+    let same_object = ["upload", &other, "-c", &t.c, "-o", "disk.img", "--no-progress"];
     let dry = run.ok(&[&args[..], &["--dry-run"]].concat());
     assert!(dry.contains(&job), "{dry}");
-    let out = run.run(&["verify", &job]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("being uploaded right now"), "{err}");
+    let cases: [&[&str]; 6] =
+        [&args, &["resume", &job, "--no-progress"], &replace, &["abort", &job], &["verify", &job], &same_object];
+    for a in cases {
+        let out = run.run(a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{a:?}: {err}");
+        assert!(err.contains(&format!("job {job} is busy: k5up pid {pid} is working on it")), "{a:?}: {err}");
+        assert!(err.contains(&format!("kill {pid}")), "{a:?}: how to stop it first: {err}");
+    }
     assert!(child.wait().unwrap().success(), "{}", run.stderr());
     assert_eq!(t.object().unwrap().0, t.md5);
 }

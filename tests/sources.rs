@@ -116,3 +116,59 @@ fn a_block_device_uploads_and_resumes() {
     let v = run.ok(&["verify", jobs[0]["job"].as_str().unwrap(), "--deep"]);
     assert!(v.contains("content") && !v.contains("FAIL"), "{v}");
 }
+
+/// A symlink loop is bad input (exit 2), as a missing file is.
+#[test]
+fn a_symlink_loop_is_bad_input() {
+    let tb = Testbed::get();
+    let run = Run::new(tb.small());
+    let (a, b) = (run.path("loop-a"), run.path("loop-b"));
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    let c = unique("eloop");
+    let out = run_bounded(&run, &["upload", a.to_str().unwrap(), "-c", &c], Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("symbolic links"), "{err}");
+    assert!(run.jobs().is_empty(), "no job");
+}
+
+/// A file name that is not UTF-8 (Latin-1 from an old build host): with -o the file is
+/// uploaded and the job goes on across runs (its path kept byte for byte); without
+/// -o it is refused, naming -o.
+#[test]
+fn a_file_name_that_is_not_utf8_uploads_with_an_object_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let tb = Testbed::get();
+    let run = Run::new(tb.small());
+    let mut raw = run.dir.path().as_os_str().as_bytes().to_vec();
+    raw.extend_from_slice(b"/r\xe9sum\xe9 50%.img");
+    let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&raw));
+    let md5 = write_random(&path, 3 * MIB + 7, 11);
+    let c = unique("latin1");
+    let out = run.cmd(&["upload"]).arg(&path).args(["-c", &c, "--no-progress"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not valid UTF-8") && err.contains("-o NAME"), "{err}");
+    let up = |extra: &[&str]| {
+        let out = run
+            .cmd(&["upload"])
+            .arg(&path)
+            .args(["-c", &c, "-o", "resume.img", "--segment-size", "1MiB", "--no-progress"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    up(&[]);
+    let obs = Observer::login(&tb.small());
+    assert_eq!(obs.get_md5(&c, "resume.img"), Some((md5.clone(), 3 * MIB + 7)));
+    // The same command again finds the job and its file (the path read back from the journal).
+    let again = up(&[]);
+    assert!(again.contains("is complete"), "{again}");
+    let jobs = run.jobs();
+    assert_eq!(jobs.len(), 1, "one job: {jobs:?}");
+    let job = jobs[0]["job"].as_str().unwrap().to_string();
+    run.ok(&["verify", &job, "--deep"]);
+}

@@ -106,7 +106,7 @@ fn changed_error(job: &JobRecord, differ: &[String]) -> Error {
 pub(super) fn replace_command(job: &JobRecord) -> String {
     format!(
         "k5up upload {} -c {} -o {} --replace",
-        shell_word(&job.file),
+        shell_path(&job.file_path()),
         shell_word(&job.container),
         shell_word(&job.object)
     )
@@ -119,6 +119,30 @@ fn shell_word(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
+}
+
+/// A path for a shell: quoted as a word, or, when it is not UTF-8, as bash's `$'…'`
+/// with `\xNN` for the bytes that are not (so the command reaches the same file).
+fn shell_path(p: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(s) = p.to_str() {
+        return shell_word(s);
+    }
+    let mut out = String::from("$'");
+    for chunk in p.as_os_str().as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\'' | '\\' => out.extend(['\\', c]),
+                c if c.is_control() => c.to_string().bytes().for_each(|b| out.push_str(&format!("\\x{b:02x}"))),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// The stamp of a source just opened, for a new job.

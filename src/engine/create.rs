@@ -147,12 +147,20 @@ impl Engine {
         let object = match &req.object {
             Some(o) => o.clone(),
             // The name the user typed (a symlink's own name), not its target's.
-            None => req
-                .file
-                .file_name()
-                .and_then(|n| n.to_str())
-                .ok_or_else(|| Error::input("cannot derive an object name from the file name; use --object"))?
-                .to_string(),
+            None => match req.file.file_name().map(|n| n.to_str()) {
+                Some(Some(n)) => n.to_string(),
+                Some(None) => {
+                    return Err(Error::input(format!(
+                        "{}: the file name is not valid UTF-8, and Swift object names are",
+                        req.file.display()
+                    ))
+                    .hint("give the object a name with -o NAME (the file itself is read as it is)"));
+                }
+                None => {
+                    return Err(Error::input(format!("{}: no file name to name the object by", req.file.display()))
+                        .hint("give the object a name with -o NAME"));
+                }
+            },
         };
         check_container(&req.container)?;
         check_object(&object)?;
@@ -216,15 +224,7 @@ impl Engine {
         let others = self.owners_of(&storage_url, &req.container, &object, &id)?;
         if let Some(v) = others.first() {
             if v.running {
-                return Err(Error::input(format!(
-                    "job {} is uploading {} to {}/{} right now{}",
-                    v.job,
-                    v.file,
-                    v.container,
-                    v.object,
-                    v.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
-                ))
-                .hint("wait for it, or stop it (Ctrl-C, or kill that pid) and run this command again"));
+                return Err(self.root.busy(&v.job).context(format!("{}/{} (from {})", v.container, v.object, v.file)));
             }
             if !req.replace {
                 return Err(Error::input(format!(
@@ -251,7 +251,7 @@ impl Engine {
         let job = JobRecord {
             id,
             created_unix: now_unix(),
-            file: path.to_str().unwrap_or_default().to_string(),
+            file: crate::model::path_record(&path),
             identity: ident.clone(),
             auth: self.swift.auth().describe(),
             storage_url,

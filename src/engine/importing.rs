@@ -1,7 +1,6 @@
 //! The import phase of a job, and `k5up import JOB`.
 
 use std::fs::File;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,7 +92,7 @@ impl Engine {
             return Err(Error::input(format!("job {id} is not uploaded yet (phase {})", job.phase.as_str()))
                 .hint(format!("`k5up resume {id}` finishes the upload, then imports")));
         }
-        let (_, file, opened) = source::open(Path::new(&job.file)).map_err(|e| e.context(format!("job {id}")))?;
+        let (_, file, opened) = source::open(&job.file_path()).map_err(|e| e.context(format!("job {id}")))?;
         if let Some(mut spec) = spec {
             // What was not given again keeps its journaled value (same service).
             if let Some(old) = job.import.as_ref().filter(|o| o.kind == spec.kind) {

@@ -1,8 +1,6 @@
 //! `verify` (compare the server with the journal, and optionally read the object
 //! back) and `abort` (delete a job's segments and its journal).
 
-use std::path::Path;
-
 use futures_util::StreamExt;
 use md5::{Digest, Md5};
 use serde::Serialize;
@@ -40,8 +38,7 @@ impl Engine {
     pub async fn verify(&self, id: &str, deep: bool) -> Result<VerifyReport> {
         // Read only: verify never takes the writer lock or rebuilds a journal.
         let Some(journal) = self.root.open_reader(id)? else {
-            return Err(Error::failed(format!("job {id} is being uploaded right now"))
-                .hint(format!("verify it once that run ends (`k5up status {id}` shows it)")));
+            return Err(self.root.busy(id));
         };
         let (job, segs) = (journal.job()?, journal.segments()?);
         drop(journal);
@@ -178,9 +175,9 @@ impl Engine {
 
     /// Reads the object back and compares its MD5 with the local file's.
     async fn read_back(&self, job: &crate::journal::JobRecord) -> Result<Check> {
-        let path = job.file.clone();
+        let path = job.file_path();
         let local = tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64)> {
-            let f = std::fs::File::open(Path::new(&path))?;
+            let f = std::fs::File::open(&path)?;
             let len = crate::source::size_of(&f)?;
             Ok((crate::source::md5_range(&f, 0, len)?, len))
         });

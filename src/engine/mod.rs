@@ -14,7 +14,6 @@ mod settings;
 mod sharing;
 
 use std::fs::File;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -129,7 +128,7 @@ impl Engine {
                 );
                 job.phase = Phase::Uploading;
                 job.last_error = Some(format!("journal rebuilt after damage ({reason})"));
-                let source = File::open(&job.file).ok();
+                let source = File::open(job.file_path()).ok();
                 let segs = create::first_cuts(&job, source.as_ref(), &[]);
                 self.root.rebuild(held, &job, segs)
             }
@@ -144,7 +143,7 @@ impl Engine {
         if job.manifest_etag.is_some() && !run::import_pending(&journal, &job)? && sharing::share_pending(&journal)? {
             return self.share_on(journal, &ShareRequest::default()).await;
         }
-        let (_, file, opened) = source::open(Path::new(&job.file)).map_err(|e| e.context(format!("job {}", job.id)))?;
+        let (_, file, opened) = source::open(&job.file_path()).map_err(|e| e.context(format!("job {}", job.id)))?;
         self.or_cancel(self.storage_url_first()).await?;
         self.run(journal, file, &opened).await
     }

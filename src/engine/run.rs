@@ -2,7 +2,6 @@
 //! listing, upload what is missing, write and verify the manifest, import.
 
 use std::fs::File;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -479,7 +478,7 @@ pub(super) fn import_pending(journal: &Journal, job: &JobRecord) -> Result<bool>
 
 /// Refuses a source whose identity, read now, differs from the journaled one.
 pub(super) fn ensure_unchanged(job: &JobRecord, file: &File) -> Result<()> {
-    check_identity(job, &source::identity(file, Path::new(&job.file))?)
+    check_identity(job, &source::identity(file, &job.file_path())?)
 }
 
 /// Refuses a source identity that differs from the journaled one.

@@ -1,5 +1,5 @@
 //! One process at a time per job: an advisory lock file plus an owner note, so the
-//! second process gets "job 3fa2c1 is being uploaded by pid 1234" instead of sled's
+//! second process gets "job 3fa2c1 is busy: k5up pid 1234 is working on it" instead of sled's
 //! own lock error (sled allows one process per database).
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -56,10 +56,8 @@ fn try_lock(dir: &Path, role: Role) -> Result<std::result::Result<JobLock, Held>
         }
         Err(TryLockError::WouldBlock) => {
             let note = std::fs::read_to_string(owner_path(dir)).unwrap_or_default();
-            let mut it = note.split_whitespace();
-            let pid = it.next().and_then(|p| p.parse().ok());
-            let reader = it.next() == Some("reader");
-            Ok(Err(Held { pid, reader }))
+            let reader = note.split_whitespace().nth(1) == Some("reader");
+            Ok(Err(Held { pid: holder(dir), reader }))
         }
         Err(TryLockError::Error(e)) => Err(Error::io(format!("cannot lock {}", path.display()), e)),
     }
@@ -75,16 +73,22 @@ pub(super) fn lock(dir: &Path, job: &str, role: Role) -> Result<std::result::Res
             Err(held) if role == Role::Writer && held.reader && start.elapsed() < Duration::from_secs(10) => {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(held) if role == Role::Writer => {
-                let who = held.pid.map_or("another process".to_string(), |p| format!("pid {p}"));
-                let stop = held
-                    .pid
-                    .map_or("stop it".to_string(), |p| format!("stop it (Ctrl-C in its terminal, or `kill {p}`)"));
-                return Err(Error::failed(format!("job {job} is being uploaded by {who}")).hint(format!(
-                    "wait for it to finish (`k5up status {job}` shows it), or {stop}; then run this command again"
-                )));
-            }
+            Err(held) if role == Role::Writer => return Err(busy(job, held.pid)),
             Err(held) => return Ok(Err(held)),
         }
     }
+}
+
+/// The one error for a job that another k5up process is working on (exit 2: run one
+/// command per job at a time), naming that process.
+pub(super) fn busy(job: &str, pid: Option<u32>) -> Error {
+    let who = pid.map_or("another k5up process".to_string(), |p| format!("k5up pid {p}"));
+    let stop = pid.map_or("stop it".to_string(), |p| format!("stop it (Ctrl-C in its terminal, or `kill {p}`)"));
+    Error::input(format!("job {job} is busy: {who} is working on it"))
+        .hint(format!("wait for it to finish (`k5up status {job}` shows it), or {stop}; then run this command again"))
+}
+
+/// The pid that holds (or last held) the lock of the job in `dir`, from its owner note.
+pub(super) fn holder(dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(owner_path(dir)).ok()?.split_whitespace().next()?.parse().ok()
 }

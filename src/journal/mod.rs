@@ -285,7 +285,7 @@ mod tests {
         let j = root.create(&sample_job("abc"), (0..3).map(seg)).unwrap();
         // flock is per open file description: a second open in this process conflicts too
         let e = root.open("abc").unwrap_err();
-        assert!(e.msg.contains("is being uploaded by pid"), "{e}");
+        assert!(e.msg.contains("is busy: k5up pid"), "{e}");
         assert!(root.open_reader("abc").unwrap().is_none());
         drop(j);
         assert!(root.open_reader("abc").unwrap().is_some());

@@ -97,6 +97,11 @@ impl Root {
         }
     }
 
+    /// The error for `id` while another process holds it (its pid named).
+    pub fn busy(&self, id: &str) -> Error {
+        lock::busy(id, lock::holder(&self.job_dir(id)))
+    }
+
     /// The job record of `id` for a reader (`--dry-run`, `verify`): from its journal
     /// when no writer holds it, else from its birth record (the plan never changes).
     /// Never takes the writer lock, never rebuilds: a damaged journal is an error here.
