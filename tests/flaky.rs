@@ -65,8 +65,11 @@ fn segments_that_never_fit_the_link_are_split_and_the_upload_completes() {
     let flapping = flapping_link(&t);
     let out = t.run.run(&default_args(&t, &[]));
     drop(flapping);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
     assert!(t.proxy.stats.outages.load(Ordering::Relaxed) >= 2, "the link dropped while the upload ran");
+    // Splits after an outage say so.
+    assert!(err.lines().any(|l| l.contains(" split: ") && l.contains("between outages")), "{err}");
     // Straight from the server, not through the flapping link.
     let direct = Observer::login(&tb.small());
     assert_eq!(direct.get_md5(&t.c, "disk.img"), Some((t.md5.clone(), t.size)));
@@ -82,6 +85,28 @@ fn segments_that_never_fit_the_link_are_split_and_the_upload_completes() {
     let st = t.run.status(&t.run.only_job());
     assert!(st["splits"].as_u64().unwrap() >= 1, "{st}");
     assert_eq!(st["segments_total"].as_u64().unwrap(), leaves.len() as u64, "{st}");
+}
+
+/// A link that never breaks but is slow: the slow start cuts the plan's 16 MiB
+/// segments to what a stream sends in 10 s. Nothing in the output speaks of outages
+/// (there were none): the splits say they are the slow start's.
+#[test]
+fn splits_on_a_slow_link_without_outages_do_not_speak_of_outages() {
+    let tb = Testbed::get();
+    // 4 MiB/s for 4 streams: 1 MiB/s each, 10 MiB in 10 s; the plan's fifth segment is 16 MiB.
+    let t = Slow::new(&tb.small(), 4 * MIB, 48 * MIB + 5, 55, "slowstart");
+    let out = t.run.run(&default_args(&t, &[]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(t.proxy.stats.outages.load(Ordering::Relaxed), 0, "the proxy played no outage");
+    let direct = Observer::login(&tb.small());
+    assert_eq!(direct.get_md5(&t.c, "disk.img"), Some((t.md5.clone(), t.size)));
+    let st = t.run.status(&t.run.only_job());
+    assert!(st["splits"].as_u64().unwrap() >= 1, "the slow start split a segment: {st}\n{err}");
+    assert!(!err.to_lowercase().contains("outage"), "no outage happened, none is spoken of:\n{err}");
+    assert!(err.lines().any(|l| l.contains(" split: ") && l.contains("slow start")), "{err}");
+    let leaves = direct.slo_leaves(&t.c, "disk.img");
+    check_layout(&direct, &t, &leaves);
 }
 
 /// Runs the default upload on the flapping link until the server holds at least 4

@@ -310,8 +310,17 @@ impl Ctx {
         };
         let head = SegmentRecord { length: size, md5: None, inflight: 0, ..seg.clone() };
         let rest = SegmentRecord::at(seg.offset + size, seg.length - size);
+        // Say why it was cut: an outage only when there was one this run.
+        let why = if self.sizer.after_outage() {
+            "as the link lately carries about that much between outages".to_string()
+        } else {
+            format!(
+                "as one stream has sent about that much per {} s so far (a slow start: segments grow with the rate)",
+                super::sizer::HORIZON_SECS
+            )
+        };
         tracing::info!(
-            "job {}: {} split: {} now, the rest ({}) later, as the link lately carries about that much between outages",
+            "job {}: {} split: {} now, the rest ({}) later, {why}",
             self.job_id,
             self.naming.label(&seg),
             crate::units::format_size(size),

@@ -91,6 +91,12 @@ impl Sizer {
         true
     }
 
+    /// True once the link has broken during this run (an outage sized the segments);
+    /// before that, segments are cut by the slow start only.
+    pub fn after_outage(&self) -> bool {
+        self.st.lock().unwrap_or_else(|e| e.into_inner()).after_outage.is_some()
+    }
+
     /// The server answered: the link is up (again).
     pub fn answered(&self, sent: u64) {
         let mut st = self.st.lock().unwrap_or_else(|e| e.into_inner());
@@ -119,6 +125,7 @@ mod tests {
         assert_eq!(s.target(120 * MIB, 4, 30.0), Some(10 * MIB));
         assert_eq!(s.cut(32 * MIB, 120 * MIB, 4, 30.0), Some(10 * MIB));
         assert_eq!(s.cut(256 * MIB, 400 * MIB, 4, 1.0), None, "a fast link keeps the plan's cuts");
+        assert!(!s.after_outage(), "no outage yet: a cut now is the slow start's");
         // A DLO keeps the plan's cuts until the link breaks; a k5up 0.1 job always.
         assert_eq!(Sizer::new(MIB, true, false).target(0, 4, 1.0), None);
         assert_eq!(Sizer::new(MIB, false, true).target(0, 1, 1.0), None);
@@ -130,6 +137,7 @@ mod tests {
         // Up for a while: 4 streams carried 160 MiB together, 40 MiB each → 5 MiB.
         assert!(s.broke(160 * MIB, 4));
         assert!(!s.broke(170 * MIB, 4), "the other streams failing is the same outage");
+        assert!(s.after_outage());
         assert_eq!(s.target(170 * MIB, 2, 1.0), Some(5 * MIB));
         assert_eq!(s.cut(256 * MIB, 170 * MIB, 2, 1.0), Some(5 * MIB));
         assert_eq!(s.cut(5 * MIB, 170 * MIB, 2, 1.0), None, "fits already");
