@@ -307,7 +307,11 @@ async fn serve(client: TcpStream, sh: &Arc<Shared>) {
             }
             if let Some(after) = armed {
                 let left = match body_left {
-                    Some(l) => Some(l),
+                    // The head went by: this read is all body.
+                    Some(l) => {
+                        take = 0;
+                        Some(l)
+                    }
                     None => {
                         tail.extend_from_slice(&buf[..n]);
                         let end = tail.windows(4).position(|w| w == b"\r\n\r\n");
