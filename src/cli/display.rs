@@ -255,9 +255,20 @@ pub(super) fn verify(r: &VerifyReport, json: bool) -> Result<()> {
     } else {
         for c in &r.checks {
             out!("{:<4} {:<9} {}", if c.ok { "ok" } else { "FAIL" }, c.name, clean(&c.detail));
+            if let Some(f) = &c.repair {
+                out!("{:<4} {:<9} repair: {}", "", "", clean(&f.to_string()));
+            }
         }
     }
-    if r.ok { Ok(()) } else { Err(Error::failed(format!("job {}: verification failed", r.job))) }
+    if r.ok {
+        return Ok(());
+    }
+    let failed: Vec<&str> = r.checks.iter().filter(|c| !c.ok).map(|c| c.name.as_str()).collect();
+    let e = Error::failed(format!("job {}: verification failed ({})", r.job, failed.join(", ")));
+    Err(match r.repairs() {
+        f if f.is_empty() => e,
+        f => e.hint(f.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; then ")),
+    })
 }
 
 /// The segments of a plan as they are: `3 × 16.00 MiB`, or `4 × 8.00 MiB + 2 × 16.00 MiB

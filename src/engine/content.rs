@@ -102,10 +102,12 @@ fn changed_error(job: &JobRecord, differ: &[String]) -> Error {
     }
 }
 
-/// The command that uploads the job's file again in the place of its object.
+/// The command that uploads the job's file again in the place of its object (as
+/// the same kind of manifest: a DLO stays a DLO).
 pub(super) fn replace_command(job: &JobRecord) -> String {
+    let dlo = if job.plan.manifest == crate::plan::ManifestKind::Dlo { " --manifest dlo" } else { "" };
     format!(
-        "k5up upload {} -c {} -o {} --replace",
+        "k5up upload {} -c {} -o {}{dlo} --replace",
         shell_path(&job.file_path()),
         shell_word(&job.container),
         shell_word(&job.object)

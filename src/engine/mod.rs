@@ -22,7 +22,7 @@ use tokio::sync::watch;
 pub use create::{Planned, UploadRequest, job_id};
 pub use finish::EMPTY_MD5;
 pub use importing::digests_for;
-pub use maintain::{Check, VerifyReport};
+pub use maintain::{Check, Repair, VerifyReport};
 pub use settings::{Given, Settings};
 pub use sharing::ShareRequest;
 
