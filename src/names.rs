@@ -233,6 +233,39 @@ impl SegmentNaming {
     }
 }
 
+/// The segment prefix of the job that wrote `name`, when `name` is exactly one of
+/// the names a job of this version writes for `object`, a file of `size` bytes:
+/// `<object>/[slo/]<secs>.<micros>/<size>/<nonce>/bytes/<offset:016>+<length>` (a
+/// segment) or `…/<nonce>/zero/object+<n>` (the zero object an SLO takes ranges of).
+/// A name without a nonce (k5up 0.2/0.3: two jobs with the same size and mtime
+/// shared them), of another object or another size, or anything longer, is `None`:
+/// only these names prove they belong to one job of this object and nothing else.
+pub fn job_prefix_of(object: &str, size: u64, name: &str) -> Option<String> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let rest = name.strip_prefix(object)?.strip_prefix('/')?;
+    let rest = rest.strip_prefix("slo/").unwrap_or(rest);
+    let (mtime, rest) = rest.split_once('/')?;
+    let (secs, micros) = mtime.split_once('.')?;
+    if !digits(secs.strip_prefix('-').unwrap_or(secs)) || micros.len() != 6 || !digits(micros) {
+        return None;
+    }
+    let (sz, rest) = rest.split_once('/')?;
+    if sz != size.to_string() {
+        return None;
+    }
+    let (nonce, leaf) = rest.split_once('/')?;
+    if !is_nonce(nonce) {
+        return None;
+    }
+    let stem_len = name.len() - leaf.len();
+    let prefix = format!("{}{RANGED_DIR}", &name[..stem_len]);
+    let own = match leaf.strip_prefix(RANGED_DIR) {
+        Some(range) => parse_range(range).is_some(),
+        None => leaf.strip_prefix("zero/object+").is_some_and(digits),
+    };
+    (own && SegmentNaming::of_job("", &prefix).is_own(name)).then_some(prefix)
+}
+
 /// `<offset:016>+<length>`, exactly (no further `/`, no leading zero in the length).
 fn parse_range(rest: &str) -> Option<(u64, u64)> {
     let (off, len) = rest.split_once('+')?;
@@ -318,6 +351,30 @@ mod tests {
         let old = SegmentNaming::of_job("c_segments", "disk.img/slo/5.000000/99/bytes/");
         assert!(old.ranged);
         assert_eq!(old.stem(), None);
+    }
+
+    #[test]
+    fn the_job_of_a_segment_name_is_known_only_from_a_nonce_name_of_that_object_and_size() {
+        let n = SegmentNaming::new("c", "app.raw", true, 1_700_000_000_123_456_789, 1000, N).unwrap();
+        let d = SegmentNaming::new("c", "app.raw", false, 5_000_000_000, 1000, N).unwrap();
+        for job in [&n, &d] {
+            assert_eq!(job_prefix_of("app.raw", 1000, &job.name_at(0, 1000)), Some(job.prefix.clone()));
+            assert_eq!(job_prefix_of("app.raw", 1000, &job.zero_name("object+1048576")), Some(job.prefix.clone()));
+            // Another size, another object, a longer name, the zero seed: not provably the job's.
+            assert_eq!(job_prefix_of("app.raw", 999, &job.name_at(0, 1000)), None);
+            assert_eq!(job_prefix_of("app", 1000, &job.name_at(0, 1000)), None);
+            assert_eq!(job_prefix_of("app.raw", 1000, &format!("{}zz", job.name_at(0, 1000))), None);
+            assert_eq!(job_prefix_of("app.raw", 1000, &job.zero_name("seed+1048576")), None);
+            assert_eq!(job_prefix_of("app.raw", 1000, &job.sub_manifest_name(1, 0)), None);
+        }
+        // No nonce (k5up 0.2/0.3), an index name (0.1): never.
+        assert_eq!(job_prefix_of("app.raw", 1000, "app.raw/slo/1.000000/1000/bytes/0000000000000000+1000"), None);
+        let old = SegmentNaming::indexed("c", "app.raw", true, 0, 1000, 100);
+        assert_eq!(job_prefix_of("app.raw", 1000, &old.name(&seg(3, 300, 100))), None);
+        // An object whose name holds slashes.
+        let deep = SegmentNaming::new("c", "a/b/c.raw", true, 0, 7, N).unwrap();
+        assert_eq!(job_prefix_of("a/b/c.raw", 7, &deep.name_at(0, 7)), Some(deep.prefix.clone()));
+        assert_eq!(job_prefix_of("a/b", 7, &deep.name_at(0, 7)), None);
     }
 
     #[test]

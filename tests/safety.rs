@@ -266,3 +266,90 @@ fn sources_whose_size_lies_are_refused_before_anything_is_created() {
     assert!(obs.head(&c, "status").is_none() && obs.list(&c, "").is_empty(), "nothing created");
     assert!(run.jobs().is_empty(), "no job");
 }
+
+/// Writes `len` zero bytes at `off` of `path`.
+fn zero_out(path: &std::path::Path, off: u64, len: u64) {
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new().write(true).open(path).unwrap().write_all_at(&vec![0u8; len as usize], off).unwrap();
+}
+
+/// Rewrites a few bytes of `path` at `off`.
+fn scribble(path: &std::path::Path, off: u64, what: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new().write(true).open(path).unwrap().write_all_at(what, off).unwrap();
+}
+
+/// A new version uploaded in the old one's place with `--base` that old object
+/// (`--replace`): once the new object is verified, the segment container holds
+/// exactly what the new manifest names (segments, sub-manifests, zero object), none
+/// of the old version's; and that whether the old version's job is in the journal
+/// (its segments are the replaced job's) or not (uploaded from another machine, or
+/// its journal lost: only the base's names say whose they are).
+#[test]
+fn a_new_version_in_place_of_its_base_leaves_exactly_its_own_segments() {
+    let tb = Testbed::get();
+    let obs = Observer::login(&tb.small());
+    let c = unique("baseplace");
+    let segs = format!("{c}_segments");
+    let target = format!("{c}/app.raw");
+    // 20 MiB of 1 MiB segments (more than the small proxy's 16 per manifest: nested),
+    // 2 MiB of zeros in it (an SLO zero object).
+    let size = 20 * MIB + 5;
+    let elsewhere = Run::new(tb.small());
+    let v1 = elsewhere.path("v1.raw");
+    write_random(&v1, size, 91);
+    zero_out(&v1, 5 * MIB, 2 * MIB);
+    let up = |run: &Run, file: &std::path::Path, extra: &[&str]| {
+        let mut a = vec!["upload", file.to_str().unwrap(), "-c", &c, "-o", "app.raw", "--segment-size", "1MiB"];
+        a.extend_from_slice(extra);
+        a.push("--no-progress");
+        let out = run.run(&a);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{a:?}: {err}");
+        err
+    };
+    up(&elsewhere, &v1, &[]);
+    let old: HashMap<String, serde_json::Value> = obs.list(&segs, "app.raw/");
+    assert!(old.keys().any(|n| n.contains("/zero/object+")), "v1 has a zero object: {:?}", old.keys());
+    assert!(old.keys().any(|n| n.contains("/manifest/")), "v1 is a nested SLO");
+
+    // The only one of its objects whose segments this object holds: the new object's
+    // listing under app.raw/ must be exactly what its manifests name.
+    let exactly_the_manifests = |what: &str, md5: &str| {
+        assert_eq!(obs.get_md5(&c, "app.raw"), Some((md5.to_string(), size)), "{what}: reads back as the file");
+        let mut named: Vec<String> = obs
+            .slo_names(&c, "app.raw")
+            .into_iter()
+            .map(|p| p.strip_prefix(&format!("{segs}/")).unwrap_or_else(|| panic!("{p} in {segs}")).to_string())
+            .collect();
+        named.sort();
+        named.dedup();
+        let mut listed: Vec<String> = obs.list(&segs, "app.raw/").into_keys().collect();
+        listed.sort();
+        assert_eq!(listed, named, "{what}: the segment container holds exactly the new manifest's objects");
+        listed
+    };
+
+    // v2 from a machine whose journal never saw v1.
+    let run = Run::new(tb.small());
+    let v2 = run.path("v2.raw");
+    std::fs::copy(&v1, &v2).unwrap();
+    scribble(&v2, 9 * MIB + 100, b"version 2");
+    let md5_v2 = md5_of_range(&v2, 0, size);
+    let err = up(&run, &v2, &["--base", &target, "--replace"]);
+    let now = exactly_the_manifests("v2", &md5_v2);
+    assert!(err.contains("the segments of the version it replaces"), "it says so before: {err}");
+    assert!(old.keys().all(|n| !now.contains(n)), "none of v1's objects are left");
+    let st = run.status(&run.only_job());
+    assert!(st["bytes_copied_server_side"].as_u64().unwrap() >= 16 * MIB, "unchanged segments copied: {st}");
+
+    // v3 in the same journal as v2 (v2's job replaced, and v2 the base): the same.
+    let v3 = run.path("v3.raw");
+    std::fs::copy(&v2, &v3).unwrap();
+    scribble(&v3, 14 * MIB + 7, b"version 3");
+    let md5_v3 = md5_of_range(&v3, 0, size);
+    up(&run, &v3, &["--base", &target, "--replace"]);
+    let last = exactly_the_manifests("v3", &md5_v3);
+    assert!(now.iter().all(|n| !last.contains(n)), "none of v2's objects are left");
+    assert_eq!(run.jobs().len(), 1);
+}

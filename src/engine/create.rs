@@ -300,7 +300,10 @@ impl Engine {
                 Ok(()) => self.content_check(&j, &file)?,
             };
             match changed {
-                None => return self.continue_job(j, file, planned).await,
+                None => {
+                    let of_target = base_is_target(req, &planned.job);
+                    return self.continue_job(j, file, planned, of_target).await;
+                }
                 Some(e) if !req.replace => return Err(e),
                 Some(e) => {
                     // The same file name, rewritten with the same size and mtime: a
@@ -323,7 +326,12 @@ impl Engine {
         // Held while the new job is created: no other run can start them meanwhile.
         let held: Vec<Journal> = others.iter().map(|o| self.open_job(&o.job)).collect::<Result<_>>()?;
         for old in &held {
-            replaced.extend(super::replace::replaced_of(old)?);
+            super::replace::merge(&mut replaced, super::replace::replaced_of(old)?);
+        }
+        if base_is_target(req, &planned.job) {
+            let of_base = super::replace::base_replaced(&planned.job, &super::naming_of(&planned.job), &planned.base);
+            say_base_replaced(&planned.job, &of_base);
+            super::replace::merge(&mut replaced, of_base);
         }
         let j = self.root.create(&planned.job, first_cuts(&planned.job, Some(&file), &planned.base))?;
         // Durable before the old journals go: the old segments are this job's to delete.
@@ -343,12 +351,24 @@ impl Engine {
     }
 
     /// The same `upload` command again, on the same file: the job goes on.
-    async fn continue_job(&self, j: Journal, file: File, planned: Planned) -> Result<StatusView> {
+    async fn continue_job(&self, j: Journal, file: File, planned: Planned, base_is_target: bool) -> Result<StatusView> {
         if !planned.base.is_empty() && j.base()?.is_empty() {
             // A base given late still serves: unchanged segments are copied.
             j.put_base(&planned.base)?;
         }
         let mut job = j.job()?;
+        if base_is_target && job.manifest_etag.is_none() {
+            // The object it replaces (given as the base late, or read again): its
+            // segments go once this job's object is verified.
+            let of_base = super::replace::base_replaced(&job, &super::naming_of(&job), &planned.base);
+            let mut replaced = j.replaces()?;
+            let before = replaced.len();
+            super::replace::merge(&mut replaced, of_base);
+            if replaced.len() > before {
+                say_base_replaced(&job, &replaced[before..]);
+                j.put_replaces(&replaced)?;
+            }
+        }
         if job.import != planned.job.import || job.digests != planned.job.digests {
             job.import = planned.job.import.clone();
             job.digests = planned.job.digests.clone();
@@ -388,4 +408,24 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// True when `--base` names the object the job writes (a new version in its place).
+fn base_is_target(req: &UploadRequest, job: &JobRecord) -> bool {
+    req.base.as_ref().is_some_and(|(c, o)| *c == job.container && *o == job.object)
+}
+
+/// Says which of the base's segments the job will delete once its object is verified.
+fn say_base_replaced(job: &JobRecord, of_base: &[crate::journal::Replaced]) {
+    if of_base.is_empty() {
+        return;
+    }
+    tracing::info!(
+        "job {}: --base is {}/{} itself: the segments of the version it replaces ({} in {}) are deleted once the new object is verified",
+        job.id,
+        job.container,
+        job.object,
+        of_base.iter().map(|r| format!("{}*", r.segment_prefix)).collect::<Vec<_>>().join(", "),
+        job.segment_container
+    );
 }

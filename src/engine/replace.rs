@@ -8,7 +8,7 @@
 
 use super::{Engine, naming_of};
 use crate::error::{ErrorKind, Result};
-use crate::journal::{JobRecord, Journal, Replaced};
+use crate::journal::{BaseSegment, JobRecord, Journal, Replaced};
 use crate::names::SegmentNaming;
 use crate::swift::ListEntry;
 use std::collections::{BTreeSet, HashSet};
@@ -63,6 +63,46 @@ pub(super) fn take_earlier_uploads(
     journal.put_replaces(&replaced)
 }
 
+/// When `--base` is the very object this job writes (a new version in the old one's
+/// place): the jobs whose segments that object is made of. Only names that prove it
+/// (see [`crate::names::job_prefix_of`]: a nonce name of this object, for the base's
+/// size, in this job's segment container) count; the base's other segments (those
+/// of another object, of k5up 0.2/0.3, of another tool) are left alone. Once this
+/// job's object is verified nothing of this object reads them: they join the
+/// job's `replaces` list and are deleted then, like a replaced job's. The new
+/// object's own segments are copies (see [`super::base`]), never these.
+pub(super) fn base_replaced(job: &JobRecord, naming: &SegmentNaming, base: &[BaseSegment]) -> Vec<Replaced> {
+    base_prefixes(&job.object, naming, base)
+        .into_iter()
+        .map(|prefix| Replaced {
+            job: "(the base)".into(),
+            target: format!("{}/{}", job.container, job.object),
+            segment_container: naming.container.clone(),
+            segment_prefix: prefix,
+        })
+        .collect()
+}
+
+/// The prefixes of the jobs (not `naming`'s own) whose names the base's segments are,
+/// for `object` at the base's size, in `naming`'s segment container.
+fn base_prefixes(object: &str, naming: &SegmentNaming, base: &[BaseSegment]) -> BTreeSet<String> {
+    let size = base.last().map_or(0, |b| b.offset + b.length);
+    base.iter()
+        .filter(|b| b.container == naming.container)
+        .filter_map(|b| crate::names::job_prefix_of(object, size, &b.name))
+        .filter(|p| *p != naming.prefix)
+        .collect()
+}
+
+/// `more` added to `into`, each segment prefix once.
+pub(super) fn merge(into: &mut Vec<Replaced>, more: Vec<Replaced>) {
+    for r in more {
+        if !into.iter().any(|o| o.segment_container == r.segment_container && o.segment_prefix == r.segment_prefix) {
+            into.push(r);
+        }
+    }
+}
+
 impl Engine {
     /// Drops the journal of a job whose object is being replaced, keeping
     /// everything it put on the server: the new job took its segments into its
@@ -82,6 +122,21 @@ impl Engine {
             return Ok(());
         }
         let ours = naming_of(job);
+        // Whatever the object reads now stays, whoever's names they are (read from the
+        // server: its manifest's leaves; a DLO's are under the job's own prefix).
+        let keep: HashSet<String> = if job.plan.segment_count == 0 {
+            HashSet::new()
+        } else {
+            super::base::segments_of(&self.swift, &job.container, &job.object)
+                .await
+                .map_err(|e| {
+                    e.context(format!("job {}: reading its manifest before deleting replaced segments", job.id))
+                })?
+                .into_iter()
+                .filter(|b| b.container == ours.container)
+                .map(|b| b.name)
+                .collect()
+        };
         let mut deleted = 0usize;
         for r in &replaced {
             let old = SegmentNaming::of_job(&r.segment_container, &r.segment_prefix);
@@ -92,7 +147,7 @@ impl Engine {
                 e.into_error(ErrorKind::Resumable)
                     .context(format!("job {}: deleting the segments of the object it replaced (job {})", job.id, r.job))
             };
-            deleted += super::finish::delete_own(&self.swift, &old, &Default::default(), 4).await.map_err(se)?.deleted;
+            deleted += super::finish::delete_own(&self.swift, &old, &keep, 4).await.map_err(se)?.deleted;
         }
         journal.put_replaces(&[])?;
         tracing::info!(
@@ -101,5 +156,51 @@ impl Engine {
             replaced.iter().map(|r| format!("job {}", r.job)).collect::<Vec<_>>().join(", ")
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_base_segments_named_for_this_object_and_size_by_one_job_are_the_replaced_ones() {
+        const M: u64 = 1 << 20;
+        let ours = SegmentNaming::new("c", "app.raw", true, 2_000_000_000, 4 * M, "j1111111111111111").unwrap();
+        let old = SegmentNaming::new("c", "app.raw", true, 1_000_000_000, 4 * M, "j0000000000000000").unwrap();
+        let other = SegmentNaming::new("c", "other.raw", true, 1_000_000_000, 4 * M, "j2222222222222222").unwrap();
+        let seg = |container: &str, name: String, offset: u64| BaseSegment {
+            offset,
+            length: M,
+            md5: Some("x".into()),
+            container: container.into(),
+            name,
+        };
+        let base = vec![
+            seg("c_segments", old.name_at(0, M), 0),
+            seg("c_segments", old.zero_name(&format!("object+{M}")), M),
+            seg("c_segments", ours.name_at(2 * M, M), 2 * M), // the job's own: never
+            seg("c_segments", other.name_at(3 * M, M), 3 * M), // another object's
+        ];
+        assert_eq!(base_prefixes("app.raw", &ours, &base), BTreeSet::from([old.prefix.clone()]));
+        // In another container, or of k5up 0.3 (no nonce): not provably the object's.
+        let elsewhere = vec![seg("d_segments", old.name_at(0, M), 0)];
+        assert!(base_prefixes("app.raw", &ours, &elsewhere).is_empty());
+        let nonceless =
+            vec![seg("c_segments", "app.raw/slo/1.000000/1048576/bytes/0000000000000000+1048576".into(), 0)];
+        assert!(base_prefixes("app.raw", &ours, &nonceless).is_empty());
+    }
+
+    #[test]
+    fn merged_prefixes_are_kept_once() {
+        let r = |p: &str| Replaced {
+            job: "a".into(),
+            target: "c/o".into(),
+            segment_container: "c_segments".into(),
+            segment_prefix: p.into(),
+        };
+        let mut into = vec![r("x/")];
+        merge(&mut into, vec![r("x/"), r("y/")]);
+        assert_eq!(into.iter().map(|r| r.segment_prefix.as_str()).collect::<Vec<_>>(), ["x/", "y/"]);
     }
 }

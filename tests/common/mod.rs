@@ -405,6 +405,24 @@ impl Observer {
         leaves
     }
 
+    /// Every object an SLO's manifests name, sub-manifests included, as
+    /// `container/name`. Panics unless every manifest reads as one.
+    pub fn slo_names(&self, container: &str, object: &str) -> Vec<String> {
+        let out = self.curl(&["-f"], &format!("{}?multipart-manifest=get", obj_path(container, object)));
+        assert!(out.status.success(), "GET manifest {container}/{object}: {out:?}");
+        let entries: Vec<Value> = serde_json::from_slice(&out.stdout).expect("an SLO manifest");
+        let mut names = vec![];
+        for e in entries {
+            let path = e["name"].as_str().unwrap().trim_start_matches('/').to_string();
+            if e["sub_slo"].as_bool() == Some(true) {
+                let (c, o) = path.split_once('/').unwrap();
+                names.extend(self.slo_names(c, o));
+            }
+            names.push(path);
+        }
+        names
+    }
+
     /// The listing of `container` under `prefix`: name → entry. A container that does
     /// not exist (404) lists as empty; any other failure fails the test: a listing that
     /// could not be read is never taken for "nothing there".
