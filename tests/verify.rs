@@ -122,7 +122,7 @@ fn a_segment_overwritten_behind_k5ups_back_is_named_and_resume_repairs_it() {
 }
 
 #[test]
-fn a_deleted_object_is_named_and_resume_repairs_it() {
+fn a_deleted_or_overwritten_object_is_named_and_resume_repairs_it() {
     let tb = Testbed::get();
     let obs = Observer::login(&tb.small());
     let run = Run::new(tb.small());
@@ -137,6 +137,16 @@ fn a_deleted_object_is_named_and_resume_repairs_it() {
     assert!(o.contains("FAIL content") && o.contains("not read back"), "{o}");
     let repair = repair_of(&e);
     assert_eq!(repair, ["resume", job.as_str()], "{e}");
+    run.ok(&["resume", &job, "--no-progress"]);
+    assert_eq!(obs.get_md5(&c, "disk.img"), Some((md5.clone(), 3 * MIB + 1)));
+    let v = run.ok(&["verify", &job, "--deep"]);
+    assert!(!v.contains("FAIL"), "{v}");
+
+    // A plain object PUT over it (same size): not the manifest any more.
+    obs.put(&c, "disk.img", &vec![5u8; 3 * MIB as usize + 1]);
+    let (o, e) = verify_fails(&run, &job, false);
+    assert!(o.contains("FAIL object") && o.contains("FAIL manifest") && o.contains("not an SLO"), "{o}");
+    assert_eq!(repair_of(&e), ["resume", job.as_str()], "{e}");
     run.ok(&["resume", &job, "--no-progress"]);
     assert_eq!(obs.get_md5(&c, "disk.img"), Some((md5, 3 * MIB + 1)));
     let v = run.ok(&["verify", &job, "--deep"]);
