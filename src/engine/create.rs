@@ -410,9 +410,22 @@ impl Engine {
     }
 }
 
-/// True when `--base` names the object the job writes (a new version in its place).
+/// True when `--base` names the object the job writes (a new version in its place)
+/// and `--replace` says the old version may go: its segments are deleted once the new
+/// object is verified. Without `--replace` they are left (another manifest, a copy of
+/// the old one, may name them) and listed for the user.
 fn base_is_target(req: &UploadRequest, job: &JobRecord) -> bool {
-    req.base.as_ref().is_some_and(|(c, o)| *c == job.container && *o == job.object)
+    let target = req.base.as_ref().is_some_and(|(c, o)| *c == job.container && *o == job.object);
+    if target && !req.replace {
+        tracing::warn!(
+            "job {}: --base is {}/{} itself, without --replace: the old version's segments in {} stay once the new object is written (add --replace to have k5up delete them once it is verified)",
+            job.id,
+            job.container,
+            job.object,
+            job.segment_container
+        );
+    }
+    target && req.replace
 }
 
 /// Says which of the base's segments the job will delete once its object is verified.
