@@ -43,6 +43,12 @@ pub trait Retryable {
     fn link_down(&self) -> bool {
         false
     }
+    /// True for a failure to reach the server that a wrong URL causes more often than
+    /// an outage (a host that does not resolve, a refused connection): not retried
+    /// under a policy with [`Policy::fail_unreachable`].
+    fn unreachable(&self) -> bool {
+        false
+    }
 }
 
 /// When the work as a whole last made progress (a segment confirmed anywhere): the
@@ -83,6 +89,12 @@ pub struct Policy {
     /// When the whole job last made progress; `None`: the budget runs from the first
     /// failure of each operation.
     pub progress: Option<ProgressClock>,
+    /// Stop at once on an unreachable server (the first contact of a new job: a
+    /// wrong URL, most likely), instead of retrying it as an outage.
+    pub fail_unreachable: bool,
+    /// The option that set `retry_for`, named in the retry messages (`--retry-for`),
+    /// when the user can set it.
+    pub budget_flag: Option<&'static str>,
 }
 
 impl Default for Policy {
@@ -94,6 +106,8 @@ impl Default for Policy {
             quiet: false,
             probe_interval: Duration::from_secs(1),
             progress: None,
+            fail_unreachable: false,
+            budget_flag: None,
         }
     }
 }
@@ -153,6 +167,7 @@ where
                 tracing::info!("{what}: token rejected, retrying with a new one");
                 continue;
             }
+            Class::Transient if policy.fail_unreachable && err.unreachable() => return Err(err),
             Class::Transient => reauths = 0,
         }
         // Time without progress: since the first failure here, or since the job last
@@ -179,11 +194,21 @@ where
         if let Some(ra) = err.retry_after() {
             delay = delay.max(ra);
         }
-        delay = delay.min(policy.retry_for.saturating_sub(elapsed));
+        let left = policy.retry_for.saturating_sub(elapsed);
+        delay = delay.min(left);
         if policy.quiet {
             tracing::debug!("{what}: attempt {attempt} failed ({err}); retrying in {:.1?}", delay);
         } else {
-            tracing::warn!("{what}: attempt {attempt} failed ({err}); retrying in {:.1?}", delay);
+            // What failed, when the next try comes, and how long k5up keeps trying.
+            let budget = match policy.budget_flag {
+                Some(flag) => format!("{flag} {}", crate::units::format_duration(policy.retry_for)),
+                None => format!("a budget of {}", crate::units::format_duration(policy.retry_for)),
+            };
+            tracing::warn!(
+                "{what}: attempt {attempt} failed ({err}); next try in {:.1?}; trying for {} more without progress ({budget})",
+                delay,
+                crate::units::format_duration(Duration::from_secs(left.as_secs()))
+            );
         }
         tokio::time::sleep(delay).await;
     }
@@ -298,6 +323,50 @@ mod tests {
         let r: Result<(), E> = retry(&p2, "op", |_| async { Err(E(Class::Transient, None)) }).await;
         assert!(r.is_err());
         assert!(t1.elapsed() <= Duration::from_secs(12), "{:?}", t1.elapsed());
+    }
+
+    /// A host that does not resolve, or a refused connection.
+    #[derive(Debug)]
+    struct Unreachable;
+    impl std::fmt::Display for Unreachable {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("connection refused")
+        }
+    }
+    impl Retryable for Unreachable {
+        fn class(&self) -> Class {
+            Class::Transient
+        }
+        fn retry_after(&self) -> Option<Duration> {
+            None
+        }
+        fn link_down(&self) -> bool {
+            true
+        }
+        fn unreachable(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_server_fails_at_once_only_at_a_first_contact() {
+        let tries = |p: Policy| async move {
+            let n = Cell::new(0u32);
+            let r: Result<(), Unreachable> = retry(&p, "op", |a| {
+                n.set(a);
+                async { Err(Unreachable) }
+            })
+            .await;
+            assert!(r.is_err());
+            n.get()
+        };
+        let p = Policy { retry_for: Duration::from_secs(10), ..fast() };
+        assert_eq!(tries(Policy { fail_unreachable: true, ..p.clone() }).await, 1, "first contact: at once");
+        assert!(tries(p.clone()).await > 3, "a job that exists: an outage, retried");
+        // Other link failures (a reset, a timeout) are retried at a first contact too.
+        let first = Policy { fail_unreachable: true, ..p };
+        let t = starts(&first, Duration::from_secs(5), || Down).await;
+        assert!(t.len() > 3, "{t:?}");
     }
 
     #[test]

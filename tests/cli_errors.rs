@@ -68,8 +68,9 @@ fn bad_credentials_and_unreachable_endpoints() {
     assert!(!err.contains("not-the-key"), "the key is not echoed: {err}");
     let down = Run::new(Creds { auth: "http://127.0.0.1:9/auth/v1.0".into(), ..good.clone() });
     let t0 = std::time::Instant::now();
-    fails(&down, &["upload", i, "-c", "x"], 2, "cannot reach the server");
-    assert!(t0.elapsed().as_secs() < 60, "gives up on first contact within seconds");
+    let err = fails(&down, &["upload", i, "-c", "x"], 2, "cannot reach the auth server");
+    assert!(err.contains("connection refused") && err.contains("ST_AUTH"), "{err}");
+    assert!(t0.elapsed().as_secs() < 10, "a refused first contact is not retried");
 }
 
 /// Endpoints that answer, but not as the service the user meant: one clear line
@@ -250,4 +251,264 @@ fn sigterm_ends_a_login_that_never_answers() {
     assert_eq!(status.code(), Some(75), "{}", run.stderr());
     assert!(run.stderr().contains("interrupted before the upload started"), "{}", run.stderr());
     assert!(run.jobs().is_empty());
+}
+
+/// A port of 127.0.0.1 where nothing listens (bound, then closed again).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A server that reads what comes, then closes the connection: the way a plain-HTTP
+/// server hangs up on a TLS hello. It lives as long as the test process.
+fn hangs_up() -> u16 {
+    use std::io::Read;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let _ = s.read(&mut [0u8; 4096]);
+        }
+    });
+    port
+}
+
+/// A plain TCP relay to 127.0.0.1:`upstream` that can be closed: its port then
+/// refuses connections (the server is down, the URL unchanged).
+struct Relay {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(upstream: u16) -> Relay {
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let halt = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !halt.load(Ordering::Relaxed) {
+                let Ok((c, _)) = l.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                };
+                c.set_nonblocking(false).unwrap();
+                let Ok(u) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                for (mut from, mut to) in [(c.try_clone().unwrap(), u.try_clone().unwrap()), (u, c)] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Relay { port, stop, thread: Some(thread) }
+    }
+
+    /// Stops listening: the port refuses from now on.
+    fn close(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// The first contact of a new job with an object store that cannot be reached: a
+/// host that does not resolve, a closed port, a refused TLS handshake. Exit 2 at
+/// once, naming the URL and what to check, instead of retrying `/info` for
+/// `--retry-for` (2 h). Nothing is created.
+#[test]
+fn a_new_job_whose_object_store_cannot_be_reached_is_refused_at_once() {
+    let tb = Testbed::get();
+    let token = common::Observer::login(&tb.stock()).token;
+    let (_dir, img) = small_image();
+    let i = img.to_str().unwrap();
+    let closed = closed_port();
+    let hangup = hangs_up();
+    // `.invalid` never resolves (RFC 6761): k5up refuses it without asking the name
+    // server, so nothing leaves the machine.
+    let cases = [
+        (
+            "http://nonexistent.invalid:8080/v1/AUTH_test".to_string(),
+            "nonexistent.invalid does not resolve",
+            "host name in OS_STORAGE_URL",
+        ),
+        (format!("http://127.0.0.1:{closed}/v1/AUTH_test"), "connection refused", "host and port in OS_STORAGE_URL"),
+        // https:// to a plain-http port: Swift answers in plain text, this one hangs up.
+        (
+            "https://127.0.0.1:8080/v1/AUTH_test".to_string(),
+            "does not speak TLS on this port",
+            "OS_STORAGE_URL: https://",
+        ),
+        (
+            format!("https://127.0.0.1:{hangup}/v1/AUTH_test"),
+            "the server closed the connection",
+            "OS_STORAGE_URL: https://",
+        ),
+    ];
+    for (url, what, check) in cases {
+        let run = Run::with_env(&[("OS_STORAGE_URL", &url), ("OS_AUTH_TOKEN", &token)]);
+        let t0 = std::time::Instant::now();
+        // A short budget: were it retried as an outage, it would end in 20 s, not 2 h.
+        let err = fails(&run, &["upload", i, "-c", "x", "--no-progress", "--retry-for", "20s"], 2, what);
+        assert!(t0.elapsed().as_secs() < 10, "{url}: not retried ({:?})", t0.elapsed());
+        let info = url.replace("/v1/AUTH_test", "/info");
+        assert!(err.contains(&info), "{url}: names the URL: {err}");
+        assert!(err.contains(check) && err.contains("nothing was created"), "{url}: what to check: {err}");
+        assert!(!err.contains(&token), "{url}: the token leaked: {err}");
+        assert!(run.jobs().is_empty(), "{url}: no job");
+    }
+    // After a real Keystone login: OS_STORAGE_URL names a closed port.
+    let mut env = tb.keystone_password_env();
+    env.push(("OS_STORAGE_URL".into(), format!("http://127.0.0.1:{closed}/v1/AUTH_x")));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let run = Run::with_env(&env);
+    let err = fails(
+        &run,
+        &["upload", i, "-c", "x", "--no-progress", "--retry-for", "20s"],
+        2,
+        "cannot reach the object store",
+    );
+    assert!(err.contains("connection refused") && err.contains("OS_STORAGE_URL"), "{err}");
+    assert!(!err.contains(&tb.var("KS_OS_PASSWORD")), "the password leaked: {err}");
+}
+
+/// `https://` in OS_AUTH_URL for a Keystone that speaks plain HTTP: says that TLS
+/// failed, with which host, and what to change (once a generic "cannot reach the
+/// server" after 10 s of silent retries).
+#[test]
+fn https_to_a_plain_http_keystone_says_tls_failed_and_where() {
+    let tb = Testbed::get();
+    let (_dir, img) = small_image();
+    let mut env = tb.keystone_password_env();
+    let ks = tb.var("KS_OS_AUTH_URL");
+    let hostport = ks.split("://").nth(1).unwrap().split('/').next().unwrap().to_string();
+    for (k, v) in env.iter_mut() {
+        if k == "OS_AUTH_URL" {
+            *v = ks.replace("http://", "https://");
+        }
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let run = Run::with_env(&env);
+    let t0 = std::time::Instant::now();
+    let err = fails(&run, &["upload", img.to_str().unwrap(), "-c", "x", "--no-progress"], 2, "TLS handshake with");
+    assert!(err.contains(&hostport), "names the host: {err}");
+    assert!(err.contains("OS_AUTH_URL") && err.contains("http://"), "the way out: {err}");
+    assert!(t0.elapsed().as_secs() < 30, "not retried: {:?}", t0.elapsed());
+    assert!(run.jobs().is_empty());
+}
+
+/// A reset at the first contact may be an outage: it is retried, and each retry is
+/// said on stderr (what failed, when the next try comes, how long k5up keeps
+/// trying); when `--retry-for` runs out, exit 75 with nothing created.
+#[test]
+fn a_reset_at_first_contact_is_retried_and_said() {
+    use common::throttle::{Fault, Throttle};
+    let tb = Testbed::get();
+    let good = tb.stock();
+    let (_dir, img) = small_image();
+    let i = img.to_str().unwrap();
+    let c = common::unique("firstreset");
+    let proxy = Throttle::with_faults(
+        good.port(),
+        1 << 40,
+        vec![Fault::Reset { method: "GET /info".into(), after: 0, count: 2 }],
+    );
+    let run = Run::new(good.via(proxy.port));
+    let out = run.run(&["upload", i, "-c", &c, "--no-progress"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(proxy.stats.resets.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let info = format!("GET http://127.0.0.1:{}/info", proxy.port);
+    for want in [format!("{info}: attempt 1 failed"), format!("{info}: attempt 2 failed")] {
+        assert!(err.contains(&want), "{want} in: {err}");
+    }
+    assert!(err.contains("next try in") && err.contains("more without progress (--retry-for 2h)"), "{err}");
+    // Reset for ever: given up after --retry-for, exit 75, no job.
+    let proxy = Throttle::with_faults(
+        good.port(),
+        1 << 40,
+        vec![Fault::Reset { method: "GET /info".into(), after: 0, count: 1000 }],
+    );
+    let run = Run::new(good.via(proxy.port));
+    let t0 = std::time::Instant::now();
+    let out = run.run(&["upload", i, "-c", &c, "--no-progress", "--retry-for", "3s"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    let last: Vec<&str> = err.lines().rev().take(2).collect();
+    assert!(last[1].starts_with("k5up: error: cannot reach the object store"), "{err}");
+    assert!(last[0].contains("nothing was created yet: run the same command again"), "{err}");
+    assert!((3..20).contains(&t0.elapsed().as_secs()), "retried for --retry-for: {:?}", t0.elapsed());
+    assert!(proxy.stats.resets.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    assert!(run.jobs().is_empty());
+}
+
+/// A first contact that times out is retried too, and said (the connect timeout is
+/// 20 s): a port whose listener never accepts, its backlog full.
+#[test]
+fn a_timeout_at_first_contact_is_retried_and_said() {
+    let tb = Testbed::get();
+    let token = common::Observer::login(&tb.stock()).token;
+    let (_dir, img) = small_image();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let listener = rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        s.listen(0).unwrap()
+    });
+    let addr = listener.local_addr().unwrap();
+    // Fill the queue: the kernel drops the SYNs that come after.
+    let _queued: Vec<_> = (0..2)
+        .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500)).ok())
+        .collect();
+    let url = format!("http://{addr}/v1/AUTH_test");
+    let run = Run::with_env(&[("OS_STORAGE_URL", &url), ("OS_AUTH_TOKEN", &token)]);
+    let mut child = run.spawn(&["upload", img.to_str().unwrap(), "-c", "x", "--no-progress"]);
+    let line = common::wait_for(std::time::Duration::from_secs(60), || {
+        let err = run.stderr();
+        assert!(child.try_wait().unwrap().is_none(), "k5up ended: {err}");
+        err.lines().find(|l| l.contains("attempt 1 failed")).map(str::to_string)
+    });
+    assert!(line.contains(&format!("GET http://{addr}/info")) && line.contains("timed out"), "{line}");
+    assert!(line.contains("next try in") && line.contains("(--retry-for 2h)"), "{line}");
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(75), "{}", run.stderr());
+    assert!(run.jobs().is_empty());
+    drop(listener);
+}
+
+/// For a job that exists, a refused connection may be an outage: `resume`, and the
+/// same `upload` command, keep trying for `--retry-for` (exit 75), while a new job
+/// with the same credentials is refused at once (exit 2).
+#[test]
+fn a_job_that_exists_keeps_trying_a_server_that_refuses() {
+    let tb = Testbed::get();
+    let good = tb.stock();
+    let mut relay = Relay::start(good.port());
+    let run = Run::new(good.via(relay.port));
+    let (_dir, img) = small_image();
+    let i = img.to_str().unwrap();
+    let c = common::unique("outage");
+    run.ok(&["upload", i, "-c", &c, "--no-progress"]);
+    let job = run.only_job();
+    relay.close();
+    for args in [vec!["resume", &job, "--retry-for", "3s"], vec!["upload", i, "-c", &c, "--retry-for", "3s"]] {
+        let mut a = args.clone();
+        a.push("--no-progress");
+        let t0 = std::time::Instant::now();
+        let out = run.run(&a);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(75), "{a:?}: {err}");
+        assert!(t0.elapsed().as_secs() >= 3, "{a:?}: kept trying: {:?}", t0.elapsed());
+        assert!(err.contains("connection refused") && err.contains("attempt 2 failed"), "{a:?}: {err}");
+    }
+    let err =
+        fails(&run, &["upload", i, "-c", &c, "-o", "new.img", "--no-progress"], 2, "cannot reach the auth server");
+    assert!(err.contains("connection refused") && err.contains("ST_AUTH"), "{err}");
 }

@@ -226,7 +226,10 @@ fn engine(cli: &Cli, root: Root, a: &RunArgs) -> Result<Engine> {
         let p = progress.clone();
         k5up::retry::ProgressClock::new(move || p.last_progress())
     };
-    let mut policy = Policy { retry_for: a.retry_for, progress: Some(clock), ..Policy::default() };
+    // Only these commands take --retry-for; the others keep trying for default_run's 10 min.
+    let budget_flag =
+        matches!(cli.cmd, Cmd::Upload(_) | Cmd::Resume { .. } | Cmd::Import { .. }).then_some("--retry-for");
+    let mut policy = Policy { retry_for: a.retry_for, progress: Some(clock), budget_flag, ..Policy::default() };
     // Hidden knob for tests: a shorter first backoff delay.
     if let Some(ms) = std::env::var("K5UP_BACKOFF_INITIAL_MS").ok().and_then(|v| v.parse().ok()) {
         policy.initial = Duration::from_millis(ms);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use super::{Engine, first_contact, now_unix};
+use super::{Contact, Engine, first_contact, now_unix};
 use crate::digest::Algo;
 use crate::error::{Error, Result};
 use crate::import::ImportSpec;
@@ -170,7 +170,7 @@ impl Engine {
             None => None,
         };
         let digests = digests_for(import.as_ref(), &req.digests);
-        let storage_url = self.storage_url_first().await?;
+        let storage_url = self.storage_url_first(self.known_upload(&path, &req.container, &object)).await?;
         // The import service must answer these credentials now, not after the upload.
         if let Some(spec) = &import {
             crate::import::preflight(&self.swift, spec).await?;
@@ -237,7 +237,9 @@ impl Engine {
                 )));
             }
         }
-        let limits = self.swift.limits().await.map_err(first_contact)?;
+        // The first request to the object store itself.
+        let limits =
+            self.swift.first_contact().limits().await.map_err(|e| first_contact(&self.swift, e, Contact::Storage))?;
         let kind = req.manifest.unwrap_or(if limits.slo.is_some() { ManifestKind::Slo } else { ManifestKind::Dlo });
         // Names of this job's own: a new build with the same size and mtime, or the
         // same file uploaded again after its journal was lost, never writes over the
@@ -379,6 +381,23 @@ impl Engine {
             Self::merge_share(&j, s)?;
         }
         self.run(j, file, &planned.opened).await
+    }
+
+    /// True when a job of this journal uploads `file` to `container/object` with
+    /// these credentials: the same command again, known before the login tells the
+    /// job's id (a server that does not answer is then perhaps an outage, not a
+    /// wrong URL). Read only: no lock is taken from a running job.
+    fn known_upload(&self, file: &std::path::Path, container: &str, object: &str) -> bool {
+        let Ok(ids) = self.root.job_ids() else { return false };
+        let auth = self.swift.auth().describe();
+        ids.iter().any(|id| {
+            self.root.read_birth(id).is_ok_and(|j| {
+                j.auth == auth
+                    && j.container == container
+                    && j.object == object
+                    && Some(j.file.as_str()) == file.to_str()
+            })
+        })
     }
 
     /// The other jobs of this journal that upload to `container/object` of the

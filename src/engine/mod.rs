@@ -15,7 +15,7 @@ mod sharing;
 
 use std::fs::File;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
@@ -31,9 +31,10 @@ use crate::journal::{JobRecord, Journal, Opened, Phase, Root};
 use crate::names::SegmentNaming;
 use crate::plan::ManifestKind;
 use crate::progress::Progress;
+use crate::retry::Class;
 use crate::source;
 use crate::status::StatusView;
-use crate::swift::{Swift, SwiftError};
+use crate::swift::{Origin, Swift, SwiftError};
 
 /// Runs jobs against one Swift account and one journal.
 #[derive(Debug)]
@@ -88,15 +89,52 @@ pub(crate) fn zero_run(job: &JobRecord) -> Option<u64> {
     }
 }
 
-/// The first contact with the server: a failure here is most often a wrong URL
-/// or credentials, so it is reported at once as bad input.
-fn first_contact(e: SwiftError) -> Error {
-    let transport = e.origin == crate::swift::Origin::Network;
-    let mut err = e.into_error(ErrorKind::BadInput);
-    if transport {
+/// Which server a first contact was with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Contact {
+    /// The login (Swift v1 auth, Keystone).
+    Login,
+    /// The object store (`/info`).
+    Storage,
+}
+
+/// A failed first contact of a new job: what failed, on which URL, and the setting
+/// to check. A server that cannot be reached (a host that does not resolve, a
+/// refused connection or TLS handshake) or that is not the service expected is bad
+/// input (exit 2), said at once; failures retried until `--retry-for` ran out exit
+/// 75. Either way nothing was created yet.
+fn first_contact(swift: &Swift, e: SwiftError, contact: Contact) -> Error {
+    let creds = swift.auth().credentials();
+    let (server, setting) = match contact {
+        Contact::Login => ("the auth server", creds.auth_setting().unwrap_or("the credentials")),
+        Contact::Storage => ("the object store", creds.storage_setting()),
+    };
+    let (origin, class) = (e.origin, e.class);
+    let mut err = e.into_error(ErrorKind::Resumable);
+    let check = match origin {
+        Origin::UnknownHost => Some(format!("check the host name in {setting} (and the DNS)")),
+        Origin::Refused => Some(format!("check the host and port in {setting}, and that the server runs")),
+        Origin::TlsRefused | Origin::PlainHttp => Some(format!(
+            "check {setting}: https:// needs the server's TLS port; a port that speaks plain HTTP takes http://"
+        )),
+        _ => None,
+    };
+    if origin.is_link() {
+        err.msg = format!("cannot reach {server}: {}", err.msg);
+    }
+    if origin.is_link() && class == Class::Transient && !origin.is_unreachable() {
+        // Retried for --retry-for (and said on stderr meanwhile): perhaps an outage.
+        err.kind = ErrorKind::Resumable;
+        err.hint = Some(format!(
+            "nothing was created yet: run the same command again once {server} answers (check {setting} and the network)"
+        ));
+        return err;
+    }
+    if origin.is_unreachable() {
         err.kind = ErrorKind::BadInput;
-        err.msg = format!("cannot reach the server: {}", err.msg);
-        err.hint = Some("check ST_AUTH / OS_AUTH_URL / OS_STORAGE_URL and the network".into());
+    }
+    if let Some(c) = check {
+        err.hint = Some(format!("{c}; nothing was created"));
     }
     err
 }
@@ -107,9 +145,15 @@ impl Engine {
         *self.active.lock().expect("settings lock")
     }
 
-    /// The storage URL, trying a few times only (first contact).
-    async fn storage_url_first(&self) -> Result<String> {
-        self.swift.with_retry_for(Duration::from_secs(10)).storage_url().await.map_err(first_contact)
+    /// The storage URL: the login, when the credentials need one. For a new job it is
+    /// the first contact (a server that cannot be reached is a wrong URL, said at
+    /// once); for a job that exists, a server that does not answer may be an outage,
+    /// retried for `--retry-for` like any other.
+    async fn storage_url_first(&self, job_exists: bool) -> Result<String> {
+        if job_exists {
+            return self.swift.storage_url().await.map_err(|e| e.into_error(ErrorKind::Resumable));
+        }
+        self.swift.first_contact().storage_url().await.map_err(|e| first_contact(&self.swift, e, Contact::Login))
     }
 
     /// Opens a job's journal for a run. A damaged journal is never trusted: it is
@@ -144,7 +188,7 @@ impl Engine {
             return self.share_on(journal, &ShareRequest::default()).await;
         }
         let (_, file, opened) = source::open(&job.file_path()).map_err(|e| e.context(format!("job {}", job.id)))?;
-        self.or_cancel(self.storage_url_first()).await?;
+        self.or_cancel(self.storage_url_first(true)).await?;
         self.run(journal, file, &opened).await
     }
 }

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Engine, blocking, finish, first_contact, flush, naming_of, reconcile};
+use super::{Engine, blocking, finish, flush, naming_of, reconcile};
 use crate::digest::Whole;
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{JobRecord, Journal, Phase, SegState};
@@ -24,7 +24,7 @@ impl Engine {
     pub(super) async fn run(&self, journal: Journal, file: File, opened: &FileIdentity) -> Result<StatusView> {
         let journal = Arc::new(journal);
         let mut job = journal.job()?;
-        let url = self.swift.storage_url().await.map_err(first_contact)?;
+        let url = self.swift.storage_url().await.map_err(|e| e.into_error(ErrorKind::Resumable))?;
         if url != job.storage_url {
             return Err(Error::input(format!(
                 "job {} uploads to {}, but these credentials reach {url}",

@@ -121,6 +121,17 @@ impl Root {
         serde_json::from_slice(&raw).ok()
     }
 
+    /// The job record of `id` as it was created (`birth.json`: the target, the file,
+    /// the credentials' description never change), without opening its database or
+    /// taking any lock; else as [`Root::read_job`] reads it (jobs older than birth records).
+    pub fn read_birth(&self, id: &str) -> Result<JobRecord> {
+        match std::fs::read(self.job_dir(id).join("birth.json")) {
+            Ok(raw) => serde_json::from_slice(&raw)
+                .map_err(|e| Error::failed(format!("the birth record of job {id} is unreadable: {e}"))),
+            Err(_) => self.read_job(id),
+        }
+    }
+
     /// Opens `id` for a run; fails clearly if another process is working on it.
     pub fn open(&self, id: &str) -> Result<Journal> {
         self.check_known(id)?;

@@ -111,6 +111,32 @@ pub enum Credentials {
 }
 
 impl Credentials {
+    /// The setting that names the login URL, for hints (none for a ready token).
+    pub fn auth_setting(&self) -> Option<&'static str> {
+        match self {
+            Credentials::V1 { .. } => Some("ST_AUTH"),
+            Credentials::Keystone(_) => Some("OS_AUTH_URL (or auth_url in clouds.yaml)"),
+            Credentials::Token { .. } => None,
+        }
+    }
+
+    /// Where the storage URL comes from, for hints.
+    pub fn storage_setting(&self) -> &'static str {
+        match self {
+            Credentials::Token { .. } => "OS_STORAGE_URL",
+            Credentials::Keystone(k) => match k.storage_url.as_deref() {
+                Some(u) if u.contains("$(project_id)s") => "the object store of the --k5-region profile",
+                Some(_) => "OS_STORAGE_URL",
+                None => {
+                    "the object-store endpoint of the Keystone catalog (OS_INTERFACE, OS_REGION_NAME; OS_STORAGE_URL overrides it)"
+                }
+            },
+            Credentials::V1 { .. } => {
+                "the storage URL that ST_AUTH hands out (X-Storage-Url: the Swift proxy's configuration)"
+            }
+        }
+    }
+
     /// A description without secrets, for logs and the journal.
     pub fn describe(&self) -> String {
         match self {
@@ -196,6 +222,11 @@ impl Auth {
     /// The credentials' description.
     pub fn describe(&self) -> String {
         self.creds.describe()
+    }
+
+    /// The credentials (their secrets stay wrapped).
+    pub fn credentials(&self) -> &Credentials {
+        &self.creds
     }
 
     /// A token valid for at least a little while; logs in if needed. Concurrent

@@ -12,12 +12,20 @@ use crate::retry::{Class, Retryable, classify_status};
 pub enum Origin {
     /// The server answered with an error status.
     Server,
-    /// The network: refused, reset, timed out, stalled.
+    /// The network: reset, timed out, stalled.
     Network,
+    /// The network: the host name does not resolve (a typo, or no DNS).
+    UnknownHost,
+    /// The network: nothing listens at that address and port (connection refused).
+    Refused,
     /// TLS: the server's certificate is not trusted (retrying cannot help).
     Tls,
     /// An `https://` URL for a server that does not speak TLS on that port.
     PlainHttp,
+    /// TLS: the server refused the handshake: closed the connection (a plain-HTTP
+    /// port that hangs up on a TLS hello, or a TLS server restarting: transient), or
+    /// sent an alert (no common protocol version or cipher: fatal).
+    TlsRefused,
     /// The URL leads to a server, but not to the service expected there (an auth URL
     /// that is Glance, say): the user's configuration to fix.
     Endpoint,
@@ -25,6 +33,21 @@ pub enum Origin {
     Source,
     /// This client: an unreadable response, a journal write that failed.
     Client,
+}
+
+impl Origin {
+    /// True for a failure to reach the server at all (or to keep talking to it): an
+    /// outage may cause each of these, so they are retried, the next try soon after.
+    pub fn is_link(self) -> bool {
+        matches!(self, Origin::Network | Origin::UnknownHost | Origin::Refused | Origin::TlsRefused)
+    }
+
+    /// True for the link failures that, at the first contact of a new job, are a
+    /// wrong URL far more often than an outage: the host does not resolve, nothing
+    /// listens on the port, a TLS handshake refused.
+    pub fn is_unreachable(self) -> bool {
+        matches!(self, Origin::UnknownHost | Origin::Refused | Origin::TlsRefused)
+    }
 }
 
 /// A failed HTTP operation.
@@ -46,26 +69,32 @@ pub struct SwiftError {
     pub origin: Origin,
 }
 
-/// The TLS error inside a transport error: rustls's own, or inside the I/O error
-/// that carries it.
-fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut cur: Option<&'a (dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = cur {
-        if let Some(t) = s.downcast_ref::<rustls::Error>() {
-            return Some(t);
-        }
-        if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-        {
-            if let Some(t) = inner.downcast_ref::<rustls::Error>() {
-                return Some(t);
-            }
-            cur = Some(inner);
-            continue;
-        }
-        cur = s.source();
+/// The errors of `e`'s chain, `e` first, looking inside the I/O errors that carry
+/// another error too (rustls's errors, and tokio-rustls's, travel that way).
+fn chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |s| match s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+        None => s.source(),
+    })
+}
+
+/// The first error of type `T` in `e`'s chain.
+fn find<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+    chain(e).find_map(|s| s.downcast_ref::<T>())
+}
+
+/// True when an I/O error of `kind` is in `e`'s chain.
+fn has_io_kind(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {
+    chain(e).any(|s| s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == kind))
+}
+
+/// `host:port` of a URL, for messages (never its user or password).
+fn host_port(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port_or_known_default() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
     }
-    None
 }
 
 /// The longest wait a `Retry-After` may ask for; a longer one is cut to it.
@@ -102,23 +131,55 @@ impl SwiftError {
         }
     }
 
-    /// An error of the transport (connection refused, reset, timeout): transient,
-    /// except an untrusted certificate, which no retry can fix.
+    /// An error of the transport: transient (a reset, a timeout, and also a refused
+    /// connection or a host that does not resolve, which an outage may cause), except
+    /// a TLS handshake that no retry can fix (an untrusted certificate, a plain-HTTP
+    /// answer). The origin says which, from the error's type, never its text.
     pub fn transport(op: &str, e: &reqwest::Error) -> Self {
-        let mut detail = e.to_string();
+        let mut chain = e.to_string();
         let mut src = std::error::Error::source(e);
         while let Some(s) = src {
-            detail = format!("{detail}: {s}");
+            chain = format!("{chain}: {s}");
             src = s.source();
         }
-        // Classified by the error's type (rustls's, wherever it sits in the chain), not its text.
-        let (class, origin) = match tls_error(e) {
-            Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => {
-                detail = format!("the server does not speak TLS on this port ({detail})");
-                (Class::Fatal, Origin::PlainHttp)
+        let at = e.url().map(host_port).unwrap_or_else(|| "the server".into());
+        let https = e.url().is_some_and(|u| u.scheme() == "https");
+        let connect = e.is_connect();
+        let (class, origin, detail) = if let Some(t) = find::<rustls::Error>(e) {
+            match t {
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => (
+                    Class::Fatal,
+                    Origin::PlainHttp,
+                    format!("the TLS handshake with {at} failed: the server does not speak TLS on this port ({chain})"),
+                ),
+                rustls::Error::AlertReceived(_)
+                | rustls::Error::PeerIncompatible(_)
+                | rustls::Error::PeerMisbehaved(_)
+                | rustls::Error::InvalidMessage(_) => (
+                    Class::Fatal,
+                    Origin::TlsRefused,
+                    format!("the TLS handshake with {at} failed: the server refused it ({chain})"),
+                ),
+                _ => (Class::Fatal, Origin::Tls, format!("the TLS handshake with {at} failed: {chain}")),
             }
-            Some(_) => (Class::Fatal, Origin::Tls),
-            None => (Class::Transient, Origin::Network),
+        } else if let Some(u) = find::<super::dns::UnknownHost>(e) {
+            (Class::Transient, Origin::UnknownHost, u.to_string())
+        } else if connect && has_io_kind(e, std::io::ErrorKind::ConnectionRefused) {
+            (Class::Transient, Origin::Refused, format!("connection refused: nothing listens on {at}"))
+        } else if connect && https && has_io_kind(e, std::io::ErrorKind::UnexpectedEof) {
+            (
+                Class::Transient,
+                Origin::TlsRefused,
+                format!(
+                    "the TLS handshake with {at} failed: the server closed the connection (does this port speak TLS?)"
+                ),
+            )
+        } else if e.is_timeout() && connect {
+            (Class::Transient, Origin::Network, format!("connecting to {at} timed out ({chain})"))
+        } else if e.is_timeout() {
+            (Class::Transient, Origin::Network, format!("{at} did not answer in time ({chain})"))
+        } else {
+            (Class::Transient, Origin::Network, chain)
         };
         SwiftError { op: op.to_string(), status: None, trans_id: None, detail, retry_after: None, class, origin }
     }
@@ -151,7 +212,10 @@ impl SwiftError {
     pub fn into_error(self, kind_if_transient: ErrorKind) -> Error {
         let kind = match (self.class, self.status) {
             (_, Some(401)) => ErrorKind::BadInput,
-            _ if matches!(self.origin, Origin::Tls | Origin::PlainHttp | Origin::Endpoint) => ErrorKind::BadInput,
+            (Class::Fatal, _) if matches!(self.origin, Origin::Tls | Origin::PlainHttp | Origin::TlsRefused) => {
+                ErrorKind::BadInput
+            }
+            _ if self.origin == Origin::Endpoint => ErrorKind::BadInput,
             (Class::Transient, _) => kind_if_transient,
             _ => ErrorKind::Failed,
         };
@@ -164,6 +228,9 @@ impl SwiftError {
                 Some("the server's TLS certificate is not trusted: --cacert FILE or OS_CACERT adds a private CA")
             }
             None if self.origin == Origin::PlainHttp => Some("use an http:// URL for this endpoint, or its TLS port"),
+            None if self.origin == Origin::TlsRefused && self.class == Class::Fatal => Some(
+                "check the URL's scheme and port: https:// needs a port that speaks TLS (http:// for a plain-HTTP port)",
+            ),
             _ if self.origin == Origin::Endpoint => Some(
                 "check ST_AUTH (a Swift auth URL such as http://host:8080/auth/v1.0) or OS_AUTH_URL (Keystone's /v3)",
             ),
@@ -230,7 +297,10 @@ impl Retryable for SwiftError {
         self.retry_after
     }
     fn link_down(&self) -> bool {
-        self.origin == Origin::Network
+        self.origin.is_link()
+    }
+    fn unreachable(&self) -> bool {
+        self.origin.is_unreachable()
     }
 }
 

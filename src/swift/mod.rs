@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod creds;
+pub mod dns;
 pub mod error;
 mod login;
 pub mod manifest;
@@ -123,6 +124,14 @@ impl Swift {
     /// The same client (sharing its token) with a shorter, quiet retry budget.
     pub fn with_retry_for(&self, retry_for: Duration) -> Swift {
         Swift { session: self.session.with_retry_for(retry_for) }
+    }
+
+    /// The same client (sharing its token) for the first contact of a new job: a
+    /// host that does not resolve, a refused connection or a refused TLS handshake
+    /// fail at once (a wrong URL, most likely); other failures are retried as usual,
+    /// and said on stderr.
+    pub fn first_contact(&self) -> Swift {
+        Swift { session: self.session.first_contact() }
     }
 
     /// The retry policy.

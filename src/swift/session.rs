@@ -33,7 +33,10 @@ pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client> {
         // network fault, not a wait for ever; segment bodies have their own watchdog.
         .read_timeout(Duration::from_secs(120))
         .tcp_keepalive(Duration::from_secs(30))
-        .pool_idle_timeout(Duration::from_secs(50));
+        .pool_idle_timeout(Duration::from_secs(50))
+        // A host name that does not resolve is an error of its own type (and a name
+        // under `.invalid` is refused without asking the name server).
+        .dns_resolver(super::dns::Resolver);
     if let Some(p) = &opts.tls.cacert {
         let pem = std::fs::read(p).map_err(|e| Error::io(format!("cannot read CA bundle {}", p.display()), e))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
@@ -78,6 +81,14 @@ impl Session {
         let mut s = self.clone();
         s.policy.retry_for = s.policy.retry_for.min(retry_for);
         s.policy.quiet = true;
+        s
+    }
+
+    /// The same client (sharing its token) for a first contact: see
+    /// [`super::Swift::first_contact`].
+    pub fn first_contact(&self) -> Session {
+        let mut s = self.clone();
+        s.policy.fail_unreachable = true;
         s
     }
 

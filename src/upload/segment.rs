@@ -432,7 +432,7 @@ async fn send(
                 if e.status == Some(422) {
                     *check_source.lock().expect("flag") = true;
                 }
-                if e.origin == Origin::Network {
+                if e.origin.is_link() {
                     *probe_first.lock().expect("flag") = true;
                     ctx.link_failed();
                     // Cut off by an outage: if the link now carries less than this
