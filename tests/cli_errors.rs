@@ -512,3 +512,36 @@ fn a_job_that_exists_keeps_trying_a_server_that_refuses() {
         fails(&run, &["upload", i, "-c", &c, "-o", "new.img", "--no-progress"], 2, "cannot reach the auth server");
     assert!(err.contains("connection refused") && err.contains("ST_AUTH"), "{err}");
 }
+
+/// `OS_STORAGE_URL` naming a server that is no Swift (`/info` and the account both
+/// 404: the testbed's Keystone): exit 2 before anything is created, naming the URL
+/// (once "create container … HTTP 404", exit 1). A Swift whose `/info` answers 404
+/// while its account answers still uploads, with Swift's default limits.
+#[test]
+fn a_storage_url_that_is_not_swift_is_refused_at_once() {
+    use common::throttle::{Fault, Throttle};
+    let tb = Testbed::get();
+    let good = tb.stock();
+    let token = common::Observer::login(&good).token;
+    let (_dir, img) = small_image();
+    let i = img.to_str().unwrap();
+    let ks = tb.var("KS_OS_AUTH_URL");
+    let origin = ks.split("/v3").next().unwrap();
+    let url = format!("{origin}/v1/AUTH_test");
+    let run = Run::with_env(&[("OS_STORAGE_URL", &url), ("OS_AUTH_TOKEN", &token)]);
+    let err = fails(&run, &["upload", i, "-c", "x", "--no-progress"], 2, "this is not a Swift storage URL");
+    assert!(err.contains(&format!("{origin}/info")) && err.contains(&url), "names the URLs: {err}");
+    assert!(err.contains("check OS_STORAGE_URL") && err.contains("nothing was created"), "{err}");
+    assert!(run.jobs().is_empty());
+    // A real Swift, its /info answering 404.
+    let proxy = Throttle::with_faults(
+        good.port(),
+        1 << 40,
+        vec![Fault::Reply { method: "GET /info".into(), status: 404, retry_after: None, count: 10 }],
+    );
+    let run = Run::new(good.via(proxy.port));
+    let c = common::unique("noinfo");
+    run.ok(&["upload", i, "-c", &c, "--no-progress"]);
+    assert_eq!(proxy.stats.replies.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(common::Observer::login(&good).get_md5(&c, "a.img").is_some());
+}

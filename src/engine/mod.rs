@@ -117,6 +117,9 @@ fn first_contact(swift: &Swift, e: SwiftError, contact: Contact) -> Error {
         Origin::TlsRefused | Origin::PlainHttp => Some(format!(
             "check {setting}: https:// needs the server's TLS port; a port that speaks plain HTTP takes http://"
         )),
+        Origin::Endpoint if contact == Contact::Storage => Some(format!(
+            "check {setting}: it must be a Swift account URL, such as https://swift.example.com/v1/AUTH_<project id>"
+        )),
         _ => None,
     };
     if origin.is_link() {

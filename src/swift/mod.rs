@@ -207,6 +207,13 @@ impl Swift {
             self.session.http().get(&url).send().await.map_err(|e| SwiftError::transport(&op, &e))
         })
         .await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            // A Swift proxy answers /info (403 when its operator hid it): a 404 is most
+            // often a URL that is no Swift account at all. The account decides.
+            self.account_answers(&op, &url, &storage).await?;
+            tracing::info!("{url} answered 404, but the account answers: using Swift's default limits");
+            return Ok(Limits::swift_defaults());
+        }
         if !resp.status().is_success() {
             tracing::info!("{url} answered {}: using Swift's default limits", resp.status());
             return Ok(Limits::swift_defaults());
@@ -231,6 +238,24 @@ impl Swift {
             }),
             from_info: true,
         })
+    }
+
+    /// After `/info` answered 404: `HEAD` of the account; a 404 there too means the
+    /// storage URL is not a Swift account (an error of origin `Endpoint`).
+    async fn account_answers(&self, op: &str, info: &str, storage: &str) -> Result<(), SwiftError> {
+        match self.send_account(&format!("HEAD {storage}"), Method::HEAD, |r| r).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.status == Some(404) => Err(SwiftError {
+                origin: Origin::Endpoint,
+                trans_id: e.trans_id,
+                ..SwiftError::local(
+                    op,
+                    format!("this is not a Swift storage URL: {info} and the account {storage} both answered HTTP 404"),
+                    Class::Fatal,
+                )
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates `container` if it does not exist.
