@@ -228,7 +228,10 @@ fn sigterm_ends_a_login_that_never_answers() {
     let proxy = Throttle::with_faults(
         good.port(),
         1 << 40,
-        vec![Fault::Stall { method: "GET /auth".into(), after: 0, count: 10 }],
+        // The login reaches Swift, its answer is held back (a stall of a GET with no
+        // body let the answer through, so /info stalled instead, or, on a new
+        // connection, not at all).
+        vec![Fault::HoldResponse { method: "GET /auth".into(), count: 10 }],
     );
     let run = Run::new(good.via(proxy.port));
     let img = run.path("a.img");
