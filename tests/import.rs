@@ -571,21 +571,29 @@ fn import_prerequisites_are_checked_before_uploading() {
     let c = unique("preflight");
     let s = src.to_str().unwrap();
     let glance = tb.var("GLANCE_URL");
-    let cases: [(Vec<&str>, &str); 3] = [
-        (vec!["--import", "glance"], "cannot find Glance"),
-        (vec!["--import", "glance", "--glance-url", &glance], "Glance refused these credentials"),
-        (vec!["--import", "glance", "--glance-url", "http://127.0.0.1:9"], "cannot use Glance"),
-    ];
-    for (extra, want) in cases {
+    // Tempauth credentials: the remedy is Keystone credentials, with or without
+    // --glance-url (once "give its URL with --glance-url", which then failed with 401).
+    for extra in [vec!["--import", "glance"], vec!["--import", "glance", "--glance-url", &glance]] {
         let mut a = vec!["upload", s, "-c", &c, "--no-progress", "--retry-for", "2s"];
         a.extend(extra);
         let out = run.run(&a);
-        assert_eq!(out.status.code(), Some(2), "{a:?}: {}", out_text(&out));
-        assert!(out_text(&out).contains(want), "{a:?}: {}", out_text(&out));
+        let text = out_text(&out);
+        assert_eq!(out.status.code(), Some(2), "{a:?}: {text}");
+        assert!(text.contains("Glance needs Keystone credentials") && text.contains("ST_AUTH"), "{a:?}: {text}");
+        assert!(text.contains("OS_AUTH_URL") && text.contains("OS_CLOUD"), "{a:?}: the remedy: {text}");
+        assert!(!text.contains("give its URL with --glance-url"), "{a:?}: not the remedy: {text}");
+        assert!(!text.contains(&tb.small().key), "{a:?}: {text}");
     }
     let obs = Observer::login(&tb.small());
     assert!(obs.list(&c, "").is_empty() && obs.list(&format!("{c}_segments"), "").is_empty(), "nothing uploaded");
     assert!(run.jobs().is_empty(), "no job created");
+    // Keystone credentials and a Glance that cannot be reached.
+    let ks = ks_run(&tb, &[]);
+    let out =
+        ks.run(&["upload", s, "-c", &c, "--no-progress", "--import", "glance", "--glance-url", "http://127.0.0.1:9"]);
+    assert_eq!(out.status.code(), Some(2), "{}", out_text(&out));
+    assert!(out_text(&out).contains("cannot use Glance"), "{}", out_text(&out));
+    assert!(ks.jobs().is_empty(), "no job created");
 }
 
 /// `k5up import JOB --glance-url URL` (no `--import`) runs a Glance import at that

@@ -68,9 +68,14 @@ impl Engine {
             .glance_url
             .clone()
             .or_else(|| job.import.as_ref().filter(|s| s.kind == ImportKind::Glance).and_then(|s| s.endpoint.clone()));
-        let glance = import::glance::base_url(&self.swift, explicit.as_deref())
-            .await
-            .map_err(|e| e.hint("K5 registers its images in the region's Glance: give its URL with --glance-url"))?;
+        let v1 = matches!(self.swift.auth().credentials(), crate::swift::Credentials::V1 { .. });
+        let glance = import::glance::base_url(&self.swift, explicit.as_deref()).await.map_err(|e| {
+            if v1 {
+                e
+            } else {
+                e.hint("K5 registers its images in the region's Glance: give its URL with --glance-url")
+            }
+        })?;
         job.phase = Phase::Sharing;
         journal.put_job(job)?;
         journal.put_share(&state)?;

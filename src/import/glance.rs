@@ -32,7 +32,12 @@ pub async fn endpoint_of(swift: &crate::swift::Swift, spec: &crate::import::Impo
 }
 
 /// Glance's base URL (without `/v2`): `explicit`, or the catalog's `image` service.
+/// Swift v1 credentials are refused first: Glance takes Keystone tokens only, so no
+/// URL can help them.
 pub async fn base_url(swift: &crate::swift::Swift, explicit: Option<&str>) -> Result<String, Error> {
+    if matches!(swift.auth().credentials(), crate::swift::Credentials::V1 { .. }) {
+        return Err(needs_keystone());
+    }
     let url = match explicit {
         Some(u) => u.to_string(),
         None => swift
@@ -43,6 +48,17 @@ pub async fn base_url(swift: &crate::swift::Swift, explicit: Option<&str>) -> Re
     };
     let u = url.trim_end_matches('/');
     Ok(u.strip_suffix("/v2").unwrap_or(u).to_string())
+}
+
+/// Glance with Swift v1 (tempauth) credentials: the remedy is Keystone credentials,
+/// not another Glance URL.
+pub fn needs_keystone() -> Error {
+    Error::input(
+        "Glance needs Keystone credentials: these are Swift v1 (tempauth) credentials (ST_AUTH), whose tokens Glance does not accept",
+    )
+    .hint(
+        "log in with Keystone: source an OpenStack RC file (OS_AUTH_URL=https://KEYSTONE:5000/v3, OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME, OS_USER_DOMAIN_NAME, OS_PROJECT_DOMAIN_NAME; or OS_APPLICATION_CREDENTIAL_ID and _SECRET), or set OS_CLOUD: they take precedence over ST_AUTH (--glance-url does not help)",
+    )
 }
 
 async fn get_json(ctx: &Ctx<'_>, op: &str, url: &str) -> Result<Option<Value>, Failure> {
