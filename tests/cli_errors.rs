@@ -548,3 +548,55 @@ fn a_storage_url_that_is_not_swift_is_refused_at_once() {
     assert_eq!(proxy.stats.replies.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert!(common::Observer::login(&good).get_md5(&c, "a.img").is_some());
 }
+
+/// `OS_CLOUD` without the clouds.yaml it needs: a missing file is said to be missing,
+/// with the paths searched (once "no such cloud in clouds.yaml", as if the file were
+/// there). Exit 2. A cloud found through `$XDG_CONFIG_HOME/openstack` logs in.
+#[test]
+fn a_missing_clouds_yaml_is_said_to_be_missing() {
+    let tb = Testbed::get();
+    let (dir, img) = small_image();
+    let i = img.to_str().unwrap();
+    let cwd = dir.path();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_str().unwrap();
+    let cloud = "k5up-testbed";
+    let clouds = tb.var("KS_CLOUDS_YAML");
+    let k5up = |vars: &[(&str, &str)], args: &[&str]| {
+        let run = Run::with_env(vars);
+        let out = run.cmd(args).env("HOME", h).current_dir(cwd).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string(), run)
+    };
+    let up = ["upload", i, "-c", "x", "--no-progress"];
+    // OS_CLIENT_CONFIG_FILE naming a file that is not there.
+    let missing = format!("{h}/nowhere/clouds.yaml");
+    let (code, err, _) = k5up(&[("OS_CLOUD", cloud), ("OS_CLIENT_CONFIG_FILE", &missing)], &up);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains(&format!("OS_CLIENT_CONFIG_FILE={missing}: no such file")), "{err}");
+    assert!(!err.contains("no such cloud"), "{err}");
+    // No clouds.yaml in any place searched (the machine's /etc/openstack may hold one).
+    if !std::path::Path::new("/etc/openstack/clouds.yaml").exists() {
+        let (code, err, _) = k5up(&[("OS_CLOUD", cloud)], &up);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(&format!("OS_CLOUD={cloud}: no clouds.yaml found")), "{err}");
+        for p in [cwd.join("clouds.yaml"), home.path().join(".config/openstack/clouds.yaml")] {
+            assert!(err.contains(p.to_str().unwrap()), "names {}: {err}", p.display());
+        }
+        assert!(err.contains("/etc/openstack/clouds.yaml") && err.contains("OS_CLIENT_CONFIG_FILE"), "{err}");
+    }
+    // The file is there, the cloud is not: the clouds it has are named (never a secret).
+    let (code, err, _) = k5up(&[("OS_CLOUD", "nope"), ("OS_CLIENT_CONFIG_FILE", &clouds)], &up);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("OS_CLOUD=nope: no such cloud") && err.contains(cloud), "{err}");
+    assert!(
+        !err.contains(&tb.var("KS_OS_PASSWORD")) && !err.contains(&tb.var("KS_OS_APPLICATION_CREDENTIAL_SECRET")),
+        "{err}"
+    );
+    // Found in $XDG_CONFIG_HOME/openstack: a real Keystone login (a dry run creates nothing).
+    let xdg = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(xdg.path().join("openstack")).unwrap();
+    std::fs::copy(&clouds, xdg.path().join("openstack/clouds.yaml")).unwrap();
+    let x = xdg.path().to_str().unwrap();
+    let (code, err, _) = k5up(&[("OS_CLOUD", cloud), ("XDG_CONFIG_HOME", x)], &["upload", i, "-c", "x", "--dry-run"]);
+    assert_eq!(code, Some(0), "{err}");
+}

@@ -146,42 +146,93 @@ struct Cloud {
     verify: Option<bool>,
 }
 
+/// An absolute path from `env[key]`; empty or relative values count as unset (the
+/// XDG rule), so a search never falls back on the working directory unasked.
+fn absolute(env: &HashMap<String, String>, key: &str) -> Option<PathBuf> {
+    env.get(key).map(PathBuf::from).filter(|p| p.is_absolute())
+}
+
+/// Where openstacksdk looks for `file`: the working directory, the user's config
+/// directory (`$XDG_CONFIG_HOME/openstack`, else `$HOME/.config/openstack`), then
+/// `/etc/openstack`.
 fn clouds_paths(env: &HashMap<String, String>, file: &str) -> Vec<PathBuf> {
-    let mut v = vec![PathBuf::from(file)];
-    if let Some(h) = env.get("HOME") {
-        v.push(Path::new(h).join(".config/openstack").join(file));
+    let cwd = std::env::current_dir().map(|d| d.join(file)).unwrap_or_else(|_| PathBuf::from(file));
+    let mut v = vec![cwd];
+    if let Some(c) = absolute(env, "XDG_CONFIG_HOME").or_else(|| absolute(env, "HOME").map(|h| h.join(".config"))) {
+        v.push(c.join("openstack").join(file));
     }
     v.push(Path::new("/etc/openstack").join(file));
     v
 }
 
+/// The clouds of `path`; `None` when there is no such file. A file that exists but
+/// cannot be read, or is not YAML, is an error (never skipped in silence).
 fn read_clouds(path: &Path) -> Result<Option<CloudsFile>> {
     match std::fs::read_to_string(path) {
         Ok(s) => serde_yaml_ng::from_str(&s)
             .map(Some)
             .map_err(|e| Error::input(format!("{}: not a valid clouds.yaml: {e}", path.display()))),
-        Err(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("cannot read {}", path.display()), e)),
     }
 }
 
+fn shown(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
 fn from_clouds_yaml(name: &str, env: &HashMap<String, String>) -> Result<(Credentials, TlsSettings)> {
-    let paths = match env.get("OS_CLIENT_CONFIG_FILE") {
+    let explicit = env.get("OS_CLIENT_CONFIG_FILE").map(|s| s.trim()).filter(|s| !s.is_empty());
+    let paths = match explicit {
         Some(p) => vec![PathBuf::from(p)],
         None => clouds_paths(env, "clouds.yaml"),
     };
     let mut found = None;
+    // The files that exist, with the clouds they hold.
+    let mut files: Vec<(PathBuf, Vec<String>)> = vec![];
     for p in &paths {
-        if let Some(f) = read_clouds(p)?
-            && let Some(c) = f.clouds.get(name)
-        {
-            found = Some(c.clone());
-            break;
+        if let Some(f) = read_clouds(p)? {
+            if let Some(c) = f.clouds.get(name) {
+                found = Some(c.clone());
+                break;
+            }
+            let mut names: Vec<String> = f.clouds.into_keys().collect();
+            names.sort();
+            files.push((p.clone(), names));
         }
     }
-    let mut cloud = found.ok_or_else(|| {
-        Error::input(format!("OS_CLOUD={name}: no such cloud in clouds.yaml"))
-            .hint(format!("looked in {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")))
-    })?;
+    let mut cloud = match found {
+        Some(c) => c,
+        None if files.is_empty() => {
+            return Err(match explicit {
+                Some(p) => {
+                    Error::input(format!("OS_CLIENT_CONFIG_FILE={p}: no such file (OS_CLOUD={name})")).hint(format!(
+                        "fix the path, or unset OS_CLIENT_CONFIG_FILE to look in {}",
+                        shown(&clouds_paths(env, "clouds.yaml"))
+                    ))
+                }
+                None => Error::input(format!("OS_CLOUD={name}: no clouds.yaml found")).hint(format!(
+                    "looked for {}; put the file there, or name it with OS_CLIENT_CONFIG_FILE",
+                    shown(&paths)
+                )),
+            });
+        }
+        None => {
+            let inside = files
+                .iter()
+                .map(|(p, names)| {
+                    let mut n = names.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+                    if names.len() > 10 {
+                        n.push_str(", ...");
+                    }
+                    format!("{} has {}", p.display(), if n.is_empty() { "no clouds".to_string() } else { n })
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(Error::input(format!("OS_CLOUD={name}: no such cloud in clouds.yaml"))
+                .hint(format!("{inside} (looked in {})", shown(&paths))));
+        }
+    };
     // secure.yaml holds the secrets of the same clouds, merged over clouds.yaml.
     for p in clouds_paths(env, "secure.yaml") {
         if let Some(f) = read_clouds(&p)?
@@ -260,6 +311,21 @@ mod tests {
     }
 
     #[test]
+    fn clouds_yaml_is_searched_in_absolute_places_only() {
+        let cwd = std::env::current_dir().unwrap().join("clouds.yaml");
+        let etc = PathBuf::from("/etc/openstack/clouds.yaml");
+        let p = clouds_paths(&env(&[("HOME", "/home/u")]), "clouds.yaml");
+        assert_eq!(p, vec![cwd.clone(), PathBuf::from("/home/u/.config/openstack/clouds.yaml"), etc.clone()]);
+        let p = clouds_paths(&env(&[("HOME", "/home/u"), ("XDG_CONFIG_HOME", "/cfg")]), "clouds.yaml");
+        assert_eq!(p[1], PathBuf::from("/cfg/openstack/clouds.yaml"));
+        // An empty HOME (or a relative one, or a relative XDG_CONFIG_HOME) is unset: the
+        // working directory is searched once, as itself, never as "~".
+        for e in [vec![("HOME", "")], vec![("HOME", "rel")], vec![("XDG_CONFIG_HOME", "rel")], vec![]] {
+            assert_eq!(clouds_paths(&env(&e), "clouds.yaml"), vec![cwd.clone(), etc.clone()], "{e:?}");
+        }
+    }
+
+    #[test]
     fn keystone_app_credential_and_clouds_yaml() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("clouds.yaml");
@@ -280,5 +346,10 @@ mod tests {
         assert!(tls.insecure);
         let e = from_env(&env(&[("OS_CLOUD", "nope"), ("OS_CLIENT_CONFIG_FILE", p.to_str().unwrap())])).unwrap_err();
         assert!(e.msg.contains("no such cloud"));
+        assert!(e.hint.as_deref().is_some_and(|h| h.contains("has lab")), "{:?}", e.hint);
+        let gone = d.path().join("gone.yaml");
+        let e = from_env(&env(&[("OS_CLOUD", "lab"), ("OS_CLIENT_CONFIG_FILE", gone.to_str().unwrap())])).unwrap_err();
+        assert!(e.msg.contains("no such file") && e.msg.contains(gone.to_str().unwrap()), "{}", e.msg);
+        assert_eq!(e.kind, crate::error::ErrorKind::BadInput);
     }
 }
