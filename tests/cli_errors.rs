@@ -600,3 +600,50 @@ fn a_missing_clouds_yaml_is_said_to_be_missing() {
     let (code, err, _) = k5up(&[("OS_CLOUD", cloud), ("XDG_CONFIG_HOME", x)], &["upload", i, "-c", "x", "--dry-run"]);
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// The journal's default place follows the XDG rules: an empty HOME (or a relative
+/// XDG_STATE_HOME) once put it under the working directory (`./.local/state/k5up`).
+/// Without a usable HOME or XDG_STATE_HOME, k5up refuses (exit 2) and names the way
+/// out; with XDG_STATE_HOME it uploads and journals there.
+#[test]
+fn an_empty_home_never_puts_the_journal_in_the_working_directory() {
+    let tb = Testbed::get();
+    let run = Run::new(tb.stock());
+    let (dir, img) = small_image();
+    let i = img.to_str().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let c = common::unique("nohome");
+    let k5up = |extra: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = run.cmd(args);
+        cmd.env_remove("K5UP_JOURNAL").env("HOME", "").current_dir(cwd.path());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let empty = |why: &str| {
+        let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(left.is_empty(), "{why}: the working directory got {left:?}");
+    };
+    let up = ["upload", i, "-c", &c, "--no-progress"];
+    for (extra, says) in [
+        (vec![], "HOME is empty"),
+        (vec![("XDG_STATE_HOME", "state")], "XDG_STATE_HOME (state) is not an absolute path"),
+    ] {
+        let (code, err) = k5up(&extra, &up);
+        assert_eq!(code, Some(2), "{extra:?}: {err}");
+        assert!(err.contains("cannot place the journal") && err.contains(says), "{extra:?}: {err}");
+        assert!(err.contains("--journal DIR") && err.contains("set HOME"), "{extra:?}: the way out: {err}");
+        empty(&format!("{extra:?}"));
+    }
+    let (code, err) = k5up(&[], &["jobs"]);
+    assert_eq!(code, Some(2), "{err}");
+    // XDG_STATE_HOME, absolute: the journal goes there.
+    let state = dir.path().join("state");
+    let (code, err) = k5up(&[("XDG_STATE_HOME", state.to_str().unwrap())], &up);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(std::fs::read_dir(state.join("k5up/jobs")).unwrap().count(), 1, "one job journaled there");
+    empty("XDG_STATE_HOME");
+    assert!(common::Observer::login(&tb.stock()).get_md5(&c, "a.img").is_some());
+}

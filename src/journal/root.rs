@@ -20,15 +20,7 @@ impl Root {
     pub fn new(explicit: Option<PathBuf>) -> Result<Self> {
         let dir = match explicit {
             Some(d) => d,
-            None => match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-                Some(x) => PathBuf::from(x).join("k5up"),
-                None => {
-                    let home = std::env::var_os("HOME").ok_or_else(|| {
-                        Error::input("neither XDG_STATE_HOME nor HOME is set").hint("use --journal DIR")
-                    })?;
-                    PathBuf::from(home).join(".local/state/k5up")
-                }
-            },
+            None => default_dir(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))?,
         };
         if dir.exists() && !dir.is_dir() {
             return Err(Error::input(format!("the journal path {} is not a directory", dir.display()))
@@ -300,6 +292,31 @@ fn panicked(id: &str, payload: &(dyn std::any::Any + Send), doing: &str) -> Erro
     super::codec::damaged(id, &format!("sled failed while {doing} it"))
 }
 
+/// The default journal directory, by the XDG rules: `$XDG_STATE_HOME/k5up`, else
+/// `$HOME/.local/state/k5up`. An empty or relative value counts as unset (the XDG
+/// specification: relative paths are invalid), so the journal never lands in the
+/// working directory unasked; without either, the user is told how to choose.
+fn default_dir(xdg_state: Option<std::ffi::OsString>, home: Option<std::ffi::OsString>) -> Result<PathBuf> {
+    let usable = |v: &Option<std::ffi::OsString>| v.as_ref().map(PathBuf::from).filter(|p| p.is_absolute());
+    if let Some(x) = usable(&xdg_state) {
+        return Ok(x.join("k5up"));
+    }
+    if let Some(h) = usable(&home) {
+        return Ok(h.join(".local/state/k5up"));
+    }
+    let say = |name: &str, v: &Option<std::ffi::OsString>| match v {
+        None => format!("{name} is not set"),
+        Some(v) if v.is_empty() => format!("{name} is empty"),
+        Some(v) => format!("{name} ({}) is not an absolute path", v.to_string_lossy()),
+    };
+    Err(Error::input(format!(
+        "cannot place the journal: {} and {}",
+        say("HOME", &home),
+        say("XDG_STATE_HOME", &xdg_state)
+    ))
+    .hint("give --journal DIR (or K5UP_JOURNAL=DIR), or set HOME: the journal goes to $XDG_STATE_HOME/k5up, else $HOME/.local/state/k5up"))
+}
+
 /// The outcome of [`Root::open_checked`].
 #[derive(Debug)]
 pub enum Opened {
@@ -349,4 +366,30 @@ pub(super) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes)
         .and_then(|_| std::fs::rename(&tmp, dir.join(name)))
         .map_err(|e| Error::io(format!("cannot write {}", dir.join(name).display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_journal_follows_xdg_and_never_the_working_directory() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(default_dir(os("/x"), os("/h")).unwrap(), PathBuf::from("/x/k5up"));
+        assert_eq!(default_dir(None, os("/h")).unwrap(), PathBuf::from("/h/.local/state/k5up"));
+        // Empty or relative XDG_STATE_HOME: ignored (XDG), HOME used.
+        assert_eq!(default_dir(os(""), os("/h")).unwrap(), PathBuf::from("/h/.local/state/k5up"));
+        assert_eq!(default_dir(os("rel"), os("/h")).unwrap(), PathBuf::from("/h/.local/state/k5up"));
+        // An empty HOME once put the journal in ./.local/state/k5up.
+        for (x, h, says) in [
+            (None, os(""), "HOME is empty"),
+            (None, None, "HOME is not set"),
+            (os("s"), os("h"), "HOME (h) is not an absolute path"),
+        ] {
+            let e = default_dir(x, h).unwrap_err();
+            assert_eq!(e.kind, crate::error::ErrorKind::BadInput);
+            assert!(e.msg.contains(says), "{}", e.msg);
+            assert!(e.hint.as_deref().is_some_and(|h| h.contains("--journal DIR") && h.contains("set HOME")), "{e}");
+        }
+    }
 }
