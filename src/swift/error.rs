@@ -33,6 +33,9 @@ pub enum Origin {
     Source,
     /// This client: an unreadable response, a journal write that failed.
     Client,
+    /// This process ran out of file descriptors (EMFILE, ENFILE) opening a
+    /// connection: no retry helps until the limit is raised.
+    NoFds,
 }
 
 impl Origin {
@@ -84,6 +87,12 @@ fn find<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'sta
 }
 
 /// True when an I/O error of `kind` is in `e`'s chain.
+fn has_os_error(e: &(dyn std::error::Error + 'static), codes: &[i32]) -> bool {
+    chain(e).any(|s| {
+        s.downcast_ref::<std::io::Error>().and_then(|io| io.raw_os_error()).is_some_and(|c| codes.contains(&c))
+    })
+}
+
 fn has_io_kind(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {
     chain(e).any(|s| s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == kind))
 }
@@ -162,6 +171,9 @@ impl SwiftError {
                 ),
                 _ => (Class::Fatal, Origin::Tls, format!("the TLS handshake with {at} failed: {chain}")),
             }
+        } else if has_os_error(e, &[23, 24]) {
+            let what = format!("cannot open a connection to {at}: too many open files in this process ({chain})");
+            (Class::Fatal, Origin::NoFds, what)
         } else if let Some(u) = find::<super::dns::UnknownHost>(e) {
             (Class::Transient, Origin::UnknownHost, u.to_string())
         } else if connect && has_io_kind(e, std::io::ErrorKind::ConnectionRefused) {
@@ -216,6 +228,7 @@ impl SwiftError {
                 ErrorKind::BadInput
             }
             _ if self.origin == Origin::Endpoint => ErrorKind::BadInput,
+            _ if self.origin == Origin::NoFds => ErrorKind::Resumable,
             (Class::Transient, _) => kind_if_transient,
             _ => ErrorKind::Failed,
         };
@@ -230,6 +243,9 @@ impl SwiftError {
             None if self.origin == Origin::PlainHttp => Some("use an http:// URL for this endpoint, or its TLS port"),
             None if self.origin == Origin::TlsRefused && self.class == Class::Fatal => Some(
                 "check the URL's scheme and port: https:// needs a port that speaks TLS (http:// for a plain-HTTP port)",
+            ),
+            _ if self.origin == Origin::NoFds => Some(
+                "raise the open-file limit (`ulimit -n 1024` or more), then run the same command again (or `k5up resume JOB`)",
             ),
             _ if self.origin == Origin::Endpoint => Some(
                 "check ST_AUTH (a Swift auth URL such as http://host:8080/auth/v1.0) or OS_AUTH_URL (Keystone's /v3)",
