@@ -11,68 +11,138 @@ use common::{Observer, Run, Testbed, unique, write_random};
 
 const MIB: u64 = 1 << 20;
 
+/// The segment PUTs the proxy saw for `c`: (object name, fault that met it).
+fn segment_puts(proxy: &Throttle, c: &str) -> Vec<(String, Option<String>, bool)> {
+    let segs = format!("{c}_segments");
+    proxy
+        .stats
+        .puts_into(&segs)
+        .iter()
+        .map(|r| (r.put_into(&segs).unwrap(), r.fault.clone(), r.forwarded_whole()))
+        .collect()
+}
+
+/// Every fault the proxy played met a PUT of a segment of `c` (not a container
+/// PUT, not the manifest), `want` of them, and each faulted segment was then sent
+/// again whole: returns the faulted segment names.
+fn faults_hit_segments_and_were_recovered(proxy: &Throttle, c: &str, want: usize) -> Vec<String> {
+    let segs = format!("{c}_segments");
+    let faulted = proxy.stats.faulted();
+    assert_eq!(faulted.len(), want, "faults played: {faulted:?}");
+    let names: Vec<String> = faulted
+        .iter()
+        .map(|r| r.put_into(&segs).unwrap_or_else(|| panic!("a fault met something else than a segment PUT: {r:?}")))
+        .collect();
+    let puts = segment_puts(proxy, c);
+    for n in &names {
+        assert!(
+            puts.iter().any(|(p, fault, whole)| p == n && fault.is_none() && *whole),
+            "segment {n} was never sent again whole after its fault: {puts:?}"
+        );
+    }
+    names
+}
+
 #[test]
 fn throttling_answers_are_retried_honouring_retry_after() {
     let tb = Testbed::get();
+    let c = unique("faults");
+    let seg = Observer::login(&tb.small()).object_request("PUT", &format!("{c}_segments"));
     let faults = vec![
-        Fault::Reply { method: "PUT ".into(), status: 503, retry_after: Some(2), count: 1 },
-        Fault::Reply { method: "PUT ".into(), status: 498, retry_after: Some(2), count: 1 },
-        Fault::Reply { method: "PUT ".into(), status: 429, retry_after: Some(2), count: 1 },
+        Fault::Reply { method: seg.clone(), status: 503, retry_after: Some(2), count: 1 },
+        Fault::Reply { method: seg.clone(), status: 498, retry_after: Some(2), count: 1 },
+        Fault::Reply { method: seg.clone(), status: 429, retry_after: Some(2), count: 1 },
     ];
     let proxy = Throttle::with_faults(tb.small().port(), 1 << 30, faults);
     let creds = tb.small().via(proxy.port);
     let run = Run::new(creds.clone());
     let src = run.path("disk.img");
     let md5 = write_random(&src, 6 * MIB + 3, 31);
-    let c = unique("faults");
     let t0 = Instant::now();
     let out = run.run(&["upload", src.to_str().unwrap(), "-c", &c, "--segment-size", "1MiB", "--concurrency", "1"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert_eq!(proxy.stats.replies.load(Ordering::Relaxed), 3, "three faults injected");
+    let hit = faults_hit_segments_and_were_recovered(&proxy, &c, 3);
+    assert!(hit.iter().all(|n| n == &hit[0]), "one worker: the same segment met the three answers in turn: {hit:?}");
     // One worker, three consecutive faults, each asking for 2 s: at least 6 s.
     assert!(t0.elapsed().as_secs_f64() >= 6.0, "Retry-After honoured ({:?})", t0.elapsed());
     for code in ["HTTP 503", "HTTP 498", "HTTP 429"] {
         assert!(err.contains(code), "{code} logged with its retry: {err}");
     }
     assert!(err.contains("tx-injected-fault"), "the X-Trans-Id is in the log: {err}");
-    assert_eq!(Observer::login(&creds).get_md5(&c, "disk.img").unwrap(), (md5, 6 * MIB + 3));
+    assert_eq!(Observer::login(&tb.small()).get_md5(&c, "disk.img"), Some((md5, 6 * MIB + 3)));
 }
 
 #[test]
 fn a_stalled_body_is_abandoned_and_sent_again() {
     let tb = Testbed::get();
-    let faults = vec![Fault::Stall { method: "PUT ".into(), after: 300 << 10, count: 2 }];
+    let c = unique("stall");
+    let seg = Observer::login(&tb.small()).object_request("PUT", &format!("{c}_segments"));
+    let faults = vec![Fault::Stall { method: seg, after: 300 << 10, count: 2 }];
     let proxy = Throttle::with_faults(tb.small().port(), 1 << 30, faults);
     let creds = tb.small().via(proxy.port);
     let run = Run::new(creds.clone());
     let src = run.path("disk.img");
     let md5 = write_random(&src, 4 * MIB, 32);
-    let c = unique("stall");
     let out = run.run(&["upload", src.to_str().unwrap(), "-c", &c, "--segment-size", "1MiB", "--stall-timeout", "2s"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert_eq!(proxy.stats.stalls.load(Ordering::Relaxed), 2, "two bodies stalled");
+    faults_hit_segments_and_were_recovered(&proxy, &c, 2);
+    assert!(
+        proxy.stats.faulted().iter().all(|r| r.body_len() > 300 << 10),
+        "the stalls met bodies, past their first 300 KiB"
+    );
     assert!(err.contains("stalled: no progress for 2s"), "{err}");
-    assert_eq!(Observer::login(&creds).get_md5(&c, "disk.img").unwrap(), (md5, 4 * MIB));
+    assert_eq!(Observer::login(&tb.small()).get_md5(&c, "disk.img"), Some((md5, 4 * MIB)));
     let st = run.status(&run.only_job());
     assert!(st["bytes_wasted"].as_u64().unwrap() >= 2 * (300 << 10) - 4096, "stalled bytes counted as wasted: {st}");
 }
 
+/// A segment PUT refused with 403 stops the run at once (no retry), naming the
+/// segment and the request id; the job is kept, and once the server accepts again a
+/// resume completes it.
 #[test]
 fn a_refused_segment_is_fatal_and_named() {
     let tb = Testbed::get();
-    let faults = vec![Fault::Reply { method: "PUT ".into(), status: 403, retry_after: None, count: 100 }];
+    let c = unique("refused");
+    let seg = Observer::login(&tb.small()).object_request("PUT", &format!("{c}_segments"));
+    let faults = vec![Fault::Reply { method: seg, status: 403, retry_after: None, count: 100 }];
     let proxy = Throttle::with_faults(tb.small().port(), 1 << 30, faults);
     let run = Run::new(tb.small().via(proxy.port));
     let src = run.path("disk.img");
-    write_random(&src, 2 * MIB, 33);
-    let c = unique("refused");
+    let md5 = write_random(&src, 2 * MIB, 33);
     let out = run.run(&["upload", src.to_str().unwrap(), "-c", &c, "--segment-size", "1MiB", "--concurrency", "1"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("HTTP 403") && err.contains("tx-injected-fault"), "{err}");
-    assert!(proxy.stats.replies.load(Ordering::Relaxed) <= 2, "a 403 is not retried");
+    let refused = proxy.stats.faulted();
+    let segs = format!("{c}_segments");
+    let names: Vec<String> = refused
+        .iter()
+        .map(|r| r.put_into(&segs).unwrap_or_else(|| panic!("the 403 met something else than a segment PUT: {r:?}")))
+        .collect();
+    // Not retried: no segment met the 403 twice (one worker: at most one more
+    // segment was on its way when the first was refused).
+    let mut distinct = names.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(!names.is_empty() && names.len() <= 2 && distinct.len() == names.len(), "a 403 is not retried: {names:?}");
+    let name = names[0].clone();
+    let (off, len) = common::piece_of(&name).unwrap();
+    assert!(err.contains(&format!("segment {off:016}+{len}")), "names the segment: {err}");
+    let direct = Observer::login(&tb.small());
+    assert!(direct.head(&c, "disk.img").is_none(), "no object after a refused segment");
+
+    // The server accepts again: the job resumes and completes.
+    proxy.clear_faults();
+    run.ok(&["resume", &run.only_job(), "--no-progress"]);
+    assert!(
+        segment_puts(&proxy, &c).iter().any(|(p, f, whole)| p == &name && f.is_none() && *whole),
+        "the refused segment was sent again"
+    );
+    assert_eq!(direct.get_md5(&c, "disk.img"), Some((md5, 2 * MIB)));
 }
 
 #[test]

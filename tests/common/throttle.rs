@@ -44,6 +44,13 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// Its kind, as [`Seen::fault`] records it (`Reply 503`, `Stall`...).
+    fn kind(&self) -> String {
+        match self {
+            Fault::Reply { status, .. } => format!("Reply {status}"),
+            other => format!("{other:?}").split([' ', '{']).next().unwrap_or("").to_string(),
+        }
+    }
     fn method(&self) -> &str {
         match self {
             Fault::Reply { method, .. }
@@ -101,12 +108,43 @@ pub struct Seen {
     pub start: Instant,
     /// When its whole body had been forwarded (or the fault ended it).
     pub end: Option<Instant>,
+    /// The scripted fault that met this request (its kind, e.g. `Reply 503`), if any.
+    pub fault: Option<String>,
 }
 
 impl Seen {
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+    /// The method (`PUT`).
+    pub fn method(&self) -> &str {
+        self.line.split(' ').next().unwrap_or("")
+    }
+    /// The container and object a Swift request names below the account
+    /// (`/v1/AUTH_x/<container>%2F<object>?query`), percent-decoded: `("c", "")` for a
+    /// container, None for a request outside an account (a login, `/info`).
+    pub fn target(&self) -> Option<(String, String)> {
+        let path = self.line.split(' ').nth(1)?;
+        let path = path.split('?').next()?;
+        let mut parts = path.splitn(4, '/');
+        let (_, _version, _account, rest) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let rest = percent_encoding::percent_decode_str(rest).decode_utf8_lossy().to_string();
+        let (c, o) = rest.split_once('/').unwrap_or((&rest, ""));
+        Some((c.to_string(), o.to_string()))
+    }
+    /// A PUT of an object (not of a container) into `container`: its object name.
+    pub fn put_into(&self, container: &str) -> Option<String> {
+        let (c, o) = self.target()?;
+        (self.method() == "PUT" && c == container && !o.is_empty()).then_some(o)
+    }
+    /// Its body as framed by Content-Length (0 without one).
+    pub fn body_len(&self) -> u64 {
+        self.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+    /// The proxy forwarded the whole request to the server (no fault met it).
+    pub fn forwarded_whole(&self) -> bool {
+        self.fault.is_none() && self.end.is_some()
     }
 }
 
@@ -123,8 +161,21 @@ impl Stats {
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
             .collect();
         let mut s = self.seen.lock().unwrap();
-        s.push(Seen { line, headers, start: Instant::now(), end: None });
+        s.push(Seen { line, headers, start: Instant::now(), end: None, fault: None });
         s.len() - 1
+    }
+    /// The PUTs of objects into `container` (`<c>_segments`: the segment PUTs), in order.
+    pub fn puts_into(&self, container: &str) -> Vec<Seen> {
+        self.requests().into_iter().filter(|r| r.put_into(container).is_some()).collect()
+    }
+    /// The requests a scripted fault met, in order.
+    pub fn faulted(&self) -> Vec<Seen> {
+        self.requests().into_iter().filter(|r| r.fault.is_some()).collect()
+    }
+    fn faulted_by(&self, i: usize, f: &Fault) {
+        if let Some(r) = self.seen.lock().unwrap().get_mut(i) {
+            r.fault = Some(f.kind());
+        }
     }
     fn done(&self, i: usize) {
         if let Some(r) = self.seen.lock().unwrap().get_mut(i) {
@@ -234,6 +285,11 @@ impl Throttle {
             }
         });
         Flapping(stop)
+    }
+
+    /// Drops what is left of the fault script: from now on every request is forwarded.
+    pub fn clear_faults(&self) {
+        self.shared.script.lock().unwrap().clear();
     }
 
     /// Takes the link down for `d`: open connections are cut, new ones go nowhere.
@@ -362,12 +418,19 @@ async fn requests(mut link: Link, reply_to: Arc<tokio::sync::Mutex<tokio::net::t
         let whole = head_len + body_len.unwrap_or(0) as usize;
         let seen = stats.saw(&head);
         let fault = take_fault(&sh.script, head.as_bytes());
-        if fault.is_some() {
+        if let Some(f) = &fault {
+            stats.faulted_by(seen, f);
             stats.done(seen);
         }
         match fault {
             Some(Fault::Reply { status, retry_after, .. }) => {
                 stats.replies.fetch_add(1, Ordering::Relaxed);
+                // The body is read (not forwarded) first, as a server that answers
+                // after the request does: an answer written while the client still
+                // sends would reach it as a broken pipe, not as this status.
+                if link.discard(whole).await.is_err() {
+                    return;
+                }
                 let ra = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
                 let resp = format!(
                     "HTTP/1.1 {status} Injected\r\n{ra}Content-Length: 0\r\nX-Trans-Id: tx-injected-fault\r\nConnection: close\r\n\r\n"
@@ -482,6 +545,24 @@ impl Link {
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
         }
+    }
+
+    /// Reads exactly `n` bytes of the request (buffered first) and drops them.
+    async fn discard(&mut self, mut n: usize) -> std::io::Result<()> {
+        while n > 0 {
+            if self.buf.is_empty() {
+                let mut chunk = vec![0u8; (64 << 10).min(n)];
+                let got = self.from.read(&mut chunk).await?;
+                if got == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                self.buf.extend_from_slice(&chunk[..got]);
+            }
+            let take = self.buf.len().min(n);
+            self.buf.drain(..take);
+            n -= take;
+        }
+        Ok(())
     }
 
     /// Forwards exactly `n` bytes (buffered first, then read), at the capped rate.
