@@ -60,7 +60,7 @@ fn one_job(tb: &Testbed, rng: &mut Rng, kills: u64) -> Result<String, String> {
         v["segment_prefix"].as_str().map(str::to_string)
     };
     let name_in = |prefix: &str, i: u64| format!("{prefix}{}", common::piece(i * MIB, MIB.min(size - i * MIB)));
-    // name → last_modified, the first time the segment was seen whole
+    // name → X-Timestamp, the first time the segment was seen whole
     let mut whole: HashMap<String, String> = HashMap::new();
     let mut killed_at = vec![];
     for _ in 0..kills {
@@ -108,13 +108,28 @@ fn one_job(tb: &Testbed, rng: &mut Rng, kills: u64) -> Result<String, String> {
         // What the killed process had already handed to the kernel still drains to
         // the server; only once the link is idle is the listing what the next run sees.
         proxy.wait_idle(Duration::from_secs(30));
-        if status.success() || obs.head(&c, "disk.img").is_some() {
-            return Err(format!("the kill after {at} bytes did not land mid-upload (status {status})"));
+        {
+            use std::os::unix::process::ExitStatusExt;
+            if status.signal() != Some(libc::SIGKILL) || obs.head(&c, "disk.img").is_some() {
+                return Err(format!("the kill after {at} bytes did not land mid-upload (status {status})"));
+            }
         }
         killed_at.push(format!("{at}B"));
         // HEAD each segment (the object server's answer is immediate; a container
         // listing may lag behind it): name → X-Timestamp of the whole segment.
-        let Some(prefix) = prefix_now() else { continue };
+        // Without a birth record there is no prefix to check, and then nothing may be
+        // on the server either (else the checks below would check nothing).
+        let Some(prefix) = prefix_now() else {
+            let listed = obs.list(&segs, "disk.img/");
+            if !listed.is_empty() {
+                return Err(format!(
+                    "segments on the server but no segment_prefix in {}: {:?}",
+                    birth.display(),
+                    listed.keys()
+                ));
+            }
+            continue;
+        };
         for idx in 0..size.div_ceil(MIB) {
             let name = name_in(&prefix, idx);
             let len = MIB.min(size - idx * MIB);

@@ -126,8 +126,7 @@ fn kill_an_adapted_run(t: &Slow, direct: &Observer) -> (String, HashMap<String, 
         assert!(child.try_wait().unwrap().is_none(), "the upload ended before the kill: {}", t.run.stderr());
         (splits() >= 1 && whole(direct, t).len() >= 4).then_some(())
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    t.run.kill(&mut child);
     drop(flapping);
     t.proxy.wait_idle(Duration::from_secs(30));
     assert!(direct.head(&t.c, "disk.img").is_none(), "the kill landed before the object was complete");

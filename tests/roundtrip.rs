@@ -203,3 +203,41 @@ fn odd_object_names_reach_swift_literally_and_touch_no_other_container() {
     assert!(obs.list(&format!("{c}_segments"), "a/../b.raw/").is_empty(), "abort left segments");
     assert!(obs.get_md5(&c, "a/../b.raw").is_none(), "--purge deletes the object");
 }
+
+/// The test helpers fail loudly instead of passing vacuously: the observer takes
+/// only a 404 for "no object" (a server that answers 503, or none at all, fails the
+/// test), and a kill that lands after the job ended fails the test.
+#[test]
+fn the_observer_and_the_kill_never_pass_vacuously() {
+    use common::throttle::{Fault, Throttle};
+    let tb = Testbed::get();
+    let obs = Observer::login(&tb.small());
+    let c = unique("observer");
+    obs.put(&c, "there", b"abc");
+    assert_eq!(obs.get_md5(&c, "there").map(|m| m.1), Some(3));
+    assert!(obs.head(&c, "there").is_some());
+    assert!(obs.get_md5(&c, "missing").is_none() && obs.head(&c, "missing").is_none(), "a 404 is absent");
+    let fails = |what: &str, f: &dyn Fn()| {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        assert!(r.is_err(), "{what}: taken for an answer");
+    };
+    // A server that does not answer (nothing listens on the port).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let down = Observer { storage_url: common::via_port(&obs.storage_url, port), token: obs.token.clone() };
+    fails("HEAD, server down", &|| drop(down.head(&c, "missing")));
+    fails("GET, server down", &|| drop(down.get_md5(&c, "missing")));
+    // A server that answers 503 to everything.
+    let faults = ["HEAD ", "GET "]
+        .map(|m| Fault::Reply { method: m.into(), status: 503, retry_after: None, count: 1000 })
+        .to_vec();
+    let proxy = Throttle::with_faults(tb.small().port(), 1 << 30, faults);
+    let busy = Observer { storage_url: common::via_port(&obs.storage_url, proxy.port), token: obs.token.clone() };
+    fails("HEAD, 503", &|| drop(busy.head(&c, "there")));
+    fails("GET, 503", &|| drop(busy.get_md5(&c, "there")));
+    // A job that ended before the kill was due.
+    let run = Run::new(tb.small());
+    let mut child = run.spawn(&["--version"]);
+    assert!(child.wait().unwrap().success());
+    let child = std::sync::Mutex::new(child);
+    fails("kill of an ended job", &|| run.kill(&mut child.lock().unwrap()));
+}

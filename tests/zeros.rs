@@ -202,8 +202,7 @@ fn a_kill_then_resume_and_a_lost_journal_send_no_zeros_and_nothing_twice() {
             assert!(child.try_wait().unwrap().is_none(), "the upload ended before the kill: {}", run.stderr());
             (data_segments() >= 3).then_some(())
         });
-        child.kill().unwrap();
-        child.wait().unwrap();
+        run.kill(&mut child);
         proxy.wait_idle(Duration::from_secs(30));
         assert!(direct.head(&c, "k.img").is_none(), "the kill landed before the object was complete");
         let before: std::collections::HashMap<String, String> = direct
@@ -380,8 +379,7 @@ fn a_kill_during_the_copies_from_the_base_loses_nothing() {
         assert!(child.try_wait().unwrap().is_none(), "the upload ended before the kill: {}", run.stderr());
         (direct.list(&segs, "v2.raw/").len() >= 4).then_some(())
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    run.kill(&mut child);
     proxy.wait_idle(Duration::from_secs(30));
     assert!(direct.head(&c, "v2.raw").is_none(), "the kill landed before the object was complete");
     let before: std::collections::HashMap<String, String> = direct

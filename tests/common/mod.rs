@@ -216,11 +216,29 @@ impl Run {
     }
     /// Starts `args` in the background and SIGKILLs it once `container` holds at least
     /// `n` objects (as the observer sees them).
+    /// The test fails if the job ended on its own before the kill landed.
     pub fn kill_after(&self, args: &[&str], obs: &Observer, container: &str, n: usize) {
         let mut child = self.spawn(args);
         self.wait_segments(&mut child, obs, container, n);
+        self.kill(&mut child);
+    }
+
+    /// SIGKILLs `child` (spawned by [`Run::spawn`]) and reaps it. Fails the test unless
+    /// the kill is what ended it: a child that had already exited (a kill that "landed"
+    /// after the job finished or failed would prove nothing about resuming).
+    pub fn kill(&self, child: &mut Child) {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("k5up had already ended ({status}) when the kill was due:\n{}", self.stderr());
+        }
         child.kill().unwrap();
-        child.wait().unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "k5up ended on its own ({status}) before the SIGKILL landed:\n{}",
+            self.stderr()
+        );
     }
 
     /// Waits until `container` holds at least `n` objects while `child` runs; fails at
@@ -375,10 +393,34 @@ impl Observer {
             .unwrap()
     }
 
-    /// MD5 and length of the object's content, or None if it does not exist.
+    /// MD5 and length of the object's content as a GET reads it: Some when Swift
+    /// answers 200 with the whole body, None when it answers 404 — and only then. Any
+    /// other outcome (a 5xx, the 409 of an SLO whose segments changed, a body cut short,
+    /// a server that is down) fails the test: "no object" is never inferred from a
+    /// request that did not get an answer.
     pub fn get_md5(&self, container: &str, object: &str) -> Option<(String, u64)> {
-        let out = self.curl(&["-f"], &obj_path(container, object));
-        out.status.success().then(|| (hex::encode(Md5::digest(&out.stdout)), out.stdout.len() as u64))
+        let body = tempfile::NamedTempFile::new().unwrap();
+        let out = self.curl(&["-o", body.path().to_str().unwrap(), "-w", "%{http_code}"], &obj_path(container, object));
+        let code = String::from_utf8_lossy(&out.stdout).to_string();
+        match (out.status.success(), code.as_str()) {
+            (true, "200") => {
+                let (mut h, mut f, mut buf, mut len) = (Md5::new(), body.reopen().unwrap(), vec![0u8; 1 << 20], 0);
+                loop {
+                    let n = std::io::Read::read(&mut f, &mut buf).unwrap();
+                    if n == 0 {
+                        break Some((hex::encode(h.finalize()), len));
+                    }
+                    h.update(&buf[..n]);
+                    len += n as u64;
+                }
+            }
+            (true, "404") => None,
+            _ => panic!(
+                "GET {container}/{object}: neither the object nor a 404: HTTP {code:?}, curl {:?} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
     }
 
     /// An observer of the Keystone-authenticated Swift, as the demo user.
@@ -484,19 +526,28 @@ impl Observer {
         assert!(out.status.success(), "DELETE {container}/{object}{q}: {out:?}");
     }
 
-    /// Response headers of a HEAD (lower-case names).
+    /// Response headers of a HEAD (lower-case names): Some on a 2xx, None on a 404 —
+    /// and only then. Any other answer, or none (a server that is down), fails the
+    /// test: an `is_none()` must mean that Swift said the object is not there.
     pub fn head(&self, container: &str, object: &str) -> Option<HashMap<String, String>> {
-        let out = self.curl(&["-I", "-f"], &obj_path(container, object));
-        if !out.status.success() {
-            return None;
+        let out = self.curl(&["-I", "-w", "\n%{http_code}"], &obj_path(container, object));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (heads, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+        match (out.status.success(), code) {
+            (true, c) if c.len() == 3 && c.starts_with('2') => Some(
+                heads
+                    .lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                    .collect(),
+            ),
+            (true, "404") => None,
+            _ => panic!(
+                "HEAD {container}/{object}: neither the object nor a 404: HTTP {code:?}, curl {:?} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ),
         }
-        Some(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                .collect(),
-        )
     }
 }
 
@@ -531,4 +582,39 @@ pub fn keystone_token(tb: &Testbed, prefix: &str) -> String {
         .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("x-subject-token")))
         .map(|(_, v)| v.trim().to_string())
         .unwrap_or_else(|| panic!("no token from Keystone for {prefix}: {text}"))
+}
+
+/// The JSON answer of an OpenStack API (Glance, the vmimport emulator), read with
+/// curl as `token`. Fails the test unless the server answers 2xx with JSON: an error
+/// page is never read as an empty list or a missing field.
+pub fn curl_json(token: &str, method: &str, url: &str) -> Value {
+    let out = Command::new("curl")
+        .args(["-s", "-X", method, "-H", &format!("X-Auth-Token: {token}"), "-H", "Accept: application/json"])
+        .args(["-w", "\n%{http_code}", url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+    assert!(
+        out.status.success() && code.len() == 3 && code.starts_with('2'),
+        "{method} {url}: HTTP {code:?} {body:.300} (curl {:?})",
+        out.status
+    );
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{method} {url}: not JSON ({e}): {body:.300}"))
+}
+
+/// Every image Glance lists for `query` (its filters, e.g. `k5up_job=J`), through all
+/// pages: Glance answers a page at a time and links the next one.
+pub fn glance_images(glance_url: &str, token: &str, query: &str) -> Vec<Value> {
+    let mut url = format!("{glance_url}/v2/images?{query}");
+    let mut all: Vec<Value> = vec![];
+    loop {
+        let v = curl_json(token, "GET", &url);
+        let page = v["images"].as_array().unwrap_or_else(|| panic!("GET {url}: not an image list: {v}"));
+        all.extend(page.iter().cloned());
+        match v["next"].as_str() {
+            Some(next) if !page.is_empty() => url = format!("{glance_url}{next}"),
+            _ => return all,
+        }
+    }
 }
