@@ -13,7 +13,9 @@ const MIB: u64 = 1 << 20;
 #[test]
 fn lost_journal_is_rebuilt_by_the_same_command_without_resending() {
     let tb = Testbed::get();
-    let run = Run::new(tb.small());
+    // A proxy that counts what crosses the link (no real cap).
+    let proxy = Throttle::start(tb.small().port(), 1 << 30);
+    let run = Run::new(tb.small().via(proxy.port));
     let src = run.path("disk.img");
     let md5 = write_random(&src, 10 * MIB + 5, 1);
     let c = unique("lost");
@@ -31,17 +33,29 @@ fn lost_journal_is_rebuilt_by_the_same_command_without_resending() {
     assert_eq!(obs.list(&format!("{c}_segments"), "disk.img/"), before);
     assert_eq!(obs.head(&c, "disk.img").unwrap()["last-modified"], object_before["last-modified"]);
     std::fs::remove_dir_all(run.journal()).unwrap();
+    let (seen, up) = (proxy.stats.requests().len(), proxy.stats.bytes_up.load(std::sync::atomic::Ordering::Relaxed));
     let out = run.run(&args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    // A new job (names of its own): the old segments are copied on the server (what
-    // crossed the link is counted at a proxy in tests/safety.rs), then deleted once
-    // the object is verified: one job's 11 segments remain.
+    // A new job (names of its own): the old segments are copied on the server, then
+    // deleted once the object is verified: one job's 11 segments remain.
     let after = obs.list(&format!("{c}_segments"), "disk.img/");
     assert_eq!(after.len(), 11, "{:?}", after.keys());
     assert!(before.keys().all(|n| !after.contains_key(n)), "the lost job's segments are deleted");
-    let st = run.status(&run.only_job());
-    assert_eq!(st["phase"], "done");
+    assert_eq!(run.status(&run.only_job())["phase"], "done");
+    // The wire, as the proxy saw it: every segment PUT of the rerun is a server-side
+    // copy (X-Copy-From, no body), and requests only crossed the link.
+    let segs = format!("{c}_segments");
+    let sent: Vec<String> = proxy.stats.requests()[seen..]
+        .iter()
+        .filter(|r| r.put_into(&segs).is_some() && (r.header("x-copy-from").is_none() || r.body_len() > 0))
+        .map(|r| r.line.clone())
+        .collect();
+    assert!(sent.is_empty(), "segments sent again instead of copied: {sent:?}");
+    let copies = proxy.stats.requests()[seen..].iter().filter(|r| r.put_into(&segs).is_some()).count();
+    assert_eq!(copies, 11, "the 11 segments were copied on the server");
+    let wire = proxy.stats.bytes_up.load(std::sync::atomic::Ordering::Relaxed) - up;
+    assert!(wire < MIB, "{wire} bytes crossed the link: segment bodies were sent again");
     assert_eq!(obs.get_md5(&c, "disk.img").unwrap().0, md5);
 }
 
