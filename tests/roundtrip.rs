@@ -217,13 +217,18 @@ fn the_observer_and_the_kill_never_pass_vacuously() {
     assert_eq!(obs.get_md5(&c, "there").map(|m| m.1), Some(3));
     assert!(obs.head(&c, "there").is_some());
     assert!(obs.get_md5(&c, "missing").is_none() && obs.head(&c, "missing").is_none(), "a 404 is absent");
+    assert_eq!(obs.head_answer(&c, "missing"), common::Answer::Absent);
+    assert_eq!(obs.get_answer(&c, "missing"), common::Answer::Absent);
     let fails = |what: &str, f: &dyn Fn()| {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         assert!(r.is_err(), "{what}: taken for an answer");
     };
-    // A server that does not answer (nothing listens on the port).
+    // A server that does not answer (nothing listens on the port): an error, with no
+    // HTTP status, and the two-state calls fail the test.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let down = Observer { storage_url: common::via_port(&obs.storage_url, port), token: obs.token.clone() };
+    assert_eq!(down.head_answer(&c, "missing").error_status(), Some("000"), "HEAD, server down");
+    assert_eq!(down.get_answer(&c, "missing").error_status(), Some("000"), "GET, server down");
     fails("HEAD, server down", &|| drop(down.head(&c, "missing")));
     fails("GET, server down", &|| drop(down.get_md5(&c, "missing")));
     // A server that answers 503 to everything.
@@ -232,6 +237,8 @@ fn the_observer_and_the_kill_never_pass_vacuously() {
         .to_vec();
     let proxy = Throttle::with_faults(tb.small().port(), 1 << 30, faults);
     let busy = Observer { storage_url: common::via_port(&obs.storage_url, proxy.port), token: obs.token.clone() };
+    assert_eq!(busy.head_answer(&c, "there").error_status(), Some("503"), "HEAD, 503");
+    assert_eq!(busy.get_answer(&c, "missing").error_status(), Some("503"), "GET, 503");
     fails("HEAD, 503", &|| drop(busy.head(&c, "there")));
     fails("GET, 503", &|| drop(busy.get_md5(&c, "there")));
     // A job that ended before the kill was due.

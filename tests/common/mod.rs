@@ -386,7 +386,7 @@ impl Observer {
 
     fn curl(&self, args: &[&str], path: &str) -> Output {
         Command::new("curl")
-            .args(["-s", "-g", "--path-as-is", "-H", &format!("X-Auth-Token: {}", self.token)])
+            .args(["-s", "-S", "-g", "--path-as-is", "-H", &format!("X-Auth-Token: {}", self.token)])
             .args(args)
             .arg(format!("{}/{}", self.storage_url, path))
             .output()
@@ -397,8 +397,16 @@ impl Observer {
     /// answers 200 with the whole body, None when it answers 404 — and only then. Any
     /// other outcome (a 5xx, the 409 of an SLO whose segments changed, a body cut short,
     /// a server that is down) fails the test: "no object" is never inferred from a
-    /// request that did not get an answer.
+    /// request that did not get an answer. ([`Observer::get_answer`] returns the
+    /// third state, for a test that expects it.)
     pub fn get_md5(&self, container: &str, object: &str) -> Option<(String, u64)> {
+        self.get_answer(container, object).found()
+    }
+
+    /// The three-state answer of a GET of the object: its MD5 and length (200 with the
+    /// whole body), absent (404, and only 404), or an error (anything else, no answer).
+    pub fn get_answer(&self, container: &str, object: &str) -> Answer<(String, u64)> {
+        let what = format!("GET {container}/{object}");
         let body = tempfile::NamedTempFile::new().unwrap();
         let out = self.curl(&["-o", body.path().to_str().unwrap(), "-w", "%{http_code}"], &obj_path(container, object));
         let code = String::from_utf8_lossy(&out.stdout).to_string();
@@ -408,18 +416,14 @@ impl Observer {
                 loop {
                     let n = std::io::Read::read(&mut f, &mut buf).unwrap();
                     if n == 0 {
-                        break Some((hex::encode(h.finalize()), len));
+                        break Answer::Present((hex::encode(h.finalize()), len));
                     }
                     h.update(&buf[..n]);
                     len += n as u64;
                 }
             }
-            (true, "404") => None,
-            _ => panic!(
-                "GET {container}/{object}: neither the object nor a 404: HTTP {code:?}, curl {:?} {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ),
+            (true, "404") => Answer::Absent,
+            _ => Answer::error(what, &code, &out),
         }
     }
 
@@ -529,24 +533,72 @@ impl Observer {
     /// Response headers of a HEAD (lower-case names): Some on a 2xx, None on a 404 —
     /// and only then. Any other answer, or none (a server that is down), fails the
     /// test: an `is_none()` must mean that Swift said the object is not there.
+    /// ([`Observer::head_answer`] returns the third state, for a test that expects it.)
     pub fn head(&self, container: &str, object: &str) -> Option<HashMap<String, String>> {
+        self.head_answer(container, object).found()
+    }
+
+    /// The three-state answer of a HEAD of the object: its headers (2xx), absent (404,
+    /// and only 404), or an error (any other status, no answer).
+    pub fn head_answer(&self, container: &str, object: &str) -> Answer<HashMap<String, String>> {
+        let what = format!("HEAD {container}/{object}");
         let out = self.curl(&["-I", "-w", "\n%{http_code}"], &obj_path(container, object));
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let (heads, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
         match (out.status.success(), code) {
-            (true, c) if c.len() == 3 && c.starts_with('2') => Some(
+            (true, c) if c.len() == 3 && c.starts_with('2') => Answer::Present(
                 heads
                     .lines()
                     .filter_map(|l| l.split_once(':'))
                     .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
                     .collect(),
             ),
-            (true, "404") => None,
-            _ => panic!(
-                "HEAD {container}/{object}: neither the object nor a 404: HTTP {code:?}, curl {:?} {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ),
+            (true, "404") => Answer::Absent,
+            _ => Answer::error(what, code, &out),
+        }
+    }
+}
+
+/// What Swift answered about an object, in three states that are never collapsed
+/// into two: there, not there (HTTP 404 and nothing else), or no usable answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer<T> {
+    /// The object, as the request read it.
+    Present(T),
+    /// HTTP 404.
+    Absent,
+    /// Any other outcome: another status, a body cut short, no answer at all.
+    Error {
+        /// The request (`GET c/o`).
+        what: String,
+        /// The HTTP status curl saw (`000`: none).
+        status: String,
+        /// curl's exit code (0: the transfer completed; 7: no connection; 18: a body
+        /// cut short) and its error text.
+        curl: String,
+    },
+}
+
+impl<T> Answer<T> {
+    fn error(what: String, status: &str, out: &Output) -> Answer<T> {
+        let curl = format!("exit {:?} {}", out.status.code(), String::from_utf8_lossy(&out.stderr).trim());
+        Answer::Error { what, status: status.to_string(), curl }
+    }
+    /// Some when present, None when absent (404); an error fails the test.
+    pub fn found(self) -> Option<T> {
+        match self {
+            Answer::Present(v) => Some(v),
+            Answer::Absent => None,
+            Answer::Error { what, status, curl } => {
+                panic!("{what}: neither the object nor a 404: HTTP {status:?}, curl {curl}")
+            }
+        }
+    }
+    /// The HTTP status of an error answer (`000`: none), None for present or absent.
+    pub fn error_status(&self) -> Option<&str> {
+        match self {
+            Answer::Error { status, .. } => Some(status),
+            _ => None,
         }
     }
 }
