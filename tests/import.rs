@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::mounts::EioFs;
 use common::throttle::{Fault, Throttle};
-use common::{Observer, Run, Testbed, unique, wait_for, write_random};
+use common::{Observer, Run, Testbed, curl_json, unique, wait_for, write_random};
 use serde_json::Value;
 use sha2::Digest;
 
@@ -46,19 +46,12 @@ fn hex_of<D: Digest>(path: &Path) -> String {
     hex::encode(D::digest(std::fs::read(path).unwrap()))
 }
 
-fn curl_json(token: &str, method: &str, url: &str) -> Value {
-    let out = Command::new("curl")
-        .args(["-s", "-X", method, "-H", &format!("X-Auth-Token: {token}"), "-H", "Accept: application/json", url])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
 fn account_keys(obs: &Observer) -> (Option<String>, Option<String>) {
     let out = Command::new("curl")
-        .args(["-s", "-I", "-H", &format!("X-Auth-Token: {}", obs.token), &obs.storage_url])
+        .args(["-s", "-f", "-I", "-H", &format!("X-Auth-Token: {}", obs.token), &obs.storage_url])
         .output()
         .unwrap();
+    assert!(out.status.success(), "HEAD of the account failed: {out:?}");
     let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
     let get = |h: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{h}: ")).map(|v| v.trim().to_string()));
     (get("x-account-meta-temp-url-key"), get("x-account-meta-temp-url-key-2"))
@@ -73,17 +66,38 @@ fn set_account_meta(obs: &Observer, headers: &[&str]) {
     assert!(c.arg(&obs.storage_url).status().unwrap().success());
 }
 
-/// Imports of image `id` the emulator knows, with their status bodies.
-fn vmimports(tb: &Testbed, token: &str, id: &str) -> Vec<Value> {
+/// The imports the emulator knows of the object `container/object` (its
+/// `location`), with their status bodies: every page of the project's list (100 at
+/// most per page, newest first), each import once (one started meanwhile shifts the
+/// pages: it is seen twice, never missed), and every status read (a failed request
+/// fails the test, it is not an import fewer). Counted by object, not by image id: a
+/// second import under a new id is an import more.
+fn vmimports(tb: &Testbed, token: &str, container: &str, object: &str) -> Vec<Value> {
     let base = tb.var("VMIMPORT_URL");
-    let list = curl_json(token, "GET", &format!("{base}/v1/imageimport?limit=100"));
-    list["imports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| curl_json(token, "GET", &format!("{base}/v1/imageimport/{}/status", i["import_id"].as_str().unwrap())))
-        .filter(|s| s["id"].as_str() == Some(id))
+    let location = format!("/v1/AUTH_{}/{container}/{object}", tb.var("KS_OS_PROJECT_ID"));
+    let mut ids: Vec<String> = vec![];
+    loop {
+        let list = curl_json(token, "GET", &format!("{base}/v1/imageimport?start={}&limit=100", ids.len()));
+        let page = list["imports"].as_array().unwrap_or_else(|| panic!("not an import list: {list}"));
+        if page.is_empty() {
+            break;
+        }
+        ids.extend(page.iter().map(|i| i["import_id"].as_str().unwrap().to_string()));
+    }
+    ids.sort();
+    ids.dedup();
+    ids.iter()
+        .map(|i| curl_json(token, "GET", &format!("{base}/v1/imageimport/{i}/status")))
+        .filter(|s| s["location"].as_str() == Some(location.as_str()))
         .collect()
+}
+
+/// The one import of `container/object`, which registers image `id`.
+fn one_vmimport(tb: &Testbed, token: &str, container: &str, object: &str, id: &str) -> Value {
+    let imports = vmimports(tb, token, container, object);
+    assert_eq!(imports.len(), 1, "exactly one import of {container}/{object}: {imports:?}");
+    assert_eq!(imports[0]["id"].as_str(), Some(id), "the import registers the job's image: {imports:?}");
+    imports.into_iter().next().unwrap()
 }
 
 /// Every file under `dir`, as (lossy) text.
@@ -258,9 +272,7 @@ fn k5_import_with_dlo_and_with_slo() {
         assert_eq!(st["import"]["status"], "succeeded");
         assert_eq!(st["import"]["progress"], 100);
         let id = st["import"]["id"].as_str().unwrap();
-        let imports = vmimports(&tb, &obs.token, id);
-        assert_eq!(imports.len(), 1, "{manifest}: {imports:?}");
-        let i = &imports[0];
+        let i = &one_vmimport(&tb, &obs.token, &c, "server.vmdk", id);
         assert_eq!(i["import_status"], "succeeded");
         assert_eq!(i["name"], "web01");
         assert_eq!(i["os_type"], "centos");
@@ -268,7 +280,7 @@ fn k5_import_with_dlo_and_with_slo() {
         assert_eq!(i["location"].as_str().unwrap(), format!("/v1/AUTH_{}/{c}/server.vmdk", tb.var("KS_OS_PROJECT_ID")));
         // Running it again changes nothing: the job is complete.
         run.ok(&args);
-        assert_eq!(vmimports(&tb, &obs.token, id).len(), 1);
+        one_vmimport(&tb, &obs.token, &c, "server.vmdk", id);
         if manifest == "slo" {
             // The same object into Glance too: SHA-512 is computed by one more read.
             let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
@@ -340,8 +352,12 @@ fn k5_bad_inputs_are_refused_before_uploading_and_a_failed_import_is_clear() {
     assert_eq!(out.status.code(), Some(1));
     let again = run.status(&job)["import"]["id"].as_str().unwrap().to_string();
     assert_ne!(first, again);
-    assert_eq!(vmimports(&tb, &obs.token, &first).len(), 1);
-    assert_eq!(vmimports(&tb, &obs.token, &again).len(), 1);
+    let mut ids: Vec<String> =
+        vmimports(&tb, &obs.token, &c, "plain.vmdk").iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    let mut want = vec![first, again];
+    want.sort();
+    assert_eq!(ids, want, "two imports of the object: the first and the one `k5up import` started");
     // Phase `failed`, with the manifest written: abort keeps the object, which reads back whole.
     let md5 = common::md5_of_range(&raw, 0, 2 * MIB);
     let out = run.ok(&["abort", &job]);
@@ -394,8 +410,7 @@ fn kill_during_import(run: &Run, args: &[&str], started: impl Fn(&Value) -> bool
         let j = v.first()?;
         (j["phase"] == "importing" && started(&j["import"])).then(|| j["job"].as_str().unwrap().to_string())
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    run.kill(&mut child);
     run.ok(&["resume", &job, "--no-progress"]);
     job
 }
@@ -413,7 +428,7 @@ fn a_kill_during_the_import_resumes_the_same_import() {
         kill_during_import(&run, &k5_upload(img.to_str().unwrap(), &c, "rhel7", &vm), |i| i["import_id"].is_string());
     let st = run.status(&job);
     assert_eq!(st["import"]["status"], "succeeded");
-    assert_eq!(vmimports(&tb, &obs.token, st["import"]["id"].as_str().unwrap()).len(), 1, "exactly one import");
+    one_vmimport(&tb, &obs.token, &c, "k.vmdk", st["import"]["id"].as_str().unwrap());
 
     // Glance: killed once the image exists and its import was requested.
     let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
@@ -428,9 +443,8 @@ fn a_kill_during_the_import_resumes_the_same_import() {
     );
     let st = run.status(&job);
     assert_eq!(st["import"]["outcome"], "succeeded");
-    let list = curl_json(&obs.token, "GET", &format!("{}/v2/images?k5up_job={job}", tb.var("GLANCE_URL")));
-    let images = list["images"].as_array().unwrap();
-    assert_eq!(images.len(), 1, "exactly one image: {list}");
+    let images = common::glance_images(&tb.var("GLANCE_URL"), &obs.token, &format!("k5up_job={job}"));
+    assert_eq!(images.len(), 1, "exactly one image: {images:?}");
     assert_eq!(images[0]["status"], "active");
 }
 
@@ -453,7 +467,7 @@ fn a_lost_answer_to_the_import_request_does_not_start_a_second_import() {
     assert_eq!(proxy.stats.closes.load(std::sync::atomic::Ordering::Relaxed), 1, "the fault was injected");
     let st = run.status(&run.only_job());
     assert_eq!(st["import"]["status"], "succeeded");
-    assert_eq!(vmimports(&tb, &obs.token, st["import"]["id"].as_str().unwrap()).len(), 1, "one import, not two");
+    one_vmimport(&tb, &obs.token, &c, "lost.vmdk", st["import"]["id"].as_str().unwrap());
 }
 
 #[test]
@@ -646,10 +660,9 @@ fn k5_import_of_a_dlo_uploaded_over_a_flapping_link() {
     assert!(proxy.stats.outages.load(std::sync::atomic::Ordering::Relaxed) >= 2, "the link dropped");
     let st = run.status(&run.only_job());
     assert_eq!(st["import"]["status"], "succeeded", "{st}");
-    let imports = vmimports(&tb, &obs.token, st["import"]["id"].as_str().unwrap());
-    assert_eq!(imports.len(), 1, "{imports:?}");
+    let import = one_vmimport(&tb, &obs.token, &c, "flaky.vmdk", st["import"]["id"].as_str().unwrap());
     let sha1 = hex_of::<sha1::Sha1>(&img);
-    assert_eq!(imports[0]["checksum"].as_str(), Some(sha1.as_str()), "vmimport checked the object's SHA-1");
+    assert_eq!(import["checksum"].as_str(), Some(sha1.as_str()), "vmimport checked the object's SHA-1");
     // Read straight from Swift: the object is the file, made of the split segments only.
     let md5 = hex_of::<md5::Md5>(&img);
     assert_eq!(obs.get_md5(&c, "flaky.vmdk"), Some((md5, std::fs::metadata(&img).unwrap().len())));
@@ -710,8 +723,7 @@ fn sparse_images_import_into_glance_and_k5() {
     run.ok(&args);
     let job = run.jobs().into_iter().find(|j| j["object"] == "k.vmdk").unwrap();
     assert!(job["bytes_zero"].as_u64().unwrap() >= 64 * MIB, "{job}");
-    let imports = vmimports(&tb, &obs.token, job["import"]["id"].as_str().unwrap());
-    assert_eq!(imports.len(), 1, "{imports:?}");
-    assert_eq!(imports[0]["import_status"], "succeeded");
-    assert_eq!(imports[0]["checksum"].as_str(), Some(hex_of::<sha1::Sha1>(&vmdk).as_str()));
+    let import = one_vmimport(&tb, &obs.token, &c, "k.vmdk", job["import"]["id"].as_str().unwrap());
+    assert_eq!(import["import_status"], "succeeded");
+    assert_eq!(import["checksum"].as_str(), Some(hex_of::<sha1::Sha1>(&vmdk).as_str()));
 }

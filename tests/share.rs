@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::throttle::{Fault, Throttle};
-use common::{Observer, Run, Testbed, keystone_token, unique, wait_for, write_random};
+use common::{Observer, Run, Testbed, curl_json, keystone_token, unique, wait_for, write_random};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -36,25 +36,6 @@ fn ks_run_as(tb: &Testbed, prefix: &str) -> Run {
     Run::with_env(&v)
 }
 
-fn curl_json(token: &str, method: &str, url: &str) -> Value {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-f",
-            "-X",
-            method,
-            "-H",
-            &format!("X-Auth-Token: {token}"),
-            "-H",
-            "Accept: application/json",
-            url,
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{method} {url} failed: {:?}", out.status);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{method} {url}: not JSON ({e})"))
-}
-
 /// The image's members as Glance holds them: project id → status.
 fn members(tb: &Testbed, token: &str, image: &str) -> BTreeMap<String, String> {
     let v = curl_json(token, "GET", &format!("{}/v2/images/{image}/members", tb.var("GLANCE_URL")));
@@ -66,10 +47,13 @@ fn members(tb: &Testbed, token: &str, image: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The image ids a project lists (`query`: Glance's filters).
+/// The image ids a project lists (`query`: Glance's filters), through every page: an
+/// image on a later page is listed too (a `!contains` on one page proved nothing).
 fn listed(tb: &Testbed, token: &str, query: &str) -> Vec<String> {
-    let v = curl_json(token, "GET", &format!("{}/v2/images?limit=1000{query}", tb.var("GLANCE_URL")));
-    v["images"].as_array().expect("an image list").iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
+    common::glance_images(&tb.var("GLANCE_URL"), token, &format!("limit=1000{query}"))
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn text(o: &std::process::Output) -> String {
@@ -215,6 +199,11 @@ fn an_unknown_project_is_refused_before_the_upload_and_a_job_never_imported_has_
     let s1 = tb.var("SHARE1_PROJECT_ID");
     assert_eq!(members(&tb, &owner, &image), map(&[(&p2, "pending"), (&s1, "pending")]), "{out}");
     assert_eq!(run.status(&job)["import"]["id"].as_str(), Some(image.as_str()), "no second import");
+    let images: Vec<String> = common::glance_images(&tb.var("GLANCE_URL"), &owner, &format!("k5up_job={job}"))
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(images, vec![image.clone()], "Glance holds one image of the job");
 }
 
 /// A k5up started in the background, killed if the test fails before it does.
@@ -295,8 +284,7 @@ fn a_kill_during_the_sharing_of_a_k5_import_resumes_without_duplicating_anything
         let image = st["import"]["id"].as_str().map(str::to_string)?;
         (seen && members(&tb, &owner, &image).contains_key(&p2)).then_some(image)
     });
-    child.0.kill().unwrap();
-    child.0.wait().unwrap();
+    run.kill(&mut child.0);
     let st = run.status(&job);
     assert_eq!(st["phase"].as_str(), Some("sharing"), "{st}");
     assert_eq!(shared_with(&st), map(&[(&p2, "to share")]), "the kill landed before k5up heard of the member");
