@@ -103,12 +103,14 @@ fn one_vmimport(tb: &Testbed, token: &str, container: &str, object: &str, id: &s
 /// Every file under `dir`, as (lossy) text.
 fn all_files_text(dir: &Path) -> String {
     let mut s = String::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
         if p.is_dir() {
             s.push_str(&all_files_text(&p));
         } else {
-            s.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()));
+            let bytes =
+                std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (a file not read is not searched)", p.display()));
+            s.push_str(&String::from_utf8_lossy(&bytes));
         }
     }
     s

@@ -19,16 +19,11 @@ fn pin_mtime(path: &std::path::Path, secs: u64) {
     f.set_modified(UNIX_EPOCH + Duration::from_secs(secs)).unwrap();
 }
 
-/// The object a request line names (`container/object`, percent-decoded), and its method.
+/// The method of a request and the object it names (`container/object`,
+/// percent-decoded; empty for a request outside the account: a login, `/info`).
 fn target(r: &common::throttle::Seen) -> (String, String) {
-    let mut parts = r.line.split(' ');
-    let method = parts.next().unwrap_or_default().to_string();
-    let path = parts.next().unwrap_or_default();
-    let path = path.split('?').next().unwrap_or_default();
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy().to_string();
-    // /v1/AUTH_x/container/object
-    let rest = decoded.splitn(4, '/').nth(3).unwrap_or_default().to_string();
-    (method, rest)
+    let object = r.target().map(|(c, o)| format!("{c}/{o}")).unwrap_or_default();
+    (r.method().to_string(), object)
 }
 
 /// The segment prefix (`…/bytes/`) of the names listed under `under`; panics
@@ -89,6 +84,10 @@ fn a_replacement_with_the_same_size_and_mtime_keeps_the_old_object_whole_until_t
         .map(|(m, t)| format!("{m} {t}"))
         .collect();
     assert!(touched.is_empty(), "requests on the old segments: {touched:?}");
+    // (The same reading of the log finds the new build's segment PUTs: the check
+    // above looked at the requests that were made.)
+    let new_puts = proxy.stats.requests()[seen_before..].iter().filter(|r| r.put_into(&segs).is_some()).count();
+    assert!(new_puts >= 3, "the new build's segment PUTs, as the proxy saw them: {new_puts}");
 
     // Resumed: the new object, then (only then) the old segments deleted.
     let job = run.only_job();
