@@ -41,6 +41,8 @@ fn kill_at(fraction: f64) {
     run.kill_after(&args, obs, &t.segs, target); // SIGKILL
     // What the killed process had handed to the kernel drains to the server first.
     t.proxy.wait_idle(Duration::from_secs(30));
+    // (Run::kill fails the test if k5up had ended first; the server agrees: no object.)
+    assert!(obs.head(c, "disk.img").is_none(), "the kill landed before the object was complete");
     let before = whole(obs, c, prefix, src);
     assert!(before.len() >= target, "{} whole before the kill", before.len());
     let st = run.status(&job);
