@@ -151,7 +151,7 @@ fn secrets_never_reach_logs_journal_or_json() {
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = vec![];
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
+    for e in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()) {
         let p = e.path();
         if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
     }
@@ -623,7 +623,7 @@ fn an_empty_home_never_puts_the_journal_in_the_working_directory() {
         (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
     };
     let empty = |why: &str| {
-        let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert!(left.is_empty(), "{why}: the working directory got {left:?}");
     };
     let up = ["upload", i, "-c", &c, "--no-progress"];

@@ -265,7 +265,7 @@ fn corrupt_sled(journal: &std::path::Path, job: &str) -> usize {
     let mut n = 0;
     let mut stack = vec![journal.join("jobs").join(job).join("db")];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
+        for e in std::fs::read_dir(&d).unwrap().map(|e| e.unwrap()) {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
@@ -296,8 +296,10 @@ fn corrupted_journal_is_rebuilt_from_the_listing_without_resending() {
     for a in [&["status", &job][..], &["verify", &job][..], &[&args[..], &["--dry-run"]].concat()[..]] {
         let out = run.run(a);
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        let aside =
-            std::fs::read_dir(&dir).unwrap().flatten().any(|e| e.file_name().to_string_lossy().contains("damaged"));
+        let aside = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .any(|e| e.file_name().to_string_lossy().contains("damaged"));
         assert!(!aside, "{a:?} rebuilt the journal: {text}");
     }
     // Listed, not hidden: state `damaged`, what is wrong and how it is rebuilt, in the
@@ -512,8 +514,10 @@ fn a_journal_that_cannot_be_opened_is_not_taken_for_damaged() {
         let out = cmd.output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panicked") && !err.contains("damaged"), "limit {limit}: {err}");
-        let aside =
-            std::fs::read_dir(&dir).unwrap().flatten().any(|e| e.file_name().to_string_lossy().contains("damaged"));
+        let aside = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .any(|e| e.file_name().to_string_lossy().contains("damaged"));
         assert!(!aside, "limit {limit}: the journal was set aside: {err}");
         if err.contains(&format!("cannot use the journal of job {job}: Too many open files")) {
             assert_eq!(out.status.code(), Some(75), "limit {limit}: {err}");
