@@ -67,6 +67,7 @@ fn changed_file_is_refused() {
     let args = t.upload_args(&[]);
     let job = run.job_id(&args);
     run.kill_after(&args, obs, &t.segs, 1);
+    t.proxy.wait_idle(Duration::from_secs(30)); // (the killed process's last bytes land first)
     // Change the content (same size).
     use std::os::unix::fs::FileExt;
     let f = std::fs::OpenOptions::new().write(true).open(src).unwrap();
@@ -186,11 +187,15 @@ fn abort_deletes_segments_and_journal() {
     let args = t.upload_args(&[]);
     let job = run.job_id(&args);
     run.kill_after(&args, obs, &t.segs, 2);
+    // What the killed process had handed to the kernel still reaches the server (the
+    // proxy forwards it): only then is the listing what abort will find.
+    t.proxy.wait_idle(Duration::from_secs(30));
     assert_eq!(run.status(&job)["phase"], "uploading");
     assert!(obs.list(&t.segs, "").len() >= 2, "segments were up before the abort");
     let out = run.ok(&["abort", &job]);
     assert!(out.contains("aborted"), "{out}");
-    assert!(obs.list(&format!("{c}_segments"), "").is_empty(), "segments deleted");
+    let left = obs.list(&format!("{c}_segments"), "");
+    assert!(left.is_empty(), "segments deleted: left {left:?}\n{out}");
     assert!(run.jobs().is_empty(), "journal entry removed");
     let out = run.run(&["resume", &job]);
     assert_eq!(out.status.code(), Some(2), "unknown job after abort");
