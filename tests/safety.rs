@@ -359,3 +359,50 @@ fn a_new_version_in_place_of_its_base_leaves_exactly_its_own_segments() {
     assert!(now.iter().all(|n| !last.contains(n)), "none of v2's objects are left");
     assert_eq!(run.jobs().len(), 1);
 }
+
+/// A container that keeps old versions (`X-History-Location`) keeps the old manifest
+/// when `--replace` writes the new one: the old segments are what that kept version
+/// reads, so they stay, and the kept version reads back whole.
+#[test]
+fn replacing_in_a_versioned_container_keeps_the_old_versions_segments() {
+    let tb = Testbed::get();
+    let run = Run::new(tb.small());
+    let obs = Observer::login(&tb.small());
+    let (c, archive) = (unique("versioned"), unique("history"));
+    for (name, headers) in [(&archive, vec![]), (&c, vec![format!("X-History-Location: {archive}")])] {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-s", "-f", "-X", "PUT", "-H", &format!("X-Auth-Token: {}", obs.token), "-H", "Content-Length: 0"]);
+        for h in &headers {
+            cmd.args(["-H", h]);
+        }
+        let out = cmd.arg(format!("{}/{name}", obs.storage_url)).output().unwrap();
+        assert!(out.status.success(), "PUT container {name}: {out:?}");
+    }
+    let (v1, v2) = (run.path("v1.img"), run.path("v2.img"));
+    let md5_1 = write_random(&v1, 6 * MIB + 3, 41);
+    let md5_2 = write_random(&v2, 6 * MIB + 3, 42);
+    let up = |file: &std::path::Path, extra: &[&str]| {
+        let f = file.to_str().unwrap();
+        let args =
+            [&["upload", f, "-c", &c, "-o", "app.raw", "--segment-size", "1MiB", "--no-progress"][..], extra].concat();
+        let out = run.run(&args);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    up(&v1, &[]);
+    let old_segments = obs.list(&format!("{c}_segments"), "");
+    assert!(old_segments.len() >= 6, "{old_segments:?}");
+    let err = up(&v2, &["--replace"]);
+    assert!(err.contains("keeps old versions"), "said why the old segments stay: {err}");
+    assert_eq!(obs.get_md5(&c, "app.raw"), Some((md5_2, 6 * MIB + 3)));
+    // The kept version is the old manifest, and it still reads whole.
+    let kept = obs.list(&archive, "");
+    assert_eq!(kept.len(), 1, "one old version kept: {kept:?}");
+    let name = kept.keys().next().unwrap();
+    assert_eq!(obs.get_md5(&archive, name), Some((md5_1, 6 * MIB + 3)), "the kept version reads back whole");
+    let now = obs.list(&format!("{c}_segments"), "");
+    for n in old_segments.keys() {
+        assert!(now.contains_key(n), "{n}, which the kept version reads, was deleted");
+    }
+}

@@ -122,6 +122,25 @@ impl Engine {
             return Ok(());
         }
         let ours = naming_of(job);
+        // A container that keeps old versions keeps the old manifests, which name the
+        // old segments: deleting them would break every kept version.
+        let versioning = self.swift.versioning(&job.container).await.map_err(|e| {
+            e.into_error(ErrorKind::Resumable).context(format!(
+                "job {}: reading {}'s versioning before deleting replaced segments",
+                job.id, job.container
+            ))
+        })?;
+        if let Some((header, value)) = versioning {
+            tracing::warn!(
+                "job {}: {} keeps old versions ({header}: {value}): the segments of the replaced upload(s) stay in {} under {}, for the versions kept there; delete them with those versions",
+                job.id,
+                job.container,
+                ours.container,
+                replaced.iter().map(|r| format!("{}*", r.segment_prefix)).collect::<Vec<_>>().join(", ")
+            );
+            journal.put_replaces(&[])?;
+            return Ok(());
+        }
         // Whatever the object reads now stays, whoever's names they are (read from the
         // server: its manifest's leaves; a DLO's are under the job's own prefix).
         let keep: HashSet<String> = if job.plan.segment_count == 0 {

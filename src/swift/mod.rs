@@ -271,6 +271,30 @@ impl Swift {
         Ok(())
     }
 
+    /// How `container` keeps overwritten objects, if it does: the versioning header
+    /// it carries (`X-History-Location`, `X-Versions-Location`, or
+    /// `X-Versions-Enabled: true`) and its value. Old versions of a large object
+    /// kept there are manifests that name the old segments. `None`: no versioning,
+    /// or no such container.
+    pub async fn versioning(&self, container: &str) -> Result<Option<(String, String)>, SwiftError> {
+        let op = format!("HEAD container {container}");
+        let resp = match self.send_retrying(&op, Method::HEAD, container, None, "", |r| r).await {
+            Ok(r) => r,
+            Err(e) if e.status == Some(404) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let h = resp.headers();
+        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        for n in ["x-history-location", "x-versions-location"] {
+            if let Some(v) = get(n).filter(|v| !v.is_empty()) {
+                return Ok(Some((n.to_string(), v)));
+            }
+        }
+        Ok(get("x-versions-enabled")
+            .filter(|v| v.eq_ignore_ascii_case("true"))
+            .map(|v| ("x-versions-enabled".into(), v)))
+    }
+
     /// Lists the objects of `container` whose names start with `prefix`, all pages.
     /// A missing container lists as empty.
     pub async fn list(&self, container: &str, prefix: &str) -> Result<Vec<ListEntry>, SwiftError> {
