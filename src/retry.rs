@@ -244,15 +244,20 @@ mod tests {
         }
     }
 
-    /// A failure of the link (reset, refused, stalled).
+    /// A failure of the link: down (reset, refused, stalled), or, at first contact,
+    /// unreachable (a host that does not resolve, a refused connection).
     #[derive(Debug)]
-    struct Down;
-    impl std::fmt::Display for Down {
+    struct Link {
+        unreachable: bool,
+    }
+    const DOWN: Link = Link { unreachable: false };
+    const UNREACHABLE: Link = Link { unreachable: true };
+    impl std::fmt::Display for Link {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("link down")
+            f.write_str(if self.unreachable { "connection refused" } else { "link down" })
         }
     }
-    impl Retryable for Down {
+    impl Retryable for Link {
         fn class(&self) -> Class {
             Class::Transient
         }
@@ -261,6 +266,9 @@ mod tests {
         }
         fn link_down(&self) -> bool {
             true
+        }
+        fn unreachable(&self) -> bool {
+            self.unreachable
         }
     }
 
@@ -286,7 +294,7 @@ mod tests {
     async fn a_link_that_fails_is_tried_again_about_every_second_and_used_soon_after_it_is_back() {
         let p = Policy { initial: Duration::from_secs(1), max_interval: Duration::from_secs(60), ..fast() };
         // A 30 s outage: the tries come every 0.5-1.5 s, never further apart.
-        let t = starts(&p, Duration::from_secs(30), || Down).await;
+        let t = starts(&p, Duration::from_secs(30), || DOWN).await;
         let gaps: Vec<Duration> = t.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(gaps.iter().all(|g| *g <= Duration::from_millis(1500)), "{gaps:?}");
         assert!(*t.last().unwrap() <= Duration::from_millis(31_500), "used within 1.5 s of the link's return: {t:?}");
@@ -325,36 +333,13 @@ mod tests {
         assert!(t1.elapsed() <= Duration::from_secs(12), "{:?}", t1.elapsed());
     }
 
-    /// A host that does not resolve, or a refused connection.
-    #[derive(Debug)]
-    struct Unreachable;
-    impl std::fmt::Display for Unreachable {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("connection refused")
-        }
-    }
-    impl Retryable for Unreachable {
-        fn class(&self) -> Class {
-            Class::Transient
-        }
-        fn retry_after(&self) -> Option<Duration> {
-            None
-        }
-        fn link_down(&self) -> bool {
-            true
-        }
-        fn unreachable(&self) -> bool {
-            true
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn an_unreachable_server_fails_at_once_only_at_a_first_contact() {
         let tries = |p: Policy| async move {
             let n = Cell::new(0u32);
-            let r: Result<(), Unreachable> = retry(&p, "op", |a| {
+            let r: Result<(), Link> = retry(&p, "op", |a| {
                 n.set(a);
-                async { Err(Unreachable) }
+                async { Err(UNREACHABLE) }
             })
             .await;
             assert!(r.is_err());
@@ -365,7 +350,7 @@ mod tests {
         assert!(tries(p.clone()).await > 3, "a job that exists: an outage, retried");
         // Other link failures (a reset, a timeout) are retried at a first contact too.
         let first = Policy { fail_unreachable: true, ..p };
-        let t = starts(&first, Duration::from_secs(5), || Down).await;
+        let t = starts(&first, Duration::from_secs(5), || DOWN).await;
         assert!(t.len() > 3, "{t:?}");
     }
 

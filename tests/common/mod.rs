@@ -501,6 +501,16 @@ impl Observer {
         }
     }
 
+    /// Fails unless every object of `before` (an earlier [`Observer::list`] of
+    /// `container`) is still there with its `last_modified`: none was sent again.
+    pub fn assert_not_resent(&self, container: &str, before: &HashMap<String, Value>, what: &str) {
+        let after = self.list(container, "");
+        for (name, e) in before {
+            let now = after.get(name).unwrap_or_else(|| panic!("{what}{name} is gone from {container}"));
+            assert_eq!(now["last_modified"], e["last_modified"], "{what}{name} was sent again");
+        }
+    }
+
     /// The start of the request line of any request for an object of `container`
     /// (`PUT /v1/AUTH_x/<container>%2F`), for fault scripts: read from the storage URL.
     pub fn object_request(&self, method: &str, container: &str) -> String {
