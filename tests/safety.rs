@@ -358,6 +358,18 @@ fn a_new_version_in_place_of_its_base_leaves_exactly_its_own_segments() {
     let last = exactly_the_manifests("v3", &md5_v3);
     assert!(now.iter().all(|n| !last.contains(n)), "none of v2's objects are left");
     assert_eq!(run.jobs().len(), 1);
+
+    // v4 from another machine, without --replace: v3's segments stay (a copy of v3's
+    // manifest may still name them), and the run says so.
+    let other = Run::new(tb.small());
+    let v4 = other.path("v4.raw");
+    std::fs::copy(&v3, &v4).unwrap();
+    scribble(&v4, 3 * MIB + 11, b"version 4");
+    let err = up(&other, &v4, &["--base", &target]);
+    assert!(err.contains("without --replace"), "it says the old segments stay: {err}");
+    assert_eq!(obs.get_md5(&c, "app.raw"), Some((md5_of_range(&v4, 0, size), size)));
+    let listed = obs.list(&segs, "app.raw/");
+    assert!(last.iter().all(|n| listed.contains_key(n)), "v3's objects are all still there");
 }
 
 /// A container that keeps old versions (`X-History-Location`) keeps the old manifest

@@ -294,6 +294,7 @@ impl Engine {
     pub async fn upload(&self, req: &UploadRequest) -> Result<StatusView> {
         let (_path, mut file, mut planned) = self.plan(req).await?;
         let mut replaced = vec![];
+        let of_target = deletes_base(req, &planned.job);
         if planned.existing {
             tracing::info!("job {} exists: continuing it", planned.job.id);
             let j = self.open_job(&planned.job.id)?;
@@ -302,10 +303,7 @@ impl Engine {
                 Ok(()) => self.content_check(&j, &file)?,
             };
             match changed {
-                None => {
-                    let of_target = base_is_target(req, &planned.job);
-                    return self.continue_job(j, file, planned, of_target).await;
-                }
+                None => return self.continue_job(j, file, planned, of_target).await,
                 Some(e) if !req.replace => return Err(e),
                 Some(e) => {
                     // The same file name, rewritten with the same size and mtime: a
@@ -330,7 +328,7 @@ impl Engine {
         for old in &held {
             super::replace::merge(&mut replaced, super::replace::replaced_of(old)?);
         }
-        if base_is_target(req, &planned.job) {
+        if of_target {
             let of_base = super::replace::base_replaced(&planned.job, &super::naming_of(&planned.job), &planned.base);
             say_base_replaced(&planned.job, &of_base);
             super::replace::merge(&mut replaced, of_base);
@@ -353,13 +351,13 @@ impl Engine {
     }
 
     /// The same `upload` command again, on the same file: the job goes on.
-    async fn continue_job(&self, j: Journal, file: File, planned: Planned, base_is_target: bool) -> Result<StatusView> {
+    async fn continue_job(&self, j: Journal, file: File, planned: Planned, deletes_base: bool) -> Result<StatusView> {
         if !planned.base.is_empty() && j.base()?.is_empty() {
             // A base given late still serves: unchanged segments are copied.
             j.put_base(&planned.base)?;
         }
         let mut job = j.job()?;
-        if base_is_target && job.manifest_etag.is_none() {
+        if deletes_base && job.manifest_etag.is_none() {
             // The object it replaces (given as the base late, or read again): its
             // segments go once this job's object is verified.
             let of_base = super::replace::base_replaced(&job, &super::naming_of(&job), &planned.base);
@@ -432,8 +430,8 @@ impl Engine {
 /// True when `--base` names the object the job writes (a new version in its place)
 /// and `--replace` says the old version may go: its segments are deleted once the new
 /// object is verified. Without `--replace` they are left (another manifest, a copy of
-/// the old one, may name them) and listed for the user.
-fn base_is_target(req: &UploadRequest, job: &JobRecord) -> bool {
+/// the old one, may name them), and this says so (asked once per run).
+fn deletes_base(req: &UploadRequest, job: &JobRecord) -> bool {
     let target = req.base.as_ref().is_some_and(|(c, o)| *c == job.container && *o == job.object);
     if target && !req.replace {
         tracing::warn!(
