@@ -15,6 +15,7 @@ pub mod names;
 pub mod plan;
 pub mod progress;
 pub mod retry;
+pub mod runtime;
 pub mod source;
 pub mod status;
 pub mod swift;

@@ -8,9 +8,10 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::{Engine, blocking, naming_of};
+use super::{Engine, naming_of};
 use crate::error::{Error, Result};
 use crate::journal::{JobRecord, Journal, SourceStamp};
+use crate::runtime::blocking;
 use crate::source;
 
 impl Engine {
@@ -41,7 +42,7 @@ impl Engine {
             let mut buf = vec![0u8; source::CHUNK];
             for s in &segs {
                 if *self.cancel.borrow() {
-                    return Err(crate::upload::interrupted(&job.id));
+                    return Err(crate::runtime::interrupted(&job.id));
                 }
                 let same = match &s.md5 {
                     _ if s.is_zero() => all_zero(file, s.offset, s.length, &mut buf),

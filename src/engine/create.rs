@@ -15,7 +15,6 @@ use crate::names::{SegmentNaming, check_container, check_object};
 use crate::plan::{self, ManifestKind, Plan};
 use crate::source::{self, FileIdentity};
 use crate::status::StatusView;
-use crate::upload;
 
 use super::importing::digests_for;
 
@@ -131,7 +130,7 @@ impl Engine {
         let mut c = self.cancel.clone();
         tokio::select! {
             r = f => r,
-            _ = upload::cancelled(&mut c) => Err(Error::resumable("interrupted before the upload started")
+            _ = crate::runtime::cancelled(&mut c) => Err(Error::resumable("interrupted before the upload started")
                 .hint("nothing was changed; run the same command again")),
         }
     }

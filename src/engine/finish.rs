@@ -88,7 +88,7 @@ async fn ensure_zero_object(
     let fail = |e: crate::swift::SwiftError| {
         e.into_error(ErrorKind::Resumable).hint(format!("run `k5up resume {}` to try the manifest again", job.id))
     };
-    let md5 = tokio::task::block_in_place(|| md5_of_zeros(len));
+    let md5 = crate::runtime::blocking(|| md5_of_zeros(len));
     if let Some(h) = swift.head(&naming.container, name).await.map_err(fail)?
         && h.size == len
         && h.etag.eq_ignore_ascii_case(&md5)

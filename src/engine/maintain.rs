@@ -630,7 +630,7 @@ impl Engine {
 fn expected_md5(s: &SegmentRecord) -> Option<String> {
     match &s.md5 {
         Some(m) => Some(m.clone()),
-        None if s.is_zero() => Some(super::blocking(|| crate::zeros::md5_of_zeros(s.length))),
+        None if s.is_zero() => Some(crate::runtime::blocking(|| crate::zeros::md5_of_zeros(s.length))),
         None => None,
     }
 }
@@ -650,7 +650,11 @@ fn holder(
     }
     if s.is_zero() {
         let z = segs.iter().filter(|s| s.is_zero()).map(|s| s.length).max().unwrap_or(s.length);
-        return (naming.zero_name(&format!("object+{z}")), Some(super::blocking(|| crate::zeros::md5_of_zeros(z))), z);
+        return (
+            naming.zero_name(&format!("object+{z}")),
+            Some(crate::runtime::blocking(|| crate::zeros::md5_of_zeros(z))),
+            z,
+        );
     }
     let name = s.repeat_of().map_or_else(|| naming.name(s), |of| naming.name_at(of, s.length));
     (name, expected_md5(s), s.length)

@@ -53,19 +53,9 @@ pub struct Engine {
     pub cancel: watch::Receiver<bool>,
 }
 
-/// Runs blocking journal work (a flush is an fsync; a snapshot a file write and a
-/// rename) without holding up the async worker's other tasks: tokio moves them to
-/// another thread meanwhile. Outside a multi-thread runtime, it simply runs `f`.
-pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
 /// Makes the journal's writes durable, off the async worker.
 fn flush(journal: &Journal) -> Result<()> {
-    blocking(|| journal.flush())
+    crate::runtime::blocking(|| journal.flush())
 }
 
 fn now_unix() -> u64 {

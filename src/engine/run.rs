@@ -5,13 +5,14 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Engine, blocking, finish, flush, naming_of, reconcile};
+use super::{Engine, finish, flush, naming_of, reconcile};
 use crate::digest::Whole;
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{JobRecord, Journal, Phase, SegState};
 use crate::names::SegmentNaming;
 use crate::plan::ManifestKind;
 use crate::progress::Progress;
+use crate::runtime::blocking;
 use crate::source::{self, FileIdentity};
 use crate::status::StatusView;
 use crate::swift::ListEntry;
@@ -78,7 +79,7 @@ impl Engine {
         let mut cancel = self.cancel.clone();
         let result = tokio::select! {
             r = self.run_phases(&journal, Arc::new(file), &mut job) => r,
-            _ = upload::cancelled(&mut cancel) => Err(upload::interrupted(&job.id)),
+            _ = crate::runtime::cancelled(&mut cancel) => Err(crate::runtime::interrupted(&job.id)),
         };
         if let Err(e) = &result {
             job.last_error = Some(e.msg.clone());
@@ -149,7 +150,7 @@ impl Engine {
         if slo && let Some(z) = segs.iter().filter(|s| s.is_zero()).map(|s| s.length).max() {
             let name = naming.zero_name(&format!("object+{z}"));
             let h = self.swift.head(&naming.container, &name).await.map_err(se)?;
-            let md5 = super::blocking(|| crate::zeros::md5_of_zeros(z));
+            let md5 = crate::runtime::blocking(|| crate::zeros::md5_of_zeros(z));
             if !h.is_some_and(|h| h.size == z && h.etag.eq_ignore_ascii_case(&md5)) {
                 bad.push(format!("zero object {name}"));
             }

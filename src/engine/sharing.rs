@@ -150,7 +150,7 @@ impl Engine {
         let mut cancel = self.cancel.clone();
         let r = tokio::select! {
             r = self.share_phase(&journal, &mut job) => r,
-            _ = crate::upload::cancelled(&mut cancel) => Err(crate::upload::interrupted(id)),
+            _ = crate::runtime::cancelled(&mut cancel) => Err(crate::runtime::interrupted(id)),
         };
         if let Err(e) = &r {
             job.last_error = Some(e.msg.clone());

@@ -141,21 +141,7 @@ pub async fn run(
         return Err(e);
     }
     if cancelled {
-        return Err(interrupted(&ctx.job_id));
+        return Err(crate::runtime::interrupted(&ctx.job_id));
     }
     Ok(())
-}
-
-/// The error of a run stopped by Ctrl-C or SIGTERM.
-pub fn interrupted(job_id: &str) -> Error {
-    Error::resumable(format!("job {job_id} interrupted")).hint(format!("run `k5up resume {job_id}` to continue"))
-}
-
-/// Resolves once `cancel` is true (never, if its sender is gone).
-pub async fn cancelled(cancel: &mut watch::Receiver<bool>) {
-    while !*cancel.borrow_and_update() {
-        if cancel.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }

@@ -116,7 +116,7 @@ impl Drop for Attempt<'_> {
             self.ctx.progress.bytes_wasted.fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
             let rec = self.rec.lock().expect("segment lock").clone();
             // Made durable by the run's final flush; off the async worker meanwhile.
-            let _ = crate::engine::blocking(|| self.ctx.journal.put_segment(&rec));
+            let _ = crate::runtime::blocking(|| self.ctx.journal.put_segment(&rec));
         }
     }
 }
@@ -164,7 +164,7 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
                 if pieces.len() > 1 || pieces[0].md5.is_none() {
                     let recs = super::hasher::pieces_to_records(seg, pieces);
                     let (j, put) = (ctx.journal.clone(), recs.clone());
-                    crate::engine::blocking(|| j.apply(&put, &[]))?;
+                    crate::runtime::blocking(|| j.apply(&put, &[]))?;
                     ctx.progress.pieces(&recs);
                     let mut recs = recs.into_iter();
                     seg = recs.next().expect("a piece");
@@ -232,7 +232,7 @@ async fn zero(ctx: &Ctx, mut seg: SegmentRecord, listed: Option<ListEntry>) -> R
         return confirm(ctx, seg, Outcome::Zero).await;
     };
     let label = format!("{} of job {} (zeros)", ctx.naming.label(&seg), ctx.job_id);
-    let md5 = tokio::task::block_in_place(|| zeros.md5(seg.length));
+    let md5 = crate::runtime::blocking(|| zeros.md5(seg.length));
     seg.md5 = Some(md5.clone());
     if listed.or_else(|| ctx.hint(&seg)).is_some_and(|e| e.hash == md5 && e.bytes == seg.length) {
         return confirm(ctx, seg, Outcome::Adopted).await;
@@ -332,7 +332,7 @@ impl Ctx {
             .map_err(|e| Error::failed(format!("journal task failed: {e}")))??;
         let n = self.progress.splits.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let j = self.journal.clone();
-        crate::engine::blocking(|| j.put_splits(n))?;
+        crate::runtime::blocking(|| j.put_splits(n))?;
         self.progress.segments_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = self.requeue.send((rest, None));
         Ok(head)

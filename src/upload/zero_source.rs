@@ -63,7 +63,7 @@ impl ZeroSource {
     async fn ensure(&self, swift: &Swift) -> Result<(), SwiftError> {
         self.made
             .get_or_try_init(|| async {
-                let seed_md5 = tokio::task::block_in_place(|| self.md5(self.seed_len));
+                let seed_md5 = crate::runtime::blocking(|| self.md5(self.seed_len));
                 let op = format!("PUT zero seed {}/{}", self.container, self.seed);
                 let body = vec![0u8; self.seed_len as usize];
                 swift.put_small(&op, &self.container, &self.seed, "", body, &[("ETag", seed_md5.clone())]).await?;
@@ -104,7 +104,7 @@ impl ZeroSource {
                 crate::retry::Class::Fatal,
             ));
         }
-        let want = tokio::task::block_in_place(|| self.md5(len));
+        let want = crate::runtime::blocking(|| self.md5(len));
         swift.copy(&op, container, name, (&self.container, &self.maker), Some(len), &want).await
     }
 
