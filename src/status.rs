@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 use crate::digest::DigestState;
 use crate::journal::{ImportOutcome, ImportState, JobRecord, Journal, Root, SegState, SegmentRecord, ShareState};
-use crate::progress::Progress;
+use crate::transfer::progress::Progress;
 
 /// The state of one job, as `status --json` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

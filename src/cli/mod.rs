@@ -15,9 +15,9 @@ use k5up::engine::{Engine, ShareRequest, UploadRequest};
 use k5up::import::k5;
 use k5up::journal::Root;
 use k5up::plan::ManifestKind;
-use k5up::progress::Progress;
 use k5up::retry::Policy;
 use k5up::swift::{ClientOptions, Swift};
+use k5up::transfer::progress::Progress;
 use k5up::{ErrorKind, Result};
 
 /// Runs the command and maps the outcome to an exit code.

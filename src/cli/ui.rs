@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use k5up::progress::Progress;
+use k5up::transfer::progress::Progress;
 use k5up::units::format_size;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;

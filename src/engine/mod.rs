@@ -30,11 +30,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{JobRecord, Journal, Opened, Phase, Root};
 use crate::names::SegmentNaming;
 use crate::plan::ManifestKind;
-use crate::progress::Progress;
 use crate::retry::Class;
 use crate::source;
 use crate::status::StatusView;
 use crate::swift::{Origin, Swift, SwiftError};
+use crate::transfer::progress::Progress;
 
 /// Runs jobs against one Swift account and one journal.
 #[derive(Debug)]

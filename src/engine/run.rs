@@ -11,11 +11,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{JobRecord, Journal, Phase, SegState};
 use crate::names::SegmentNaming;
 use crate::plan::ManifestKind;
-use crate::progress::Progress;
 use crate::runtime::blocking;
 use crate::source::{self, FileIdentity};
 use crate::status::StatusView;
 use crate::swift::ListEntry;
+use crate::transfer::progress::Progress;
 use crate::upload;
 use std::collections::HashMap;
 
@@ -346,8 +346,8 @@ impl Engine {
             job_id: job.id.clone(),
             file_size: job.plan.file_size,
             segment_size: job.plan.segment_size,
-            pacer: settings.bwlimit.map(|r| Arc::new(upload::pace::Pacer::new(r))),
-            sizer: upload::sizer::Sizer::new(floor, naming.ranged, job.plan.manifest == ManifestKind::Slo),
+            pacer: settings.bwlimit.map(|r| Arc::new(crate::transfer::pace::Pacer::new(r))),
+            sizer: crate::transfer::sizer::Sizer::new(floor, naming.ranged, job.plan.manifest == ManifestKind::Slo),
             requeue,
             zero_run: super::zero_run(job),
             zeros: zeros.clone(),

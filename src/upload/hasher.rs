@@ -49,7 +49,7 @@ pub struct Stage {
     /// The source's size (a segment that ends the file may end in a short piece).
     pub file_size: u64,
     /// Counts the pieces of split segments.
-    pub progress: Arc<crate::progress::Progress>,
+    pub progress: Arc<crate::transfer::progress::Progress>,
     /// What the server held under the job's prefix when the run began (see [`super::Ctx::listed`]).
     pub listed: Arc<std::collections::HashMap<(u64, u64), ListEntry>>,
 }

@@ -5,13 +5,14 @@ use std::fs::File;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::body::{Meter, segment_body, stalled};
+use super::body::segment_body;
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{Journal, SegKind, SegState, SegmentRecord};
 use crate::names::SegmentNaming;
-use crate::progress::Progress;
 use crate::retry::{self, Class};
 use crate::swift::{ListEntry, Origin, Swift, SwiftError};
+use crate::transfer::meter::{Meter, stalled};
+use crate::transfer::progress::Progress;
 
 /// What every segment task shares.
 #[derive(Debug)]
@@ -35,9 +36,9 @@ pub struct Ctx {
     /// The plan's (largest) segment size.
     pub segment_size: u64,
     /// `--bwlimit`, shared by every body.
-    pub pacer: Option<Arc<super::pace::Pacer>>,
+    pub pacer: Option<Arc<crate::transfer::pace::Pacer>>,
     /// How large a segment the link carries (splits segments on a link that breaks).
-    pub sizer: super::sizer::Sizer,
+    pub sizer: crate::transfer::sizer::Sizer,
     /// The rest of a split segment goes back to the pool through this.
     pub requeue: tokio::sync::mpsc::UnboundedSender<(SegmentRecord, Option<ListEntry>)>,
     /// Zero runs of at least this many bytes are cut out and not sent (`None`: all
@@ -316,7 +317,7 @@ impl Ctx {
         } else {
             format!(
                 "as one stream has sent about that much per {} s so far (a slow start: segments grow with the rate)",
-                super::sizer::HORIZON_SECS
+                crate::transfer::sizer::HORIZON_SECS
             )
         };
         tracing::info!(

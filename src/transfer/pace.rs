@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::body::Meter;
+use super::meter::Meter;
 
 /// A virtual clock: each block books `len / rate` seconds of the link.
 #[derive(Debug)]
