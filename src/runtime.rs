@@ -30,3 +30,15 @@ pub async fn cancelled(cancel: &mut watch::Receiver<bool>) {
         }
     }
 }
+
+/// Runs `f` on tokio's blocking threads (reads of the source, journal batches) and
+/// waits for it. A task that panicked is a failure of this program, said so.
+pub(crate) async fn off_thread<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
+) -> crate::error::Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(Error::failed(format!("{what}: a worker thread failed: {e}"))),
+    }
+}

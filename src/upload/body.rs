@@ -54,7 +54,7 @@ pub fn segment_body(
                 // The file's fault, not the network's: the attempt reads this and stops the run.
                 Err(e) => {
                     if let Ok(mut slot) = meter.read_error.lock() {
-                        *slot = Some(super::segment::read_failure(e));
+                        *slot = Some(super::failure::read_failure(e));
                     }
                 }
             }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::segment::{read_failure, source_hint};
+use super::failure::{read_failure, source_hint};
 use crate::digest::Whole;
 use crate::error::{Error, Result};
 use crate::journal::{Journal, SegKind, SegmentRecord};

@@ -3,7 +3,13 @@
 //! in the transfer core's pool.
 
 pub mod body;
+mod ctx;
+mod cut;
+mod failure;
 pub mod hasher;
+mod on_server;
+mod put;
+mod record;
 pub mod repeats;
 pub mod segment;
 pub mod zero_source;
@@ -12,7 +18,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-pub use segment::{Ctx, Outcome};
+pub use ctx::{Ctx, Outcome};
 
 use crate::error::Result;
 use crate::transfer::pool::{self, Feed, Shape};

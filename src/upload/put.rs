@@ -1,0 +1,175 @@
+//! One segment's PUT, retried: the MD5 in the `ETag` header, the body streamed from
+//! the file, the stall watchdog, the link signals for the sizer, and the bytes of
+//! every attempt settled in the segment's record.
+
+use std::sync::{Arc, Mutex};
+
+use super::body::segment_body;
+use super::ctx::Ctx;
+use super::failure::exhausted;
+use super::record::save;
+use super::segment::hash_range;
+use crate::error::{Error, Result};
+use crate::journal::SegmentRecord;
+use crate::retry::{self, Class};
+use crate::swift::SwiftError;
+use crate::transfer::meter::{Meter, stalled};
+use crate::transfer::progress::Progress;
+
+/// Settles an attempt's byte count in the segment record, also when the attempt
+/// is dropped (Ctrl-C, another segment's fatal error) before it finished.
+struct Attempt<'a> {
+    ctx: &'a Ctx,
+    rec: &'a Mutex<SegmentRecord>,
+    meter: Arc<Meter>,
+    settled: bool,
+}
+
+impl Attempt<'_> {
+    fn settle(&mut self) -> u64 {
+        let sent = Progress::get(&self.meter.sent);
+        if !self.settled {
+            self.settled = true;
+            let mut r = self.rec.lock().expect("segment lock");
+            r.sent += sent;
+            r.inflight = 0;
+        }
+        sent
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            let sent = self.settle();
+            self.ctx.progress.bytes_wasted.fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+            let rec = self.rec.lock().expect("segment lock").clone();
+            // Made durable by the run's final flush; off the async worker meanwhile.
+            let _ = crate::runtime::blocking(|| self.ctx.journal.put_segment(&rec));
+        }
+    }
+}
+
+/// What one round of sending a segment ended in.
+pub(super) enum Step {
+    /// Sent and its ETag checked.
+    Sent,
+    /// Cut off by an outage, and now larger than the link carries: split it.
+    Split,
+}
+
+/// Sends one segment, retrying, until its ETag is checked; or stops early with
+/// [`Step::Split`] when an outage cut it off and it no longer fits the link.
+pub(super) async fn send(
+    ctx: &Ctx,
+    rec: &Mutex<SegmentRecord>,
+    label: &str,
+    md5: &str,
+    probe_first: &Mutex<bool>,
+) -> Result<Step> {
+    let (off, len, name) = {
+        let r = rec.lock().expect("segment lock");
+        (r.offset, r.length, ctx.naming.name(&r))
+    };
+    let op = format!("PUT {label} ({}/{name})", ctx.naming.container);
+    let check_source = Mutex::new(false);
+    // A journal write that fails (disk full) ends the segment with that error as it is.
+    let journal_failure: Mutex<Option<Error>> = Mutex::new(None);
+    let result = retry::retry(ctx.swift.policy(), label, |_attempt| async {
+        if *probe_first.lock().expect("flag") {
+            ctx.swift.probe(&ctx.naming.container).await?;
+            ctx.link_ok();
+            *probe_first.lock().expect("flag") = false;
+        }
+        if std::mem::take(&mut *check_source.lock().expect("flag")) {
+            // Swift said the body did not match our MD5 (422): was the file changed?
+            let now = hash_range(ctx.file.clone(), off, len)
+                .await
+                .map_err(|e| SwiftError::source(&op, format!("cannot re-read the source: {e}")))?;
+            if now != md5 {
+                return Err(SwiftError::source(
+                    &op,
+                    format!("the file changed while uploading (MD5 of this segment was {md5}, is now {now})"),
+                ));
+            }
+        }
+        // A file that grew or shrank since the job began is not uploaded further.
+        match crate::source::size_of(&ctx.file) {
+            Ok(now) if now == ctx.file_size => {}
+            Ok(now) => {
+                return Err(SwiftError::source(
+                    &op,
+                    format!("the file changed while uploading: its size went from {} to {now} bytes", ctx.file_size),
+                ));
+            }
+            Err(e) => return Err(SwiftError::source(&op, format!("cannot stat the source: {e}"))),
+        }
+        let start = {
+            let mut r = rec.lock().expect("segment lock");
+            r.attempts += 1;
+            r.inflight = len;
+            r.clone()
+        };
+        if let Err(e) = save(&ctx.journal, start, true).await {
+            let msg = e.msg.clone();
+            *journal_failure.lock().expect("flag") = Some(e);
+            return Err(SwiftError::local(&op, msg, Class::Fatal));
+        }
+        let mut attempt = Attempt { ctx, rec, meter: Meter::new(), settled: false };
+        let body =
+            segment_body(ctx.file.clone(), off, len, attempt.meter.clone(), ctx.progress.clone(), ctx.pacer.clone());
+        let put = ctx.swift.put_segment(&op, &ctx.naming.container, &name, md5, len, body);
+        let res = tokio::select! {
+            r = put => r,
+            _ = stalled(&attempt.meter, ctx.stall_timeout) => Err(SwiftError::stalled(&op, ctx.stall_timeout)),
+        };
+        let sent = attempt.settle();
+        // A read failure of the source surfaces as a body error: it is the file's fault,
+        // not the network's, so it is not retried.
+        let read_error = attempt.meter.read_error.lock().expect("meter lock").take();
+        let res = match (res, read_error) {
+            (Err(_), Some(e)) => Err(SwiftError::source(&op, format!("cannot read the source: {e}"))),
+            (r, _) => r,
+        };
+        match &res {
+            Err(e) => {
+                ctx.progress.bytes_wasted.fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+                if e.class == Class::Transient {
+                    ctx.progress.trouble.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                if e.status == Some(422) {
+                    *check_source.lock().expect("flag") = true;
+                }
+                if e.origin.is_link() {
+                    *probe_first.lock().expect("flag") = true;
+                    ctx.link_failed();
+                    // Cut off by an outage: if the link now carries less than this
+                    // segment, split it instead of sending it whole again.
+                    let (bytes, streams, secs) = ctx.link_counters();
+                    if ctx.naming.ranged && ctx.sizer.cut(len, bytes, streams, secs).is_some() {
+                        let r = rec.lock().expect("segment lock").clone();
+                        let _ = save(&ctx.journal, r, false).await;
+                        return Ok(Step::Split);
+                    }
+                } else if e.status.is_some() {
+                    ctx.link_ok();
+                }
+            }
+            Ok(()) => ctx.link_ok(),
+        }
+        res.map(|()| Step::Sent)
+    })
+    .await;
+    match result {
+        Ok(step) => Ok(step),
+        Err(e) => {
+            if let Some(j) = journal_failure.lock().expect("flag").take() {
+                return Err(j.context(label));
+            }
+            let r = rec.lock().expect("segment lock").clone();
+            let _ = save(&ctx.journal, r, true).await;
+            let attempts = rec.lock().expect("segment lock").attempts;
+            Err(exhausted(ctx, label, e, attempts))
+        }
+    }
+}
