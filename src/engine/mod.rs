@@ -1,17 +1,19 @@
 //! The job lifecycle: create or reopen a job, reconcile it with the server, upload
 //! what is missing, write and verify the manifest.
 
+mod abort;
 pub mod base;
 mod content;
 mod create;
 mod finish;
 mod importing;
-mod maintain;
+mod read_back;
 mod reconcile;
 mod replace;
 mod run;
 mod settings;
 mod sharing;
+mod verify;
 
 use std::fs::File;
 use std::sync::Arc;
@@ -22,9 +24,9 @@ use tokio::sync::watch;
 pub use create::{Planned, UploadRequest, job_id};
 pub use finish::EMPTY_MD5;
 pub use importing::digests_for;
-pub use maintain::{Check, Repair, VerifyReport};
 pub use settings::{Given, Settings};
 pub use sharing::ShareRequest;
+pub use verify::{Check, Repair, VerifyReport};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{JobRecord, Journal, Opened, Phase, Root};
