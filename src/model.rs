@@ -92,25 +92,40 @@ impl Phase {
     }
 }
 
-/// One upload job.
+/// Which way a job moves the bytes. Serialized `upload` / `download` (JSON); bincode
+/// stores the variant's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// From a local file to an object: `file` is the source, `container`/`object`
+    /// the target. Every job made before directions existed is one.
+    #[default]
+    Upload,
+    /// From an object to a local file: `container`/`object` are the source, `file`
+    /// is the target file.
+    Download,
+}
+
+/// One transfer job: an upload (the usual case) or a download, as `direction` says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     /// Short, deterministic id (hex).
     pub id: String,
     /// When the job was created (seconds since the epoch).
     pub created_unix: u64,
-    /// Canonical path of the source file, as [`path_record`] writes it (the path
+    /// Canonical path of the local file, as [`path_record`] writes it (the path
     /// itself when it is UTF-8); [`JobRecord::file_path`] gives it back byte for byte.
+    /// The source of an upload; the target of a download.
     pub file: String,
-    /// The source's identity when the job was created.
+    /// The source's identity when the job was created (an upload's file).
     pub identity: FileIdentity,
     /// A description of the credentials used (never the secret), e.g. `tempauth test:tester`.
     pub auth: String,
     /// The account's storage URL.
     pub storage_url: String,
-    /// Target container.
+    /// The object's container: the target of an upload, the source of a download.
     pub container: String,
-    /// Target object.
+    /// The object: the target of an upload, the source of a download.
     pub object: String,
     /// Container of the segments.
     pub segment_container: String,
@@ -140,6 +155,11 @@ pub struct JobRecord {
     /// The image import to run once the object is complete.
     #[serde(default)]
     pub import: Option<ImportSpec>,
+    /// Upload or download. The last field: a bincode job record of schema 4 or older
+    /// lacks it and is read as an upload (`journal::codec`); so is a `birth.json`
+    /// without it (`#[serde(default)]`).
+    #[serde(default)]
+    pub direction: Direction,
 }
 
 /// Where an import stands on the server.
@@ -533,7 +553,19 @@ pub(crate) mod tests_support {
             runs: 1,
             digests: vec![],
             import: None,
+            direction: Direction::Upload,
         }
+    }
+
+    #[test]
+    fn a_birth_record_without_direction_is_an_upload() {
+        let mut v = serde_json::to_value(sample_job("old")).unwrap();
+        assert_eq!(v["direction"], "upload");
+        v.as_object_mut().unwrap().remove("direction");
+        let job: JobRecord = serde_json::from_value(v).unwrap();
+        assert_eq!((job.direction, job), (Direction::Upload, sample_job("old")));
+        let down: Direction = serde_json::from_str("\"download\"").unwrap();
+        assert_eq!(down, Direction::Download);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 use crate::digest::DigestState;
 use crate::journal::{ImportOutcome, ImportState, JobRecord, Journal, Root, SegState, SegmentRecord, ShareState};
+use crate::model::Direction;
 use crate::transfer::progress::Progress;
 
 /// The state of one job, as `status --json` prints it.
@@ -18,15 +19,18 @@ pub struct StatusView {
     /// `uploading`, `manifest`, `importing`, `sharing`, `done`, `failed`, or `damaged`
     /// (the journal cannot be read: `last_error` says why, `hint` how it is rebuilt).
     pub phase: String,
+    /// `upload` or `download` (a snapshot of an older k5up has none: an upload).
+    #[serde(default)]
+    pub direction: Direction,
     /// True while a k5up process works on the job.
     pub running: bool,
     /// That process's id.
     pub pid: Option<u32>,
-    /// Source file.
+    /// The local file: an upload's source, a download's target.
     pub file: String,
-    /// Target container.
+    /// The object's container (an upload's target, a download's source).
     pub container: String,
-    /// Target object.
+    /// The object (an upload's target, a download's source).
     pub object: String,
     /// Container of the segments.
     pub segment_container: String,
@@ -168,6 +172,7 @@ impl StatusView {
         StatusView {
             job: job.id.clone(),
             phase: job.phase.as_str().to_string(),
+            direction: job.direction,
             running: false,
             pid: None,
             file: job.file.clone(),

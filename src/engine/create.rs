@@ -269,6 +269,7 @@ impl Engine {
             runs: 0,
             digests,
             import,
+            direction: crate::model::Direction::Upload,
         };
         let levels = plan.manifest_levels();
         let base = self.base_segments(req).await?;

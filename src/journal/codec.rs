@@ -18,7 +18,13 @@ use crate::error::{Error, Result};
 /// 4: the `sharing` phase and the sharing record (new key). Older records keep
 /// their layout and read as they were; an older k5up refuses a schema-4 journal
 /// instead of misreading a phase it does not know.
-pub const SCHEMA_VERSION: u16 = 4;
+/// 5: the job record says its direction (upload or download), as its last field.
+/// Job records of schemas 2 to 4 read as uploads (`decode_job`); every other
+/// record kept its layout.
+pub const SCHEMA_VERSION: u16 = 5;
+
+/// The first schema whose job records hold their direction.
+const DIRECTION_SINCE: u16 = 5;
 
 /// The oldest schema this version reads.
 const OLDEST_READ: u16 = 2;
@@ -109,6 +115,21 @@ pub(super) fn decode<T: DeserializeOwned>(id: &str, bytes: &[u8]) -> Result<T> {
     decode_versioned(id, bytes).map(|(_, r)| r)
 }
 
+/// A job record, of this schema or an older one. A job record of schema 2 to 4 is
+/// one of today's without `direction`, its last field: it is decoded with the
+/// encoding of the default direction (upload) appended, which is what this schema
+/// writes for an upload.
+pub(super) fn decode_job(id: &str, bytes: &[u8]) -> Result<crate::model::JobRecord> {
+    match bytes {
+        [hi, lo, ..] if (OLDEST_READ..DIRECTION_SINCE).contains(&u16::from_be_bytes([*hi, *lo])) => {
+            let mut upgraded = bytes.to_vec();
+            upgraded.extend(encode(&crate::model::Direction::default())?.split_off(2));
+            decode(id, &upgraded)
+        }
+        _ => decode(id, bytes),
+    }
+}
+
 /// A segment record of schema 2: the same fields, without the kind.
 #[derive(serde::Deserialize)]
 struct SegmentV2 {
@@ -153,7 +174,37 @@ fn decode_versioned<T: DeserializeOwned>(id: &str, bytes: &[u8]) -> Result<(u16,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{SegKind, SegState, SegmentRecord};
+    use crate::model::tests_support::sample_job;
+    use crate::model::{Direction, JobRecord, SegKind, SegState, SegmentRecord};
+
+    /// `sample_job("v4")` as k5up 8ee015d (schema 4, before directions) encodes it.
+    const SCHEMA_4_JOB: &str = concat!(
+        "000402763401062f746d702f780a0901020261621474656d706175746820746573743a74657374657222687474703a2f",
+        "2f3132372e302e302e313a383038302f76312f415554485f746573740163016f0a635f7365676d656e7473066f2f736c",
+        "6f2f0a040300fbe803fd020000400100000001fbe803fc0000800001fb10270000000000010000",
+    );
+
+    #[test]
+    fn schema_4_job_records_read_as_uploads_and_a_newer_schema_is_refused() {
+        let old = hex::decode(SCHEMA_4_JOB).unwrap();
+        assert_eq!(old[..2], 4u16.to_be_bytes());
+        let job = decode_job("j", &old).unwrap();
+        assert_eq!(job, sample_job("v4"));
+        assert_eq!(job.direction, Direction::Upload);
+        // Without the upgrade the old layout is one field short: not silently read.
+        assert!(decode::<JobRecord>("j", &old).is_err());
+
+        let mut down = sample_job("v5");
+        down.direction = Direction::Download;
+        let now = encode(&down).unwrap();
+        assert_eq!(now[..2], SCHEMA_VERSION.to_be_bytes());
+        assert_eq!(decode_job("j", &now).unwrap(), down);
+
+        let mut future = now.clone();
+        future[..2].copy_from_slice(&6u16.to_be_bytes());
+        let e = decode_job("j", &future).unwrap_err();
+        assert!(e.msg.contains("schema 6"), "a newer schema is refused, not misread: {e}");
+    }
 
     #[test]
     fn schema_2_segments_are_read_as_data() {

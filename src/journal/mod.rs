@@ -16,7 +16,7 @@ mod root;
 use std::path::PathBuf;
 
 pub use codec::SCHEMA_VERSION;
-use codec::{decode, decode_segment, encode, sled_err, sled_open};
+use codec::{decode, decode_job, decode_segment, encode, sled_err, sled_open};
 pub use root::{Held, Opened, Root};
 
 pub use crate::model::{
@@ -76,7 +76,7 @@ impl Journal {
             .get(JOB_KEY)
             .map_err(|e| sled_err(&self.id, e))?
             .ok_or_else(|| Error::failed(format!("the journal of job {} has no job record", self.id)))?;
-        decode(&self.id, &raw)
+        decode_job(&self.id, &raw)
     }
 
     /// Replaces the job record (durable at the next flush).
