@@ -8,6 +8,7 @@ mod create;
 mod finish;
 mod importing;
 mod intact;
+mod new_job;
 mod read_back;
 mod reconcile;
 mod replace;
@@ -23,9 +24,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-pub use create::{Planned, UploadRequest, job_id};
 pub use finish::EMPTY_MD5;
 pub use importing::digests_for;
+pub use new_job::{Planned, UploadRequest, job_id};
 pub use settings::{Given, Settings};
 pub use sharing::ShareRequest;
 pub use verify::{Check, Repair, VerifyReport};
@@ -170,7 +171,7 @@ impl Engine {
                 job.phase = Phase::Uploading;
                 job.last_error = Some(format!("journal rebuilt after damage ({reason})"));
                 let source = File::open(job.file_path()).ok();
-                let segs = create::first_cuts(&job, source.as_ref(), &[]);
+                let segs = new_job::first_cuts(&job, source.as_ref(), &[]);
                 self.root.rebuild(held, &job, segs)
             }
         }
