@@ -5,28 +5,13 @@ use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
 
-/// Size of the blocks read for hashing and sending.
-pub const CHUNK: usize = 1 << 20;
+pub use crate::zeros::CHUNK;
 
-/// What identifies a file's content without reading all of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileIdentity {
-    /// Bytes.
-    pub size: u64,
-    /// Modification time, nanoseconds since the epoch.
-    pub mtime_ns: i128,
-    /// Device number.
-    pub dev: u64,
-    /// Inode number.
-    pub ino: u64,
-    /// SHA-256 (hex, 32 chars) of 16 blocks of 64 KiB sampled evenly through the file.
-    pub fingerprint: String,
-}
+pub use crate::model::FileIdentity;
 
 /// Opens `path` as a source: it must be a readable regular file (or a block device).
 pub fn open(path: &Path) -> Result<(PathBuf, File, FileIdentity)> {
@@ -144,22 +129,6 @@ fn fingerprint(file: &File, size: u64) -> std::io::Result<String> {
         h.update(&buf[..len]);
     }
     Ok(hex::encode(&h.finalize()[..16]))
-}
-
-impl FileIdentity {
-    /// Explains how `now` differs from `self` (the journaled identity), if it does.
-    pub fn changes(&self, now: &FileIdentity) -> Option<String> {
-        if self.size != now.size {
-            return Some(format!("its size changed from {} to {} bytes", self.size, now.size));
-        }
-        if self.mtime_ns != now.mtime_ns {
-            return Some("its modification time changed".into());
-        }
-        if self.fingerprint != now.fingerprint {
-            return Some("its content changed".into());
-        }
-        None
-    }
 }
 
 /// MD5 (hex) of `len` bytes at `off` of `file`, read in [`CHUNK`] blocks. Blocking.

@@ -9,7 +9,8 @@
 
 use std::fs::File;
 
-use crate::source::CHUNK;
+/// Size of the blocks read for hashing and sending (the source reads in these too).
+pub const CHUNK: usize = 1 << 20;
 
 /// The zero-detection unit: runs are whole blocks from the segment's start.
 pub const BLOCK: u64 = CHUNK as u64;
@@ -277,7 +278,11 @@ pub fn scan_range(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::md5_hex;
+
+    fn md5_hex(data: &[u8]) -> String {
+        use md5::Digest;
+        hex::encode(md5::Md5::digest(data))
+    }
     use std::io::Write;
 
     const M: u64 = BLOCK;
