@@ -279,7 +279,8 @@ fn parse_range(rest: &str) -> Option<(u64, u64)> {
 /// A new job's nonce: `j` and 16 random hex digits.
 pub fn new_nonce() -> Result<String> {
     let mut b = [0u8; 8];
-    getrandom::fill(&mut b).map_err(|e| Error::failed(format!("no random numbers for a segment-name nonce: {e}")))?;
+    getrandom::fill(&mut b)
+        .map_err(|e| Error::failed(format!("no random numbers for a segment-name nonce: {e}")).caused_by(e))?;
     Ok(format!("j{}", hex::encode(b)))
 }
 

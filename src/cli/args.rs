@@ -259,7 +259,7 @@ pub(super) struct ImportArgs {
 }
 
 fn parse_algo(s: &str) -> std::result::Result<Algo, String> {
-    s.parse::<Algo>().map_err(|e| format!("{} ({})", e.msg, e.hint.unwrap_or_default()))
+    s.parse::<Algo>().map_err(|e| format!("{e:#}"))
 }
 
 /// Which tunables were typed on the command line (a default or nothing typed

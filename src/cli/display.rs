@@ -9,7 +9,7 @@ use k5up::units::format_size;
 use k5up::{Error, Result};
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    let s = serde_json::to_string_pretty(v).map_err(|e| Error::failed(e.to_string()))?;
+    let s = serde_json::to_string_pretty(v).map_err(|e| Error::failed(e.to_string()).caused_by(e))?;
     out!("{s}");
     Ok(())
 }
@@ -30,10 +30,7 @@ pub(super) fn status(root: &Root, job: Option<&str>, json: bool) -> Result<()> {
         match status::read(root, &id) {
             Ok(v) => views.push(v),
             Err(e) => {
-                eprintln!("k5up: job {id}: {}", clean(&e.msg));
-                if let Some(h) = &e.hint {
-                    eprintln!("  hint: {}", clean(h));
-                }
+                eprintln!("k5up: job {id}: {}", e.render(clean));
             }
         }
     }

@@ -50,10 +50,7 @@ pub(crate) fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("k5up: error: {}", out::clean(&e.msg));
-            if let Some(h) = &e.hint {
-                eprintln!("  hint: {}", out::clean(h));
-            }
+            eprintln!("k5up: error: {}", e.render(out::clean));
             ExitCode::from(e.kind.exit_code() as u8)
         }
     }
@@ -169,7 +166,7 @@ fn man(dir: Option<&std::path::Path>) -> Result<()> {
         let mut buf = Vec::new();
         clap_mangen::Man::new(c)
             .render(&mut buf)
-            .map_err(|e| k5up::Error::failed(format!("cannot render the manual: {e}")))?;
+            .map_err(|e| k5up::Error::failed(format!("cannot render the manual: {e}")).caused_by(e))?;
         Ok(buf)
     };
     let Some(dir) = dir else {

@@ -40,11 +40,9 @@ pub async fn base_url(swift: &crate::swift::Swift, explicit: Option<&str>) -> Re
     }
     let url = match explicit {
         Some(u) => u.to_string(),
-        None => swift
-            .auth()
-            .service_url("image")
-            .await
-            .map_err(|e| Error::input(format!("cannot find Glance: {e}")).hint("give its URL with --glance-url"))?,
+        None => swift.auth().service_url("image").await.map_err(|e| {
+            Error::input(format!("cannot find Glance: {e}")).caused_by(e).hint("give its URL with --glance-url")
+        })?,
     };
     let u = url.trim_end_matches('/');
     Ok(u.strip_suffix("/v2").unwrap_or(u).to_string())

@@ -94,9 +94,9 @@ pub fn validate(spec: &ImportSpec, object: &str) -> Result<()> {
 }
 
 /// `n` random bytes from the kernel.
-pub fn random_bytes<const N: usize>() -> std::result::Result<[u8; N], String> {
+pub fn random_bytes<const N: usize>() -> std::result::Result<[u8; N], getrandom::Error> {
     let mut b = [0u8; N];
-    getrandom::fill(&mut b).map_err(|e| format!("the operating system's random source failed: {e}"))?;
+    getrandom::fill(&mut b)?;
     Ok(b)
 }
 

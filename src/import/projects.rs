@@ -46,7 +46,7 @@ pub async fn resolve(swift: &Swift, wanted: &[String], domain: Option<&str>) -> 
         Error::input("--share-with needs Keystone credentials (an OpenStack RC file, OS_CLOUD or OS_AUTH_URL...)")
             .hint("images live in Glance, whose projects are Keystone's; ST_AUTH/tempauth credentials have none")
     })?;
-    let scope = swift.auth().scope().await.map_err(|e| Error::input(format!("cannot share: {e}")))?;
+    let scope = swift.auth().scope().await.map_err(|e| Error::input(format!("cannot share: {e}")).caused_by(e))?;
     let domain_id = match domain {
         None => scope.user_domain_id.clone(),
         Some(d) if d == scope.user_domain_id || d.eq_ignore_ascii_case(&scope.user_domain_name) => {

@@ -50,7 +50,7 @@ pub async fn run(ctx: &Ctx<'_>, mut state: ShareState) -> Result<ShareState> {
         ));
     };
     let owner = image["owner"].as_str().unwrap_or_default().to_string();
-    let scope = ctx.swift.auth().scope().await.map_err(Error::failed)?;
+    let scope = ctx.swift.auth().scope().await.map_err(|e| Error::failed(e.to_string()).caused_by(e))?;
     // Glance's own words for a refusal say little of who is who: add it.
     let whose = if owner.is_empty() || owner == scope.project_id {
         String::new()
@@ -193,7 +193,8 @@ fn refused(job: &str, e: &SwiftError, whose: &str) -> Error {
 /// (`PUT /v2/images/<id>/members/<project>`), so it appears in the project's image
 /// list. Returns the member record's status.
 pub async fn accept(swift: &Swift, glance: &str, id: &str) -> Result<String> {
-    let scope = swift.auth().scope().await.map_err(|e| Error::input(format!("cannot accept an image: {e}")))?;
+    let scope =
+        swift.auth().scope().await.map_err(|e| Error::input(format!("cannot accept an image: {e}")).caused_by(e))?;
     let who = format!("{} ({})", scope.project_name, scope.project_id);
     let url = format!("{glance}/v2/images/{}/members/{}", crate::swift::enc_container(id), scope.project_id);
     let op = format!("PUT Glance image {id} member {who} (accept)");

@@ -22,7 +22,8 @@ pub async fn account_key(swift: &Swift) -> Result<(Secret, bool), SwiftError> {
         }
     }
     let bytes = crate::import::random_bytes::<32>().map_err(|e| {
-        SwiftError::local("make a TempURL key", format!("no key made: {e}"), crate::retry::Class::Fatal)
+        let why = format!("no key made: the operating system's random source failed: {e}");
+        SwiftError::local("make a TempURL key", why, crate::retry::Class::Fatal).caused_by(e)
     })?;
     let key = Secret::new(hex::encode(bytes));
     swift.set_account_secret("Temp-URL-Key-2", &key).await?;

@@ -1,7 +1,9 @@
 //! The records on disk: sled opened (waiting for its own lock), its errors in the
 //! user's words, and bincode records behind a schema version.
 
+use std::fmt;
 use std::fs::File;
+use std::io;
 use std::path::Path;
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -31,7 +33,7 @@ const OLDEST_READ: u16 = 2;
 
 pub(super) fn sled_open(path: &Path, id: &str) -> Result<sled::Db> {
     wait_for_sled_lock(path);
-    sled::Config::new().path(path).flush_every_ms(Some(500)).open().map_err(|e| sled_err(id, e))
+    sled::Config::new().path(path).flush_every_ms(Some(500)).open().map_err(|e| sled_err(id, path, e))
 }
 
 /// Our job lock keeps other processes out, so sled's own lock (a `flock` on `db`)
@@ -51,30 +53,51 @@ pub(super) fn wait_for_sled_lock(path: &Path) {
     }
 }
 
-pub(super) fn sled_err(id: &str, e: sled::Error) -> Error {
+/// sled's error, kept whole underneath the journal's errors. Its I/O error is its
+/// source (sled's own `Error` names none), so the library error finds its kind and
+/// OS error by value.
+#[derive(Debug)]
+pub(super) struct SledError(sled::Error);
+
+impl fmt::Display for SledError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for SledError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            sled::Error::Io(io) => Some(io),
+            _ => None,
+        }
+    }
+}
+
+/// The error of a sled operation on the database at `db` of job `id`.
+pub(super) fn sled_err(id: &str, db: &Path, e: sled::Error) -> Error {
+    classify(id, e, || probe(db))
+}
+
+/// `e` in the user's words, classified by its value: sled's variant, and for an I/O
+/// error its OS error number (see [`os_error`]; `probe` asks the database's files).
+fn classify(id: &str, e: sled::Error, probe: impl FnOnce() -> Option<io::Error>) -> Error {
     match e {
         // Only bad content is damage; sled's own text (file offsets, backtraces) is not
         // the user's business.
-        sled::Error::Corruption { .. } => damaged(id, "its data fails sled's checksums"),
+        e @ sled::Error::Corruption { .. } => damaged_by(id, "its data fails sled's checksums", SledError(e)),
         // What sled says of files it cannot make sense of ("created using a sled version
         // earlier than 0.29", internal inconsistencies): their content, not their access.
-        sled::Error::Unsupported(_) | sled::Error::ReportableBug(_) => {
-            damaged(id, "its files are not a database sled can read")
+        e @ (sled::Error::Unsupported(_) | sled::Error::ReportableBug(_)) => {
+            damaged_by(id, "its files are not a database sled can read", SledError(e))
         }
-        sled::Error::Io(io)
-            if matches!(io.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData) =>
-        {
-            damaged(id, "a file of its database is cut short")
+        sled::Error::Io(io) if matches!(io.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData) => {
+            damaged_by(id, "a file of its database is cut short", SledError(sled::Error::Io(io)))
         }
         sled::Error::Io(io) => {
-            // sled re-wraps the OS error as text: its number is taken back out of it, so
-            // the error is classified by what it is (EMFILE, EACCES, ENOSPC), not by words.
-            let io = match os_code(&io) {
-                Some(c) => std::io::Error::from_raw_os_error(c),
-                None => io,
-            };
-            let full = io.kind() == std::io::ErrorKind::StorageFull;
-            let err = Error::io(format!("cannot use the journal of job {id}"), io);
+            let io = os_error(io, probe);
+            let full = io.kind() == io::ErrorKind::StorageFull;
+            let err = Error::io_within(format!("cannot use the journal of job {id}"), SledError(sled::Error::Io(io)));
             if full {
                 err.hint(format!(
                     "free space on the file system holding the journal (--journal / K5UP_JOURNAL), then `k5up resume {id}`"
@@ -83,30 +106,78 @@ pub(super) fn sled_err(id: &str, e: sled::Error) -> Error {
                 err
             }
         }
-        other => Error::failed(format!("journal of job {id}: {other}")),
+        other => Error::failed(format!("journal of job {id}: {other}")).caused_by(SledError(other)),
     }
+}
+
+/// The OS's own error for an I/O error of sled. sled 0.34 keeps the OS error number
+/// only until it clones the error (it often does): the clone keeps the kind and
+/// sled's text. Then the number is had again without reading that text: from a
+/// probe of our own on the same files (which fails the same way when the process is
+/// out of file descriptors, EMFILE, whose kind is uncategorised, or has no
+/// permission), else from the kind when only one OS error has it (ENOSPC for a full
+/// disk). Failing that, the kind is all there is.
+fn os_error(io: io::Error, probe: impl FnOnce() -> Option<io::Error>) -> io::Error {
+    if io.raw_os_error().is_some() {
+        return io;
+    }
+    if let Some(own) = probe().filter(|p| p.kind() == io.kind()) {
+        return own;
+    }
+    match only_errno_of(io.kind()) {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io,
+    }
+}
+
+/// The OS error number that is the only one of its kind (Linux, as the standard
+/// library decodes them), for the kinds a file system gives.
+fn only_errno_of(kind: io::ErrorKind) -> Option<i32> {
+    use io::ErrorKind as K;
+    Some(match kind {
+        K::StorageFull => libc::ENOSPC,
+        K::QuotaExceeded => libc::EDQUOT,
+        K::ReadOnlyFilesystem => libc::EROFS,
+        K::NotFound => libc::ENOENT,
+        K::AlreadyExists => libc::EEXIST,
+        K::IsADirectory => libc::EISDIR,
+        K::NotADirectory => libc::ENOTDIR,
+        K::DirectoryNotEmpty => libc::ENOTEMPTY,
+        K::FileTooLarge => libc::EFBIG,
+        K::TooManyLinks => libc::EMLINK,
+        _ => return None,
+    })
+}
+
+/// An OS error of our own at the database `db`: its directory and files opened as
+/// sled opens them (read and write). `None` when they open, or fail without an OS
+/// error number.
+fn probe(db: &Path) -> Option<io::Error> {
+    let os = |r: io::Result<File>| r.err().filter(|e| e.raw_os_error().is_some());
+    os(File::open(db))
+        .or_else(|| ["conf", "db"].iter().find_map(|f| os(File::options().read(true).write(true).open(db.join(f)))))
 }
 
 /// A damaged journal of job `id`, and what the next run does about it.
 pub(super) fn damaged(id: &str, why: &str) -> Error {
-    Error::damaged(format!("the journal of job {id} is damaged: {why}")).hint(format!(
-        "`k5up resume {id}` (or the same `k5up upload` command) sets it aside and rebuilds it from the job's birth record; segments already on the server are adopted, not sent again"
-    ))
+    Error::damaged(format!("the journal of job {id} is damaged: {why}")).hint(damage_hint(id))
 }
 
-/// The OS error number inside an I/O error that sled re-wrapped as text.
-fn os_code(io: &std::io::Error) -> Option<i32> {
-    io.raw_os_error().or_else(|| {
-        let text = io.to_string();
-        let (_, rest) = text.split_once("code: ")?;
-        rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-    })
+/// [`damaged`], with what found the damage underneath.
+fn damaged_by(id: &str, why: &str, cause: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::damaged_by(format!("the journal of job {id} is damaged: {why}"), cause).hint(damage_hint(id))
+}
+
+fn damage_hint(id: &str) -> String {
+    format!(
+        "`k5up resume {id}` (or the same `k5up upload` command) sets it aside and rebuilds it from the job's birth record; segments already on the server are adopted, not sent again"
+    )
 }
 
 pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     let mut out = SCHEMA_VERSION.to_be_bytes().to_vec();
     let body = bincode::serde::encode_to_vec(v, bincode::config::standard())
-        .map_err(|e| Error::failed(format!("cannot encode journal record: {e}")))?;
+        .map_err(|e| Error::failed(format!("cannot encode journal record: {e}")).caused_by(e))?;
     out.extend_from_slice(&body);
     Ok(out)
 }
@@ -167,13 +238,14 @@ fn decode_versioned<T: DeserializeOwned>(id: &str, bytes: &[u8]) -> Result<(u16,
         .hint(format!("`k5up resume {id}` rebuilds the journal from the job's birth record (segments on the server are adopted, not sent again), or use the k5up version that created it")));
     }
     let (rec, _) = bincode::serde::decode_from_slice(&bytes[2..], bincode::config::standard())
-        .map_err(|_| damaged(id, "a record does not decode"))?;
+        .map_err(|e| damaged_by(id, "a record does not decode", e))?;
     Ok((v, rec))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use crate::model::tests_support::sample_job;
     use crate::model::{Direction, JobRecord, SegKind, SegState, SegmentRecord};
 
@@ -204,6 +276,85 @@ mod tests {
         future[..2].copy_from_slice(&6u16.to_be_bytes());
         let e = decode_job("j", &future).unwrap_err();
         assert!(e.msg.contains("schema 6"), "a newer schema is refused, not misread: {e}");
+    }
+
+    /// An OS error as sled 0.34 hands it on once it cloned it: its kind, and its
+    /// Debug text, the number gone.
+    fn wrapped(code: i32) -> sled::Error {
+        let os = io::Error::from_raw_os_error(code);
+        sled::Error::Io(io::Error::new(os.kind(), format!("{os:?}")))
+    }
+
+    #[test]
+    fn journal_errors_are_classified_by_their_cause_and_only_corruption_is_damage() {
+        let none = || None;
+        // A full disk: its kind is ENOSPC's alone.
+        let e = classify("j1", wrapped(28), none);
+        assert_eq!(e.msg, "cannot use the journal of job j1: No space left on device (os error 28)");
+        assert!(e.hint.as_deref().unwrap().contains("k5up resume j1"));
+        assert_eq!((e.kind, e.is_damage(), e.os_error()), (ErrorKind::Resumable, false, Some(28)));
+        // Too many open files: uncategorised, the number comes from our own probe.
+        let e = classify("j1", wrapped(24), || Some(io::Error::from_raw_os_error(24)));
+        assert!(e.msg.contains("Too many open files") && e.hint.as_deref().unwrap().contains("ulimit -n"), "{e}");
+        assert_eq!((e.kind, e.is_damage(), e.os_error()), (ErrorKind::Resumable, false, Some(24)));
+        // A probe that fails otherwise (another kind) is not taken for it.
+        let e = classify("j1", wrapped(24), || Some(io::Error::from_raw_os_error(2)));
+        assert_eq!((e.kind, e.os_error()), (ErrorKind::Failed, None));
+        let e = classify("j1", wrapped(13), none);
+        assert_eq!(
+            (e.kind, e.is_damage(), e.io_kind()),
+            (ErrorKind::BadInput, false, Some(io::ErrorKind::PermissionDenied))
+        );
+        let e = classify("j1", wrapped(13), || Some(io::Error::from_raw_os_error(13)));
+        assert_eq!(e.msg, "cannot use the journal of job j1: Permission denied (os error 13)");
+        let e = classify("j1", sled::Error::Io(io::Error::from_raw_os_error(5)), none);
+        assert_eq!(e.msg, "cannot use the journal of job j1: Input/output error (os error 5)");
+        assert!(!e.is_damage() && e.cause::<SledError>().is_some(), "sled's error stays underneath");
+        let e = classify("j1", sled::Error::Corruption { at: None, bt: () }, none);
+        assert!(e.is_damage() && e.kind == ErrorKind::Failed);
+        assert_eq!(e.msg, "the journal of job j1 is damaged: its data fails sled's checksums");
+        assert!(e.hint.as_deref().unwrap().contains("k5up resume j1"));
+        assert!(matches!(e.cause::<SledError>(), Some(SledError(sled::Error::Corruption { .. }))));
+    }
+
+    /// Out of file descriptors for real (in a child process of this test binary, its
+    /// limit lowered and used up): the probe finds EMFILE, and sled's error with only
+    /// its uncategorised kind left is classified by it.
+    #[test]
+    fn the_probe_finds_emfile_when_the_process_is_out_of_descriptors() {
+        const CHILD: &str = "K5UP_TEST_EMFILE_CHILD";
+        let d = tempfile::tempdir().unwrap();
+        if let Some(db) = std::env::var_os(CHILD) {
+            let r = libc::rlimit { rlim_cur: 64, rlim_max: 64 };
+            // SAFETY: plain system call on a local value.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) }, 0);
+            let mut held = vec![];
+            while let Ok(f) = File::open("/dev/null") {
+                held.push(f);
+            }
+            let e = classify("j1", wrapped(libc::EMFILE), || probe(Path::new(&db)));
+            drop(held);
+            assert_eq!((e.kind, e.os_error()), (ErrorKind::Resumable, Some(libc::EMFILE)), "{e}");
+            assert!(e.msg.starts_with("cannot use the journal of job j1: Too many open files"), "{e}");
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "journal::codec::tests::the_probe_finds_emfile_when_the_process_is_out_of_descriptors"])
+            .args(["--test-threads", "1", "--nocapture"])
+            .env(CHILD, d.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("1 passed"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    fn the_probe_finds_the_os_error_of_the_database_files() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(probe(&d.path().join("gone")).and_then(|e| e.raw_os_error()), Some(libc::ENOENT));
+        std::fs::write(d.path().join("conf"), b"").unwrap();
+        std::fs::write(d.path().join("db"), b"").unwrap();
+        assert!(probe(d.path()).is_none(), "a database that opens: nothing to say");
     }
 
     #[test]

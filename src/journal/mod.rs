@@ -60,8 +60,13 @@ pub struct Journal {
 impl Journal {
     fn open_db(dir: PathBuf, id: &str, lock: lock::JobLock) -> Result<Journal> {
         let db = sled_open(&dir.join("db"), id)?;
-        let segs = db.open_tree(SEGMENTS_TREE).map_err(|e| sled_err(id, e))?;
+        let segs = db.open_tree(SEGMENTS_TREE).map_err(|e| sled_err(id, &dir.join("db"), e))?;
         Ok(Journal { id: id.to_string(), dir, db, segs, _lock: lock })
+    }
+
+    /// An error of sled on this journal's database.
+    fn sled_err(&self, e: sled::Error) -> Error {
+        sled_err(&self.id, &self.dir.join("db"), e)
     }
 
     /// The job id.
@@ -74,14 +79,14 @@ impl Journal {
         let raw = self
             .db
             .get(JOB_KEY)
-            .map_err(|e| sled_err(&self.id, e))?
+            .map_err(|e| self.sled_err(e))?
             .ok_or_else(|| Error::failed(format!("the journal of job {} has no job record", self.id)))?;
         decode_job(&self.id, &raw)
     }
 
     /// Replaces the job record (durable at the next flush).
     pub fn put_job(&self, job: &JobRecord) -> Result<()> {
-        self.db.insert(JOB_KEY, encode(job)?).map_err(|e| sled_err(&self.id, e))?;
+        self.db.insert(JOB_KEY, encode(job)?).map_err(|e| self.sled_err(e))?;
         Ok(())
     }
 
@@ -90,7 +95,7 @@ impl Journal {
         self.segs
             .iter()
             .map(|kv| {
-                let (_, v) = kv.map_err(|e| sled_err(&self.id, e))?;
+                let (_, v) = kv.map_err(|e| self.sled_err(e))?;
                 decode_segment(&self.id, &v)
             })
             .collect()
@@ -98,7 +103,7 @@ impl Journal {
 
     /// Replaces a segment record (durable at the next flush).
     pub fn put_segment(&self, s: &SegmentRecord) -> Result<()> {
-        self.segs.insert(s.index.to_be_bytes(), encode(s)?).map_err(|e| sled_err(&self.id, e))?;
+        self.segs.insert(s.index.to_be_bytes(), encode(s)?).map_err(|e| self.sled_err(e))?;
         Ok(())
     }
 
@@ -113,7 +118,7 @@ impl Journal {
         for s in put {
             batch.insert(&s.index.to_be_bytes(), encode(s)?);
         }
-        self.segs.apply_batch(batch).map_err(|e| sled_err(&self.id, e))
+        self.segs.apply_batch(batch).map_err(|e| self.sled_err(e))
     }
 
     /// The whole-image digests' progress (default: nothing hashed yet).
@@ -177,7 +182,7 @@ impl Journal {
     pub fn put_share(&self, s: &ShareState) -> Result<()> {
         self.put_extra(SHARE_KEY, s)?;
         let request = ShareState::new(s.targets.clone(), s.glance_url.clone());
-        let bytes = serde_json::to_vec_pretty(&request).map_err(|e| Error::failed(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(&request).map_err(|e| Error::failed(e.to_string()).caused_by(e))?;
         root::write_atomic(&self.dir, SHARE_FILE, &bytes)
     }
 
@@ -203,21 +208,21 @@ impl Journal {
     }
 
     fn get_extra<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
-        match self.db.get(key).map_err(|e| sled_err(&self.id, e))? {
+        match self.db.get(key).map_err(|e| self.sled_err(e))? {
             Some(raw) => decode(&self.id, &raw).map(Some),
             None => Ok(None),
         }
     }
 
     fn put_extra<T: Serialize>(&self, key: &[u8], v: &T) -> Result<()> {
-        self.db.insert(key, encode(v)?).map_err(|e| sled_err(&self.id, e))?;
+        self.db.insert(key, encode(v)?).map_err(|e| self.sled_err(e))?;
         Ok(())
     }
 
     /// Makes every write so far durable (fsync). A segment counts as confirmed only
     /// after the flush that follows its record.
     pub fn flush(&self) -> Result<()> {
-        self.db.flush().map_err(|e| sled_err(&self.id, e))?;
+        self.db.flush().map_err(|e| self.sled_err(e))?;
         Ok(())
     }
 
@@ -232,7 +237,7 @@ fn read_json<T: DeserializeOwned>(dir: &std::path::Path, name: &str) -> Result<O
     match std::fs::read(dir.join(name)) {
         Ok(b) => serde_json::from_slice(&b)
             .map(Some)
-            .map_err(|e| Error::failed(format!("{} is unreadable: {e}", dir.join(name).display()))),
+            .map_err(|e| Error::failed(format!("{} is unreadable: {e}", dir.join(name).display())).caused_by(e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(format!("cannot read {}", dir.join(name).display()), e)),
     }
@@ -240,7 +245,7 @@ fn read_json<T: DeserializeOwned>(dir: &std::path::Path, name: &str) -> Result<O
 
 /// Writes a JSON file of a job's directory atomically and durably.
 fn write_json<T: Serialize + ?Sized>(dir: &std::path::Path, name: &str, v: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(v).map_err(|e| Error::failed(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(v).map_err(|e| Error::failed(e.to_string()).caused_by(e))?;
     root::write_durable(dir, name, &bytes)
 }
 
@@ -289,34 +294,6 @@ mod tests {
         assert!(root.open_reader("abc").unwrap().is_none());
         drop(j);
         assert!(root.open_reader("abc").unwrap().is_some());
-    }
-
-    /// sled re-wraps OS errors as text: the error number is taken back out, so a full
-    /// disk, too many open files or no permission is classified (and never damage).
-    fn wrapped(code: i32) -> sled::Error {
-        let os = std::io::Error::from_raw_os_error(code);
-        sled::Error::Io(std::io::Error::new(os.kind(), format!("{os:?}")))
-    }
-
-    #[test]
-    fn journal_errors_are_classified_by_their_cause_and_only_corruption_is_damage() {
-        use crate::error::ErrorKind;
-        let e = sled_err("j1", wrapped(28));
-        assert_eq!(e.msg, "cannot use the journal of job j1: No space left on device (os error 28)");
-        assert!(e.hint.as_deref().unwrap().contains("k5up resume j1"));
-        assert_eq!((e.kind, e.is_damage()), (ErrorKind::Resumable, false));
-        let e = sled_err("j1", wrapped(24));
-        assert!(e.msg.contains("Too many open files") && e.hint.as_deref().unwrap().contains("ulimit -n"), "{e}");
-        assert_eq!((e.kind, e.is_damage()), (ErrorKind::Resumable, false));
-        let e = sled_err("j1", wrapped(13));
-        assert_eq!((e.kind, e.is_damage()), (ErrorKind::BadInput, false));
-        let e = sled_err("j1", sled::Error::Io(std::io::Error::from_raw_os_error(5)));
-        assert_eq!(e.msg, "cannot use the journal of job j1: Input/output error (os error 5)");
-        assert!(!e.is_damage());
-        let e = sled_err("j1", sled::Error::Corruption { at: None, bt: () });
-        assert!(e.is_damage() && e.kind == ErrorKind::Failed);
-        assert_eq!(e.msg, "the journal of job j1 is damaged: its data fails sled's checksums");
-        assert!(e.hint.as_deref().unwrap().contains("k5up resume j1"));
     }
 
     #[test]

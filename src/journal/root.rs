@@ -104,7 +104,7 @@ impl Root {
         let raw = std::fs::read(self.job_dir(id).join("birth.json"))
             .map_err(|e| Error::io(format!("cannot read the birth record of job {id}"), e))?;
         serde_json::from_slice(&raw)
-            .map_err(|e| Error::failed(format!("the birth record of job {id} is unreadable: {e}")))
+            .map_err(|e| Error::failed(format!("the birth record of job {id} is unreadable: {e}")).caused_by(e))
     }
 
     /// The birth record of `id` (the job as created, kept outside sled), if readable.
@@ -119,7 +119,7 @@ impl Root {
     pub fn read_birth(&self, id: &str) -> Result<JobRecord> {
         match std::fs::read(self.job_dir(id).join("birth.json")) {
             Ok(raw) => serde_json::from_slice(&raw)
-                .map_err(|e| Error::failed(format!("the birth record of job {id} is unreadable: {e}"))),
+                .map_err(|e| Error::failed(format!("the birth record of job {id} is unreadable: {e}")).caused_by(e)),
             Err(_) => self.read_job(id),
         }
     }
@@ -161,7 +161,7 @@ impl Root {
     ) -> Result<Journal> {
         // The birth record: a plain copy of the job as created, outside sled, from
         // which a damaged journal can be rebuilt.
-        let birth = serde_json::to_vec_pretty(job).map_err(|e| Error::failed(e.to_string()))?;
+        let birth = serde_json::to_vec_pretty(job).map_err(|e| Error::failed(e.to_string()).caused_by(e))?;
         write_atomic(&dir, "birth.json", &birth)?;
         // Build in a temporary directory and rename it into place, so a crash while
         // creating never leaves a half-written journal that looks complete.
@@ -169,7 +169,7 @@ impl Root {
         let _ = std::fs::remove_dir_all(&tmp);
         {
             let db = sled_open(&tmp, &job.id)?;
-            let segs = db.open_tree(SEGMENTS_TREE).map_err(|e| sled_err(&job.id, e))?;
+            let segs = db.open_tree(SEGMENTS_TREE).map_err(|e| sled_err(&job.id, &tmp, e))?;
             // Bounded batches: memory does not grow with the segment count.
             let mut batch = sled::Batch::default();
             let mut n = 0usize;
@@ -177,12 +177,12 @@ impl Root {
                 batch.insert(&s.index.to_be_bytes(), encode(&s)?);
                 n += 1;
                 if n.is_multiple_of(BATCH) {
-                    segs.apply_batch(std::mem::take(&mut batch)).map_err(|e| sled_err(&job.id, e))?;
+                    segs.apply_batch(std::mem::take(&mut batch)).map_err(|e| sled_err(&job.id, &tmp, e))?;
                 }
             }
-            segs.apply_batch(batch).map_err(|e| sled_err(&job.id, e))?;
-            db.insert(JOB_KEY, encode(job)?).map_err(|e| sled_err(&job.id, e))?;
-            db.flush().map_err(|e| sled_err(&job.id, e))?;
+            segs.apply_batch(batch).map_err(|e| sled_err(&job.id, &tmp, e))?;
+            db.insert(JOB_KEY, encode(job)?).map_err(|e| sled_err(&job.id, &tmp, e))?;
+            db.flush().map_err(|e| sled_err(&job.id, &tmp, e))?;
         }
         std::fs::rename(&tmp, dir.join("db")).map_err(|e| Error::io("cannot finish journal", e))?;
         Journal::open_db(dir, &job.id, l)
@@ -204,7 +204,7 @@ impl Root {
         // sled 0.34 can panic on some damaged files instead of returning an error.
         let probe = std::panic::catch_unwind(|| {
             sled_open(&dir.join("db"), id).and_then(|db| {
-                let segs = db.open_tree(SEGMENTS_TREE).map_err(|e| sled_err(id, e))?;
+                let segs = db.open_tree(SEGMENTS_TREE).map_err(|e| sled_err(id, &dir.join("db"), e))?;
                 Ok((db, segs))
             })
         })

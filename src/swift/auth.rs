@@ -13,6 +13,33 @@ use super::error::SwiftError;
 use super::login::catalog_endpoint;
 pub use super::secret::Secret;
 
+/// Why the token does not tell what was asked of it (a service's URL, the scope).
+#[derive(Debug)]
+pub enum Unavailable {
+    /// No token: the login failed (its status and X-Trans-Id kept).
+    Login(SwiftError),
+    /// The token does not hold it (no catalog, no such service, not scoped).
+    Missing(String),
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unavailable::Login(e) => fmt::Display::fmt(e, f),
+            Unavailable::Missing(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for Unavailable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Unavailable::Login(e) => Some(e),
+            Unavailable::Missing(_) => None,
+        }
+    }
+}
+
 /// Who the user is in Keystone.
 #[derive(Debug, Clone)]
 pub enum KeystoneMethod {
@@ -255,19 +282,24 @@ impl Auth {
 
     /// The URL of another service (`image`) from the Keystone catalog, with the
     /// interface and region the object store was chosen with.
-    pub async fn service_url(&self, kind: &str) -> Result<String, String> {
-        let t = self.token().await.map_err(|e| e.to_string())?;
+    pub async fn service_url(&self, kind: &str) -> Result<String, Unavailable> {
+        let t = self.token().await.map_err(Unavailable::Login)?;
         let (Some(catalog), Credentials::Keystone(k)) = (&t.catalog, &self.creds) else {
-            return Err(format!("no service catalog: the {kind} endpoint is only found with Keystone credentials"));
+            return Err(Unavailable::Missing(format!(
+                "no service catalog: the {kind} endpoint is only found with Keystone credentials"
+            )));
         };
-        catalog_endpoint(catalog, kind, &k.interface, k.region.as_deref())
+        catalog_endpoint(catalog, kind, &k.interface, k.region.as_deref()).map_err(Unavailable::Missing)
     }
 
     /// The project and user of the current token (Keystone only).
-    pub async fn scope(&self) -> Result<Scope, String> {
-        let t = self.token().await.map_err(|e| e.to_string())?;
+    pub async fn scope(&self) -> Result<Scope, Unavailable> {
+        let t = self.token().await.map_err(Unavailable::Login)?;
         t.scope.clone().ok_or_else(|| {
-            "these credentials are not Keystone credentials scoped to a project (sharing an image needs them)".into()
+            Unavailable::Missing(
+                "these credentials are not Keystone credentials scoped to a project (sharing an image needs them)"
+                    .into(),
+            )
         })
     }
 

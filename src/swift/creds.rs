@@ -171,7 +171,7 @@ fn read_clouds(path: &Path) -> Result<Option<CloudsFile>> {
     match std::fs::read_to_string(path) {
         Ok(s) => serde_yaml_ng::from_str(&s)
             .map(Some)
-            .map_err(|e| Error::input(format!("{}: not a valid clouds.yaml: {e}", path.display()))),
+            .map_err(|e| Error::input(format!("{}: not a valid clouds.yaml: {e}", path.display())).caused_by(e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(format!("cannot read {}", path.display()), e)),
     }

@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
@@ -18,6 +19,9 @@ pub struct UnknownHost {
     pub host: String,
     /// Why: the resolver's words, or that the name is reserved.
     pub reason: String,
+    /// The resolver's error, kept for its value: a lookup that failed for want of
+    /// file descriptors (`EAI_SYSTEM` with `EMFILE`) is found by its OS error.
+    pub cause: Option<Arc<std::io::Error>>,
 }
 
 impl fmt::Display for UnknownHost {
@@ -26,7 +30,11 @@ impl fmt::Display for UnknownHost {
     }
 }
 
-impl std::error::Error for UnknownHost {}
+impl std::error::Error for UnknownHost {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref().map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// True for a name under the special-use domain `invalid.` (RFC 6761), which no
 /// resolver may answer: refused without sending a query.
@@ -43,17 +51,19 @@ impl Resolve for Resolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let unknown = |reason: String| -> Box<dyn std::error::Error + Send + Sync> {
-                Box::new(UnknownHost { host: host.clone(), reason })
+            let unknown = |reason: String, cause: Option<std::io::Error>| -> Box<dyn std::error::Error + Send + Sync> {
+                Box::new(UnknownHost { host: host.clone(), reason, cause: cause.map(Arc::new) })
             };
             if reserved_invalid(&host) {
-                return Err(unknown("a name under `.invalid`, reserved never to resolve (RFC 6761)".into()));
+                return Err(unknown("a name under `.invalid`, reserved never to resolve (RFC 6761)".into(), None));
             }
             // The port is set by the caller (the URL's, or the scheme's default).
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await.map_err(|e| unknown(e.to_string()))?.collect();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|e| unknown(e.to_string(), Some(e)))?
+                .collect();
             if addrs.is_empty() {
-                return Err(unknown("no address".into()));
+                return Err(unknown("no address".into(), None));
             }
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })

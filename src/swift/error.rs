@@ -2,9 +2,10 @@
 //! operation, the status, the server's `X-Trans-Id`, and the error class.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, chain};
 use crate::retry::{Class, Retryable, classify_status};
 
 /// Where a failure came from: decides its hint and, with the status, its class.
@@ -70,15 +71,9 @@ pub struct SwiftError {
     pub class: Class,
     /// Where it came from.
     pub origin: Origin,
-}
-
-/// The errors of `e`'s chain, `e` first, looking inside the I/O errors that carry
-/// another error too (rustls's errors, and tokio-rustls's, travel that way).
-fn chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(e), |s| match s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-        Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-        None => s.source(),
-    })
+    /// The error underneath (an I/O error reading the source, say), kept for its
+    /// value: its kind and OS error are asked, never its text.
+    pub cause: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 /// The first error of type `T` in `e`'s chain.
@@ -86,7 +81,7 @@ fn find<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'sta
     chain(e).find_map(|s| s.downcast_ref::<T>())
 }
 
-/// True when an I/O error of `kind` is in `e`'s chain.
+/// True when an I/O error with one of the OS error numbers `codes` is in `e`'s chain.
 fn has_os_error(e: &(dyn std::error::Error + 'static), codes: &[i32]) -> bool {
     chain(e).any(|s| {
         s.downcast_ref::<std::io::Error>().and_then(|io| io.raw_os_error()).is_some_and(|c| codes.contains(&c))
@@ -137,6 +132,7 @@ impl SwiftError {
             retry_after,
             class: classify_status(status),
             origin: Origin::Server,
+            cause: None,
         }
     }
 
@@ -193,7 +189,16 @@ impl SwiftError {
         } else {
             (Class::Transient, Origin::Network, chain)
         };
-        SwiftError { op: op.to_string(), status: None, trans_id: None, detail, retry_after: None, class, origin }
+        SwiftError {
+            op: op.to_string(),
+            status: None,
+            trans_id: None,
+            detail,
+            retry_after: None,
+            class,
+            origin,
+            cause: None,
+        }
     }
 
     /// A body that made no progress for `timeout`: a network fault, retried.
@@ -217,7 +222,30 @@ impl SwiftError {
             retry_after: None,
             class,
             origin: Origin::Client,
+            cause: None,
         }
+    }
+
+    /// Keeps `cause` (an I/O error, say) underneath, for its value; the message stays
+    /// this error's own.
+    pub fn caused_by(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.cause = Some(Arc::new(cause));
+        self
+    }
+
+    /// The server error underneath `e`, wherever it sits in its chain.
+    pub fn of(e: &Error) -> Option<&SwiftError> {
+        e.cause()
+    }
+
+    /// The HTTP status of the server error underneath `e`, when a response came.
+    pub fn status_of(e: &Error) -> Option<u16> {
+        Self::of(e)?.status
+    }
+
+    /// The server's transaction id (`X-Trans-Id`) of the server error underneath `e`.
+    pub fn trans_id_of(e: &Error) -> Option<&str> {
+        Self::of(e)?.trans_id.as_deref()
     }
 
     /// Converts to the library's error, of `kind` when the class is not decisive.
@@ -265,7 +293,11 @@ impl SwiftError {
     }
 }
 
-impl std::error::Error for SwiftError {}
+impl std::error::Error for SwiftError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref().map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
 
 fn strip_tags(s: &str) -> String {
     let mut out = String::new();
@@ -364,9 +396,16 @@ mod tests {
         h.insert("x-trans-id", "tx123".parse().unwrap());
         let e = SwiftError::from_response("PUT x", 503, &h, "busy").into_error(ErrorKind::Resumable);
         assert_eq!(e.kind, ErrorKind::Resumable);
-        let s = e.swift().expect("source kept");
+        let s = SwiftError::of(&e).expect("source kept");
         assert_eq!((s.status, s.trans_id.as_deref(), s.class), (Some(503), Some("tx123"), Class::Transient));
+        assert_eq!((SwiftError::status_of(&e), SwiftError::trans_id_of(&e)), (Some(503), Some("tx123")));
         assert!(std::error::Error::source(&e).is_some());
+        // Found under another error too, and the I/O error under it by its value.
+        let io = std::io::Error::from_raw_os_error(2);
+        let e = SwiftError::source("PUT y", "cannot read the source").caused_by(io).into_error(ErrorKind::Resumable);
+        let e = Error::failed("job j").caused_by(e);
+        assert_eq!(SwiftError::of(&e).map(|s| s.origin), Some(Origin::Source));
+        assert_eq!((e.os_error(), e.io_kind()), (Some(2), Some(std::io::ErrorKind::NotFound)));
     }
 
     #[test]

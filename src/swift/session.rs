@@ -40,7 +40,7 @@ pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client> {
     if let Some(p) = &opts.tls.cacert {
         let pem = std::fs::read(p).map_err(|e| Error::io(format!("cannot read CA bundle {}", p.display()), e))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| Error::input(format!("{}: not a PEM certificate bundle: {e}", p.display())))?;
+            .map_err(|e| Error::input(format!("{}: not a PEM certificate bundle: {e}", p.display())).caused_by(e))?;
         if certs.is_empty() {
             return Err(Error::input(format!("{} holds no certificate", p.display()))
                 .hint("--cacert (or OS_CACERT) takes a PEM file with the CA's certificate (BEGIN CERTIFICATE)"));
@@ -53,7 +53,7 @@ pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client> {
         );
         b = b.danger_accept_invalid_certs(true);
     }
-    b.build().map_err(|e| Error::failed(format!("cannot build the HTTP client: {e}")))
+    b.build().map_err(|e| Error::failed(format!("cannot build the HTTP client: {e}")).caused_by(e))
 }
 
 /// An authenticated session: HTTP client, token manager, retry policy.
