@@ -85,6 +85,7 @@ impl Engine {
             self.swift.get(&job.container, &job.object, "multipart-manifest=get&format=raw").await.map_err(se)?;
         let entries: Vec<serde_json::Value> = resp.json().await.map_err(|e| {
             Error::resumable(format!("job {}: unreadable manifest of {}/{}: {e}", job.id, job.container, job.object))
+                .caused_by(e)
         })?;
         let ours = [
             format!("/{}/{}", naming.container, naming.prefix),

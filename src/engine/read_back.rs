@@ -166,12 +166,15 @@ impl Engine {
             }
             tracing::warn!("job {}: reading {target} back: {why}; reading on from there", job.id);
         }
-        let (local, _) = local.await.map_err(|e| Error::failed(e.to_string()))?.map_err(|e| {
-            Error::io(format!("job {}: cannot read {}", job.id, job.file), e).hint(format!(
-                "`k5up verify {}` (without --deep) compares the server with the journal without the file",
-                job.id
-            ))
-        })?;
+        let (local, _) = local
+            .await
+            .map_err(|e| Error::failed(format!("job {}: the read of the file failed: {e}", job.id)).caused_by(e))?
+            .map_err(|e| {
+                Error::io(format!("job {}: cannot read {}", job.id, job.file), e).hint(format!(
+                    "`k5up verify {}` (without --deep) compares the server with the journal without the file",
+                    job.id
+                ))
+            })?;
         let remote = whole.map(|w| hex::encode(w.finalize()));
         let resume = || resume_fix(&job.id, "sends these segments again and writes the manifest again");
         if !differs.is_empty() {

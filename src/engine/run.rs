@@ -99,7 +99,8 @@ impl Engine {
     /// terminal then shows older progress.
     pub(super) fn write_snapshot(&self, journal: &Journal, v: &StatusView) -> Result<()> {
         static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-        let bytes = serde_json::to_vec_pretty(v).map_err(|e| Error::failed(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(v)
+            .map_err(|e| Error::failed(format!("job {}: cannot encode the status: {e}", v.job)).caused_by(e))?;
         let r = blocking(|| journal.write_snapshot(&bytes));
         if let Err(e) = &r
             && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)

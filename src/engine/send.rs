@@ -137,7 +137,8 @@ impl Engine {
                 // at some point sled decides; stop now, cleanly, with the way out.
                 Err(e) if e.io_kind() == Some(std::io::ErrorKind::StorageFull) => {
                     Err(Error::resumable(format!("job {}: the journal's file system is full ({})", snap_job.id, e.msg))
-                        .hint(format!("free space there, then `k5up resume {}`", snap_job.id)))
+                        .hint(format!("free space there, then `k5up resume {}`", snap_job.id))
+                        .caused_by(e))
                 }
                 _ => Ok(()),
             }

@@ -15,7 +15,7 @@ pub struct Meter {
     /// Milliseconds since `start` of the last progress.
     last_ms: AtomicU64,
     /// A failure to read the source while sending (not the network's fault).
-    pub read_error: std::sync::Mutex<Option<String>>,
+    pub read_error: std::sync::Mutex<Option<std::io::Error>>,
 }
 
 impl Meter {

@@ -16,6 +16,15 @@ use crate::transfer::progress::Progress;
 /// Blocks read ahead of the network per segment (so ~4 MiB per PUT in flight).
 const READ_AHEAD: usize = 4;
 
+/// A copy of `e` for the attempt to read (the original travels in the body stream):
+/// its OS error number, or its kind and text.
+fn same_error(e: &std::io::Error) -> std::io::Error {
+    match e.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
 /// A streamed body of `len` bytes at `off` in `file`.
 pub fn segment_body(
     file: Arc<File>,
@@ -54,7 +63,7 @@ pub fn segment_body(
                 // The file's fault, not the network's: the attempt reads this and stops the run.
                 Err(e) => {
                     if let Ok(mut slot) = meter.read_error.lock() {
-                        *slot = Some(super::failure::read_failure(e));
+                        *slot = Some(same_error(e));
                     }
                 }
             }

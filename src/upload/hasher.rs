@@ -241,6 +241,7 @@ fn read_at(file: &File, buf: &mut [u8], off: u64, segment: &str, job_id: &str) -
     file.read_exact_at(buf, off).map_err(|e| {
         Error::failed(format!("{segment} of job {job_id}: cannot read the source at byte {off}: {}", read_failure(&e)))
             .hint(source_hint(job_id))
+            .caused_by(e)
     })
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::body::segment_body;
 use super::ctx::Ctx;
-use super::failure::exhausted;
+use super::failure::{exhausted, read_failure};
 use super::record::save;
 use super::segment::hash_range;
 use crate::error::{Error, Result};
@@ -85,7 +85,7 @@ pub(super) async fn send(
             // Swift said the body did not match our MD5 (422): was the file changed?
             let now = hash_range(ctx.file.clone(), off, len)
                 .await
-                .map_err(|e| SwiftError::source(&op, format!("cannot re-read the source: {e}")))?;
+                .map_err(|e| SwiftError::source(&op, format!("cannot re-read the source: {e}")).caused_by(e))?;
             if now != md5 {
                 return Err(SwiftError::source(
                     &op,
@@ -102,7 +102,7 @@ pub(super) async fn send(
                     format!("the file changed while uploading: its size went from {} to {now} bytes", ctx.file_size),
                 ));
             }
-            Err(e) => return Err(SwiftError::source(&op, format!("cannot stat the source: {e}"))),
+            Err(e) => return Err(SwiftError::source(&op, format!("cannot stat the source: {e}")).caused_by(e)),
         }
         let start = {
             let mut r = rec.lock().expect("segment lock");
@@ -128,7 +128,9 @@ pub(super) async fn send(
         // not the network's, so it is not retried.
         let read_error = attempt.meter.read_error.lock().expect("meter lock").take();
         let res = match (res, read_error) {
-            (Err(_), Some(e)) => Err(SwiftError::source(&op, format!("cannot read the source: {e}"))),
+            (Err(_), Some(e)) => {
+                Err(SwiftError::source(&op, format!("cannot read the source: {}", read_failure(&e))).caused_by(e))
+            }
             (r, _) => r,
         };
         match &res {

@@ -51,6 +51,7 @@ pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEn
                 let pieces = scan(&ctx, off, len).await.map_err(|e| {
                     Error::failed(format!("{label}: cannot read the source: {}", read_failure(&e)))
                         .hint(source_hint(&ctx.job_id))
+                        .caused_by(e)
                 })?;
                 if pieces.len() > 1 || pieces[0].md5.is_none() {
                     let recs = super::hasher::pieces_to_records(seg, pieces);
