@@ -4,6 +4,7 @@
 //! → manifest ([`swift::manifest`]) → verification → [`import`].
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod cli;
 pub mod digest;
 pub mod engine;
 pub mod error;

@@ -1,7 +1,5 @@
-//! The `k5up` command: flags → validated values → the library; errors → exit codes.
-
-mod cli;
+//! The `k5up` command: everything is in the library's `cli` module.
 
 fn main() -> std::process::ExitCode {
-    cli::main()
+    k5up::cli::main()
 }

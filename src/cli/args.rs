@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::digest::Algo;
+use crate::engine::{Given, ShareRequest};
+use crate::import::{ImportKind, ImportSpec, k5};
+use crate::{Result, units};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use k5up::digest::Algo;
-use k5up::engine::{Given, ShareRequest};
-use k5up::import::{ImportKind, ImportSpec, k5};
-use k5up::{Result, units};
 
 pub(super) const EXIT_CODES: &str = "\
 Exit codes:

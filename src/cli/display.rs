@@ -2,11 +2,11 @@
 //! messages pass through [`clean`]: a control character in a name cannot break a line.
 
 use super::out::{clean, out};
-use k5up::engine::{Planned, VerifyReport};
-use k5up::journal::Root;
-use k5up::status::{self, StatusView};
-use k5up::units::format_size;
-use k5up::{Error, Result};
+use crate::engine::{Planned, VerifyReport};
+use crate::journal::Root;
+use crate::status::{self, StatusView};
+use crate::units::format_size;
+use crate::{Error, Result};
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     let s = serde_json::to_string_pretty(v).map_err(|e| Error::failed(e.to_string()).caused_by(e))?;
@@ -212,7 +212,7 @@ pub(super) fn dry_run(p: &Planned) {
     out!("file           {} ({})", clean(&j.file), format_size(j.plan.file_size));
     out!("target         {}/{}", clean(&j.container), clean(&j.object));
     out!("storage        {}", j.storage_url);
-    let ranged = k5up::names::SegmentNaming::of_job(&j.segment_container, &j.segment_prefix).ranged;
+    let ranged = crate::names::SegmentNaming::of_job(&j.segment_container, &j.segment_prefix).ranged;
     out!("segments       {}, in {}", segments_text(&j.plan, ranged), clean(&j.segment_container));
     let levels = if p.manifest_levels > 1 { format!(", nested {} levels", p.manifest_levels) } else { String::new() };
     out!("manifest       {}{levels}", j.plan.manifest.as_str().to_uppercase());
@@ -270,7 +270,7 @@ pub(super) fn verify(r: &VerifyReport, json: bool) -> Result<()> {
 
 /// The segments of a plan as they are: `3 × 16.00 MiB`, or `4 × 8.00 MiB + 2 × 16.00 MiB
 /// + 1 × 4.00 MiB (4194304 bytes)` (a 200 MiB file was once shown as `1 × 256.00 MiB`).
-fn segments_text(p: &k5up::plan::Plan, ranged: bool) -> String {
+fn segments_text(p: &crate::plan::Plan, ranged: bool) -> String {
     if p.segment_count == 0 {
         return "none (an empty object)".into();
     }
@@ -298,7 +298,7 @@ fn segments_text(p: &k5up::plan::Plan, ranged: bool) -> String {
 }
 
 /// The limits and plan summary for `--dry-run`.
-fn describe_limits(l: &k5up::plan::Limits) -> String {
+fn describe_limits(l: &crate::plan::Limits) -> String {
     let slo = match &l.slo {
         Some(s) => {
             format!("SLO max_manifest_segments {}, max_manifest_size {}", s.max_manifest_segments, s.max_manifest_size)

@@ -10,18 +10,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::engine::{Engine, ShareRequest, UploadRequest};
+use crate::import::k5;
+use crate::journal::Root;
+use crate::plan::ManifestKind;
+use crate::retry::Policy;
+use crate::swift::{ClientOptions, Swift};
+use crate::transfer::progress::Progress;
+use crate::{ErrorKind, Result};
 use args::{Cli, Cmd, ConnArgs, ManifestArg, RunArgs, given};
-use k5up::engine::{Engine, ShareRequest, UploadRequest};
-use k5up::import::k5;
-use k5up::journal::Root;
-use k5up::plan::ManifestKind;
-use k5up::retry::Policy;
-use k5up::swift::{ClientOptions, Swift};
-use k5up::transfer::progress::Progress;
-use k5up::{ErrorKind, Result};
 
 /// Runs the command and maps the outcome to an exit code.
-pub(crate) fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(c) => c,
@@ -99,7 +99,7 @@ async fn run(cli: Cli) -> Result<()> {
                 import: a.import.spec(&cli, true)?,
                 digests: a.import.digests.clone(),
                 replace: a.replace,
-                base: a.base.as_deref().map(k5up::engine::base::parse).transpose()?,
+                base: a.base.as_deref().map(crate::engine::base::parse).transpose()?,
                 share: a.import.share(),
             };
             if a.dry_run {
@@ -166,7 +166,7 @@ fn man(dir: Option<&std::path::Path>) -> Result<()> {
         let mut buf = Vec::new();
         clap_mangen::Man::new(c)
             .render(&mut buf)
-            .map_err(|e| k5up::Error::failed(format!("cannot render the manual: {e}")).caused_by(e))?;
+            .map_err(|e| crate::Error::failed(format!("cannot render the manual: {e}")).caused_by(e))?;
         Ok(buf)
     };
     let Some(dir) = dir else {
@@ -174,10 +174,10 @@ fn man(dir: Option<&std::path::Path>) -> Result<()> {
         return Ok(());
     };
     if dir.exists() && !dir.is_dir() {
-        return Err(k5up::Error::input(format!("man --dir {}: not a directory", dir.display()))
+        return Err(crate::Error::input(format!("man --dir {}: not a directory", dir.display()))
             .hint("--dir names a directory to write the manual pages in (created if missing)"));
     }
-    std::fs::create_dir_all(dir).map_err(|e| k5up::Error::io(format!("cannot create {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(format!("cannot create {}", dir.display()), e))?;
     let mut pages = vec![("k5up.1".to_string(), render(cmd.clone())?)];
     for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
         let name = format!("k5up-{}", sub.get_name());
@@ -188,7 +188,7 @@ fn man(dir: Option<&std::path::Path>) -> Result<()> {
     }
     for (file, bytes) in pages {
         let p = dir.join(&file);
-        std::fs::write(&p, bytes).map_err(|e| k5up::Error::io(format!("cannot write {}", p.display()), e))?;
+        std::fs::write(&p, bytes).map_err(|e| crate::Error::io(format!("cannot write {}", p.display()), e))?;
         out::out!("{}", p.display());
     }
     Ok(())
@@ -207,12 +207,12 @@ fn default_run() -> RunArgs {
 /// A rate: a size per second (`20MiB`, `20MiB/s`, `500k`); at least 1 KiB/s.
 fn engine(cli: &Cli, root: Root, a: &RunArgs) -> Result<Engine> {
     // K5UP_MD5 (benchmarks, tests) asking for lanes this CPU lacks fails loudly here.
-    k5up::md5lanes::Backend::from_env().map_err(k5up::Error::input)?;
+    crate::md5lanes::Backend::from_env().map_err(crate::Error::input)?;
     let mut env = env_map();
     if let Some(region) = &cli.conn.k5_region {
         k5::apply_profile(&mut env, region, cli.conn.k5_contract.as_deref())?;
     }
-    let (creds, mut tls) = k5up::swift::creds::from_env(&env)?;
+    let (creds, mut tls) = crate::swift::creds::from_env(&env)?;
     if let Some(c) = &cli.conn.cacert {
         tls.cacert = Some(c.clone());
     }
@@ -221,7 +221,7 @@ fn engine(cli: &Cli, root: Root, a: &RunArgs) -> Result<Engine> {
     // The retry budget counts time without progress of the whole job.
     let clock = {
         let p = progress.clone();
-        k5up::retry::ProgressClock::new(move || p.last_progress())
+        crate::retry::ProgressClock::new(move || p.last_progress())
     };
     // Only these commands take --retry-for; the others keep trying for default_run's 10 min.
     let budget_flag =

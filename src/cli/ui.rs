@@ -5,9 +5,9 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::transfer::progress::Progress;
+use crate::units::format_size;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use k5up::transfer::progress::Progress;
-use k5up::units::format_size;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -123,7 +123,7 @@ fn rate_text(rate: Option<f64>, left: u64) -> String {
             format!(
                 "sending {}/s, ETA {}",
                 format_size(r as u64),
-                k5up::units::format_duration(Duration::from_secs(eta.as_secs()))
+                crate::units::format_duration(Duration::from_secs(eta.as_secs()))
             )
         }
     }
@@ -134,7 +134,7 @@ fn rate_text(rate: Option<f64>, left: u64) -> String {
 fn link_text(p: &Progress) -> String {
     let down = p
         .link_down_for()
-        .map(|d| format!(", link down for {}", k5up::units::format_duration(Duration::from_secs(d.as_secs()))));
+        .map(|d| format!(", link down for {}", crate::units::format_duration(Duration::from_secs(d.as_secs()))));
     let cut = Some(Progress::get(&p.segment_target))
         .filter(|&t| t > 0)
         .map(|t| format!(", segments cut to {}", format_size(t)));
@@ -161,7 +161,7 @@ fn line(p: &Progress, rate: Option<f64>) -> String {
 /// While an import runs: what it is doing.
 fn importing(p: &Progress) -> Option<String> {
     let x = p.extras.lock().ok()?;
-    let i = x.import.as_ref().filter(|i| i.outcome == k5up::journal::ImportOutcome::Running)?;
+    let i = x.import.as_ref().filter(|i| i.outcome == crate::journal::ImportOutcome::Running)?;
     let pct = i.progress.map(|v| format!(" {v}%")).unwrap_or_default();
     Some(format!("{} import of image {}: {}{pct}", i.kind.as_str(), i.image_id, i.status))
 }

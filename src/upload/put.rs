@@ -2,19 +2,26 @@
 //! the file, the stall watchdog, the link signals for the sizer, and the bytes of
 //! every attempt settled in the segment's record.
 
+use std::fs::File;
 use std::sync::{Arc, Mutex};
 
 use super::body::segment_body;
 use super::ctx::Ctx;
 use super::failure::{exhausted, read_failure};
 use super::record::save;
-use super::segment::hash_range;
 use crate::error::{Error, Result};
 use crate::journal::SegmentRecord;
 use crate::retry::{self, Class};
 use crate::swift::SwiftError;
 use crate::transfer::meter::{Meter, stalled};
 use crate::transfer::progress::Progress;
+
+/// Hashes `len` bytes at `off` on a blocking thread.
+async fn hash_range(file: Arc<File>, off: u64, len: u64) -> std::io::Result<String> {
+    tokio::task::spawn_blocking(move || crate::source::md5_range(&file, off, len))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
 
 /// Settles an attempt's byte count in the segment record, also when the attempt
 /// is dropped (Ctrl-C, another segment's fatal error) before it finished.

@@ -1,7 +1,6 @@
 //! One segment: hash → (adopt if the server already holds it whole) → PUT with its
 //! MD5 as `ETag` → verify the returned ETag → journal it durably.
 
-use std::fs::File;
 use std::sync::{Arc, Mutex};
 
 use super::ctx::{Ctx, Outcome};
@@ -12,13 +11,6 @@ use super::record::{confirm, save};
 use crate::error::{Error, Result};
 use crate::journal::{SegKind, SegmentRecord};
 use crate::swift::ListEntry;
-
-/// Hashes `len` bytes at `off` on a blocking thread.
-pub async fn hash_range(file: Arc<File>, off: u64, len: u64) -> std::io::Result<String> {
-    tokio::task::spawn_blocking(move || crate::source::md5_range(&file, off, len))
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-}
 
 /// Uploads one segment (or adopts it), and journals it as confirmed. On a link that
 /// breaks, the segment is first cut to what the link carries ([`Ctx::cut`]): this
