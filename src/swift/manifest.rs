@@ -3,10 +3,14 @@
 //!
 //! Reference: <https://docs.openstack.org/swift/latest/overview_large_objects.html>
 
+use md5::{Digest, Md5};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::source::md5_hex;
+/// MD5 hex of `data`: how Swift computes a large object's ETag from its entries'.
+fn md5_hex(data: &[u8]) -> String {
+    hex::encode(Md5::digest(data))
+}
 
 /// One entry of an SLO manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
