@@ -7,8 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Algo;
-use crate::plan::{Limits, Plan};
+use crate::plan::Plan;
 use crate::source::FileIdentity;
+use crate::swift::Limits;
 
 /// Which image service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -301,7 +301,7 @@ fn segments_text(p: &k5up::plan::Plan, ranged: bool) -> String {
 }
 
 /// The limits and plan summary for `--dry-run`.
-fn describe_limits(l: &k5up::plan::Limits) -> String {
+fn describe_limits(l: &k5up::swift::Limits) -> String {
     let slo = match &l.slo {
         Some(s) => {
             format!("SLO max_manifest_segments {}, max_manifest_size {}", s.max_manifest_segments, s.max_manifest_size)

@@ -3,27 +3,31 @@
 //!
 //! Reference: <https://docs.openstack.org/api-ref/object-store/>
 
+mod account;
 pub mod auth;
+pub mod capabilities;
+mod containers;
 pub mod creds;
 pub mod dns;
 pub mod error;
+mod listing;
 mod login;
 pub mod manifest;
+mod objects;
+pub mod path;
+mod request;
 pub mod secret;
 pub mod session;
 pub mod url;
 
-mod account;
-pub mod capabilities;
-mod containers;
-mod listing;
-mod objects;
-pub mod path;
-mod request;
-
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Mutex;
+
 pub use auth::{Auth, Credentials};
+pub use capabilities::{Capabilities, Limits, SloLimits, TempUrlDigest};
 pub use creds::TlsSettings;
 pub use error::{Origin, SwiftError};
 pub use listing::ListEntry;
@@ -41,12 +45,14 @@ use crate::retry::Policy;
 #[derive(Debug, Clone)]
 pub struct Swift {
     session: Session,
+    /// What each storage URL's store can do, read once (shared by every clone).
+    capabilities: Arc<Mutex<HashMap<String, Capabilities>>>,
 }
 
 impl Swift {
     /// A client for `creds`.
     pub fn new(creds: Credentials, opts: &ClientOptions) -> Result<Self> {
-        Ok(Swift { session: Session::new(creds, opts)? })
+        Ok(Swift { session: Session::new(creds, opts)?, capabilities: Arc::default() })
     }
 
     /// The authenticated session (for Glance and vmimport).
@@ -61,7 +67,7 @@ impl Swift {
 
     /// The same client (sharing its token) with a shorter, quiet retry budget.
     pub fn with_retry_for(&self, retry_for: Duration) -> Swift {
-        Swift { session: self.session.with_retry_for(retry_for) }
+        Swift { session: self.session.with_retry_for(retry_for), capabilities: self.capabilities.clone() }
     }
 
     /// The same client (sharing its token) for the first contact of a new job: a
@@ -69,7 +75,7 @@ impl Swift {
     /// fail at once (a wrong URL, most likely); other failures are retried as usual,
     /// and said on stderr.
     pub fn first_contact(&self) -> Swift {
-        Swift { session: self.session.first_contact() }
+        Swift { session: self.session.first_contact(), capabilities: self.capabilities.clone() }
     }
 
     /// The retry policy.
