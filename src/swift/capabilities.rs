@@ -167,8 +167,8 @@ impl Capabilities {
 
 impl Swift {
     /// What the store of this account can do: read once per storage URL (`GET
-    /// /info`, see [`Swift::read_capabilities`]) and kept for every clone of this
-    /// client.
+    /// /info`; Swift's documented defaults when it is disabled or unreadable) and
+    /// kept for every clone of this client.
     pub async fn capabilities(&self) -> Result<Capabilities, SwiftError> {
         let storage = self.storage_url().await?;
         let mut known = self.capabilities.lock().await;
