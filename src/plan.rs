@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::swift::Limits;
 use crate::units::format_size;
 
 /// k5up's default segment size: 256 MiB.
@@ -54,42 +55,6 @@ impl ManifestKind {
         match self {
             ManifestKind::Slo => "slo",
             ManifestKind::Dlo => "dlo",
-        }
-    }
-}
-
-/// The limits of the server that matter to the plan (from `GET /info`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limits {
-    /// Largest single object (`swift.max_file_size`).
-    pub max_file_size: u64,
-    /// SLO limits, when the server has the SLO middleware.
-    pub slo: Option<SloLimits>,
-    /// Largest page of a container listing.
-    pub container_listing_limit: u64,
-    /// True when these came from `/info`, false when they are Swift's documented defaults.
-    pub from_info: bool,
-}
-
-/// The SLO middleware's limits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SloLimits {
-    /// Entries per manifest.
-    pub max_manifest_segments: u64,
-    /// Bytes per manifest body.
-    pub max_manifest_size: u64,
-    /// Smallest segment other than the last.
-    pub min_segment_size: u64,
-}
-
-impl Limits {
-    /// Swift's documented defaults, used when `/info` is disabled.
-    pub fn swift_defaults() -> Self {
-        Limits {
-            max_file_size: 5 * (1 << 30) + 2,
-            slo: Some(SloLimits { max_manifest_segments: 1000, max_manifest_size: 8 << 20, min_segment_size: 1 }),
-            container_listing_limit: 10_000,
-            from_info: false,
         }
     }
 }

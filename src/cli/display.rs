@@ -298,7 +298,7 @@ fn segments_text(p: &crate::plan::Plan, ranged: bool) -> String {
 }
 
 /// The limits and plan summary for `--dry-run`.
-fn describe_limits(l: &crate::plan::Limits) -> String {
+fn describe_limits(l: &crate::swift::Limits) -> String {
     let slo = match &l.slo {
         Some(s) => {
             format!("SLO max_manifest_segments {}, max_manifest_size {}", s.max_manifest_segments, s.max_manifest_size)

@@ -6,11 +6,10 @@
 //! the base later never breaks the new version.
 
 use percent_encoding::percent_decode_str;
-use serde_json::Value;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::BaseSegment;
-use crate::swift::Swift;
+use crate::swift::{Swift, manifest};
 
 /// Nested SLOs deeper than this are refused (Swift allows 10 levels).
 const MAX_DEPTH: usize = 10;
@@ -79,26 +78,19 @@ async fn slo_leaves(
         .get(container, object, "multipart-manifest=get")
         .await
         .map_err(|e| e.into_error(ErrorKind::Resumable).context(what.clone()))?;
-    let entries: Vec<Value> =
-        resp.json().await.map_err(|e| Error::resumable(format!("{what}: unreadable manifest: {e}")))?;
-    for e in entries {
-        let path = e["name"].as_str().unwrap_or_default().trim_start_matches('/');
-        let (c, name) = path.split_once('/').ok_or_else(|| Error::failed(format!("{what}: odd entry {path:?}")))?;
-        let bytes = e["bytes"].as_u64().unwrap_or(0);
-        let range = e["range"].as_str().and_then(|r| r.split_once('-')).and_then(|(a, b)| {
-            let (a, b) = (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?);
-            (b >= a).then_some(b - a + 1)
-        });
-        if e["sub_slo"].as_bool() == Some(true) && range.is_none() {
+    let unreadable = |e: &dyn std::fmt::Display| Error::resumable(format!("{what}: unreadable manifest: {e}"));
+    let body = resp.bytes().await.map_err(|e| unreadable(&e))?;
+    for e in manifest::parse_stored(&body).map_err(|e| unreadable(&e))? {
+        let (c, name) = e.container_object().ok_or_else(|| Error::failed(format!("{what}: odd entry {:?}", e.path)))?;
+        if e.is_sub_manifest() {
             Box::pin(slo_leaves(swift, c, name, depth + 1, out)).await?;
             continue;
         }
         // A range of a segment holds only part of it: a cut, never a copy source.
-        let md5 = e["hash"].as_str().filter(|_| range.is_none()).map(str::to_string);
         out.push(BaseSegment {
             offset: 0,
-            length: range.unwrap_or(bytes),
-            md5,
+            length: e.content_len(),
+            md5: e.whole_md5().map(str::to_string),
             container: c.to_string(),
             name: name.to_string(),
         });

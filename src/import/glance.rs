@@ -172,7 +172,8 @@ async fn start_import(ctx: &Ctx<'_>, base: &str, id: &str, state: &mut ImportSta
         .ok_or_else(|| Failure::Run(Error::failed(format!("the storage URL {} has no host", ctx.job.storage_url))))?;
     let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
         + tempurl::LIFETIME_SECS;
-    let uri = tempurl::sign(&origin, &account, &ctx.job.container, &ctx.job.object, &key, expires);
+    let digest = tempurl::digest(ctx.swift).await.map_err(run_err)?;
+    let uri = tempurl::sign(digest, &origin, &account, &ctx.job.container, &ctx.job.object, &key, expires);
     state.status = "requested".into();
     ctx.save(state)?;
     let op = format!("POST Glance image {id} import (web-download of {}/{})", ctx.job.container, ctx.job.object);

@@ -8,7 +8,7 @@
 
 use hmac::{KeyInit, Mac};
 
-use crate::swift::{Secret, Swift, SwiftError};
+use crate::swift::{Secret, Swift, SwiftError, TempUrlDigest};
 
 /// How long a TempURL handed to Glance stays valid.
 pub const LIFETIME_SECS: u64 = 24 * 3600;
@@ -30,17 +30,40 @@ pub async fn account_key(swift: &Swift) -> Result<(Secret, bool), SwiftError> {
     Ok((key, true))
 }
 
+/// The digest to sign this account's TempURLs with: the server's
+/// (`tempurl.allowed_digests`, see [`crate::swift::Capabilities::tempurl_digest`]).
+pub async fn digest(swift: &Swift) -> Result<TempUrlDigest, SwiftError> {
+    Ok(swift.capabilities().await?.tempurl_digest())
+}
+
 /// A GET TempURL of `container`/`object` in the account at `account` (`/v1/AUTH_x`,
-/// not percent-encoded), signed with HMAC-SHA256, on `origin` (`http://host:port`).
-/// Swift signs the decoded path; the URL carries the object as one segment (see
-/// [`crate::swift::object_path`]) so that no client on the way resolves `..` in it.
-pub fn sign(origin: &str, account: &str, container: &str, object: &str, key: &Secret, expires: u64) -> String {
-    let mut mac =
-        hmac::Hmac::<sha2::Sha256>::new_from_slice(key.expose().as_bytes()).expect("HMAC takes any key length");
-    mac.update(format!("GET\n{expires}\n{account}/{container}/{object}").as_bytes());
-    let sig = hex::encode(mac.finalize().into_bytes());
+/// not percent-encoded), signed with HMAC-`digest` (hex, which Swift tells apart by
+/// its length), on `origin` (`http://host:port`). Swift signs the decoded path; the
+/// URL carries the object as one segment (see [`crate::swift::object_path`]) so that
+/// no client on the way resolves `..` in it.
+pub fn sign(
+    digest: TempUrlDigest,
+    origin: &str,
+    account: &str,
+    container: &str,
+    object: &str,
+    key: &Secret,
+    expires: u64,
+) -> String {
+    let body = format!("GET\n{expires}\n{account}/{container}/{object}");
+    let sig = match digest {
+        TempUrlDigest::Sha1 => hmac_hex::<hmac::Hmac<sha1::Sha1>>(key, &body),
+        TempUrlDigest::Sha256 => hmac_hex::<hmac::Hmac<sha2::Sha256>>(key, &body),
+        TempUrlDigest::Sha512 => hmac_hex::<hmac::Hmac<sha2::Sha512>>(key, &body),
+    };
     let enc = format!("{}/{}", crate::swift::enc_object(account), crate::swift::object_path(container, object));
     format!("{origin}{enc}?temp_url_sig={sig}&temp_url_expires={expires}")
+}
+
+fn hmac_hex<M: Mac + KeyInit>(key: &Secret, body: &str) -> String {
+    let mut mac = <M as KeyInit>::new_from_slice(key.expose().as_bytes()).expect("HMAC takes any key length");
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 #[cfg(test)]
@@ -50,16 +73,37 @@ mod tests {
     #[test]
     fn signature_matches_swift_docs_recipe() {
         // Python: hmac.new(b"mykey", b"GET\n1700000000\n/v1/AUTH_a/c/o", sha256).hexdigest()
-        let url = sign("http://127.0.0.1:8083", "/v1/AUTH_a", "c", "o", &Secret::new("mykey"), 1_700_000_000);
+        let url = sign(
+            TempUrlDigest::Sha256,
+            "http://127.0.0.1:8083",
+            "/v1/AUTH_a",
+            "c",
+            "o",
+            &Secret::new("mykey"),
+            1_700_000_000,
+        );
         assert!(url.starts_with("http://127.0.0.1:8083/v1/AUTH_a/c%2Fo?temp_url_sig="), "{url}");
         assert!(url.ends_with("&temp_url_expires=1700000000"));
         let sig = url.split("temp_url_sig=").nth(1).unwrap().split('&').next().unwrap();
         assert_eq!(sig, "1b2618118ea6cef7046d1641fc84c989acecf59cd4a1b4f3b1ec9b7677e6d617");
         // A space in the object name is encoded in the URL, not in the signed path.
-        let url = sign("http://h", "/v1/AUTH_a", "c", "my image.vmdk", &Secret::new("k"), 1);
+        let url = sign(TempUrlDigest::Sha256, "http://h", "/v1/AUTH_a", "c", "my image.vmdk", &Secret::new("k"), 1);
         assert!(url.contains("/c%2Fmy%20image.vmdk?"), "{url}");
         // Dot segments stay inside one path segment: nothing on the way can resolve them.
-        let url = sign("http://h", "/v1/AUTH_a", "c", "../x/./y", &Secret::new("k"), 1);
+        let url = sign(TempUrlDigest::Sha256, "http://h", "/v1/AUTH_a", "c", "../x/./y", &Secret::new("k"), 1);
         assert!(url.contains("/v1/AUTH_a/c%2F..%2Fx%2F.%2Fy?"), "{url}");
+        // The other digests Swift allows, hex too (Swift tells them apart by length).
+        // Python: hmac.new(b"mykey", b"GET\n1700000000\n/v1/AUTH_a/c/o", sha1 / sha512).hexdigest()
+        for (d, want) in [
+            (TempUrlDigest::Sha1, "cf1cb4ca7ffbf542fd4bd4792d5feaafb1e6bda3"),
+            (
+                TempUrlDigest::Sha512,
+                "5f70b9d3bb8277b0feb326048165d0218e1132943c31a19ace674bc8d4b3b6637d31e0e61e0af6bda39093c007eeff0f01874c702bedb4dce84cbcb022b1ede2",
+            ),
+        ] {
+            let url = sign(d, "http://h", "/v1/AUTH_a", "c", "o", &Secret::new("mykey"), 1_700_000_000);
+            let sig = url.split("temp_url_sig=").nth(1).unwrap().split('&').next().unwrap();
+            assert_eq!(sig, want, "{d:?}");
+        }
     }
 }

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{FileIdentity, ImportSpec};
 use crate::digest::Algo;
-use crate::plan::{Limits, Plan};
+use crate::plan::Plan;
+use crate::swift::Limits;
 
 /// Where a job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

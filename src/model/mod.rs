@@ -21,7 +21,8 @@ pub use source_id::*;
 pub(crate) mod tests_support {
     use super::*;
     use crate::plan::ManifestKind;
-    use crate::plan::{Limits, Plan};
+    use crate::plan::Plan;
+    use crate::swift::Limits;
 
     pub(crate) fn sample_job(id: &str) -> JobRecord {
         JobRecord {

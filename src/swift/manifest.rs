@@ -1,12 +1,17 @@
 //! Manifests, pure: SLO bodies (nested when one manifest cannot hold every
-//! segment), the ETags Swift will report, and the SLO heartbeat response.
+//! segment), the ETags Swift will report, the SLO heartbeat response, and an SLO
+//! manifest as the server gives it back (`?multipart-manifest=get`).
 //!
 //! Reference: <https://docs.openstack.org/swift/latest/overview_large_objects.html>
 
+use md5::{Digest, Md5};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::source::md5_hex;
+/// MD5 hex of `data`: how Swift computes a large object's ETag from its entries'.
+fn md5_hex(data: &[u8]) -> String {
+    hex::encode(Md5::digest(data))
+}
 
 /// One entry of an SLO manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -140,6 +145,74 @@ pub fn parse_heartbeat(body: &str) -> Option<HeartbeatResult> {
     Some(HeartbeatResult { status, etag, errors, body })
 }
 
+/// One entry of an SLO manifest as the server gives it back
+/// (`GET ?multipart-manifest=get`): read leniently, a field that is missing or of
+/// another type reads as absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// `container/object` (its `name`, the leading `/` removed), not URL-encoded.
+    pub path: String,
+    /// Bytes of the object it names (all of it, also when `range` takes a part).
+    pub bytes: u64,
+    /// Its `hash`: the MD5 hex of a segment, the ETag of a sub-manifest.
+    pub hash: Option<String>,
+    /// Its `range` (`"first-last"`, inclusive) as `(first, last)`, when it is one
+    /// that holds bytes (`last >= first`).
+    pub range: Option<(u64, u64)>,
+    /// `sub_slo: true`: it names a manifest.
+    pub sub_slo: bool,
+}
+
+impl StoredEntry {
+    /// Container and object of the entry; `None` for a path without a `/`.
+    pub fn container_object(&self) -> Option<(&str, &str)> {
+        self.path.split_once('/')
+    }
+
+    /// Bytes of a ranged entry.
+    pub fn range_len(&self) -> Option<u64> {
+        self.range.map(|(a, b)| b - a + 1)
+    }
+
+    /// Bytes this entry puts in the object.
+    pub fn content_len(&self) -> u64 {
+        self.range_len().unwrap_or(self.bytes)
+    }
+
+    /// A whole sub-manifest, whose own entries stand for it (a range of one is a
+    /// part of its bytes, never followed).
+    pub fn is_sub_manifest(&self) -> bool {
+        self.sub_slo && self.range.is_none()
+    }
+
+    /// The MD5 of what the entry puts in the object, when the server says it: a
+    /// whole segment's hash (a range holds only part of it).
+    pub fn whole_md5(&self) -> Option<&str> {
+        self.hash.as_deref().filter(|_| self.range.is_none())
+    }
+
+    fn from_json(e: &Value) -> Self {
+        let range = e["range"].as_str().and_then(|r| r.split_once('-')).and_then(|(a, b)| {
+            let (a, b) = (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?);
+            (b >= a).then_some((a, b))
+        });
+        StoredEntry {
+            path: e["name"].as_str().unwrap_or_default().trim_start_matches('/').to_string(),
+            bytes: e["bytes"].as_u64().unwrap_or(0),
+            hash: e["hash"].as_str().map(str::to_string),
+            range,
+            sub_slo: e["sub_slo"].as_bool() == Some(true),
+        }
+    }
+}
+
+/// Parses an SLO manifest as the server gives it back (`?multipart-manifest=get`):
+/// a JSON list of entries.
+pub fn parse_stored(body: &[u8]) -> Result<Vec<StoredEntry>, serde_json::Error> {
+    let entries: Vec<Value> = serde_json::from_slice(body)?;
+    Ok(entries.iter().map(StoredEntry::from_json).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +273,26 @@ mod tests {
         assert_eq!(r.status, 400);
         assert_eq!(r.errors.len(), 2);
         assert!(parse_heartbeat("<html>").is_none());
+    }
+
+    #[test]
+    fn stored_manifest_parse() {
+        let body = br#"[
+            {"name": "/c_segments/o/a", "bytes": 10, "hash": "h1", "content_type": "x"},
+            {"name": "/c_segments/z", "bytes": 3145728, "hash": "h2", "range": "0-1048575"},
+            {"name": "/c_segments/sub", "bytes": 20, "hash": "h3", "sub_slo": true},
+            {"name": "/c/s", "bytes": 5, "hash": "h4", "sub_slo": true, "range": "1-2"},
+            {"name": "odd", "bytes": "7", "range": "5-1"}
+        ]"#;
+        let e = parse_stored(body).unwrap();
+        assert_eq!(e[0].container_object(), Some(("c_segments", "o/a")));
+        assert_eq!((e[0].content_len(), e[0].whole_md5()), (10, Some("h1")));
+        assert_eq!((e[1].range_len(), e[1].content_len(), e[1].whole_md5()), (Some(1 << 20), 1 << 20, None));
+        assert!(e[2].is_sub_manifest() && !e[3].is_sub_manifest());
+        assert_eq!(e[3].content_len(), 2);
+        assert_eq!((e[4].container_object(), e[4].bytes, e[4].range), (None, 0, None), "lenient");
+        assert!(parse_stored(b"<html>").is_err());
+        assert!(parse_stored(b"{}").is_err());
     }
 
     #[test]

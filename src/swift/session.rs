@@ -162,7 +162,7 @@ impl Session {
         }
     }
 
-    /// [`Swift::send_url`] with retries (idempotent requests).
+    /// [`Session::send_url`] with retries (idempotent requests).
     pub async fn send_url_retrying(
         &self,
         op: &str,

@@ -1,0 +1,278 @@
+//! What the store can do, in one place: [`Capabilities`], read from `GET /info`
+//! beside the storage URL (Swift's documented defaults where `/info` is hidden or
+//! unreadable), once per storage URL and kept on the [`Swift`] client. Every
+//! decision that depends on the server asks it.
+//!
+//! Reference: <https://docs.openstack.org/swift/latest/api/discoverability.html>
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Origin, Swift, SwiftError, url};
+use crate::retry::{self, Class};
+
+/// The limits of the server that matter to the plan: the part of [`Capabilities`] a
+/// job keeps in its record. The journal stores it (bincode, and JSON in
+/// `birth.json`): its fields, their order and their types are that record's layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest single object (`swift.max_file_size`).
+    pub max_file_size: u64,
+    /// SLO limits, when the server has the SLO middleware.
+    pub slo: Option<SloLimits>,
+    /// Largest page of a container listing. Kept for the record's layout only:
+    /// nothing decides on the journaled value (see
+    /// [`Capabilities::container_listing_limit`]).
+    container_listing_limit: u64,
+    /// True when these came from `/info`, false when they are Swift's documented defaults.
+    pub from_info: bool,
+}
+
+/// The SLO middleware's limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SloLimits {
+    /// Entries per manifest.
+    pub max_manifest_segments: u64,
+    /// Bytes per manifest body.
+    pub max_manifest_size: u64,
+    /// Smallest segment other than the last.
+    pub min_segment_size: u64,
+}
+
+impl Limits {
+    /// Swift's documented defaults, used when `/info` is disabled.
+    pub fn swift_defaults() -> Self {
+        Capabilities::swift_defaults().limits()
+    }
+}
+
+/// A digest a TempURL signature can be made with (`tempurl.allowed_digests`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TempUrlDigest {
+    /// HMAC-SHA1 (deprecated by Swift).
+    Sha1,
+    /// HMAC-SHA256.
+    Sha256,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+impl TempUrlDigest {
+    /// The name `/info` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TempUrlDigest::Sha1 => "sha1",
+            TempUrlDigest::Sha256 => "sha256",
+            TempUrlDigest::Sha512 => "sha512",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [TempUrlDigest::Sha1, TempUrlDigest::Sha256, TempUrlDigest::Sha512].into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+/// What the store can do: read from `/info` (and, later, from probes), kept per
+/// storage URL on the [`Swift`] client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// SLO offered (the `slo` section of `/info`), with its limits.
+    pub slo: Option<SloLimits>,
+    /// DLO offered. Swift's `dlo` middleware does not say itself in `/info`:
+    /// assumed true, as it is in Swift's default pipeline.
+    pub dlo: bool,
+    /// Largest single object (`swift.max_file_size`).
+    pub max_file_size: u64,
+    /// Largest page of a container listing (`swift.container_listing_limit`).
+    /// Nothing decides on it yet: [`Swift::list`] reads pages until an empty one,
+    /// whatever their size.
+    pub container_listing_limit: u64,
+    /// Digests TempURL signatures may use (`tempurl.allowed_digests`). Without it
+    /// (no `/info`, or a `tempurl` section without the list): SHA-256, assumed.
+    pub tempurl_digests: Vec<TempUrlDigest>,
+    /// An SLO entry's `range` is honoured (only those bytes of the segment are
+    /// read). Assumed true (Swift since 2.7); a later probe fills it.
+    pub slo_ranges: bool,
+    /// An SLO may name SLOs (sub-manifests). Assumed true (Swift); a later probe
+    /// fills it.
+    pub nested_slo: bool,
+    /// A `Range` on a server-side copy (`X-Copy-From`) copies only those bytes.
+    /// Assumed true (Swift); a later probe fills it.
+    pub copy_range: bool,
+    /// True when these came from `/info`, false when they are Swift's documented defaults.
+    pub from_info: bool,
+}
+
+impl Capabilities {
+    /// Swift's documented defaults, assumed when `/info` is disabled.
+    pub fn swift_defaults() -> Self {
+        Capabilities {
+            slo: Some(SloLimits { max_manifest_segments: 1000, max_manifest_size: 8 << 20, min_segment_size: 1 }),
+            dlo: true,
+            max_file_size: 5 * (1 << 30) + 2,
+            container_listing_limit: 10_000,
+            tempurl_digests: vec![TempUrlDigest::Sha256],
+            slo_ranges: true,
+            nested_slo: true,
+            copy_range: true,
+            from_info: false,
+        }
+    }
+
+    /// What a `/info` answer says; Swift's defaults for what it leaves out.
+    pub fn from_info(v: &Value) -> Self {
+        let d = Capabilities::swift_defaults();
+        let ds = d.slo.clone().expect("defaults have SLO");
+        let num = |v: &Value, dflt: u64| v.as_u64().unwrap_or(dflt);
+        let digests: Vec<TempUrlDigest> = v["tempurl"]["allowed_digests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| TempUrlDigest::parse(d.as_str()?))
+            .collect();
+        Capabilities {
+            max_file_size: num(&v["swift"]["max_file_size"], d.max_file_size),
+            container_listing_limit: num(&v["swift"]["container_listing_limit"], d.container_listing_limit),
+            slo: v.get("slo").map(|s| SloLimits {
+                max_manifest_segments: num(&s["max_manifest_segments"], ds.max_manifest_segments),
+                max_manifest_size: num(&s["max_manifest_size"], ds.max_manifest_size),
+                min_segment_size: num(&s["min_segment_size"], ds.min_segment_size),
+            }),
+            tempurl_digests: if digests.is_empty() { d.tempurl_digests } else { digests },
+            from_info: true,
+            ..d
+        }
+    }
+
+    /// The limits a plan is made for (and its job keeps).
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_file_size: self.max_file_size,
+            slo: self.slo.clone(),
+            container_listing_limit: self.container_listing_limit,
+            from_info: self.from_info,
+        }
+    }
+
+    /// The digest to sign TempURLs with: SHA-256 when allowed, else the strongest
+    /// the server allows.
+    pub fn tempurl_digest(&self) -> TempUrlDigest {
+        [TempUrlDigest::Sha256, TempUrlDigest::Sha512, TempUrlDigest::Sha1]
+            .into_iter()
+            .find(|d| self.tempurl_digests.contains(d))
+            .unwrap_or(TempUrlDigest::Sha256)
+    }
+}
+
+impl Swift {
+    /// What the store of this account can do: read once per storage URL (`GET
+    /// /info`; Swift's documented defaults when it is disabled or unreadable) and
+    /// kept for every clone of this client.
+    pub async fn capabilities(&self) -> Result<Capabilities, SwiftError> {
+        let storage = self.storage_url().await?;
+        let mut known = self.capabilities.lock().await;
+        if let Some(c) = known.get(&storage) {
+            return Ok(c.clone());
+        }
+        let c = self.read_capabilities(&storage).await?;
+        known.insert(storage, c.clone());
+        Ok(c)
+    }
+
+    /// The server's limits (from [`Swift::capabilities`]).
+    pub async fn limits(&self) -> Result<Limits, SwiftError> {
+        Ok(self.capabilities().await?.limits())
+    }
+
+    /// The capabilities from `GET /info` beside `storage`; Swift's documented
+    /// defaults when `/info` is disabled or unreadable.
+    async fn read_capabilities(&self, storage: &str) -> Result<Capabilities, SwiftError> {
+        let Some(url) = url::info_url(storage) else {
+            tracing::info!("{storage} is not a URL /info can be found beside: using Swift's default limits");
+            return Ok(Capabilities::swift_defaults());
+        };
+        let op = format!("GET {url}");
+        let resp = retry::retry(self.policy(), &op, |_| async {
+            self.session.http().get(&url).send().await.map_err(|e| SwiftError::transport(&op, &e))
+        })
+        .await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            // A Swift proxy answers /info (403 when its operator hid it): a 404 is most
+            // often a URL that is no Swift account at all. The account decides.
+            self.account_answers(&op, &url, storage).await?;
+            tracing::info!("{url} answered 404, but the account answers: using Swift's default limits");
+            return Ok(Capabilities::swift_defaults());
+        }
+        if !resp.status().is_success() {
+            tracing::info!("{url} answered {}: using Swift's default limits", resp.status());
+            return Ok(Capabilities::swift_defaults());
+        }
+        match resp.json::<Value>().await {
+            Ok(v) => Ok(Capabilities::from_info(&v)),
+            Err(e) => {
+                tracing::warn!("{url}: unreadable ({e}); using Swift's default limits");
+                Ok(Capabilities::swift_defaults())
+            }
+        }
+    }
+
+    /// After `/info` answered 404: `HEAD` of the account; a 404 there too means the
+    /// storage URL is not a Swift account (an error of origin `Endpoint`).
+    async fn account_answers(&self, op: &str, info: &str, storage: &str) -> Result<(), SwiftError> {
+        match self.send_account(&format!("HEAD {storage}"), Method::HEAD, |r| r).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.status == Some(404) => Err(SwiftError {
+                origin: Origin::Endpoint,
+                trans_id: e.trans_id,
+                ..SwiftError::local(
+                    op,
+                    format!("this is not a Swift storage URL: {info} and the account {storage} both answered HTTP 404"),
+                    Class::Fatal,
+                )
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_fills_what_it_says_and_defaults_the_rest() {
+        let v: Value = serde_json::from_str(
+            r#"{"swift": {"max_file_size": 16777216, "container_listing_limit": 500},
+                "slo": {"max_manifest_segments": 16},
+                "tempurl": {"allowed_digests": ["sha1", "sha512", "md4"]}}"#,
+        )
+        .unwrap();
+        let c = Capabilities::from_info(&v);
+        assert_eq!((c.max_file_size, c.container_listing_limit, c.from_info), (16 << 20, 500, true));
+        let s = c.slo.clone().unwrap();
+        assert_eq!((s.max_manifest_segments, s.max_manifest_size, s.min_segment_size), (16, 8 << 20, 1));
+        assert_eq!(c.tempurl_digests, [TempUrlDigest::Sha1, TempUrlDigest::Sha512]);
+        assert_eq!(c.tempurl_digest(), TempUrlDigest::Sha512, "the strongest allowed when SHA-256 is not");
+        assert!(c.dlo && c.slo_ranges && c.nested_slo && c.copy_range, "assumed until probed");
+        let l = c.limits();
+        assert_eq!((l.max_file_size, l.slo, l.container_listing_limit, l.from_info), (16 << 20, Some(s), 500, true));
+
+        let c = Capabilities::from_info(&serde_json::json!({"swift": {}}));
+        assert!(c.slo.is_none(), "no slo section: no SLO");
+        assert_eq!(c.tempurl_digest(), TempUrlDigest::Sha256);
+        let all = serde_json::json!({"tempurl": {"allowed_digests": ["sha1", "sha256", "sha512"]}});
+        assert_eq!(Capabilities::from_info(&all).tempurl_digest(), TempUrlDigest::Sha256);
+    }
+
+    /// `Limits` is a journal record's layout (bincode: field order and types; JSON
+    /// in `birth.json`: names too), as it was in `plan`.
+    #[test]
+    fn limits_layout_is_the_journals() {
+        let l = Limits::swift_defaults();
+        assert_eq!(
+            serde_json::to_string(&l).unwrap(),
+            r#"{"max_file_size":5368709122,"slo":{"max_manifest_segments":1000,"max_manifest_size":8388608,"min_segment_size":1},"container_listing_limit":10000,"from_info":false}"#
+        );
+    }
+}

@@ -1,0 +1,50 @@
+//! Calls on a container: create it, read its versioning, probe it.
+
+use reqwest::Method;
+
+use super::{Swift, SwiftError};
+
+impl Swift {
+    /// Creates `container` if it does not exist.
+    pub async fn ensure_container(&self, container: &str) -> Result<(), SwiftError> {
+        let op = format!("HEAD container {container}");
+        match self.send_retrying(&op, Method::HEAD, container, None, "", |r| r).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.status == Some(404) => {}
+            Err(e) => return Err(e),
+        }
+        let op = format!("create container {container}");
+        self.send_retrying(&op, Method::PUT, container, None, "", |r| r.header("Content-Length", "0")).await?;
+        Ok(())
+    }
+
+    /// How `container` keeps overwritten objects, if it does: the versioning header
+    /// it carries (`X-History-Location`, `X-Versions-Location`, or
+    /// `X-Versions-Enabled: true`) and its value. Old versions of a large object
+    /// kept there are manifests that name the old segments. `None`: no versioning,
+    /// or no such container.
+    pub async fn versioning(&self, container: &str) -> Result<Option<(String, String)>, SwiftError> {
+        let op = format!("HEAD container {container}");
+        let resp = match self.send_retrying(&op, Method::HEAD, container, None, "", |r| r).await {
+            Ok(r) => r,
+            Err(e) if e.status == Some(404) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let h = resp.headers();
+        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        for n in ["x-history-location", "x-versions-location"] {
+            if let Some(v) = get(n).filter(|v| !v.is_empty()) {
+                return Ok(Some((n.to_string(), v)));
+            }
+        }
+        Ok(get("x-versions-enabled")
+            .filter(|v| v.eq_ignore_ascii_case("true"))
+            .map(|v| ("x-versions-enabled".into(), v)))
+    }
+
+    /// One HEAD of a container, no retry: is the server reachable again?
+    pub async fn probe(&self, container: &str) -> Result<(), SwiftError> {
+        let op = format!("HEAD {container} (is the link back?)");
+        self.send(&op, Method::HEAD, container, None, "", |r| r).await.map(|_| ())
+    }
+}

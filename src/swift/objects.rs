@@ -1,0 +1,197 @@
+//! Calls on an object: HEAD, GET, DELETE, PUT (small objects, segments, SLO
+//! manifests) and server-side copies.
+
+use reqwest::{Method, Response};
+
+use super::path::copy_source_value;
+use super::{Body, Swift, SwiftError, manifest};
+use crate::retry::Class;
+
+/// What a HEAD says of an object.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    /// Content-Length.
+    pub size: u64,
+    /// ETag, unquoted.
+    pub etag: String,
+    /// `X-Static-Large-Object: True`.
+    pub slo: bool,
+    /// `X-Object-Manifest`, for a DLO.
+    pub dlo_manifest: Option<String>,
+}
+
+impl Swift {
+    /// HEADs an object; `None` when it does not exist.
+    pub async fn head(&self, container: &str, object: &str) -> Result<Option<ObjectInfo>, SwiftError> {
+        let op = format!("HEAD {container}/{object}");
+        let resp = match self.send_retrying(&op, Method::HEAD, container, Some(object), "", |r| r).await {
+            Ok(r) => r,
+            Err(e) if e.status == Some(404) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let h = resp.headers();
+        let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+        Ok(Some(ObjectInfo {
+            size: get("content-length").and_then(|s| s.parse().ok()).unwrap_or(0),
+            etag: get("etag").unwrap_or_default().trim_matches('"').to_string(),
+            slo: get("x-static-large-object").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            dlo_manifest: get("x-object-manifest"),
+        }))
+    }
+
+    /// DELETEs an object; false when it was not there.
+    pub async fn delete(&self, container: &str, object: &str, query: &str) -> Result<bool, SwiftError> {
+        let op = format!("DELETE {container}/{object}");
+        match self.send_retrying(&op, Method::DELETE, container, Some(object), query, |r| r).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.status == Some(404) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// PUTs a small object from memory (manifests, empty objects), with retries.
+    /// Returns the response (its ETag verified against `etag` when given).
+    pub async fn put_small(
+        &self,
+        op: &str,
+        container: &str,
+        object: &str,
+        query: &str,
+        body: Vec<u8>,
+        headers: &[(&str, String)],
+    ) -> Result<Response, SwiftError> {
+        self.send_retrying(op, Method::PUT, container, Some(object), query, |mut r| {
+            for (k, v) in headers {
+                r = r.header(*k, v);
+            }
+            r.header("Content-Length", body.len().to_string()).body(body.clone())
+        })
+        .await
+    }
+
+    /// Server-side copy (`PUT` + `X-Copy-From`) of `from` = (container, object)
+    /// (bytes `0..len` only when `len` is given: a `Range`) to `container/object`:
+    /// the bytes move inside the cluster, not over the link. Fails unless the new
+    /// object's ETag is `want` (the MD5 of what it must hold).
+    pub async fn copy(
+        &self,
+        op: &str,
+        container: &str,
+        object: &str,
+        from: (&str, &str),
+        len: Option<u64>,
+        want: &str,
+    ) -> Result<(), SwiftError> {
+        let mut headers = vec![("X-Copy-From", copy_source_value(from.0, from.1))];
+        if let Some(n) = len {
+            headers.push(("Range", format!("bytes=0-{}", n.saturating_sub(1))));
+        }
+        let r = self.put_small(op, container, object, "", vec![], &headers).await?;
+        let got = r.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or_default().trim_matches('"');
+        if !got.eq_ignore_ascii_case(want) {
+            return Err(SwiftError::local(
+                op,
+                format!("the copy has ETag {got}, expected {want}"),
+                crate::retry::Class::Fatal,
+            ));
+        }
+        Ok(())
+    }
+
+    /// PUTs an SLO manifest with `heartbeat=on` and returns its real outcome.
+    pub async fn put_slo(
+        &self,
+        container: &str,
+        object: &str,
+        body: Vec<u8>,
+        etag: &str,
+    ) -> Result<manifest::HeartbeatResult, SwiftError> {
+        let op = format!("PUT SLO manifest {container}/{object}");
+        // The answer streams in while Swift checks the segments (heartbeat): a link that
+        // drops while it is read fails the whole PUT, which is sent again (it is
+        // idempotent), like any transport failure.
+        // One retry loop around sending and reading the answer (not around a call
+        // that retries on its own: the budgets would stack).
+        crate::retry::retry(self.policy(), &op, |_| async {
+            let query = "multipart-manifest=put&heartbeat=on";
+            let resp = self
+                .send(&op, Method::PUT, container, Some(object), query, |r| {
+                    r.header("Accept", "application/json")
+                        .header("Etag", etag)
+                        .header("Content-Length", body.len().to_string())
+                        .body(body.clone())
+                })
+                .await?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let text = resp.text().await.map_err(|e| SwiftError::transport(&op, &e))?;
+            if status == 202 {
+                let r = manifest::parse_heartbeat(&text).ok_or_else(|| {
+                    SwiftError::local(&op, format!("unreadable heartbeat body: {text:.200}"), Class::Transient)
+                })?;
+                return Ok(r);
+            }
+            // A server without heartbeat support answers 201 directly.
+            Ok(manifest::HeartbeatResult {
+                status,
+                etag: headers.get("etag").and_then(|v| v.to_str().ok()).map(|s| s.trim_matches('"').to_string()),
+                errors: vec![],
+                body: text,
+            })
+        })
+        .await
+    }
+
+    /// PUTs one segment, once (the caller retries, and watches the body for stalls):
+    /// `md5` goes in the `ETag` header, so Swift stores nothing that does not match
+    /// it (422), and the answer's ETag must be that MD5 too.
+    ///
+    /// Reference: <https://docs.openstack.org/api-ref/object-store/#create-or-replace-object>
+    pub async fn put_segment(
+        &self,
+        op: &str,
+        container: &str,
+        name: &str,
+        md5: &str,
+        len: u64,
+        body: Body,
+    ) -> Result<(), SwiftError> {
+        let resp = self
+            .send(op, Method::PUT, container, Some(name), "", |r| {
+                r.header("ETag", md5)
+                    .header("Content-Length", len.to_string())
+                    .header("Content-Type", "application/octet-stream")
+                    .body(body)
+            })
+            .await?;
+        let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or("").trim_matches('"');
+        if etag.eq_ignore_ascii_case(md5) {
+            return Ok(());
+        }
+        let mut e =
+            SwiftError::from_response(op, 200, resp.headers(), &format!("server ETag {etag} ≠ local MD5 {md5}"));
+        e.class = Class::Transient;
+        Err(e)
+    }
+
+    /// GETs an object (optionally with a query), for reading it back.
+    pub async fn get(&self, container: &str, object: &str, query: &str) -> Result<Response, SwiftError> {
+        let op = format!("GET {container}/{object}");
+        self.send_retrying(&op, Method::GET, container, Some(object), query, |r| r).await
+    }
+
+    /// GETs an object's bytes from `from` on (`Range: bytes=FROM-`; all of it from 0).
+    /// An SLO whose first segment in that range is not the one its manifest names
+    /// answers 409 (Swift checks it before it answers).
+    pub async fn get_from(&self, container: &str, object: &str, from: u64) -> Result<Response, SwiftError> {
+        let op = match from {
+            0 => format!("GET {container}/{object}"),
+            _ => format!("GET {container}/{object} from byte {from}"),
+        };
+        let range = format!("bytes={from}-");
+        self.send_retrying(&op, Method::GET, container, Some(object), "", |r| {
+            if from > 0 { r.header(reqwest::header::RANGE, range.as_str()) } else { r }
+        })
+        .await
+    }
+}
