@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::auth::{Keystone, KeystoneMethod, Token};
 use super::error::{SwiftError, trans_id};
+use super::identity::{Keystone, KeystoneMethod, Token};
 use super::secret::Secret;
 use crate::retry::Class;
 
@@ -115,7 +115,7 @@ pub(super) async fn keystone(http: &reqwest::Client, k: &Keystone) -> Result<Tok
         issued,
         expires: life.map(|l| issued + l),
         catalog: Some(t["catalog"].clone()),
-        scope: t["project"]["id"].as_str().map(|p| super::auth::Scope {
+        scope: t["project"]["id"].as_str().map(|p| super::identity::Scope {
             project_id: p.to_string(),
             project_name: t["project"]["name"].as_str().unwrap_or_default().to_string(),
             user_domain_id: t["user"]["domain"]["id"].as_str().unwrap_or_default().to_string(),

@@ -10,6 +10,7 @@ mod containers;
 pub mod creds;
 pub mod dns;
 pub mod error;
+mod identity;
 mod listing;
 mod login;
 pub mod manifest;
