@@ -17,11 +17,11 @@ fn main() {
     f.flush().expect("flush");
     let file = std::fs::File::open(f.path()).expect("open");
     // warm the page cache, as the second read of a segment would find it
-    k5up::source::md5_range(&file, 0, size).expect("read");
+    k5up::testing::md5_range(&file, 0, size).expect("read");
     let mut best = f64::MAX;
     for _ in 0..3 {
         let t = Instant::now();
-        std::hint::black_box(k5up::source::md5_range(&file, 0, size).expect("read"));
+        std::hint::black_box(k5up::testing::md5_range(&file, 0, size).expect("read"));
         best = best.min(t.elapsed().as_secs_f64());
     }
     let gib = size as f64 / (1u64 << 30) as f64;
@@ -70,7 +70,7 @@ fn whole_image(block: &[u8], total: u64) {
 
 /// Multi-buffer MD5 over `total` bytes split into streams, 1 MiB per stream per call.
 fn lanes(total: u64) {
-    use k5up::md5lanes::{Backend, MAX_LANES, Md5Stream, update_many};
+    use k5up::testing::{Backend, MAX_LANES, Md5Stream, update_many};
     use md5::Digest;
     let per = (total as usize / MAX_LANES) & !((1 << 20) - 1);
     let bufs: Vec<Vec<u8>> = (0..MAX_LANES)

@@ -144,7 +144,7 @@ impl DigestState {
 }
 
 /// The whole-image hashers of one job, fed in file order.
-pub struct Whole {
+pub(crate) struct Whole {
     offset: u64,
     hashers: Vec<(Algo, Running)>,
 }
@@ -159,7 +159,7 @@ impl fmt::Debug for Whole {
 impl Whole {
     /// Continues from a saved state (or starts at 0). A state that does not cover
     /// every algorithm in `algos`, or cannot be restored, restarts from 0.
-    pub fn resume(algos: &[Algo], saved: &DigestState) -> Whole {
+    pub(crate) fn resume(algos: &[Algo], saved: &DigestState) -> Whole {
         let restored: Option<Vec<(Algo, Running)>> = algos
             .iter()
             .map(|a| {
@@ -174,12 +174,12 @@ impl Whole {
     }
 
     /// Bytes hashed so far.
-    pub fn offset(&self) -> u64 {
+    pub(crate) fn offset(&self) -> u64 {
         self.offset
     }
 
     /// Feeds the next bytes of the file.
-    pub fn update(&mut self, b: &[u8]) {
+    pub(crate) fn update(&mut self, b: &[u8]) {
         for (_, h) in &mut self.hashers {
             h.update(b);
         }
@@ -187,7 +187,7 @@ impl Whole {
     }
 
     /// The state to journal.
-    pub fn checkpoint(&self) -> DigestState {
+    pub(crate) fn checkpoint(&self) -> DigestState {
         DigestState {
             offset: self.offset,
             states: self.hashers.iter().map(|(a, h)| (*a, h.save())).collect(),
@@ -196,7 +196,7 @@ impl Whole {
     }
 
     /// The final values.
-    pub fn finish(self) -> DigestState {
+    pub(crate) fn finish(self) -> DigestState {
         DigestState {
             offset: self.offset,
             states: vec![],

@@ -42,7 +42,7 @@ pub struct Error {
 }
 
 /// The library's result type.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// A new error of `kind`.
@@ -180,7 +180,7 @@ fn io_class(e: &std::io::Error) -> (ErrorKind, Option<&'static str>) {
 /// The errors of `e`'s chain, `e` first, looking inside the I/O errors that carry
 /// another error too (an `io::Error`'s own `source` skips the error it carries:
 /// rustls's errors, tokio-rustls's, travel that way).
-pub fn chain<'a>(
+pub(crate) fn chain<'a>(
     e: &'a (dyn std::error::Error + 'static),
 ) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     std::iter::successors(Some(e), |s| match s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {

@@ -1,27 +1,41 @@
 //! k5up: resumable, verified uploads of large disk images into OpenStack Swift.
 //!
-//! Data flow (see ARCHITECTURE.md): [`plan`] → [`journal`] → [`upload`] workers
-//! → manifest ([`swift::manifest`]) → verification → [`import`].
+//! Layers, each using only those below it (see ARCHITECTURE.md): `cli` → `engine`
+//! → `upload` (a download next) → the transfer core (`transfer`, `plan`, `journal`,
+//! `model`) → `swift`, `source`, `zeros`, `digest`, `md5lanes` → `retry`, `runtime`,
+//! `units`, `error`. Only `cli` is public: everything else is the crate's own, so the
+//! compiler reports what nothing uses.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod cli;
-pub mod digest;
-pub mod engine;
-pub mod error;
-pub mod import;
-pub mod journal;
-pub mod md5lanes;
-pub mod model;
-pub mod names;
-pub mod plan;
-pub mod retry;
-pub mod runtime;
-pub mod source;
-pub mod status;
-pub mod swift;
-pub mod transfer;
-pub mod units;
-pub mod upload;
-pub mod zeros;
+mod digest;
+mod engine;
+mod error;
+mod import;
+mod journal;
+mod md5lanes;
+mod model;
+mod names;
+mod plan;
+mod retry;
+mod runtime;
+mod source;
+mod status;
+mod swift;
+mod transfer;
+mod units;
+mod upload;
+mod zeros;
 
-pub use error::{Error, ErrorKind, Result};
+pub(crate) use error::{Error, ErrorKind, Result};
+
+/// What the integration tests and the benchmarks reach inside the library (an old
+/// journal written record by record, the MD5 kernels): not an interface.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::journal::Root;
+    pub use crate::md5lanes::{Backend, MAX_LANES, Md5Stream, update_many};
+    pub use crate::model::{Phase, SegKind, SegState, SegmentRecord};
+    pub use crate::names::SegmentNaming;
+    pub use crate::source::md5_range;
+}

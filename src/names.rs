@@ -7,12 +7,12 @@ use crate::error::{Error, Result};
 use crate::model::SegmentRecord;
 
 /// Swift's default `max_container_name_length`.
-pub const MAX_CONTAINER_NAME: usize = 256;
+pub(crate) const MAX_CONTAINER_NAME: usize = 256;
 /// Swift's default `max_object_name_length`.
-pub const MAX_OBJECT_NAME: usize = 1024;
+pub(crate) const MAX_OBJECT_NAME: usize = 1024;
 
 /// Checks a container name against Swift's rules.
-pub fn check_container(name: &str) -> Result<()> {
+pub(crate) fn check_container(name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(Error::input("container name is empty"));
     }
@@ -35,7 +35,7 @@ pub fn check_container(name: &str) -> Result<()> {
 }
 
 /// Checks an object name against Swift's rules.
-pub fn check_object(name: &str) -> Result<()> {
+pub(crate) fn check_object(name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(Error::input("object name is empty"));
     }
@@ -240,7 +240,7 @@ impl SegmentNaming {
 /// A name without a nonce (k5up 0.2/0.3: two jobs with the same size and mtime
 /// shared them), of another object or another size, or anything longer, is `None`:
 /// only these names prove they belong to one job of this object and nothing else.
-pub fn job_prefix_of(object: &str, size: u64, name: &str) -> Option<String> {
+pub(crate) fn job_prefix_of(object: &str, size: u64, name: &str) -> Option<String> {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let rest = name.strip_prefix(object)?.strip_prefix('/')?;
     let rest = rest.strip_prefix("slo/").unwrap_or(rest);
@@ -277,7 +277,7 @@ fn parse_range(rest: &str) -> Option<(u64, u64)> {
 }
 
 /// A new job's nonce: `j` and 16 random hex digits.
-pub fn new_nonce() -> Result<String> {
+pub(crate) fn new_nonce() -> Result<String> {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b)
         .map_err(|e| Error::failed(format!("no random numbers for a segment-name nonce: {e}")).caused_by(e))?;

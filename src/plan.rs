@@ -15,7 +15,7 @@ use crate::units::format_size;
 /// 250 GiB of image fit in one SLO manifest of at most 1000 segments. Larger images
 /// get larger segments (so the manifest stays within `max_manifest_segments`), up to
 /// the server's `max_file_size`; only beyond 1000 × max_file_size is the SLO nested.
-pub const DEFAULT_SEGMENT_SIZE: u64 = 256 << 20;
+pub(crate) const DEFAULT_SEGMENT_SIZE: u64 = 256 << 20;
 
 const MIB: u64 = 1 << 20;
 
@@ -23,7 +23,7 @@ const MIB: u64 = 1 << 20;
 /// throttles GETs of SLO segments under 1 MiB (`rate_limit_under_size`) to one a
 /// second after the tenth, and every segment costs a request, a listing entry and
 /// a journal record.
-pub const MIN_SEGMENT_SIZE: u64 = MIB;
+pub(crate) const MIN_SEGMENT_SIZE: u64 = MIB;
 
 /// The first segments of a new SLO job are this size, and double every
 /// [`RAMP_REPEAT`] segments up to the plan's segment size: a link that cannot carry
@@ -32,13 +32,13 @@ pub const MIN_SEGMENT_SIZE: u64 = MIB;
 /// GiB (4 × (8 + 16 + 32 + 64 + 128) MiB). A DLO gets no ramp: Swift reads DLO
 /// segments after the 10th at one a second, so DLO segments stay large unless the
 /// link forces a split.
-pub const RAMP_START: u64 = 8 * MIB;
+pub(crate) const RAMP_START: u64 = 8 * MIB;
 /// Segments of each size in the ramp (the default concurrency).
-pub const RAMP_REPEAT: u64 = 4;
+pub(crate) const RAMP_REPEAT: u64 = 4;
 
 /// The most segments one job may have: a two-level SLO of 1000 × 1000 entries. At
 /// the 1 MiB floor that is a 1 TiB image; larger images need larger segments.
-pub const MAX_SEGMENTS: u64 = 1_000_000;
+pub(crate) const MAX_SEGMENTS: u64 = 1_000_000;
 
 /// How the segments are tied together into the final object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,7 +202,7 @@ fn ramped_count(size: u64, max: u64, manifest: ManifestKind) -> u64 {
 ///
 /// `entry_path_len` is the length of one segment's path in a manifest entry, used to
 /// keep manifests under `max_manifest_size`.
-pub fn plan(
+pub(crate) fn plan(
     file_size: u64,
     limits: &Limits,
     requested: Option<u64>,

@@ -13,7 +13,7 @@ use backoff::backoff::Backoff;
 
 /// What to do about a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
+pub(crate) enum Class {
     /// Try again after a backoff delay.
     Transient,
     /// The token was rejected: get a new one and try again at once.
@@ -23,7 +23,7 @@ pub enum Class {
 }
 
 /// Classifies an HTTP status code.
-pub fn classify_status(status: u16) -> Class {
+pub(crate) fn classify_status(status: u16) -> Class {
     match status {
         401 => Class::Reauth,
         408 | 422 | 429 | 498 => Class::Transient,
@@ -33,7 +33,7 @@ pub fn classify_status(status: u16) -> Class {
 }
 
 /// A failure the retry loop can reason about.
-pub trait Retryable {
+pub(crate) trait Retryable {
     /// Its class.
     fn class(&self) -> Class;
     /// The server's `Retry-After`, if it sent one.
@@ -56,11 +56,11 @@ pub trait Retryable {
 /// failed, so a link that flaps for a day while bytes keep getting confirmed never
 /// exhausts it.
 #[derive(Clone)]
-pub struct ProgressClock(std::sync::Arc<dyn Fn() -> Option<std::time::Instant> + Send + Sync>);
+pub(crate) struct ProgressClock(std::sync::Arc<dyn Fn() -> Option<std::time::Instant> + Send + Sync>);
 
 impl ProgressClock {
     /// A clock that reads the last progress with `f`.
-    pub fn new(f: impl Fn() -> Option<std::time::Instant> + Send + Sync + 'static) -> Self {
+    pub(crate) fn new(f: impl Fn() -> Option<std::time::Instant> + Send + Sync + 'static) -> Self {
         ProgressClock(std::sync::Arc::new(f))
     }
 }
@@ -73,7 +73,7 @@ impl std::fmt::Debug for ProgressClock {
 
 /// How long and how patiently to retry.
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Give up on one operation after failing for this long.
     pub retry_for: Duration,
     /// First backoff delay.
@@ -140,7 +140,7 @@ impl Policy {
 /// tried again at a steady, short interval; answers of the server (5xx, 429, 498)
 /// back off exponentially, at least as long as their `Retry-After`. `op` gets the
 /// attempt number (1-based). `what` names the operation in log lines.
-pub async fn retry<T, E, F, Fut>(policy: &Policy, what: &str, mut op: F) -> Result<T, E>
+pub(crate) async fn retry<T, E, F, Fut>(policy: &Policy, what: &str, mut op: F) -> Result<T, E>
 where
     E: Retryable + std::fmt::Display,
     F: FnMut(u32) -> Fut,

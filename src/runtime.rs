@@ -18,12 +18,12 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// The error of a run stopped by Ctrl-C or SIGTERM.
-pub fn interrupted(job_id: &str) -> Error {
+pub(crate) fn interrupted(job_id: &str) -> Error {
     Error::resumable(format!("job {job_id} interrupted")).hint(format!("run `k5up resume {job_id}` to continue"))
 }
 
 /// Resolves once `cancel` is true (never, if its sender is gone).
-pub async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+pub(crate) async fn cancelled(cancel: &mut watch::Receiver<bool>) {
     while !*cancel.borrow_and_update() {
         if cancel.changed().await.is_err() {
             std::future::pending::<()>().await;

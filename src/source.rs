@@ -4,17 +4,17 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use md5::{Digest, Md5};
+use md5::Digest;
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
 
-pub use crate::zeros::CHUNK;
+pub(crate) use crate::zeros::CHUNK;
 
-pub use crate::model::FileIdentity;
+pub(crate) use crate::model::FileIdentity;
 
 /// Opens `path` as a source: it must be a readable regular file (or a block device).
-pub fn open(path: &Path) -> Result<(PathBuf, File, FileIdentity)> {
+pub(crate) fn open(path: &Path) -> Result<(PathBuf, File, FileIdentity)> {
     let canon = path.canonicalize().map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
     // Checked before opening: opening a FIFO without a writer blocks for ever, and a
     // character device (`/dev/zero`) has no size to plan with.
@@ -77,7 +77,7 @@ fn pseudo_fs(path: &Path) -> Option<&'static str> {
 }
 
 /// Reads the identity of an open file.
-pub fn identity(file: &File, path: &Path) -> Result<FileIdentity> {
+pub(crate) fn identity(file: &File, path: &Path) -> Result<FileIdentity> {
     let meta = file.metadata().map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
     let size = size_of(file).map_err(|e| Error::io(format!("cannot size {}", path.display()), e))?;
     // A device node's modification time says nothing of the device's content (udev
@@ -93,7 +93,7 @@ pub fn identity(file: &File, path: &Path) -> Result<FileIdentity> {
 /// The change stamp of an open source: its inode change time (which `touch -d`
 /// cannot set back), device and inode. A block device's node says nothing of its
 /// content: no ctime.
-pub fn stamp(file: &File) -> std::io::Result<crate::model::SourceStamp> {
+pub(crate) fn stamp(file: &File) -> std::io::Result<crate::model::SourceStamp> {
     let meta = file.metadata()?;
     if meta.file_type().is_block_device() {
         return Ok(crate::model::SourceStamp { ctime_ns: None, dev: 0, ino: meta.rdev() });
@@ -104,7 +104,7 @@ pub fn stamp(file: &File) -> std::io::Result<crate::model::SourceStamp> {
 
 /// The size of an open source: a regular file's length, or a block device's size
 /// (whose metadata says 0).
-pub fn size_of(file: &File) -> std::io::Result<u64> {
+pub(crate) fn size_of(file: &File) -> std::io::Result<u64> {
     let meta = file.metadata()?;
     if meta.file_type().is_block_device() {
         use std::io::{Seek, SeekFrom};
@@ -137,14 +137,14 @@ pub fn md5_range(file: &File, off: u64, len: u64) -> std::io::Result<String> {
     Ok(whole.into_iter().next().and_then(|p| p.md5).unwrap_or_default())
 }
 
-/// MD5 hex of a byte slice.
-pub fn md5_hex(data: &[u8]) -> String {
-    hex::encode(Md5::digest(data))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// MD5 hex of a byte slice.
+    fn md5_hex(data: &[u8]) -> String {
+        hex::encode(md5::Md5::digest(data))
+    }
     use std::io::Write;
 
     #[test]

@@ -13,7 +13,7 @@ use crate::transfer::progress::Progress;
 
 /// The state of one job, as `status --json` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StatusView {
+pub(crate) struct StatusView {
     /// Job id.
     pub job: String,
     /// `uploading`, `manifest`, `importing`, `sharing`, `done`, `failed`, or `damaged`
@@ -114,7 +114,7 @@ pub struct StatusView {
 
 /// The tunables part of the status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SettingsView {
+pub(crate) struct SettingsView {
     /// `--concurrency`.
     pub concurrency: u32,
     /// `--stall-timeout`, milliseconds.
@@ -131,7 +131,7 @@ impl SettingsView {
 
 /// The import part of the status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImportView {
+pub(crate) struct ImportView {
     /// `k5` or `glance`.
     pub kind: String,
     /// The image id.
@@ -210,14 +210,14 @@ impl StatusView {
     }
 
     /// Adds the digests and the import state.
-    pub fn with_extras(mut self, digests: &DigestState, import: Option<&ImportState>) -> Self {
+    pub(crate) fn with_extras(mut self, digests: &DigestState, import: Option<&ImportState>) -> Self {
         self.digests = digests.values.iter().map(|(a, v)| (a.as_str().to_string(), v.clone())).collect();
         self.import = import.map(ImportView::of);
         self
     }
 
     /// Adds the sharing step's state.
-    pub fn with_share(mut self, share: Option<&ShareState>) -> Self {
+    pub(crate) fn with_share(mut self, share: Option<&ShareState>) -> Self {
         for t in share.map(|s| s.targets.as_slice()).unwrap_or_default() {
             let status = share.and_then(|s| s.status_of(&t.id)).unwrap_or("to share");
             self.shared_with.insert(t.id.clone(), status.to_string());
@@ -229,7 +229,7 @@ impl StatusView {
     }
 
     /// From the journal: records, digests, import.
-    pub fn from_journal(job: &JobRecord, j: &Journal) -> Result<Self> {
+    pub(crate) fn from_journal(job: &JobRecord, j: &Journal) -> Result<Self> {
         let segs = j.segments()?;
         let mut v = Self::from_records(job, &segs)
             .with_extras(&j.digest()?, j.import()?.as_ref())
@@ -240,7 +240,7 @@ impl StatusView {
     }
 
     /// From the journal's records.
-    pub fn from_records(job: &JobRecord, segs: &[SegmentRecord]) -> Self {
+    pub(crate) fn from_records(job: &JobRecord, segs: &[SegmentRecord]) -> Self {
         let mut v = Self::base(job);
         v.segments_total = segs.len() as u64;
         for s in segs {
@@ -273,7 +273,7 @@ impl StatusView {
     }
 
     /// From a live run's counters.
-    pub fn live(job: &JobRecord, p: &Progress) -> Self {
+    pub(crate) fn live(job: &JobRecord, p: &Progress) -> Self {
         let mut v = Self::base(job);
         v.running = true;
         v.pid = Some(std::process::id());
@@ -299,7 +299,7 @@ impl StatusView {
 
 /// The status of job `id`: read from its journal when no process holds it, else
 /// from the snapshot the running process keeps up to date.
-pub fn read(root: &Root, id: &str) -> Result<StatusView> {
+pub(crate) fn read(root: &Root, id: &str) -> Result<StatusView> {
     let opened = root.open_reader(id).and_then(|j| match j {
         Some(j) => j.job().and_then(|job| StatusView::from_journal(&job, &j)).map(Some),
         None => Ok(None),

@@ -5,7 +5,7 @@ use std::time::Duration;
 /// Parses a byte size: a number with an optional unit `B`, `K`/`KB`/`KiB`, `M`/`MB`/`MiB`,
 /// `G`/`GB`/`GiB`, `T`/`TB`/`TiB` (case-insensitive). Decimal units (`KB`) are powers
 /// of 1000, binary units (`KiB`, `K`) powers of 1024.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -33,7 +33,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Formats a byte count with a binary unit, e.g. `1.50 GiB`.
-pub fn format_size(n: u64) -> String {
+pub(crate) fn format_size(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;
     let mut i = 0;
@@ -47,7 +47,7 @@ pub fn format_size(n: u64) -> String {
 /// Parses a duration: `90s`, `15m`, `6h`, `2d`, `250ms`, `1h 30m`, `5 hours` (jiff's
 /// friendly format), or a bare number of seconds. Days are 24 hours. Values too large
 /// for the clock are errors, never a panic.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let bad = || format!("`{s}` is not a duration (e.g. 30s, 15m, 6h)");
     if t.starts_with('-') {
@@ -66,7 +66,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses a duration that must be at least `min` (a zero stall timeout, say, would
 /// fail every request).
-pub fn parse_duration_at_least(s: &str, min: Duration) -> Result<Duration, String> {
+pub(crate) fn parse_duration_at_least(s: &str, min: Duration) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < min {
         return Err(format!("`{s}` is too short: at least {}", format_duration(min)));
@@ -75,7 +75,7 @@ pub fn parse_duration_at_least(s: &str, min: Duration) -> Result<Duration, Strin
 }
 
 /// Formats a duration briefly: `1s`, `1m 30s`, `250ms`.
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     match jiff::SignedDuration::try_from(d) {
         Ok(sd) => format!("{sd:#}"),
         Err(_) => format!("{d:?}"),

@@ -10,23 +10,23 @@
 use std::fs::File;
 
 /// Size of the blocks read for hashing and sending (the source reads in these too).
-pub const CHUNK: usize = 1 << 20;
+pub(crate) const CHUNK: usize = 1 << 20;
 
 /// The zero-detection unit: runs are whole blocks from the segment's start.
-pub const BLOCK: u64 = CHUNK as u64;
+pub(crate) const BLOCK: u64 = CHUNK as u64;
 
 /// The shortest zero run a DLO skips (each skipped run can cost two extra
 /// segments, a second each on every read of the object).
-pub const DLO_MIN_RUN: u64 = 32 * BLOCK;
+pub(crate) const DLO_MIN_RUN: u64 = 32 * BLOCK;
 
 /// True when every byte of `buf` is zero. Reads in 4 KiB steps whose OR-reduction
 /// the compiler vectorises: far faster than MD5, so it costs little beside it.
-pub fn is_zero(buf: &[u8]) -> bool {
+pub(crate) fn is_zero(buf: &[u8]) -> bool {
     buf.chunks(4096).all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
 }
 
 /// `n` zero bytes from memory, in pieces of at most [`BLOCK`].
-pub fn zero_pieces(n: u64) -> impl Iterator<Item = &'static [u8]> {
+pub(crate) fn zero_pieces(n: u64) -> impl Iterator<Item = &'static [u8]> {
     static ZEROS: [u8; CHUNK] = [0; CHUNK];
     let mut left = n;
     std::iter::from_fn(move || {
@@ -37,7 +37,7 @@ pub fn zero_pieces(n: u64) -> impl Iterator<Item = &'static [u8]> {
 }
 
 /// MD5 (hex) of `n` zero bytes, computed from memory (once per length and process).
-pub fn md5_of_zeros(n: u64) -> String {
+pub(crate) fn md5_of_zeros(n: u64) -> String {
     use md5::{Digest, Md5};
     static KNOWN: std::sync::Mutex<Vec<(u64, String)>> = std::sync::Mutex::new(Vec::new());
     if let Some((_, m)) = KNOWN.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(l, _)| *l == n) {
@@ -59,7 +59,7 @@ pub fn md5_of_zeros(n: u64) -> String {
 /// The holes of `file` (its first `size` bytes) that cover whole blocks, as
 /// `(offset, length)` runs of at least `min_run`, block-aligned, in order. Empty
 /// when the file system cannot tell (no `SEEK_DATA`): zeros are then found while hashing.
-pub fn holes(file: &File, size: u64, min_run: u64) -> Vec<(u64, u64)> {
+pub(crate) fn holes(file: &File, size: u64, min_run: u64) -> Vec<(u64, u64)> {
     let mut out = vec![];
     let mut at = 0u64;
     while at < size {
@@ -104,7 +104,7 @@ fn seek(file: &File, from: u64, whence: libc::c_int) -> Option<u64> {
 
 /// One piece of a segment after it was read: bytes of the file (with their MD5) or zeros.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Piece {
+pub(crate) struct Piece {
     /// Offset in the file.
     pub offset: u64,
     /// Length.
@@ -115,7 +115,7 @@ pub struct Piece {
 
 /// What the reader does with the chunk it just gave to [`Splitter::push`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Push {
+pub(crate) enum Push {
     /// Zeros, held back: not hashed (yet).
     Hold,
     /// Hash the chunk.
@@ -136,7 +136,7 @@ pub enum Push {
 /// [`Splitter::push`] for every chunk, [`Splitter::cut`] after each [`Push::Cut`],
 /// then [`Splitter::flush_at_end`] and [`Splitter::finish`].
 #[derive(Debug)]
-pub struct Splitter {
+pub(crate) struct Splitter {
     end: u64,
     pos: u64,
     /// Start of the data piece being hashed.
@@ -154,7 +154,7 @@ pub struct Splitter {
 impl Splitter {
     /// For the segment of `length` bytes at `offset`; runs shorter than `min_run`
     /// are hashed as data. `ends_file`: the segment ends at the end of the file.
-    pub fn new(offset: u64, length: u64, min_run: u64, ends_file: bool) -> Self {
+    pub(crate) fn new(offset: u64, length: u64, min_run: u64, ends_file: bool) -> Self {
         Splitter {
             end: offset + length,
             pos: offset,
@@ -168,7 +168,7 @@ impl Splitter {
     }
 
     /// The next chunk (at most [`BLOCK`] bytes, in order from the segment's start).
-    pub fn push(&mut self, chunk: &[u8]) -> Push {
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Push {
         let at = self.pos;
         self.pos += chunk.len() as u64;
         let whole = chunk.len() as u64 == BLOCK;
@@ -191,7 +191,7 @@ impl Splitter {
 
     /// After [`Push::Cut`]: `md5` closes the data piece before the run (when `close`
     /// was set); the run is recorded and a new data piece starts with the chunk.
-    pub fn cut(&mut self, md5: Option<String>) {
+    pub(crate) fn cut(&mut self, md5: Option<String>) {
         let Some((z, at)) = self.run.take() else { return };
         if let Some(m) = md5.filter(|_| self.data_from < z) {
             self.pieces.push(Piece { offset: self.data_from, length: z - self.data_from, md5: Some(m) });
@@ -202,7 +202,7 @@ impl Splitter {
 
     /// At the end of the segment: zero bytes held back that do not make a run and
     /// must be hashed before [`Splitter::finish`] (0 if none).
-    pub fn flush_at_end(&mut self) -> u64 {
+    pub(crate) fn flush_at_end(&mut self) -> u64 {
         match self.zeros_from {
             Some(z) if self.end - z < self.min_run => {
                 self.zeros_from = None;
@@ -213,13 +213,13 @@ impl Splitter {
     }
 
     /// True when the MD5 being computed covers bytes (a data piece is open).
-    pub fn has_data(&self) -> bool {
+    pub(crate) fn has_data(&self) -> bool {
         self.data_from < self.zeros_from.unwrap_or(self.end)
     }
 
     /// The pieces, in order, covering the segment; `md5` is the open data piece's
     /// (ignored when [`Splitter::has_data`] is false).
-    pub fn finish(mut self, md5: Option<String>) -> Vec<Piece> {
+    pub(crate) fn finish(mut self, md5: Option<String>) -> Vec<Piece> {
         let data_end = self.zeros_from.unwrap_or(self.end);
         if self.data_from < data_end {
             self.pieces.push(Piece { offset: self.data_from, length: data_end - self.data_from, md5 });
@@ -233,7 +233,7 @@ impl Splitter {
 
 /// Reads and hashes `len` bytes at `off` of `file`, split into data pieces and zero
 /// runs of at least `min_run` (`None`: no zeros skipped, one piece). Blocking.
-pub fn scan_range(
+pub(crate) fn scan_range(
     file: &File,
     off: u64,
     len: u64,

@@ -429,7 +429,7 @@ fn a_finished_object_deleted_on_the_server_is_rebuilt_by_the_same_command() {
 /// server are not sent again, and nothing is named or cut the new way.
 #[test]
 fn a_job_of_k5up_0_1_with_index_names_resumes_unchanged() {
-    use k5up::journal::{Phase, Root, SegKind, SegState, SegmentRecord};
+    use k5up::testing::{Phase, Root, SegKind, SegState, SegmentRecord};
     let tb = Testbed::get();
     let run = Run::new(tb.small());
     let src = run.path("disk.img");
@@ -446,7 +446,7 @@ fn a_job_of_k5up_0_1_with_index_names_resumes_unchanged() {
     let j = root.open(&job).unwrap();
     let mut rec = j.job().unwrap();
     root.remove(j).unwrap();
-    let old = k5up::names::SegmentNaming::indexed(&c, "disk.img", true, rec.identity.mtime_ns, size, MIB);
+    let old = k5up::testing::SegmentNaming::indexed(&c, "disk.img", true, rec.identity.mtime_ns, size, MIB);
     (rec.segment_prefix, rec.plan.segment_count, rec.phase, rec.manifest_etag) =
         (old.prefix.clone(), 6, Phase::Uploading, None);
     let data = std::fs::read(&src).unwrap();

@@ -10,7 +10,7 @@ impl Engine {
     /// over them: then the object and its segments are kept (whatever the journal's
     /// phase says: a manifest written before an import failed or was interrupted is
     /// a readable object). `purge` deletes that object as well.
-    pub async fn abort(&self, id: &str, purge: bool) -> Result<String> {
+    pub(crate) async fn abort(&self, id: &str, purge: bool) -> Result<String> {
         let journal = self.open_job(id)?;
         let job = journal.job()?;
         let naming = naming_of(&job);

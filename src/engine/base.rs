@@ -15,7 +15,7 @@ use crate::swift::{Swift, manifest};
 const MAX_DEPTH: usize = 10;
 
 /// `CONTAINER/OBJECT` of `--base`, split at the first `/`.
-pub fn parse(arg: &str) -> Result<(String, String)> {
+pub(crate) fn parse(arg: &str) -> Result<(String, String)> {
     match arg.split_once('/') {
         Some((c, o)) if !c.is_empty() && !o.is_empty() => Ok((c.to_string(), o.to_string())),
         _ => Err(Error::input(format!("--base {arg:?}: expected CONTAINER/OBJECT"))

@@ -12,7 +12,7 @@ use super::new_job::{Planned, UploadRequest, first_cuts};
 
 impl Engine {
     /// `k5up upload`: creates the job (or continues the same one) and runs it.
-    pub async fn upload(&self, req: &UploadRequest) -> Result<StatusView> {
+    pub(crate) async fn upload(&self, req: &UploadRequest) -> Result<StatusView> {
         let (_path, mut file, mut planned) = self.plan(req).await?;
         let mut replaced = vec![];
         let of_target = deletes_base(req, &planned.job);

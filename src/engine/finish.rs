@@ -15,7 +15,7 @@ use crate::upload::zero_source::ZeroSource;
 use crate::zeros::md5_of_zeros;
 
 /// MD5 of nothing: the ETag of an empty object.
-pub const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
+pub(crate) const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 
 /// How writing the manifest went.
 #[derive(Debug)]

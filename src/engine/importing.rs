@@ -18,7 +18,7 @@ fn first_poll() -> Duration {
 }
 
 /// The digests a job computes: those its import needs, plus the user's.
-pub fn digests_for(import: Option<&ImportSpec>, extra: &[crate::digest::Algo]) -> Vec<crate::digest::Algo> {
+pub(crate) fn digests_for(import: Option<&ImportSpec>, extra: &[crate::digest::Algo]) -> Vec<crate::digest::Algo> {
     let mut v: Vec<_> = import.map(|s| s.kind.digests().to_vec()).unwrap_or_default();
     v.extend_from_slice(extra);
     v.sort();
@@ -80,7 +80,7 @@ impl Engine {
 
     /// `k5up import JOB`: (re)runs only the import of an uploaded job; `spec` (when
     /// given) replaces the journaled one.
-    pub async fn import(
+    pub(crate) async fn import(
         &self,
         id: &str,
         spec: Option<ImportSpec>,

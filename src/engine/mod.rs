@@ -2,7 +2,7 @@
 //! what is missing, write and verify the manifest.
 
 mod abort;
-pub mod base;
+pub(crate) mod base;
 mod content;
 mod create;
 mod finish;
@@ -24,12 +24,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-pub use finish::EMPTY_MD5;
-pub use importing::digests_for;
-pub use new_job::{Planned, UploadRequest, job_id};
-pub use settings::{Given, Settings};
-pub use sharing::ShareRequest;
-pub use verify::{Check, Repair, VerifyReport};
+pub(crate) use new_job::{Planned, UploadRequest};
+pub(crate) use settings::{Given, Settings};
+pub(crate) use sharing::ShareRequest;
+pub(crate) use verify::VerifyReport;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{JobRecord, Journal, Opened, Phase, Root};
@@ -43,7 +41,7 @@ use crate::transfer::progress::Progress;
 
 /// Runs jobs against one Swift account and one journal.
 #[derive(Debug)]
-pub struct Engine {
+pub(crate) struct Engine {
     /// The journal.
     pub root: Root,
     /// The storage client.
@@ -139,7 +137,7 @@ fn first_contact(swift: &Swift, e: SwiftError, contact: Contact) -> Error {
 
 impl Engine {
     /// The tunables of the run under way.
-    pub fn settings(&self) -> Settings {
+    pub(crate) fn settings(&self) -> Settings {
         *self.active.lock().expect("settings lock")
     }
 
@@ -178,7 +176,7 @@ impl Engine {
     }
 
     /// `k5up resume JOB`.
-    pub async fn resume(&self, id: &str) -> Result<StatusView> {
+    pub(crate) async fn resume(&self, id: &str) -> Result<StatusView> {
         let journal = self.open_job(id)?;
         let job = journal.job()?;
         // Only the sharing left: it needs Glance, not the file (which may be gone).

@@ -20,7 +20,7 @@ use super::importing::digests_for;
 
 /// What the user asked to upload.
 #[derive(Debug, Clone)]
-pub struct UploadRequest {
+pub(crate) struct UploadRequest {
     /// The image file.
     pub file: PathBuf,
     /// Target container.
@@ -46,7 +46,7 @@ pub struct UploadRequest {
 
 /// A job as planned (what `--dry-run` prints).
 #[derive(Debug, Clone)]
-pub struct Planned {
+pub(crate) struct Planned {
     /// The job record (new, or the journaled one).
     pub job: JobRecord,
     /// True when the journal already had this job.
@@ -65,7 +65,7 @@ pub struct Planned {
 }
 
 /// The short, deterministic id of a job: the file's identity and the target.
-pub fn job_id(identity: &FileIdentity, storage_url: &str, container: &str, object: &str) -> String {
+pub(crate) fn job_id(identity: &FileIdentity, storage_url: &str, container: &str, object: &str) -> String {
     let mut h = Sha256::new();
     for part in [
         identity.dev.to_string(),
@@ -137,7 +137,7 @@ impl Engine {
 
     /// Plans an upload: opens the file, logs in, reads the limits, and finds or
     /// designs the job. Creates nothing. Ctrl-C ends it at once.
-    pub async fn plan(&self, req: &UploadRequest) -> Result<(PathBuf, File, Planned)> {
+    pub(crate) async fn plan(&self, req: &UploadRequest) -> Result<(PathBuf, File, Planned)> {
         self.or_cancel(self.plan_inner(req)).await
     }
 

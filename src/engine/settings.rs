@@ -7,7 +7,7 @@ use crate::model::RunSettings;
 
 /// Tunables of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Segments in flight at once.
     pub concurrency: usize,
     /// A PUT without progress for this long is abandoned and retried.
@@ -25,7 +25,7 @@ impl Default for Settings {
 /// The tunables the user gave on this run's command line; the others come from the
 /// job's journal (its last run), then from the defaults.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Given {
+pub(crate) struct Given {
     /// `--concurrency`.
     pub concurrency: Option<usize>,
     /// `--stall-timeout`.
@@ -36,7 +36,7 @@ pub struct Given {
 
 impl Given {
     /// What a run of a job uses: these, else the journaled ones, else the defaults.
-    pub fn over(&self, journaled: Option<RunSettings>) -> Settings {
+    pub(crate) fn over(&self, journaled: Option<RunSettings>) -> Settings {
         let base = journaled.map_or_else(Settings::default, |j| Settings {
             concurrency: (j.concurrency as usize).max(1),
             stall_timeout: Duration::from_millis(j.stall_timeout_ms),

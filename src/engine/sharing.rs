@@ -10,7 +10,7 @@ use crate::status::StatusView;
 
 /// `--share-with` and its companions, as typed.
 #[derive(Debug, Clone, Default)]
-pub struct ShareRequest {
+pub(crate) struct ShareRequest {
     /// Project ids or names.
     pub projects: Vec<String>,
     /// `--share-domain`: the domain of project names (default: the user's).
@@ -115,7 +115,7 @@ impl Engine {
     }
 
     /// `k5up share JOB --with PROJECT...`: shares the image a job imported.
-    pub async fn share(&self, id: &str, req: &ShareRequest) -> Result<StatusView> {
+    pub(crate) async fn share(&self, id: &str, req: &ShareRequest) -> Result<StatusView> {
         self.share_on(self.open_job(id)?, req).await
     }
 
@@ -165,7 +165,7 @@ impl Engine {
     }
 
     /// `k5up accept IMAGE_ID`: as the member project, accepts an image shared with it.
-    pub async fn accept(&self, image_id: &str, glance_url: Option<&str>) -> Result<String> {
+    pub(crate) async fn accept(&self, image_id: &str, glance_url: Option<&str>) -> Result<String> {
         if image_id.trim().is_empty() {
             return Err(Error::input("the image id is empty").hint("`k5up status JOB` of the owner shows it"));
         }

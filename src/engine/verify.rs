@@ -13,7 +13,7 @@ use crate::swift::dlo_manifest_value;
 
 /// One check of `verify`.
 #[derive(Debug, Clone, Serialize)]
-pub struct Check {
+pub(crate) struct Check {
     /// What was checked.
     pub name: String,
     /// Whether it holds.
@@ -26,7 +26,7 @@ pub struct Check {
 
 /// The way out of a failed check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Repair {
+pub(crate) struct Repair {
     /// The command to run (`k5up resume JOB`, `k5up upload FILE ... --replace`).
     pub command: String,
     /// What it does about the failure.
@@ -47,7 +47,7 @@ impl Check {
 
 /// The outcome of `verify`.
 #[derive(Debug, Clone, Serialize)]
-pub struct VerifyReport {
+pub(crate) struct VerifyReport {
     /// Job id.
     pub job: String,
     /// True when every check holds.
@@ -59,7 +59,7 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// The repairs of the checks that fail, one per command (the first check's
     /// words), in the order of the checks.
-    pub fn repairs(&self) -> Vec<Repair> {
+    pub(crate) fn repairs(&self) -> Vec<Repair> {
         let mut out: Vec<Repair> = vec![];
         for r in self.checks.iter().filter_map(|c| c.repair.clone()) {
             if !out.iter().any(|o| o.command == r.command) {
@@ -84,7 +84,7 @@ pub(super) const NAMED: usize = 5;
 
 impl Engine {
     /// `k5up verify JOB [--deep]`.
-    pub async fn verify(&self, id: &str, deep: bool) -> Result<VerifyReport> {
+    pub(crate) async fn verify(&self, id: &str, deep: bool) -> Result<VerifyReport> {
         // Read only: verify never takes the writer lock or rebuilds a journal.
         let Some(journal) = self.root.open_reader(id)? else {
             return Err(self.root.busy(id));

@@ -4,11 +4,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 /// Formats Glance accepts that k5up recognises (plus `raw`, the fallback).
-pub const KNOWN: [&str; 6] = ["raw", "qcow2", "vmdk", "vhd", "vhdx", "iso"];
+pub(crate) const KNOWN: [&str; 6] = ["raw", "qcow2", "vmdk", "vhd", "vhdx", "iso"];
 
 /// The disk format of `file` of `size` bytes: `qcow2`, `vmdk`, `vhdx`, `vhd`, `iso`,
 /// or `raw` when no known signature is found.
-pub fn detect(file: &File, size: u64) -> &'static str {
+pub(crate) fn detect(file: &File, size: u64) -> &'static str {
     let mut head = [0u8; 512];
     let n = read_at(file, &mut head, 0);
     let head = &head[..n];

@@ -16,7 +16,7 @@ use crate::swift::SwiftError;
 use crate::swift::session::read_json;
 
 /// Disk formats Glance knows besides those k5up detects.
-pub const OTHER_FORMATS: [&str; 5] = ["ami", "ari", "aki", "vdi", "ploop"];
+pub(crate) const OTHER_FORMATS: [&str; 5] = ["ami", "ari", "aki", "vdi", "ploop"];
 
 fn run_err(e: SwiftError) -> Failure {
     Failure::Run(e.into_error(ErrorKind::Resumable))
@@ -27,14 +27,17 @@ async fn endpoint(ctx: &Ctx<'_>) -> Result<String, Failure> {
 }
 
 /// Glance's base URL (without `/v2`): `--glance-url`, or the catalog's `image` service.
-pub async fn endpoint_of(swift: &crate::swift::Swift, spec: &crate::import::ImportSpec) -> Result<String, Error> {
+pub(crate) async fn endpoint_of(
+    swift: &crate::swift::Swift,
+    spec: &crate::import::ImportSpec,
+) -> Result<String, Error> {
     base_url(swift, spec.endpoint.as_deref()).await
 }
 
 /// Glance's base URL (without `/v2`): `explicit`, or the catalog's `image` service.
 /// Swift v1 credentials are refused first: Glance takes Keystone tokens only, so no
 /// URL can help them.
-pub async fn base_url(swift: &crate::swift::Swift, explicit: Option<&str>) -> Result<String, Error> {
+pub(crate) async fn base_url(swift: &crate::swift::Swift, explicit: Option<&str>) -> Result<String, Error> {
     if matches!(swift.auth().credentials(), crate::swift::Credentials::V1 { .. }) {
         return Err(needs_keystone());
     }
@@ -50,7 +53,7 @@ pub async fn base_url(swift: &crate::swift::Swift, explicit: Option<&str>) -> Re
 
 /// Glance with Swift v1 (tempauth) credentials: the remedy is Keystone credentials,
 /// not another Glance URL.
-pub fn needs_keystone() -> Error {
+pub(crate) fn needs_keystone() -> Error {
     Error::input(
         "Glance needs Keystone credentials: these are Swift v1 (tempauth) credentials (ST_AUTH), whose tokens Glance does not accept",
     )
@@ -64,7 +67,7 @@ async fn get_json(ctx: &Ctx<'_>, op: &str, url: &str) -> Result<Option<Value>, F
 }
 
 /// Runs or continues the Glance import of `state.image_id`.
-pub async fn run(ctx: &Ctx<'_>, state: &mut ImportState) -> Result<(), Failure> {
+pub(crate) async fn run(ctx: &Ctx<'_>, state: &mut ImportState) -> Result<(), Failure> {
     let base = endpoint(ctx).await?;
     let id = state.image_id.clone();
     let image_url = format!("{base}/v2/images/{id}");

@@ -18,7 +18,7 @@ use crate::swift::SwiftError;
 use crate::swift::auth::{KeystoneMethod, NameOrId};
 
 /// The `os_type` values vmimport accepts.
-pub const OS_TYPES: [&str; 10] = [
+pub(crate) const OS_TYPES: [&str; 10] = [
     "win2008R2SE",
     "win2008R2EE",
     "win2012SE",
@@ -33,7 +33,7 @@ pub const OS_TYPES: [&str; 10] = [
 
 /// The endpoints of a K5 region.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Profile {
+pub(crate) struct Profile {
     /// Keystone v3.
     pub auth_url: String,
     /// Object storage, with `$(project_id)s` for the token's project.
@@ -43,7 +43,7 @@ pub struct Profile {
 }
 
 /// The endpoints of K5 region `region` (`uk-1`, `fi-1`, `jp-east-1`, ...).
-pub fn profile(region: &str) -> Result<Profile> {
+pub(crate) fn profile(region: &str) -> Result<Profile> {
     if region.is_empty() || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
         return Err(
             Error::input(format!("`{region}` is not a K5 region name")).hint("for example uk-1, fi-1, de-1, jp-east-1")
@@ -60,7 +60,7 @@ pub fn profile(region: &str) -> Result<Profile> {
 /// Fills the credential variables a K5 profile implies, where `env` (the process
 /// environment) leaves them out: the identity and object-storage endpoints of
 /// `region`, and the contract as the user's and project's domain.
-pub fn apply_profile(
+pub(crate) fn apply_profile(
     env: &mut std::collections::HashMap<String, String>,
     region: &str,
     contract: Option<&str>,
@@ -80,7 +80,7 @@ pub fn apply_profile(
 }
 
 /// Checks a K5 import before anything is uploaded.
-pub fn validate(spec: &ImportSpec, object: &str) -> Result<()> {
+pub(crate) fn validate(spec: &ImportSpec, object: &str) -> Result<()> {
     if !object.ends_with(".vmdk") {
         return Err(Error::input(format!("K5 vmimport needs an object name ending in `.vmdk`; `{object}` does not"))
             .hint("name the object with --object NAME.vmdk"));
@@ -130,7 +130,7 @@ fn service_message(v: &Value) -> String {
 }
 
 /// Runs or continues the K5 import of `state.image_id`.
-pub async fn run(ctx: &Ctx<'_>, state: &mut ImportState) -> std::result::Result<(), Failure> {
+pub(crate) async fn run(ctx: &Ctx<'_>, state: &mut ImportState) -> std::result::Result<(), Failure> {
     let base = ctx.spec.endpoint.clone().ok_or_else(|| {
         Failure::Run(Error::input("no vmimport endpoint").hint("use --k5-region REGION, or --vmimport-url URL"))
     })?;

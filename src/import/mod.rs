@@ -6,12 +6,12 @@
 //! journal recorded it finds its own import again (Glance: `GET /v2/images/<id>`;
 //! K5: the import list, by image id) instead of starting a second one.
 
-pub mod format;
-pub mod glance;
-pub mod k5;
-pub mod projects;
-pub mod share;
-pub mod tempurl;
+pub(crate) mod format;
+pub(crate) mod glance;
+pub(crate) mod k5;
+pub(crate) mod projects;
+pub(crate) mod share;
+pub(crate) mod tempurl;
 
 use std::time::Duration;
 
@@ -19,13 +19,13 @@ use sha2::{Digest, Sha256};
 
 use crate::digest::{Algo, DigestState};
 use crate::error::{Error, Result};
-pub use crate::model::{ImportKind, ImportSpec};
+pub(crate) use crate::model::{ImportKind, ImportSpec};
 use crate::model::{ImportOutcome, ImportState, JobRecord};
 use crate::swift::Swift;
 
 /// Fills what the user left out (the disk format, detected from the file; the image
 /// name, from the object name) and validates the result.
-pub fn complete(mut spec: ImportSpec, file: &std::fs::File, size: u64, object: &str) -> Result<ImportSpec> {
+pub(crate) fn complete(mut spec: ImportSpec, file: &std::fs::File, size: u64, object: &str) -> Result<ImportSpec> {
     if spec.disk_format.is_empty() {
         spec.disk_format = format::detect(file, size).to_string();
     }
@@ -42,7 +42,7 @@ pub fn complete(mut spec: ImportSpec, file: &std::fs::File, size: u64, object: &
 /// anything is uploaded: one authenticated listing call (Glance `GET /v2/images`,
 /// vmimport `GET /v1/imageimport`). Swift-only credentials with `--import glance`
 /// were found out only after the whole upload.
-pub async fn preflight(swift: &Swift, spec: &ImportSpec) -> Result<()> {
+pub(crate) async fn preflight(swift: &Swift, spec: &ImportSpec) -> Result<()> {
     let quick = swift.with_retry_for(Duration::from_secs(10));
     let (name, url) = match spec.kind {
         ImportKind::Glance => ("Glance", format!("{}/v2/images?limit=1", glance::endpoint_of(&quick, spec).await?)),
@@ -72,7 +72,7 @@ pub async fn preflight(swift: &Swift, spec: &ImportSpec) -> Result<()> {
 
 /// Checks an import against the object before anything is uploaded: a user must
 /// not learn after a 300 GB upload that the name or OS type is refused.
-pub fn validate(spec: &ImportSpec, object: &str) -> Result<()> {
+pub(crate) fn validate(spec: &ImportSpec, object: &str) -> Result<()> {
     if spec.image_name.trim().is_empty() {
         return Err(Error::input("the image name is empty").hint("set --image-name"));
     }
@@ -94,7 +94,7 @@ pub fn validate(spec: &ImportSpec, object: &str) -> Result<()> {
 }
 
 /// `n` random bytes from the kernel.
-pub fn random_bytes<const N: usize>() -> std::result::Result<[u8; N], getrandom::Error> {
+pub(crate) fn random_bytes<const N: usize>() -> std::result::Result<[u8; N], getrandom::Error> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b)?;
     Ok(b)
@@ -102,7 +102,7 @@ pub fn random_bytes<const N: usize>() -> std::result::Result<[u8; N], getrandom:
 
 /// The image id of `attempt` of `job`'s import: a UUID (version 4 layout) derived
 /// from the job, so every run of the same attempt asks for the same id.
-pub fn image_id(job: &JobRecord, kind: ImportKind, attempt: u32) -> String {
+pub(crate) fn image_id(job: &JobRecord, kind: ImportKind, attempt: u32) -> String {
     let mut h = Sha256::new();
     for part in [job.id.as_str(), job.storage_url.as_str(), job.container.as_str(), job.object.as_str(), kind.as_str()]
     {
@@ -119,7 +119,7 @@ pub fn image_id(job: &JobRecord, kind: ImportKind, attempt: u32) -> String {
 }
 
 /// What an import run needs.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     /// The account (and its token, shared with the image service).
     pub swift: &'a Swift,
     /// The job.
@@ -138,16 +138,16 @@ pub struct Ctx<'a> {
 }
 
 /// Longest interval between two status polls.
-pub const MAX_POLL: Duration = Duration::from_secs(15);
+pub(crate) const MAX_POLL: Duration = Duration::from_secs(15);
 
 impl Ctx<'_> {
     /// Hands `s` to the caller, which makes it durable before the import goes on.
-    pub fn save(&self, s: &ImportState) -> Result<()> {
+    pub(crate) fn save(&self, s: &ImportState) -> Result<()> {
         (self.on_state)(s)
     }
 
     /// A whole-image digest the import needs.
-    pub fn digest(&self, a: Algo) -> Result<&str> {
+    pub(crate) fn digest(&self, a: Algo) -> Result<&str> {
         self.digests.value(a).ok_or_else(|| {
             Error::failed(format!("job {}: the {a} digest of the image is unknown", self.job.id))
                 .hint(format!("run `k5up resume {}`: it re-reads what is needed", self.job.id))
@@ -155,12 +155,12 @@ impl Ctx<'_> {
     }
 
     /// The object's path for vmimport and TempURLs: `/v1/AUTH_x/container/object`.
-    pub fn object_path(&self) -> Result<String> {
+    pub(crate) fn object_path(&self) -> Result<String> {
         Ok(format!("{}/{}/{}", self.account_path()?, self.job.container, self.job.object))
     }
 
     /// The account's path in the storage URL (`/v1/AUTH_x`), not percent-encoded.
-    pub fn account_path(&self) -> Result<String> {
+    pub(crate) fn account_path(&self) -> Result<String> {
         crate::swift::url::account_path(&self.job.storage_url)
             .ok_or_else(|| Error::failed(format!("cannot read the account path of {}", self.job.storage_url)))
     }
@@ -169,7 +169,7 @@ impl Ctx<'_> {
 /// The state to continue from: the journaled one, or attempt 1. A failed K5 import
 /// is retried as a new attempt (a new image id); a Glance image that failed to
 /// import keeps its id and is imported again.
-pub fn next_state(job: &JobRecord, kind: ImportKind, saved: Option<ImportState>) -> ImportState {
+pub(crate) fn next_state(job: &JobRecord, kind: ImportKind, saved: Option<ImportState>) -> ImportState {
     match saved {
         Some(s) if s.kind == kind && s.outcome != ImportOutcome::Failed => s,
         Some(s) if s.kind == kind && kind == ImportKind::Glance => {
@@ -193,7 +193,7 @@ pub fn next_state(job: &JobRecord, kind: ImportKind, saved: Option<ImportState>)
 
 /// Runs (or continues) the import. Returns the final state; a failed import is an
 /// error naming the service's message.
-pub async fn run(ctx: &Ctx<'_>) -> Result<ImportState> {
+pub(crate) async fn run(ctx: &Ctx<'_>) -> Result<ImportState> {
     let mut state = next_state(ctx.job, ctx.spec.kind, ctx.saved.clone());
     if state.outcome == ImportOutcome::Succeeded {
         return Ok(state);
@@ -227,7 +227,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Result<ImportState> {
 
 /// How an import run ends without success.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// The service refused or failed the import (terminal for this attempt): message, hint.
     Service(String, String),
     /// The run stopped (network, journal, interrupted): resume continues the same import.
@@ -241,7 +241,7 @@ impl From<Error> for Failure {
 }
 
 /// Polling intervals: `first`, growing by half up to [`MAX_POLL`].
-pub fn next_poll(cur: Duration) -> Duration {
+pub(crate) fn next_poll(cur: Duration) -> Duration {
     (cur + cur / 2).min(MAX_POLL)
 }
 

@@ -34,14 +34,14 @@ async fn get(swift: &Swift, op: &str, url: &str) -> Result<Found> {
 }
 
 /// True for the shape of a Keystone project id (32 hex digits).
-pub fn looks_like_id(s: &str) -> bool {
+pub(crate) fn looks_like_id(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Resolves every value of `--share-with` (ids or names; names within `domain`, by
 /// default the user's own domain) to a project. Duplicates and the caller's own
 /// project are refused: an image is always visible to its owner.
-pub async fn resolve(swift: &Swift, wanted: &[String], domain: Option<&str>) -> Result<Vec<ShareTarget>> {
+pub(crate) async fn resolve(swift: &Swift, wanted: &[String], domain: Option<&str>) -> Result<Vec<ShareTarget>> {
     let identity = swift.auth().identity_url().ok_or_else(|| {
         Error::input("--share-with needs Keystone credentials (an OpenStack RC file, OS_CLOUD or OS_AUTH_URL...)")
             .hint("images live in Glance, whose projects are Keystone's; ST_AUTH/tempauth credentials have none")

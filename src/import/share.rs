@@ -18,7 +18,7 @@ use crate::swift::{Swift, SwiftError};
 const PATCH_TYPE: &str = "application/openstack-images-v2.1-json-patch";
 
 /// What a sharing run needs.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     /// The token (the owner project's).
     pub swift: &'a Swift,
     /// Glance's base URL (without `/v2`).
@@ -38,7 +38,7 @@ async fn json_of(op: &str, resp: reqwest::Response) -> Result<Value> {
 }
 
 /// Runs (or continues) the sharing of `state.image_id`. Returns the final state.
-pub async fn run(ctx: &Ctx<'_>, mut state: ShareState) -> Result<ShareState> {
+pub(crate) async fn run(ctx: &Ctx<'_>, mut state: ShareState) -> Result<ShareState> {
     let id = state.image_id.clone().ok_or_else(|| Error::failed("the sharing step has no image id"))?;
     let job = ctx.job_id;
     let http = ctx.swift.session();
@@ -192,7 +192,7 @@ fn refused(job: &str, e: &SwiftError, whose: &str) -> Error {
 /// `k5up accept IMAGE_ID`: as a member project, accepts an image shared with it
 /// (`PUT /v2/images/<id>/members/<project>`), so it appears in the project's image
 /// list. Returns the member record's status.
-pub async fn accept(swift: &Swift, glance: &str, id: &str) -> Result<String> {
+pub(crate) async fn accept(swift: &Swift, glance: &str, id: &str) -> Result<String> {
     let scope =
         swift.auth().scope().await.map_err(|e| Error::input(format!("cannot accept an image: {e}")).caused_by(e))?;
     let who = format!("{} ({})", scope.project_name, scope.project_id);

@@ -11,10 +11,10 @@ use hmac::{KeyInit, Mac};
 use crate::swift::{Secret, Swift, SwiftError, TempUrlDigest};
 
 /// How long a TempURL handed to Glance stays valid.
-pub const LIFETIME_SECS: u64 = 24 * 3600;
+pub(crate) const LIFETIME_SECS: u64 = 24 * 3600;
 
 /// The account's TempURL key: an existing one, or a new one set in the second slot.
-pub async fn account_key(swift: &Swift) -> Result<(Secret, bool), SwiftError> {
+pub(crate) async fn account_key(swift: &Swift) -> Result<(Secret, bool), SwiftError> {
     let meta = swift.account_meta().await?;
     for name in ["x-account-meta-temp-url-key", "x-account-meta-temp-url-key-2"] {
         if let Some((_, k)) = meta.iter().find(|(n, v)| n == name && !v.is_empty()) {
@@ -32,7 +32,7 @@ pub async fn account_key(swift: &Swift) -> Result<(Secret, bool), SwiftError> {
 
 /// The digest to sign this account's TempURLs with: the server's
 /// (`tempurl.allowed_digests`, see [`crate::swift::Capabilities::tempurl_digest`]).
-pub async fn digest(swift: &Swift) -> Result<TempUrlDigest, SwiftError> {
+pub(crate) async fn digest(swift: &Swift) -> Result<TempUrlDigest, SwiftError> {
     Ok(swift.capabilities().await?.tempurl_digest())
 }
 
@@ -41,7 +41,7 @@ pub async fn digest(swift: &Swift) -> Result<TempUrlDigest, SwiftError> {
 /// its length), on `origin` (`http://host:port`). Swift signs the decoded path; the
 /// URL carries the object as one segment (see [`crate::swift::object_path`]) so that
 /// no client on the way resolves `..` in it.
-pub fn sign(
+pub(crate) fn sign(
     digest: TempUrlDigest,
     origin: &str,
     account: &str,

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 /// 5: the job record says its direction (upload or download), as its last field.
 /// Job records of schemas 2 to 4 read as uploads (`decode_job`); every other
 /// record kept its layout.
-pub const SCHEMA_VERSION: u16 = 5;
+pub(crate) const SCHEMA_VERSION: u16 = 5;
 
 /// The first schema whose job records hold their direction.
 const DIRECTION_SINCE: u16 = 5;

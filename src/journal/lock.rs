@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 
 /// Who holds a job's lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// An upload, resume, verify or abort: holds it for the whole run.
     Writer,
     /// A `status`/`jobs` reader: holds it for a few milliseconds.

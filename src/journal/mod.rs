@@ -15,15 +15,14 @@ mod root;
 
 use std::path::PathBuf;
 
-pub use codec::SCHEMA_VERSION;
 use codec::{decode, decode_job, decode_segment, encode, sled_err, sled_open};
-pub use root::{Held, Opened, Root};
+pub(crate) use root::Opened;
+pub use root::Root;
 
-pub use crate::model::{
+pub(crate) use crate::model::{
     BaseSegment, ImportOutcome, ImportState, JobRecord, Phase, Replaced, RunSettings, SegKind, SegState, SegmentRecord,
-    ShareState, ShareTarget, SourceStamp,
+    ShareState, SourceStamp,
 };
-pub use lock::Role;
 
 use crate::digest::DigestState;
 use serde::{Serialize, de::DeserializeOwned};
@@ -251,6 +250,7 @@ fn write_json<T: Serialize + ?Sized>(dir: &std::path::Path, name: &str, v: &T) -
 
 #[cfg(test)]
 mod tests {
+    use super::codec::SCHEMA_VERSION;
     use super::*;
     use crate::model::tests_support::sample_job;
 

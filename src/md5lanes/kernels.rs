@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 /// MD5's compression function on one 64-byte block.
 #[inline]
-pub fn compress(state: &mut [u32; 4], block: &[u8; 64]) {
+pub(crate) fn compress(state: &mut [u32; 4], block: &[u8; 64]) {
     let mut m = [0u32; 16];
     for (i, w) in m.iter_mut().enumerate() {
         *w = u32::from_le_bytes([block[4 * i], block[4 * i + 1], block[4 * i + 2], block[4 * i + 3]]);

@@ -12,7 +12,7 @@
 
 mod kernels;
 
-pub use kernels::compress;
+pub(crate) use kernels::compress;
 
 /// The most streams advanced by one call.
 pub const MAX_LANES: usize = 8;
@@ -106,7 +106,7 @@ impl Backend {
 /// Advances each `states[i]` by `blocks` 64-byte blocks of `data[i]`.
 ///
 /// Panics if the lengths differ or a `data[i]` is shorter than `blocks * 64`.
-pub fn compress_many(backend: Backend, states: &mut [[u32; 4]], data: &[&[u8]], blocks: usize) {
+pub(crate) fn compress_many(backend: Backend, states: &mut [[u32; 4]], data: &[&[u8]], blocks: usize) {
     assert_eq!(states.len(), data.len());
     assert!(data.iter().all(|d| d.len() >= blocks * 64), "short lane data");
     if blocks == 0 || states.is_empty() {

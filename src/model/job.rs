@@ -124,7 +124,7 @@ pub struct RunSettings {
 /// A path as the journal keeps it: the path itself when it is UTF-8 (every canonical
 /// path starts with `/`), else `%` then the path with `%` and each byte that is not
 /// UTF-8 written `%XX`. Lossless, and readable in messages.
-pub fn path_record(path: &std::path::Path) -> String {
+pub(crate) fn path_record(path: &std::path::Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     if let Some(s) = path.to_str()
         && !s.starts_with('%')
@@ -147,7 +147,7 @@ pub fn path_record(path: &std::path::Path) -> String {
 }
 
 /// The path that [`path_record`] wrote `record` for.
-pub fn record_path(record: &str) -> std::path::PathBuf {
+pub(crate) fn record_path(record: &str) -> std::path::PathBuf {
     use std::os::unix::ffi::OsStringExt;
     let Some(rest) = record.strip_prefix('%') else { return record.into() };
     let (b, mut out, mut i) = (rest.as_bytes(), Vec::with_capacity(rest.len()), 0);

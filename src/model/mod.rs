@@ -10,11 +10,11 @@ mod segment;
 mod share;
 mod source_id;
 
-pub use import::*;
+pub(crate) use import::*;
 pub use job::*;
 pub use segment::*;
-pub use share::*;
-pub use source_id::*;
+pub(crate) use share::*;
+pub(crate) use source_id::*;
 
 /// Fixtures for unit tests.
 #[cfg(test)]

@@ -6,7 +6,7 @@ use super::{Secret, Swift, SwiftError};
 
 impl Swift {
     /// The account's metadata headers (`X-Account-Meta-*`), lower-case names.
-    pub async fn account_meta(&self) -> Result<Vec<(String, String)>, SwiftError> {
+    pub(crate) async fn account_meta(&self) -> Result<Vec<(String, String)>, SwiftError> {
         let resp = self.send_account("HEAD the account", Method::HEAD, |r| r).await?;
         Ok(resp
             .headers()
@@ -18,7 +18,7 @@ impl Swift {
 
     /// Sets one account metadata header (`X-Account-Meta-<name>`) to a secret value,
     /// sent as a sensitive header.
-    pub async fn set_account_secret(&self, name: &str, value: &Secret) -> Result<(), SwiftError> {
+    pub(crate) async fn set_account_secret(&self, name: &str, value: &Secret) -> Result<(), SwiftError> {
         let op = format!("POST the account (set X-Account-Meta-{name})");
         let v = value.header(&op)?;
         let header = format!("X-Account-Meta-{name}");

@@ -9,12 +9,11 @@ use std::time::Instant;
 use tokio::sync::Mutex;
 
 use super::error::SwiftError;
-pub use super::identity::{Credentials, Keystone, KeystoneMethod, NameOrId, Scope, Token, Unavailable};
+pub(crate) use super::identity::{Credentials, Keystone, KeystoneMethod, NameOrId, Scope, Token, Unavailable};
 use super::login::catalog_endpoint;
-pub use super::secret::Secret;
 
 /// Hands out a valid token to every worker; one login at a time serves them all.
-pub struct Auth {
+pub(crate) struct Auth {
     creds: Credentials,
     http: reqwest::Client,
     current: Mutex<Option<Arc<Token>>>,
@@ -28,23 +27,23 @@ impl fmt::Debug for Auth {
 
 impl Auth {
     /// A token manager for `creds`.
-    pub fn new(creds: Credentials, http: reqwest::Client) -> Self {
+    pub(crate) fn new(creds: Credentials, http: reqwest::Client) -> Self {
         Auth { creds, http, current: Mutex::new(None) }
     }
 
     /// The credentials' description.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         self.creds.describe()
     }
 
     /// The credentials (their secrets stay wrapped).
-    pub fn credentials(&self) -> &Credentials {
+    pub(crate) fn credentials(&self) -> &Credentials {
         &self.creds
     }
 
     /// A token valid for at least a little while; logs in if needed. Concurrent
     /// callers wait for the one login in progress instead of starting their own.
-    pub async fn token(&self) -> Result<Arc<Token>, SwiftError> {
+    pub(crate) async fn token(&self) -> Result<Arc<Token>, SwiftError> {
         let mut cur = self.current.lock().await;
         if let Some(t) = cur.as_ref() {
             if !t.stale(Instant::now()) {
@@ -59,7 +58,7 @@ impl Auth {
 
     /// Drops `rejected` (after a 401) so the next [`Auth::token`] logs in again;
     /// a token already replaced by another worker is left alone.
-    pub async fn invalidate(&self, rejected: &Arc<Token>) {
+    pub(crate) async fn invalidate(&self, rejected: &Arc<Token>) {
         let mut cur = self.current.lock().await;
         if cur.as_ref().is_some_and(|t| Arc::ptr_eq(t, rejected)) {
             *cur = None;
@@ -68,7 +67,7 @@ impl Auth {
 
     /// The URL of another service (`image`) from the Keystone catalog, with the
     /// interface and region the object store was chosen with.
-    pub async fn service_url(&self, kind: &str) -> Result<String, Unavailable> {
+    pub(crate) async fn service_url(&self, kind: &str) -> Result<String, Unavailable> {
         let t = self.token().await.map_err(Unavailable::Login)?;
         let (Some(catalog), Credentials::Keystone(k)) = (&t.catalog, &self.creds) else {
             return Err(Unavailable::Missing(format!(
@@ -79,7 +78,7 @@ impl Auth {
     }
 
     /// The project and user of the current token (Keystone only).
-    pub async fn scope(&self) -> Result<Scope, Unavailable> {
+    pub(crate) async fn scope(&self) -> Result<Scope, Unavailable> {
         let t = self.token().await.map_err(Unavailable::Login)?;
         t.scope.clone().ok_or_else(|| {
             Unavailable::Missing(
@@ -90,14 +89,14 @@ impl Auth {
     }
 
     /// Keystone's identity API (`…/v3`), when the job logs in with Keystone.
-    pub fn identity_url(&self) -> Option<String> {
+    pub(crate) fn identity_url(&self) -> Option<String> {
         let k = self.keystone()?;
         let base = k.auth_url.trim_end_matches('/');
         Some(if base.ends_with("/v3") { base.to_string() } else { format!("{base}/v3") })
     }
 
     /// The Keystone credentials, when the job logs in with Keystone.
-    pub fn keystone(&self) -> Option<&Keystone> {
+    pub(crate) fn keystone(&self) -> Option<&Keystone> {
         match &self.creds {
             Credentials::Keystone(k) => Some(k),
             _ => None,
@@ -105,7 +104,7 @@ impl Auth {
     }
 
     /// True when a rejected token can be replaced by logging in again.
-    pub fn can_refresh(&self) -> bool {
+    pub(crate) fn can_refresh(&self) -> bool {
         !matches!(self.creds, Credentials::Token { .. })
     }
 
@@ -128,6 +127,7 @@ impl Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::swift::secret::Secret;
 
     #[test]
     fn secrets_do_not_print() {

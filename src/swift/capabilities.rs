@@ -49,7 +49,7 @@ impl Limits {
 
 /// A digest a TempURL signature can be made with (`tempurl.allowed_digests`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TempUrlDigest {
+pub(crate) enum TempUrlDigest {
     /// HMAC-SHA1 (deprecated by Swift).
     Sha1,
     /// HMAC-SHA256.
@@ -60,7 +60,7 @@ pub enum TempUrlDigest {
 
 impl TempUrlDigest {
     /// The name `/info` uses.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             TempUrlDigest::Sha1 => "sha1",
             TempUrlDigest::Sha256 => "sha256",
@@ -76,7 +76,7 @@ impl TempUrlDigest {
 /// What the store can do: read from `/info` (and, later, from probes), kept per
 /// storage URL on the [`Swift`] client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Capabilities {
+pub(crate) struct Capabilities {
     /// SLO offered (the `slo` section of `/info`), with its limits.
     pub slo: Option<SloLimits>,
     /// DLO offered. Swift's `dlo` middleware does not say itself in `/info`:
@@ -106,7 +106,7 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// Swift's documented defaults, assumed when `/info` is disabled.
-    pub fn swift_defaults() -> Self {
+    pub(crate) fn swift_defaults() -> Self {
         Capabilities {
             slo: Some(SloLimits { max_manifest_segments: 1000, max_manifest_size: 8 << 20, min_segment_size: 1 }),
             dlo: true,
@@ -121,7 +121,7 @@ impl Capabilities {
     }
 
     /// What a `/info` answer says; Swift's defaults for what it leaves out.
-    pub fn from_info(v: &Value) -> Self {
+    pub(crate) fn from_info(v: &Value) -> Self {
         let d = Capabilities::swift_defaults();
         let ds = d.slo.clone().expect("defaults have SLO");
         let num = |v: &Value, dflt: u64| v.as_u64().unwrap_or(dflt);
@@ -146,7 +146,7 @@ impl Capabilities {
     }
 
     /// The limits a plan is made for (and its job keeps).
-    pub fn limits(&self) -> Limits {
+    pub(crate) fn limits(&self) -> Limits {
         Limits {
             max_file_size: self.max_file_size,
             slo: self.slo.clone(),
@@ -157,7 +157,7 @@ impl Capabilities {
 
     /// The digest to sign TempURLs with: SHA-256 when allowed, else the strongest
     /// the server allows.
-    pub fn tempurl_digest(&self) -> TempUrlDigest {
+    pub(crate) fn tempurl_digest(&self) -> TempUrlDigest {
         [TempUrlDigest::Sha256, TempUrlDigest::Sha512, TempUrlDigest::Sha1]
             .into_iter()
             .find(|d| self.tempurl_digests.contains(d))
@@ -169,7 +169,7 @@ impl Swift {
     /// What the store of this account can do: read once per storage URL (`GET
     /// /info`; Swift's documented defaults when it is disabled or unreadable) and
     /// kept for every clone of this client.
-    pub async fn capabilities(&self) -> Result<Capabilities, SwiftError> {
+    pub(crate) async fn capabilities(&self) -> Result<Capabilities, SwiftError> {
         let storage = self.storage_url().await?;
         let mut known = self.capabilities.lock().await;
         if let Some(c) = known.get(&storage) {
@@ -181,7 +181,7 @@ impl Swift {
     }
 
     /// The server's limits (from [`Swift::capabilities`]).
-    pub async fn limits(&self) -> Result<Limits, SwiftError> {
+    pub(crate) async fn limits(&self) -> Result<Limits, SwiftError> {
         Ok(self.capabilities().await?.limits())
     }
 

@@ -6,7 +6,7 @@ use super::{Swift, SwiftError};
 
 impl Swift {
     /// Creates `container` if it does not exist.
-    pub async fn ensure_container(&self, container: &str) -> Result<(), SwiftError> {
+    pub(crate) async fn ensure_container(&self, container: &str) -> Result<(), SwiftError> {
         let op = format!("HEAD container {container}");
         match self.send_retrying(&op, Method::HEAD, container, None, "", |r| r).await {
             Ok(_) => return Ok(()),
@@ -23,7 +23,7 @@ impl Swift {
     /// `X-Versions-Enabled: true`) and its value. Old versions of a large object
     /// kept there are manifests that name the old segments. `None`: no versioning,
     /// or no such container.
-    pub async fn versioning(&self, container: &str) -> Result<Option<(String, String)>, SwiftError> {
+    pub(crate) async fn versioning(&self, container: &str) -> Result<Option<(String, String)>, SwiftError> {
         let op = format!("HEAD container {container}");
         let resp = match self.send_retrying(&op, Method::HEAD, container, None, "", |r| r).await {
             Ok(r) => r,
@@ -43,7 +43,7 @@ impl Swift {
     }
 
     /// One HEAD of a container, no retry: is the server reachable again?
-    pub async fn probe(&self, container: &str) -> Result<(), SwiftError> {
+    pub(crate) async fn probe(&self, container: &str) -> Result<(), SwiftError> {
         let op = format!("HEAD {container} (is the link back?)");
         self.send(&op, Method::HEAD, container, None, "", |r| r).await.map(|_| ())
     }

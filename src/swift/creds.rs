@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 
 /// TLS settings that come with the credentials (`OS_CACERT`, clouds.yaml `cacert`/`verify`).
 #[derive(Debug, Clone, Default)]
-pub struct TlsSettings {
+pub(crate) struct TlsSettings {
     /// A PEM bundle of extra CA certificates.
     pub cacert: Option<PathBuf>,
     /// Skip certificate verification (loudly warned about).
@@ -23,7 +23,7 @@ pub struct TlsSettings {
 }
 
 /// Reads credentials from `env` (normally the process environment).
-pub fn from_env(env: &HashMap<String, String>) -> Result<(Credentials, TlsSettings)> {
+pub(crate) fn from_env(env: &HashMap<String, String>) -> Result<(Credentials, TlsSettings)> {
     let get = |k: &str| env.get(k).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let mut tls = TlsSettings { cacert: get("OS_CACERT").map(PathBuf::from), insecure: false };
     if let (Some(url), Some(token)) = (get("OS_STORAGE_URL"), get("OS_AUTH_TOKEN")) {

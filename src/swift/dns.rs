@@ -14,7 +14,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// A host name that does not resolve to any address.
 #[derive(Debug, Clone)]
-pub struct UnknownHost {
+pub(crate) struct UnknownHost {
     /// The name, as in the URL.
     pub host: String,
     /// Why: the resolver's words, or that the name is reserved.
@@ -38,14 +38,14 @@ impl std::error::Error for UnknownHost {
 
 /// True for a name under the special-use domain `invalid.` (RFC 6761), which no
 /// resolver may answer: refused without sending a query.
-pub fn reserved_invalid(host: &str) -> bool {
+pub(crate) fn reserved_invalid(host: &str) -> bool {
     let h = host.trim_end_matches('.').to_ascii_lowercase();
     h == "invalid" || h.ends_with(".invalid")
 }
 
 /// The resolver of k5up's HTTP client.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Resolver;
+pub(crate) struct Resolver;
 
 impl Resolve for Resolver {
     fn resolve(&self, name: Name) -> Resolving {

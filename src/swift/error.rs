@@ -10,7 +10,7 @@ use crate::retry::{Class, Retryable, classify_status};
 
 /// Where a failure came from: decides its hint and, with the status, its class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// The server answered with an error status.
     Server,
     /// The network: reset, timed out, stalled.
@@ -42,21 +42,21 @@ pub enum Origin {
 impl Origin {
     /// True for a failure to reach the server at all (or to keep talking to it): an
     /// outage may cause each of these, so they are retried, the next try soon after.
-    pub fn is_link(self) -> bool {
+    pub(crate) fn is_link(self) -> bool {
         matches!(self, Origin::Network | Origin::UnknownHost | Origin::Refused | Origin::TlsRefused)
     }
 
     /// True for the link failures that, at the first contact of a new job, are a
     /// wrong URL far more often than an outage: the host does not resolve, nothing
     /// listens on the port, a TLS handshake refused.
-    pub fn is_unreachable(self) -> bool {
+    pub(crate) fn is_unreachable(self) -> bool {
         matches!(self, Origin::UnknownHost | Origin::Refused | Origin::TlsRefused)
     }
 }
 
 /// A failed HTTP operation.
 #[derive(Debug, Clone)]
-pub struct SwiftError {
+pub(crate) struct SwiftError {
     /// What was being done, e.g. `PUT segment 17 of disk.img`.
     pub op: String,
     /// The HTTP status, when a response came.
@@ -106,7 +106,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// A `Retry-After` value (RFC 9110: delay-seconds or an HTTP-date) as a wait from
 /// `now`: a date in the past waits 0, anything unreadable is ignored, nothing panics.
-pub fn parse_retry_after(v: &str, now: jiff::Timestamp) -> Option<Duration> {
+pub(crate) fn parse_retry_after(v: &str, now: jiff::Timestamp) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<f64>() {
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)));
@@ -118,7 +118,7 @@ pub fn parse_retry_after(v: &str, now: jiff::Timestamp) -> Option<Duration> {
 
 impl SwiftError {
     /// An error from a response's status, headers and body.
-    pub fn from_response(op: &str, status: u16, headers: &reqwest::header::HeaderMap, body: &str) -> Self {
+    pub(crate) fn from_response(op: &str, status: u16, headers: &reqwest::header::HeaderMap, body: &str) -> Self {
         let retry_after = headers
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
@@ -140,7 +140,7 @@ impl SwiftError {
     /// connection or a host that does not resolve, which an outage may cause), except
     /// a TLS handshake that no retry can fix (an untrusted certificate, a plain-HTTP
     /// answer). The origin says which, from the error's type, never its text.
-    pub fn transport(op: &str, e: &reqwest::Error) -> Self {
+    pub(crate) fn transport(op: &str, e: &reqwest::Error) -> Self {
         let mut chain = e.to_string();
         let mut src = std::error::Error::source(e);
         while let Some(s) = src {
@@ -202,18 +202,18 @@ impl SwiftError {
     }
 
     /// A body that made no progress for `timeout`: a network fault, retried.
-    pub fn stalled(op: &str, timeout: Duration) -> Self {
+    pub(crate) fn stalled(op: &str, timeout: Duration) -> Self {
         let detail = format!("stalled: no progress for {timeout:?}");
         SwiftError { origin: Origin::Network, ..Self::local(op, detail, Class::Transient) }
     }
 
     /// The source file changed or cannot be read: not retried, the user's to fix.
-    pub fn source(op: &str, detail: impl Into<String>) -> Self {
+    pub(crate) fn source(op: &str, detail: impl Into<String>) -> Self {
         SwiftError { origin: Origin::Source, ..Self::local(op, detail, Class::Fatal) }
     }
 
     /// A failure of this client while talking to the server (e.g. an unreadable body).
-    pub fn local(op: &str, detail: impl Into<String>, class: Class) -> Self {
+    pub(crate) fn local(op: &str, detail: impl Into<String>, class: Class) -> Self {
         SwiftError {
             op: op.to_string(),
             status: None,
@@ -228,28 +228,20 @@ impl SwiftError {
 
     /// Keeps `cause` (an I/O error, say) underneath, for its value; the message stays
     /// this error's own.
-    pub fn caused_by(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+    pub(crate) fn caused_by(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.cause = Some(Arc::new(cause));
         self
     }
 
-    /// The server error underneath `e`, wherever it sits in its chain.
-    pub fn of(e: &Error) -> Option<&SwiftError> {
+    /// The server error underneath `e`, wherever it sits in its chain (what a caller
+    /// asks, e.g. its status, instead of reading the message).
+    #[cfg(test)]
+    pub(crate) fn of(e: &Error) -> Option<&SwiftError> {
         e.cause()
     }
 
-    /// The HTTP status of the server error underneath `e`, when a response came.
-    pub fn status_of(e: &Error) -> Option<u16> {
-        Self::of(e)?.status
-    }
-
-    /// The server's transaction id (`X-Trans-Id`) of the server error underneath `e`.
-    pub fn trans_id_of(e: &Error) -> Option<&str> {
-        Self::of(e)?.trans_id.as_deref()
-    }
-
     /// Converts to the library's error, of `kind` when the class is not decisive.
-    pub fn into_error(self, kind_if_transient: ErrorKind) -> Error {
+    pub(crate) fn into_error(self, kind_if_transient: ErrorKind) -> Error {
         let kind = match (self.class, self.status) {
             (_, Some(401)) => ErrorKind::BadInput,
             (Class::Fatal, _) if matches!(self.origin, Origin::Tls | Origin::PlainHttp | Origin::TlsRefused) => {
@@ -317,7 +309,7 @@ fn strip_tags(s: &str) -> String {
 }
 
 /// The transaction id of a response.
-pub fn trans_id(h: &reqwest::header::HeaderMap) -> Option<String> {
+pub(crate) fn trans_id(h: &reqwest::header::HeaderMap) -> Option<String> {
     h.get("x-trans-id").or_else(|| h.get("x-openstack-request-id")).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
@@ -355,7 +347,7 @@ impl Retryable for SwiftError {
 /// The useful text of an error body: the message of a JSON error (Glance, Keystone,
 /// vmimport), the text of an HTML page, at most 300 characters, with any TempURL
 /// signature removed (a server may echo the URL it was given).
-pub fn server_message(body: &str) -> String {
+pub(crate) fn server_message(body: &str) -> String {
     let body = body.trim();
     let from_json = serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| {
         ["/message", "/error/message", "/title", "/error/title"]
@@ -372,7 +364,7 @@ pub fn server_message(body: &str) -> String {
 }
 
 /// Replaces the value of every `temp_url_sig=` by `…`.
-pub fn redact_signatures(s: &str) -> String {
+pub(crate) fn redact_signatures(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find("temp_url_sig=") {
@@ -398,7 +390,7 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Resumable);
         let s = SwiftError::of(&e).expect("source kept");
         assert_eq!((s.status, s.trans_id.as_deref(), s.class), (Some(503), Some("tx123"), Class::Transient));
-        assert_eq!((SwiftError::status_of(&e), SwiftError::trans_id_of(&e)), (Some(503), Some("tx123")));
+        assert_eq!((s.status, s.trans_id.as_deref()), (Some(503), Some("tx123")));
         assert!(std::error::Error::source(&e).is_some());
         // Found under another error too, and the I/O error under it by its value.
         let io = std::io::Error::from_raw_os_error(2);

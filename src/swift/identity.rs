@@ -11,7 +11,7 @@ use super::secret::Secret;
 
 /// Why the token does not tell what was asked of it (a service's URL, the scope).
 #[derive(Debug)]
-pub enum Unavailable {
+pub(crate) enum Unavailable {
     /// No token: the login failed (its status and X-Trans-Id kept).
     Login(SwiftError),
     /// The token does not hold it (no catalog, no such service, not scoped).
@@ -38,7 +38,7 @@ impl std::error::Error for Unavailable {
 
 /// Who the user is in Keystone.
 #[derive(Debug, Clone)]
-pub enum KeystoneMethod {
+pub(crate) enum KeystoneMethod {
     /// User + password, scoped to a project.
     Password {
         /// `OS_USER_ID`, or `OS_USERNAME` with `OS_USER_DOMAIN_NAME`/`_ID`.
@@ -59,7 +59,7 @@ pub enum KeystoneMethod {
 
 /// An entity given by id, or by name within a domain (by name or id).
 #[derive(Debug, Clone)]
-pub enum NameOrId {
+pub(crate) enum NameOrId {
     /// By id.
     Id(String),
     /// By name, in a domain.
@@ -80,7 +80,7 @@ impl NameOrId {
         }
     }
     /// The name, when given by name.
-    pub fn as_name(&self) -> Option<String> {
+    pub(crate) fn as_name(&self) -> Option<String> {
         match self {
             NameOrId::Name { name, .. } => Some(name.clone()),
             NameOrId::Id(_) => None,
@@ -97,7 +97,7 @@ impl NameOrId {
 
 /// Keystone v3 settings.
 #[derive(Debug, Clone)]
-pub struct Keystone {
+pub(crate) struct Keystone {
     /// `OS_AUTH_URL` (with or without `/v3`).
     pub auth_url: String,
     /// How to authenticate.
@@ -112,7 +112,7 @@ pub struct Keystone {
 
 /// How to obtain a token.
 #[derive(Debug, Clone)]
-pub enum Credentials {
+pub(crate) enum Credentials {
     /// Swift v1 auth (tempauth, swauth): `ST_AUTH`, `ST_USER`, `ST_KEY`.
     V1 {
         /// `ST_AUTH`.
@@ -135,7 +135,7 @@ pub enum Credentials {
 
 impl Credentials {
     /// The setting that names the login URL, for hints (none for a ready token).
-    pub fn auth_setting(&self) -> Option<&'static str> {
+    pub(crate) fn auth_setting(&self) -> Option<&'static str> {
         match self {
             Credentials::V1 { .. } => Some("ST_AUTH"),
             Credentials::Keystone(_) => Some("OS_AUTH_URL (or auth_url in clouds.yaml)"),
@@ -144,7 +144,7 @@ impl Credentials {
     }
 
     /// Where the storage URL comes from, for hints.
-    pub fn storage_setting(&self) -> &'static str {
+    pub(crate) fn storage_setting(&self) -> &'static str {
         match self {
             Credentials::Token { .. } => "OS_STORAGE_URL",
             Credentials::Keystone(k) => match k.storage_url.as_deref() {
@@ -161,7 +161,7 @@ impl Credentials {
     }
 
     /// A description without secrets, for logs and the journal.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Credentials::V1 { url, user, .. } => format!("v1 auth {user} at {url}"),
             Credentials::Keystone(k) => {
@@ -180,7 +180,7 @@ impl Credentials {
 
 /// A token and the storage URL it is good for.
 #[derive(Debug)]
-pub struct Token {
+pub(crate) struct Token {
     /// The token (`X-Auth-Token`).
     pub value: Secret,
     /// The account's storage URL.
@@ -197,7 +197,7 @@ pub struct Token {
 
 /// The project and user a Keystone token is scoped to (ids and names, not secret).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Scope {
+pub(crate) struct Scope {
     /// The project's id: the owner of the images it creates.
     pub project_id: String,
     /// The project's name.

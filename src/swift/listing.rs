@@ -9,7 +9,7 @@ use crate::retry::Class;
 
 /// One object in a container listing.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ListEntry {
+pub(crate) struct ListEntry {
     /// Object name.
     pub name: String,
     /// MD5 hex of its content (for an SLO, of its manifest).
@@ -26,7 +26,7 @@ pub struct ListEntry {
 impl Swift {
     /// Lists the objects of `container` whose names start with `prefix`, all pages.
     /// A missing container lists as empty.
-    pub async fn list(&self, container: &str, prefix: &str) -> Result<Vec<ListEntry>, SwiftError> {
+    pub(crate) async fn list(&self, container: &str, prefix: &str) -> Result<Vec<ListEntry>, SwiftError> {
         let mut out: Vec<ListEntry> = vec![];
         loop {
             let mut q = format!("format=json&prefix={}", enc_object(prefix));

@@ -149,7 +149,12 @@ fn not_the_service(op: &str, seen: &str, service: &str) -> SwiftError {
 }
 
 /// Finds the URL of a service in a Keystone v3 catalog.
-pub fn catalog_endpoint(catalog: &Value, kind: &str, interface: &str, region: Option<&str>) -> Result<String, String> {
+pub(crate) fn catalog_endpoint(
+    catalog: &Value,
+    kind: &str,
+    interface: &str,
+    region: Option<&str>,
+) -> Result<String, String> {
     let iface = interface.trim_end_matches("URL");
     let mut seen = vec![];
     for svc in catalog.as_array().into_iter().flatten() {
@@ -177,7 +182,7 @@ pub fn catalog_endpoint(catalog: &Value, kind: &str, interface: &str, region: Op
 
 /// Parses an RFC 3339 timestamp (Keystone's `issued_at`/`expires_at`); `None` for
 /// anything else, never a panic.
-pub fn parse_rfc3339(s: &str) -> Option<jiff::Timestamp> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<jiff::Timestamp> {
     s.trim().parse::<jiff::Timestamp>().ok()
 }
 

@@ -15,7 +15,7 @@ fn md5_hex(data: &[u8]) -> String {
 
 /// One entry of an SLO manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// `/container/object`, not URL-encoded.
     pub path: String,
     /// MD5 hex of the segment, or the ETag (unquoted) of a sub-manifest.
@@ -29,13 +29,13 @@ pub struct Entry {
 
 impl Entry {
     /// A whole segment.
-    pub fn whole(path: String, etag: String, size_bytes: u64) -> Self {
+    pub(crate) fn whole(path: String, etag: String, size_bytes: u64) -> Self {
         Entry { path, etag, size_bytes, range: None }
     }
 
     /// What this entry adds to the manifest's ETag: its ETag, and for a range
     /// `"<etag>:<first>-<last>;"`, as Swift computes it.
-    pub fn etag_part(&self) -> String {
+    pub(crate) fn etag_part(&self) -> String {
         match &self.range {
             Some(r) => format!("{}:{r};", self.etag),
             None => self.etag.clone(),
@@ -43,7 +43,7 @@ impl Entry {
     }
 
     /// Bytes this entry puts in the object.
-    pub fn content_len(&self) -> u64 {
+    pub(crate) fn content_len(&self) -> u64 {
         self.range
             .as_deref()
             .and_then(|r| r.split_once('-'))
@@ -53,14 +53,14 @@ impl Entry {
 }
 
 /// The ETag Swift gives an SLO of `entries`.
-pub fn slo_etag(entries: &[Entry]) -> String {
+pub(crate) fn slo_etag(entries: &[Entry]) -> String {
     let cat: String = entries.iter().map(Entry::etag_part).collect();
     md5_hex(cat.as_bytes())
 }
 
 /// A sub-manifest to PUT before the top one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubManifest {
+pub(crate) struct SubManifest {
     /// Its object name (in the segment container).
     pub name: String,
     /// Its entries.
@@ -69,7 +69,7 @@ pub struct SubManifest {
 
 /// The manifests of one SLO: sub-manifests (deepest level first) and the top one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SloLayout {
+pub(crate) struct SloLayout {
     /// Sub-manifests, in the order they must be written.
     pub subs: Vec<SubManifest>,
     /// Entries of the top manifest.
@@ -77,14 +77,14 @@ pub struct SloLayout {
 }
 
 /// The ETag Swift gives a large object: MD5 of its entries' ETags concatenated.
-pub fn large_object_etag<'a>(etags: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn large_object_etag<'a>(etags: impl IntoIterator<Item = &'a str>) -> String {
     let cat: String = etags.into_iter().collect();
     md5_hex(cat.as_bytes())
 }
 
 /// Lays `segments` out in manifests of at most `per_manifest` entries. A sub-manifest
 /// at `level` number `i` is named by `sub_name(level, i)` and lives in `container`.
-pub fn slo_layout(
+pub(crate) fn slo_layout(
     segments: Vec<Entry>,
     per_manifest: usize,
     container: &str,
@@ -112,14 +112,14 @@ pub fn slo_layout(
 }
 
 /// The JSON body of a manifest PUT.
-pub fn slo_body(entries: &[Entry]) -> Vec<u8> {
+pub(crate) fn slo_body(entries: &[Entry]) -> Vec<u8> {
     serde_json::to_vec(entries).expect("manifest entries serialize")
 }
 
 /// The outcome of an SLO PUT with `heartbeat=on`, whose HTTP status is 202 at once
 /// and whose real status is in the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeartbeatResult {
+pub(crate) struct HeartbeatResult {
     /// The real status code (201 on success).
     pub status: u16,
     /// The ETag Swift computed, unquoted.
@@ -131,7 +131,7 @@ pub struct HeartbeatResult {
 }
 
 /// Parses the body of a heartbeat SLO PUT (sent with `Accept: application/json`).
-pub fn parse_heartbeat(body: &str) -> Option<HeartbeatResult> {
+pub(crate) fn parse_heartbeat(body: &str) -> Option<HeartbeatResult> {
     let v: Value = serde_json::from_str(body.trim()).ok()?;
     let status = v["Response Status"].as_str()?.split_whitespace().next()?.parse().ok()?;
     let etag = v["Etag"].as_str().map(|s| s.trim_matches('"').to_string());
@@ -149,7 +149,7 @@ pub fn parse_heartbeat(body: &str) -> Option<HeartbeatResult> {
 /// (`GET ?multipart-manifest=get`): read leniently, a field that is missing or of
 /// another type reads as absent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEntry {
+pub(crate) struct StoredEntry {
     /// `container/object` (its `name`, the leading `/` removed), not URL-encoded.
     pub path: String,
     /// Bytes of the object it names (all of it, also when `range` takes a part).
@@ -165,29 +165,29 @@ pub struct StoredEntry {
 
 impl StoredEntry {
     /// Container and object of the entry; `None` for a path without a `/`.
-    pub fn container_object(&self) -> Option<(&str, &str)> {
+    pub(crate) fn container_object(&self) -> Option<(&str, &str)> {
         self.path.split_once('/')
     }
 
     /// Bytes of a ranged entry.
-    pub fn range_len(&self) -> Option<u64> {
+    pub(crate) fn range_len(&self) -> Option<u64> {
         self.range.map(|(a, b)| b - a + 1)
     }
 
     /// Bytes this entry puts in the object.
-    pub fn content_len(&self) -> u64 {
+    pub(crate) fn content_len(&self) -> u64 {
         self.range_len().unwrap_or(self.bytes)
     }
 
     /// A whole sub-manifest, whose own entries stand for it (a range of one is a
     /// part of its bytes, never followed).
-    pub fn is_sub_manifest(&self) -> bool {
+    pub(crate) fn is_sub_manifest(&self) -> bool {
         self.sub_slo && self.range.is_none()
     }
 
     /// The MD5 of what the entry puts in the object, when the server says it: a
     /// whole segment's hash (a range holds only part of it).
-    pub fn whole_md5(&self) -> Option<&str> {
+    pub(crate) fn whole_md5(&self) -> Option<&str> {
         self.hash.as_deref().filter(|_| self.range.is_none())
     }
 
@@ -208,7 +208,7 @@ impl StoredEntry {
 
 /// Parses an SLO manifest as the server gives it back (`?multipart-manifest=get`):
 /// a JSON list of entries.
-pub fn parse_stored(body: &[u8]) -> Result<Vec<StoredEntry>, serde_json::Error> {
+pub(crate) fn parse_stored(body: &[u8]) -> Result<Vec<StoredEntry>, serde_json::Error> {
     let entries: Vec<Value> = serde_json::from_slice(body)?;
     Ok(entries.iter().map(StoredEntry::from_json).collect())
 }

@@ -4,22 +4,22 @@
 //! Reference: <https://docs.openstack.org/api-ref/object-store/>
 
 mod account;
-pub mod auth;
-pub mod capabilities;
+pub(crate) mod auth;
+pub(crate) mod capabilities;
 mod containers;
-pub mod creds;
-pub mod dns;
-pub mod error;
+pub(crate) mod creds;
+pub(crate) mod dns;
+pub(crate) mod error;
 mod identity;
 mod listing;
 mod login;
-pub mod manifest;
+pub(crate) mod manifest;
 mod objects;
-pub mod path;
+pub(crate) mod path;
 mod request;
-pub mod secret;
-pub mod session;
-pub mod url;
+pub(crate) mod secret;
+pub(crate) mod session;
+pub(crate) mod url;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,24 +27,22 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-pub use auth::{Auth, Credentials};
-pub use capabilities::{Capabilities, Limits, SloLimits, TempUrlDigest};
-pub use creds::TlsSettings;
-pub use error::{Origin, SwiftError};
-pub use listing::ListEntry;
-pub use login::{catalog_endpoint, parse_rfc3339};
-pub use objects::ObjectInfo;
-pub use path::{copy_source_value, dlo_manifest_value, enc_container, enc_object, object_path};
-pub use reqwest::Body;
-pub use secret::Secret;
-pub use session::{ClientOptions, Session, http_client};
+pub(crate) use auth::{Auth, Credentials};
+pub(crate) use capabilities::{Capabilities, Limits, TempUrlDigest};
+pub(crate) use error::{Origin, SwiftError};
+pub(crate) use listing::ListEntry;
+pub(crate) use objects::ObjectInfo;
+pub(crate) use path::{dlo_manifest_value, enc_container, enc_object, object_path};
+pub(crate) use reqwest::Body;
+pub(crate) use secret::Secret;
+pub(crate) use session::{ClientOptions, Session};
 
 use crate::error::Result;
 use crate::retry::Policy;
 
 /// A Swift account: the storage operations, sent through one [`Session`].
 #[derive(Debug, Clone)]
-pub struct Swift {
+pub(crate) struct Swift {
     session: Session,
     /// What each storage URL's store can do, read once (shared by every clone).
     capabilities: Arc<Mutex<HashMap<String, Capabilities>>>,
@@ -52,22 +50,22 @@ pub struct Swift {
 
 impl Swift {
     /// A client for `creds`.
-    pub fn new(creds: Credentials, opts: &ClientOptions) -> Result<Self> {
+    pub(crate) fn new(creds: Credentials, opts: &ClientOptions) -> Result<Self> {
         Ok(Swift { session: Session::new(creds, opts)?, capabilities: Arc::default() })
     }
 
     /// The authenticated session (for Glance and vmimport).
-    pub fn session(&self) -> &Session {
+    pub(crate) fn session(&self) -> &Session {
         &self.session
     }
 
     /// The token manager.
-    pub fn auth(&self) -> &Auth {
+    pub(crate) fn auth(&self) -> &Auth {
         self.session.auth()
     }
 
     /// The same client (sharing its token) with a shorter, quiet retry budget.
-    pub fn with_retry_for(&self, retry_for: Duration) -> Swift {
+    pub(crate) fn with_retry_for(&self, retry_for: Duration) -> Swift {
         Swift { session: self.session.with_retry_for(retry_for), capabilities: self.capabilities.clone() }
     }
 
@@ -75,17 +73,17 @@ impl Swift {
     /// host that does not resolve, a refused connection or a refused TLS handshake
     /// fail at once (a wrong URL, most likely); other failures are retried as usual,
     /// and said on stderr.
-    pub fn first_contact(&self) -> Swift {
+    pub(crate) fn first_contact(&self) -> Swift {
         Swift { session: self.session.first_contact(), capabilities: self.capabilities.clone() }
     }
 
     /// The retry policy.
-    pub fn policy(&self) -> &Policy {
+    pub(crate) fn policy(&self) -> &Policy {
         self.session.policy()
     }
 
     /// Logs in (with retries) and returns the storage URL.
-    pub async fn storage_url(&self) -> Result<String, SwiftError> {
+    pub(crate) async fn storage_url(&self) -> Result<String, SwiftError> {
         self.session.storage_url().await
     }
 }

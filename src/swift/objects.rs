@@ -9,7 +9,7 @@ use crate::retry::Class;
 
 /// What a HEAD says of an object.
 #[derive(Debug, Clone)]
-pub struct ObjectInfo {
+pub(crate) struct ObjectInfo {
     /// Content-Length.
     pub size: u64,
     /// ETag, unquoted.
@@ -22,7 +22,7 @@ pub struct ObjectInfo {
 
 impl Swift {
     /// HEADs an object; `None` when it does not exist.
-    pub async fn head(&self, container: &str, object: &str) -> Result<Option<ObjectInfo>, SwiftError> {
+    pub(crate) async fn head(&self, container: &str, object: &str) -> Result<Option<ObjectInfo>, SwiftError> {
         let op = format!("HEAD {container}/{object}");
         let resp = match self.send_retrying(&op, Method::HEAD, container, Some(object), "", |r| r).await {
             Ok(r) => r,
@@ -40,7 +40,7 @@ impl Swift {
     }
 
     /// DELETEs an object; false when it was not there.
-    pub async fn delete(&self, container: &str, object: &str, query: &str) -> Result<bool, SwiftError> {
+    pub(crate) async fn delete(&self, container: &str, object: &str, query: &str) -> Result<bool, SwiftError> {
         let op = format!("DELETE {container}/{object}");
         match self.send_retrying(&op, Method::DELETE, container, Some(object), query, |r| r).await {
             Ok(_) => Ok(true),
@@ -51,7 +51,7 @@ impl Swift {
 
     /// PUTs a small object from memory (manifests, empty objects), with retries.
     /// Returns the response (its ETag verified against `etag` when given).
-    pub async fn put_small(
+    pub(crate) async fn put_small(
         &self,
         op: &str,
         container: &str,
@@ -73,7 +73,7 @@ impl Swift {
     /// (bytes `0..len` only when `len` is given: a `Range`) to `container/object`:
     /// the bytes move inside the cluster, not over the link. Fails unless the new
     /// object's ETag is `want` (the MD5 of what it must hold).
-    pub async fn copy(
+    pub(crate) async fn copy(
         &self,
         op: &str,
         container: &str,
@@ -99,7 +99,7 @@ impl Swift {
     }
 
     /// PUTs an SLO manifest with `heartbeat=on` and returns its real outcome.
-    pub async fn put_slo(
+    pub(crate) async fn put_slo(
         &self,
         container: &str,
         object: &str,
@@ -147,7 +147,7 @@ impl Swift {
     /// it (422), and the answer's ETag must be that MD5 too.
     ///
     /// Reference: <https://docs.openstack.org/api-ref/object-store/#create-or-replace-object>
-    pub async fn put_segment(
+    pub(crate) async fn put_segment(
         &self,
         op: &str,
         container: &str,
@@ -175,7 +175,7 @@ impl Swift {
     }
 
     /// GETs an object (optionally with a query), for reading it back.
-    pub async fn get(&self, container: &str, object: &str, query: &str) -> Result<Response, SwiftError> {
+    pub(crate) async fn get(&self, container: &str, object: &str, query: &str) -> Result<Response, SwiftError> {
         let op = format!("GET {container}/{object}");
         self.send_retrying(&op, Method::GET, container, Some(object), query, |r| r).await
     }
@@ -183,7 +183,7 @@ impl Swift {
     /// GETs an object's bytes from `from` on (`Range: bytes=FROM-`; all of it from 0).
     /// An SLO whose first segment in that range is not the one its manifest names
     /// answers 409 (Swift checks it before it answers).
-    pub async fn get_from(&self, container: &str, object: &str, from: u64) -> Result<Response, SwiftError> {
+    pub(crate) async fn get_from(&self, container: &str, object: &str, from: u64) -> Result<Response, SwiftError> {
         let op = match from {
             0 => format!("GET {container}/{object}"),
             _ => format!("GET {container}/{object} from byte {from}"),

@@ -10,7 +10,7 @@ use crate::retry;
 impl Swift {
     /// Sends one request to `container[/object][?query]` with the current token.
     /// A 401 drops the token (the next call logs in again) and is classed `Reauth`.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         op: &str,
         method: Method,
@@ -32,7 +32,7 @@ impl Swift {
     }
 
     /// Sends one request to the account itself (its storage URL).
-    pub async fn send_account(
+    pub(crate) async fn send_account(
         &self,
         op: &str,
         method: Method,

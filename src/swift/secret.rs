@@ -8,21 +8,21 @@ use crate::retry::Class;
 
 /// A secret string: never printed, never serialized.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
     /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
+    pub(crate) fn new(s: impl Into<String>) -> Self {
         Secret(s.into())
     }
     /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
     /// The secret as a header value marked sensitive: the HTTP stack never prints
     /// it (its `Debug` shows `Sensitive`) and HTTP/2 never indexes it.
-    pub fn header(&self, op: &str) -> Result<reqwest::header::HeaderValue, SwiftError> {
+    pub(crate) fn header(&self, op: &str) -> Result<reqwest::header::HeaderValue, SwiftError> {
         let mut v = reqwest::header::HeaderValue::from_str(&self.0).map_err(|_| {
             SwiftError::local(op, "a credential or token holds characters a header cannot carry", Class::Fatal)
         })?;

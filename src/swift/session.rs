@@ -15,7 +15,7 @@ use crate::retry::{self, Class, Policy};
 
 /// HTTP client settings.
 #[derive(Debug, Clone)]
-pub struct ClientOptions {
+pub(crate) struct ClientOptions {
     /// Extra CA certificates, skip verification.
     pub tls: TlsSettings,
     /// Retry policy for every idempotent request.
@@ -25,7 +25,7 @@ pub struct ClientOptions {
 }
 
 /// Builds the HTTP client: TLS with the system's roots plus `cacert`, rustls.
-pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client> {
+pub(crate) fn http_client(opts: &ClientOptions) -> Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("k5up/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(opts.connect_timeout)
@@ -58,7 +58,7 @@ pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client> {
 
 /// An authenticated session: HTTP client, token manager, retry policy.
 #[derive(Debug, Clone)]
-pub struct Session {
+pub(crate) struct Session {
     http: reqwest::Client,
     auth: Arc<Auth>,
     policy: Policy,
@@ -66,18 +66,18 @@ pub struct Session {
 
 impl Session {
     /// A client for `creds`.
-    pub fn new(creds: Credentials, opts: &ClientOptions) -> Result<Self> {
+    pub(crate) fn new(creds: Credentials, opts: &ClientOptions) -> Result<Self> {
         let http = http_client(opts)?;
         Ok(Session { auth: Arc::new(Auth::new(creds, http.clone())), http, policy: opts.policy.clone() })
     }
 
     /// The token manager.
-    pub fn auth(&self) -> &Auth {
+    pub(crate) fn auth(&self) -> &Auth {
         &self.auth
     }
 
     /// The same client (sharing its token) with a shorter, quiet retry budget.
-    pub fn with_retry_for(&self, retry_for: Duration) -> Session {
+    pub(crate) fn with_retry_for(&self, retry_for: Duration) -> Session {
         let mut s = self.clone();
         s.policy.retry_for = s.policy.retry_for.min(retry_for);
         s.policy.quiet = true;
@@ -86,19 +86,19 @@ impl Session {
 
     /// The same client (sharing its token) for a first contact: see
     /// [`super::Swift::first_contact`].
-    pub fn first_contact(&self) -> Session {
+    pub(crate) fn first_contact(&self) -> Session {
         let mut s = self.clone();
         s.policy.fail_unreachable = true;
         s
     }
 
     /// The retry policy.
-    pub fn policy(&self) -> &Policy {
+    pub(crate) fn policy(&self) -> &Policy {
         &self.policy
     }
 
     /// Logs in (with retries) and returns the storage URL.
-    pub async fn storage_url(&self) -> Result<String, SwiftError> {
+    pub(crate) async fn storage_url(&self) -> Result<String, SwiftError> {
         let auth = self.auth.clone();
         retry::retry(&self.policy, "login", |_| {
             let auth = auth.clone();
@@ -108,13 +108,13 @@ impl Session {
     }
 
     /// The HTTP client (for requests that need no token: `/info`).
-    pub fn http(&self) -> &reqwest::Client {
+    pub(crate) fn http(&self) -> &reqwest::Client {
         &self.http
     }
 
     /// Sends one request to any URL (Glance, vmimport) with the current token; the
     /// same error classes and 401 handling as [`super::Swift::send`].
-    pub async fn send_url(
+    pub(crate) async fn send_url(
         &self,
         op: &str,
         method: Method,
@@ -154,7 +154,7 @@ impl Session {
     }
 
     /// `GET url` of a JSON API (Glance, Keystone) with retries; `None` for a 404.
-    pub async fn get_json(&self, op: &str, url: &str) -> Result<Option<serde_json::Value>, SwiftError> {
+    pub(crate) async fn get_json(&self, op: &str, url: &str) -> Result<Option<serde_json::Value>, SwiftError> {
         match self.send_url_retrying(op, Method::GET, url, |r| r.header("Accept", "application/json")).await {
             Ok(resp) => read_json(op, resp).await.map(Some),
             Err(e) if e.status == Some(404) => Ok(None),
@@ -163,7 +163,7 @@ impl Session {
     }
 
     /// [`Session::send_url`] with retries (idempotent requests).
-    pub async fn send_url_retrying(
+    pub(crate) async fn send_url_retrying(
         &self,
         op: &str,
         method: Method,
@@ -176,6 +176,6 @@ impl Session {
 
 /// The JSON body of a successful answer; a body cut off or unreadable is a
 /// transport error of `op` (retried like one).
-pub async fn read_json(op: &str, resp: Response) -> Result<serde_json::Value, SwiftError> {
+pub(crate) async fn read_json(op: &str, resp: Response) -> Result<serde_json::Value, SwiftError> {
     resp.json().await.map_err(|e| SwiftError::transport(op, &e))
 }

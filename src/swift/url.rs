@@ -4,14 +4,14 @@
 use reqwest::Url;
 
 /// A URL's origin: `scheme://host[:port]`.
-pub fn origin(url: &str) -> Option<String> {
+pub(crate) fn origin(url: &str) -> Option<String> {
     let u = Url::parse(url).ok()?;
     u.has_host().then(|| u.origin().ascii_serialization())
 }
 
 /// The account's path in a storage URL (`/v1/AUTH_x`), percent-decoded, without a
 /// trailing `/`.
-pub fn account_path(storage_url: &str) -> Option<String> {
+pub(crate) fn account_path(storage_url: &str) -> Option<String> {
     let u = Url::parse(storage_url).ok()?;
     let path = percent_encoding::percent_decode_str(u.path()).decode_utf8().ok()?.trim_end_matches('/').to_string();
     (!path.is_empty()).then_some(path)
@@ -19,7 +19,7 @@ pub fn account_path(storage_url: &str) -> Option<String> {
 
 /// Swift's `/info` beside a storage URL: the path before its `v1` segment, plus `info`
 /// (`https://h/swift/v1/AUTH_x` → `https://h/swift/info`).
-pub fn info_url(storage_url: &str) -> Option<String> {
+pub(crate) fn info_url(storage_url: &str) -> Option<String> {
     let mut u = Url::parse(storage_url).ok()?;
     let segs: Vec<String> = u.path_segments()?.map(str::to_string).collect();
     let keep = segs.iter().position(|s| s == "v1").unwrap_or(0);
@@ -31,7 +31,7 @@ pub fn info_url(storage_url: &str) -> Option<String> {
 }
 
 /// True for a URL whose host is a loopback address (`127.0.0.0/8`, `::1`, `localhost`).
-pub fn is_loopback(url: &str) -> bool {
+pub(crate) fn is_loopback(url: &str) -> bool {
     let Some(u) = Url::parse(url).ok() else { return false };
     let Some(host) = u.host_str() else { return false };
     let host = host.trim_start_matches('[').trim_end_matches(']');

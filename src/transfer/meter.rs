@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// Shared between the body stream and the watchdog of one PUT attempt.
 #[derive(Debug)]
-pub struct Meter {
+pub(crate) struct Meter {
     start: Instant,
     /// Bytes of this attempt handed to the network.
     pub sent: AtomicU64,
@@ -20,7 +20,7 @@ pub struct Meter {
 
 impl Meter {
     /// A new meter; progress counts from now.
-    pub fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(Meter {
             start: Instant::now(),
             sent: AtomicU64::new(0),
@@ -29,23 +29,23 @@ impl Meter {
         })
     }
     /// Counts `n` bytes moved, and progress now.
-    pub fn tick(&self, n: u64) {
+    pub(crate) fn tick(&self, n: u64) {
         self.sent.fetch_add(n, Relaxed);
         self.touch();
     }
     /// Records progress without bytes (a deliberate wait is not a stall).
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.last_ms.store(self.start.elapsed().as_millis() as u64, Relaxed);
     }
     /// Time since the last progress.
-    pub fn idle(&self) -> Duration {
+    pub(crate) fn idle(&self) -> Duration {
         self.start.elapsed().saturating_sub(Duration::from_millis(self.last_ms.load(Relaxed)))
     }
 }
 
 /// Resolves when `meter` has seen no progress for `timeout` (a stalled body or a
 /// server that never answers).
-pub async fn stalled(meter: &Meter, timeout: Duration) {
+pub(crate) async fn stalled(meter: &Meter, timeout: Duration) {
     let tick = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     loop {
         tokio::time::sleep(tick).await;

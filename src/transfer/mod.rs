@@ -4,8 +4,8 @@
 //! progress counters. It knows jobs and their ranges through `model` and `journal`
 //! below it; what a unit of work does (a PUT, a GET) is the direction's.
 
-pub mod meter;
-pub mod pace;
-pub mod pool;
-pub mod progress;
-pub mod sizer;
+pub(crate) mod meter;
+pub(crate) mod pace;
+pub(crate) mod pool;
+pub(crate) mod progress;
+pub(crate) mod sizer;

@@ -10,20 +10,20 @@ use super::meter::Meter;
 
 /// A virtual clock: each block books `len / rate` seconds of the link.
 #[derive(Debug)]
-pub struct Pacer {
+pub(crate) struct Pacer {
     rate: f64,
     next: Mutex<Option<Instant>>,
 }
 
 impl Pacer {
     /// A pacer for `bytes_per_sec`.
-    pub fn new(bytes_per_sec: u64) -> Self {
+    pub(crate) fn new(bytes_per_sec: u64) -> Self {
         Pacer { rate: bytes_per_sec.max(1) as f64, next: Mutex::new(None) }
     }
 
     /// Waits until `len` more bytes may be sent. Waiting is not stalling: `meter`
     /// is touched at least once a second meanwhile.
-    pub async fn admit(&self, len: usize, meter: &Meter) {
+    pub(crate) async fn admit(&self, len: usize, meter: &Meter) {
         let start = {
             let mut next = self.next.lock().expect("pacer lock");
             let now = Instant::now();

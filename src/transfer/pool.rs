@@ -24,7 +24,7 @@ use crate::transfer::sizer::Sizer;
 /// Where a pool's units come from: the ones not yet started, in order, and the
 /// rests of split units, which go first.
 #[derive(Debug)]
-pub struct Feed<T> {
+pub(crate) struct Feed<T> {
     /// Units ready to start (hashed, for an upload), or the error that stops the run.
     pub ready: mpsc::Receiver<Result<T>>,
     /// The rests of split units.
@@ -33,7 +33,7 @@ pub struct Feed<T> {
 
 /// What a pool is sized and named by.
 #[derive(Debug, Clone, Copy)]
-pub struct Shape<'a> {
+pub(crate) struct Shape<'a> {
     /// The job id, for messages.
     pub job_id: &'a str,
     /// At most this many units in flight.
@@ -45,7 +45,7 @@ pub struct Shape<'a> {
 /// Works every unit of `feed` with `work`, at most `shape.concurrency` at once.
 /// `on_tick` runs about once a second (status snapshots). Returns when all are done,
 /// on the first error, or when `cancel` turns true (a resumable "interrupted" error).
-pub async fn run<T, O, F, Fut>(
+pub(crate) async fn run<T, O, F, Fut>(
     shape: Shape<'_>,
     mut feed: Feed<T>,
     progress: &Progress,

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 /// Counters of one job; cheap to update from any task.
 #[derive(Debug)]
-pub struct Progress {
+pub(crate) struct Progress {
     /// Bytes in the file.
     pub bytes_total: AtomicU64,
     /// Bytes in confirmed segments.
@@ -67,7 +67,7 @@ pub struct Progress {
 
 /// What the live status shows besides counters.
 #[derive(Debug, Default, Clone)]
-pub struct Extras {
+pub(crate) struct Extras {
     /// The import, once started.
     pub import: Option<ImportState>,
     /// Whole-image digests (final values).
@@ -112,26 +112,26 @@ impl Default for Progress {
 
 impl Progress {
     /// Counts the pieces one segment was split into (zero runs cut out).
-    pub fn pieces(&self, recs: &[crate::journal::SegmentRecord]) {
+    pub(crate) fn pieces(&self, recs: &[crate::journal::SegmentRecord]) {
         self.segments_total.fetch_add(recs.len().saturating_sub(1) as u64, Relaxed);
         self.bytes_zero.fetch_add(recs.iter().filter(|r| r.is_zero()).map(|r| r.length).sum(), Relaxed);
     }
 
     /// Counts `n` bytes handed to the network.
-    pub fn sent(&self, n: u64) {
+    pub(crate) fn sent(&self, n: u64) {
         self.bytes_sent.fetch_add(n, Relaxed);
         self.run_bytes_sent.fetch_add(n, Relaxed);
     }
 
     /// Counts a confirmed segment of `len` bytes.
-    pub fn confirmed(&self, len: u64) {
+    pub(crate) fn confirmed(&self, len: u64) {
         self.bytes_confirmed.fetch_add(len, Relaxed);
         self.segments_confirmed.fetch_add(1, Relaxed);
         self.last_progress_ms.store(self.started.elapsed().as_millis() as u64 + 1, Relaxed);
     }
 
     /// A request failed for the link's sake (reset, refused, timeout, stall).
-    pub fn link_failed(&self) {
+    pub(crate) fn link_failed(&self) {
         let now = self.started.elapsed().as_millis() as u64 + 1;
         if self.link_down_since_ms.compare_exchange(0, now, Relaxed, Relaxed).is_ok() {
             self.outages.fetch_add(1, Relaxed);
@@ -139,12 +139,12 @@ impl Progress {
     }
 
     /// The server answered (anything, even an error): the link is up.
-    pub fn link_ok(&self) {
+    pub(crate) fn link_ok(&self) {
         self.link_down_since_ms.store(0, Relaxed);
     }
 
     /// How long the link has been down, if it is.
-    pub fn link_down_for(&self) -> Option<std::time::Duration> {
+    pub(crate) fn link_down_for(&self) -> Option<std::time::Duration> {
         match self.link_down_since_ms.load(Relaxed) {
             0 => None,
             ms => Some(self.started.elapsed().saturating_sub(std::time::Duration::from_millis(ms - 1))),
@@ -152,7 +152,7 @@ impl Progress {
     }
 
     /// When this run last confirmed a segment, if it has.
-    pub fn last_progress(&self) -> Option<Instant> {
+    pub(crate) fn last_progress(&self) -> Option<Instant> {
         match self.last_progress_ms.load(Relaxed) {
             0 => None,
             ms => Some(self.started + std::time::Duration::from_millis(ms - 1)),
@@ -160,7 +160,7 @@ impl Progress {
     }
 
     /// Reads a counter.
-    pub fn get(c: &AtomicU64) -> u64 {
+    pub(crate) fn get(c: &AtomicU64) -> u64 {
         c.load(Relaxed)
     }
 }

@@ -19,17 +19,17 @@ use crate::plan::{MIN_SEGMENT_SIZE, RAMP_START};
 
 /// A segment started after an outage is at most 1/SHARE of what one stream carried
 /// in the last unbroken stretch.
-pub const SHARE: u64 = 8;
+pub(crate) const SHARE: u64 = 8;
 
 /// Before the first outage, a segment is at most what its stream sends in this many
 /// seconds at the rate seen so far.
-pub const HORIZON_SECS: f64 = 10.0;
+pub(crate) const HORIZON_SECS: f64 = 10.0;
 
 const MIB: u64 = 1 << 20;
 
 /// The link's recent behaviour, shared by every segment task.
 #[derive(Debug)]
-pub struct Sizer {
+pub(crate) struct Sizer {
     floor: u64,
     enabled: bool,
     slow_start: bool,
@@ -50,14 +50,14 @@ impl Sizer {
     /// A sizer whose smallest segment is `floor` (at least 1 MiB); `enabled` is false
     /// for jobs whose segments cannot split (index-named jobs of k5up 0.1);
     /// `slow_start` limits segments before the first outage too (SLO, not DLO).
-    pub fn new(floor: u64, enabled: bool, slow_start: bool) -> Self {
+    pub(crate) fn new(floor: u64, enabled: bool, slow_start: bool) -> Self {
         let floor = floor.max(MIN_SEGMENT_SIZE).div_ceil(MIB) * MIB;
         Sizer { floor, enabled, slow_start, st: Mutex::new(State { up: true, up_at: 0, after_outage: None }) }
     }
 
     /// The largest segment to start now (`None`: no limit), given the run's bytes
     /// sent so far, the streams in flight and the seconds since the run began.
-    pub fn target(&self, sent: u64, streams: u64, secs: f64) -> Option<u64> {
+    pub(crate) fn target(&self, sent: u64, streams: u64, secs: f64) -> Option<u64> {
         if !self.enabled {
             return None;
         }
@@ -73,7 +73,7 @@ impl Sizer {
 
     /// The size to cut `len` bytes down to now, if it should be cut: the head must
     /// be smaller than `len` by at least the floor, so the rest is a segment too.
-    pub fn cut(&self, len: u64, sent: u64, streams: u64, secs: f64) -> Option<u64> {
+    pub(crate) fn cut(&self, len: u64, sent: u64, streams: u64, secs: f64) -> Option<u64> {
         let t = self.target(sent, streams, secs)?;
         (len >= t.saturating_add(self.floor)).then_some(t)
     }
@@ -81,7 +81,7 @@ impl Sizer {
     /// A transport failure (reset, refused, timeout, stall): the first one after the
     /// link was up marks an outage, sized by what the link carried since it came back.
     /// Returns true for that first one.
-    pub fn broke(&self, sent: u64, streams: u64) -> bool {
+    pub(crate) fn broke(&self, sent: u64, streams: u64) -> bool {
         let mut st = self.st.lock().unwrap_or_else(|e| e.into_inner());
         if !st.up {
             return false;
@@ -93,12 +93,12 @@ impl Sizer {
 
     /// True once the link has broken during this run (an outage sized the segments);
     /// before that, segments are cut by the slow start only.
-    pub fn after_outage(&self) -> bool {
+    pub(crate) fn after_outage(&self) -> bool {
         self.st.lock().unwrap_or_else(|e| e.into_inner()).after_outage.is_some()
     }
 
     /// The server answered: the link is up (again).
-    pub fn answered(&self, sent: u64) {
+    pub(crate) fn answered(&self, sent: u64) {
         let mut st = self.st.lock().unwrap_or_else(|e| e.into_inner());
         if !st.up {
             st.up = true;

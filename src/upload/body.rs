@@ -26,7 +26,7 @@ fn same_error(e: &std::io::Error) -> std::io::Error {
 }
 
 /// A streamed body of `len` bytes at `off` in `file`.
-pub fn segment_body(
+pub(crate) fn segment_body(
     file: Arc<File>,
     off: u64,
     len: u64,

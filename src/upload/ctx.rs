@@ -12,7 +12,7 @@ use crate::transfer::progress::Progress;
 
 /// What every segment task shares.
 #[derive(Debug)]
-pub struct Ctx {
+pub(crate) struct Ctx {
     /// The storage client.
     pub swift: Swift,
     /// The job's journal.
@@ -54,7 +54,7 @@ pub struct Ctx {
 
 /// How a segment got confirmed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Sent by this run.
     Sent,
     /// Found whole on the server (MD5 and size match): not sent again.

@@ -30,11 +30,11 @@ use crate::swift::ListEntry;
 use crate::zeros::{Piece, Push, Splitter, zero_pieces};
 
 /// A segment ready for a worker (its MD5 known when the stage hashed it).
-pub type Ready = Result<(SegmentRecord, Option<ListEntry>)>;
+pub(crate) type Ready = Result<(SegmentRecord, Option<ListEntry>)>;
 
 /// What the stage reads and writes.
 #[derive(Debug, Clone)]
-pub struct Stage {
+pub(crate) struct Stage {
     /// The job's journal (MD5s and digest states are journaled as they are known).
     pub journal: Arc<Journal>,
     /// The source.
@@ -97,7 +97,7 @@ pub(crate) fn pieces_to_records(rec: SegmentRecord, pieces: Vec<Piece>) -> Vec<S
 /// Starts the stage. `all` is every segment of the job (in order), `todo` those to
 /// upload; `whole` the digests still to compute (`None`: pass `todo` through).
 /// At most `ahead` segments wait, hashed, for a worker.
-pub fn spawn(
+pub(crate) fn spawn(
     stage: Stage,
     all: Vec<SegmentRecord>,
     todo: Vec<(SegmentRecord, Option<ListEntry>)>,

@@ -2,34 +2,34 @@
 //! segment PUT, adopted or made on the server by its own task ([`segment::process`])
 //! in the transfer core's pool.
 
-pub mod body;
+pub(crate) mod body;
 mod ctx;
 mod cut;
 mod failure;
-pub mod hasher;
+pub(crate) mod hasher;
 mod on_server;
 mod put;
 mod record;
-pub mod repeats;
-pub mod segment;
-pub mod zero_source;
+pub(crate) mod repeats;
+pub(crate) mod segment;
+pub(crate) mod zero_source;
 
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
-pub use ctx::{Ctx, Outcome};
+pub(crate) use ctx::Ctx;
 
 use crate::error::Result;
 use crate::transfer::pool::{self, Feed, Shape};
 
 /// What goes back to the pool: the rest of a split segment.
-pub type Requeued = (crate::journal::SegmentRecord, Option<crate::swift::ListEntry>);
+pub(crate) type Requeued = (crate::journal::SegmentRecord, Option<crate::swift::ListEntry>);
 
 /// Uploads what the hasher hands over (`ready`) with at most `concurrency` segments
 /// in flight, the rests of split segments (`requeue`) first. `on_tick` runs about
 /// once a second (status snapshots). See [`pool::run`].
-pub async fn run(
+pub(crate) async fn run(
     ctx: Arc<Ctx>,
     ready: tokio::sync::mpsc::Receiver<hasher::Ready>,
     requeue: tokio::sync::mpsc::UnboundedReceiver<Requeued>,

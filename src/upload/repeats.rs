@@ -11,18 +11,18 @@ use crate::journal::{SegState, SegmentRecord};
 
 /// The job's confirmed data segments, by (MD5, length): the lowest offset.
 #[derive(Debug, Default)]
-pub struct Originals(Mutex<HashMap<(String, u64), u64>>);
+pub(crate) struct Originals(Mutex<HashMap<(String, u64), u64>>);
 
 impl Originals {
     /// From the journal's records.
-    pub fn new(segs: &[SegmentRecord]) -> Self {
+    pub(crate) fn new(segs: &[SegmentRecord]) -> Self {
         let o = Originals::default();
         segs.iter().for_each(|s| o.add(s));
         o
     }
 
     /// Registers `s` if it is a confirmed segment holding its bytes, with a known MD5.
-    pub fn add(&self, s: &SegmentRecord) {
+    pub(crate) fn add(&self, s: &SegmentRecord) {
         let (true, SegState::Confirmed, Some(md5)) = (s.holds_bytes(), s.state, &s.md5) else { return };
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let at = m.entry((md5.clone(), s.length)).or_insert(s.offset);
@@ -31,7 +31,7 @@ impl Originals {
 
     /// The offset of a confirmed data segment other than the one at `offset` with
     /// the same MD5 and length.
-    pub fn find(&self, md5: &str, length: u64, offset: u64) -> Option<u64> {
+    pub(crate) fn find(&self, md5: &str, length: u64, offset: u64) -> Option<u64> {
         let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         m.get(&(md5.to_string(), length)).copied().filter(|&o| o != offset)
     }

@@ -15,7 +15,7 @@ use crate::swift::ListEntry;
 /// Uploads one segment (or adopts it), and journals it as confirmed. On a link that
 /// breaks, the segment is first cut to what the link carries ([`Ctx::cut`]): this
 /// task goes on with the head, the rest goes back to the pool.
-pub async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEntry>) -> Result<Outcome> {
+pub(crate) async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option<ListEntry>) -> Result<Outcome> {
     let mut seg = seg;
     let mut listed = on_server;
     // After a transport failure (reset, refused, stalled) the link may be down: probe it

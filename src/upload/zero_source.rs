@@ -20,7 +20,7 @@ use crate::zeros::{BLOCK, md5_of_zeros};
 
 /// The maker of one job's zeros.
 #[derive(Debug)]
-pub struct ZeroSource {
+pub(crate) struct ZeroSource {
     container: String,
     seed: String,
     maker: String,
@@ -35,7 +35,7 @@ pub struct ZeroSource {
 impl ZeroSource {
     /// For zero segments of at most `longest` bytes, with manifests of at most
     /// `per_manifest` entries.
-    pub fn new(naming: &SegmentNaming, longest: u64, per_manifest: u64) -> Self {
+    pub(crate) fn new(naming: &SegmentNaming, longest: u64, per_manifest: u64) -> Self {
         let maker_len = longest.max(BLOCK).next_multiple_of(BLOCK);
         let seed_len = maker_len.div_ceil(per_manifest.max(2)).max(BLOCK).next_multiple_of(BLOCK);
         ZeroSource {
@@ -50,12 +50,12 @@ impl ZeroSource {
     }
 
     /// MD5 of `len` zeros.
-    pub fn md5(&self, len: u64) -> String {
+    pub(crate) fn md5(&self, len: u64) -> String {
         md5_of_zeros(len)
     }
 
     /// Bytes put on the wire for the seed and the maker so far.
-    pub fn sent(&self) -> u64 {
+    pub(crate) fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
     }
 
@@ -94,7 +94,7 @@ impl ZeroSource {
 
     /// Writes `len` zeros to `container/name` by a server-side copy of the maker,
     /// and checks the copy's ETag.
-    pub async fn copy_to(&self, swift: &Swift, container: &str, name: &str, len: u64) -> Result<(), SwiftError> {
+    pub(crate) async fn copy_to(&self, swift: &Swift, container: &str, name: &str, len: u64) -> Result<(), SwiftError> {
         self.ensure(swift).await?;
         let op = format!("COPY zeros to {container}/{name}");
         if len == 0 || len > self.maker_len {
@@ -106,12 +106,5 @@ impl ZeroSource {
         }
         let want = crate::runtime::blocking(|| self.md5(len));
         swift.copy(&op, container, name, (&self.container, &self.maker), Some(len), &want).await
-    }
-
-    /// Deletes the seed and the maker (what was copied from them stays).
-    pub async fn remove(&self, swift: &Swift) -> Result<(), SwiftError> {
-        swift.delete(&self.container, &self.maker, "").await?;
-        swift.delete(&self.container, &self.seed, "").await?;
-        Ok(())
     }
 }
