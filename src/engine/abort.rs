@@ -81,16 +81,17 @@ impl Engine {
         if !h.slo {
             return Ok(false);
         }
-        let resp =
-            self.swift.get(&job.container, &job.object, "multipart-manifest=get&format=raw").await.map_err(se)?;
-        let entries: Vec<serde_json::Value> = resp.json().await.map_err(|e| {
+        let resp = self.swift.get(&job.container, &job.object, "multipart-manifest=get").await.map_err(se)?;
+        let unreadable = |e: String| {
             Error::resumable(format!("job {}: unreadable manifest of {}/{}: {e}", job.id, job.container, job.object))
-                .caused_by(e)
-        })?;
+        };
+        let body = resp.bytes().await.map_err(|e| unreadable(e.to_string()).caused_by(e))?;
+        let entries =
+            crate::swift::manifest::parse_stored(&body).map_err(|e| unreadable(e.to_string()).caused_by(e))?;
         let ours = [
-            format!("/{}/{}", naming.container, naming.prefix),
-            format!("/{}/{}", naming.container, naming.zero_prefix()),
+            format!("{}/{}", naming.container, naming.prefix),
+            format!("{}/{}", naming.container, naming.zero_prefix()),
         ];
-        Ok(entries.iter().any(|e| e["path"].as_str().is_some_and(|p| ours.iter().any(|o| p.starts_with(o)))))
+        Ok(entries.iter().any(|e| ours.iter().any(|o| e.path.starts_with(o))))
     }
 }

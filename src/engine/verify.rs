@@ -249,7 +249,7 @@ impl Engine {
             ManifestKind::Slo => {
                 let resp = self
                     .swift
-                    .get(&job.container, &job.object, "multipart-manifest=get&format=raw")
+                    .get(&job.container, &job.object, "multipart-manifest=get")
                     .await
                     .map_err(|e| e.into_error(ErrorKind::Resumable))?;
                 // A body cut short is a failure of the link, not a bad manifest.
@@ -263,16 +263,19 @@ impl Engine {
                     ))
                     .hint(format!("`k5up verify {}` again once the link is steady", job.id))
                 })?;
-                let entries: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap_or_default();
-                // An entry with a range holds that range of its segment.
-                let held = |e: &serde_json::Value| {
-                    let range = e["range"].as_str().and_then(|r| r.split_once('-'));
-                    match range.and_then(|(a, b)| b.parse::<u64>().ok()?.checked_add(1)?.checked_sub(a.parse().ok()?)) {
-                        Some(n) => Some(n),
-                        None => e["size_bytes"].as_u64(),
+                let entries = match crate::swift::manifest::parse_stored(&body) {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        return Ok(Check {
+                            name: "manifest".into(),
+                            ok: false,
+                            detail: format!("the manifest of {}/{} does not parse: {e}", job.container, job.object),
+                            repair: None,
+                        });
                     }
                 };
-                let total: u64 = entries.iter().filter_map(held).sum();
+                // An entry with a range holds that range of its segment.
+                let total: u64 = entries.iter().map(|e| e.content_len()).sum();
                 let levels = job.plan.levels_for(segs.len() as u64);
                 let expect_top = if levels == 1 { segs.len() } else { 0 };
                 let ok = head.slo && total == job.plan.file_size && (expect_top == 0 || entries.len() == expect_top);
