@@ -21,9 +21,9 @@ pub struct Limits {
     pub max_file_size: u64,
     /// SLO limits, when the server has the SLO middleware.
     pub slo: Option<SloLimits>,
-    /// Largest page of a container listing. Kept for the record's layout only:
-    /// nothing decides on the journaled value (see
-    /// [`Capabilities::container_listing_limit`]).
+    /// Largest page of a container listing (`swift.container_listing_limit`). Kept
+    /// for the record's layout only: nothing decides on it ([`Swift::list`] reads
+    /// pages until an empty one, whatever their size).
     container_listing_limit: u64,
     /// True when these came from `/info`, false when they are Swift's documented defaults.
     pub from_info: bool,
@@ -43,7 +43,12 @@ pub struct SloLimits {
 impl Limits {
     /// Swift's documented defaults, used when `/info` is disabled.
     pub fn swift_defaults() -> Self {
-        Capabilities::swift_defaults().limits()
+        Limits {
+            max_file_size: 5 * (1 << 30) + 2,
+            slo: Some(SloLimits { max_manifest_segments: 1000, max_manifest_size: 8 << 20, min_segment_size: 1 }),
+            container_listing_limit: 10_000,
+            from_info: false,
+        }
     }
 }
 
@@ -77,53 +82,44 @@ impl TempUrlDigest {
 /// storage URL on the [`Swift`] client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Capabilities {
-    /// SLO offered (the `slo` section of `/info`), with its limits.
-    pub slo: Option<SloLimits>,
+    /// The limits a plan is made for (and its job keeps): `max_file_size`, the SLO
+    /// section (SLO offered, with its limits), whether they came from `/info`.
+    pub limits: Limits,
     /// DLO offered. Swift's `dlo` middleware does not say itself in `/info`:
     /// assumed true, as it is in Swift's default pipeline.
     pub dlo: bool,
-    /// Largest single object (`swift.max_file_size`).
-    pub max_file_size: u64,
-    /// Largest page of a container listing (`swift.container_listing_limit`).
-    /// Nothing decides on it yet: [`Swift::list`] reads pages until an empty one,
-    /// whatever their size.
-    pub container_listing_limit: u64,
     /// Digests TempURL signatures may use (`tempurl.allowed_digests`). Without it
     /// (no `/info`, or a `tempurl` section without the list): SHA-256, assumed.
     pub tempurl_digests: Vec<TempUrlDigest>,
     /// An SLO entry's `range` is honoured (only those bytes of the segment are
-    /// read). Assumed true (Swift since 2.7); a later probe fills it.
+    /// read). Assumed true (Swift since 2.7); the store probes of the Ceph RGW work
+    /// fill it.
     pub slo_ranges: bool,
-    /// An SLO may name SLOs (sub-manifests). Assumed true (Swift); a later probe
-    /// fills it.
+    /// An SLO may name SLOs (sub-manifests). Assumed true (Swift); probed later.
     pub nested_slo: bool,
     /// A `Range` on a server-side copy (`X-Copy-From`) copies only those bytes.
-    /// Assumed true (Swift); a later probe fills it.
+    /// Assumed true (Swift); probed later.
     pub copy_range: bool,
-    /// True when these came from `/info`, false when they are Swift's documented defaults.
-    pub from_info: bool,
 }
 
 impl Capabilities {
     /// Swift's documented defaults, assumed when `/info` is disabled.
     pub(crate) fn swift_defaults() -> Self {
         Capabilities {
-            slo: Some(SloLimits { max_manifest_segments: 1000, max_manifest_size: 8 << 20, min_segment_size: 1 }),
+            limits: Limits::swift_defaults(),
             dlo: true,
-            max_file_size: 5 * (1 << 30) + 2,
-            container_listing_limit: 10_000,
             tempurl_digests: vec![TempUrlDigest::Sha256],
             slo_ranges: true,
             nested_slo: true,
             copy_range: true,
-            from_info: false,
         }
     }
 
     /// What a `/info` answer says; Swift's defaults for what it leaves out.
     pub(crate) fn from_info(v: &Value) -> Self {
         let d = Capabilities::swift_defaults();
-        let ds = d.slo.clone().expect("defaults have SLO");
+        let dl = &d.limits;
+        let ds = dl.slo.clone().expect("defaults have SLO");
         let num = |v: &Value, dflt: u64| v.as_u64().unwrap_or(dflt);
         let digests: Vec<TempUrlDigest> = v["tempurl"]["allowed_digests"]
             .as_array()
@@ -131,27 +127,20 @@ impl Capabilities {
             .flatten()
             .filter_map(|d| TempUrlDigest::parse(d.as_str()?))
             .collect();
-        Capabilities {
-            max_file_size: num(&v["swift"]["max_file_size"], d.max_file_size),
-            container_listing_limit: num(&v["swift"]["container_listing_limit"], d.container_listing_limit),
+        let limits = Limits {
+            max_file_size: num(&v["swift"]["max_file_size"], dl.max_file_size),
+            container_listing_limit: num(&v["swift"]["container_listing_limit"], dl.container_listing_limit),
             slo: v.get("slo").map(|s| SloLimits {
                 max_manifest_segments: num(&s["max_manifest_segments"], ds.max_manifest_segments),
                 max_manifest_size: num(&s["max_manifest_size"], ds.max_manifest_size),
                 min_segment_size: num(&s["min_segment_size"], ds.min_segment_size),
             }),
-            tempurl_digests: if digests.is_empty() { d.tempurl_digests } else { digests },
             from_info: true,
+        };
+        Capabilities {
+            limits,
+            tempurl_digests: if digests.is_empty() { d.tempurl_digests.clone() } else { digests },
             ..d
-        }
-    }
-
-    /// The limits a plan is made for (and its job keeps).
-    pub(crate) fn limits(&self) -> Limits {
-        Limits {
-            max_file_size: self.max_file_size,
-            slo: self.slo.clone(),
-            container_listing_limit: self.container_listing_limit,
-            from_info: self.from_info,
         }
     }
 
@@ -182,7 +171,7 @@ impl Swift {
 
     /// The server's limits (from [`Swift::capabilities`]).
     pub(crate) async fn limits(&self) -> Result<Limits, SwiftError> {
-        Ok(self.capabilities().await?.limits())
+        Ok(self.capabilities().await?.limits)
     }
 
     /// The capabilities from `GET /info` beside `storage`; Swift's documented
@@ -249,17 +238,16 @@ mod tests {
         )
         .unwrap();
         let c = Capabilities::from_info(&v);
-        assert_eq!((c.max_file_size, c.container_listing_limit, c.from_info), (16 << 20, 500, true));
-        let s = c.slo.clone().unwrap();
+        let l = &c.limits;
+        assert_eq!((l.max_file_size, l.container_listing_limit, l.from_info), (16 << 20, 500, true));
+        let s = l.slo.clone().unwrap();
         assert_eq!((s.max_manifest_segments, s.max_manifest_size, s.min_segment_size), (16, 8 << 20, 1));
         assert_eq!(c.tempurl_digests, [TempUrlDigest::Sha1, TempUrlDigest::Sha512]);
         assert_eq!(c.tempurl_digest(), TempUrlDigest::Sha512, "the strongest allowed when SHA-256 is not");
         assert!(c.dlo && c.slo_ranges && c.nested_slo && c.copy_range, "assumed until probed");
-        let l = c.limits();
-        assert_eq!((l.max_file_size, l.slo, l.container_listing_limit, l.from_info), (16 << 20, Some(s), 500, true));
 
         let c = Capabilities::from_info(&serde_json::json!({"swift": {}}));
-        assert!(c.slo.is_none(), "no slo section: no SLO");
+        assert!(c.limits.slo.is_none(), "no slo section: no SLO");
         assert_eq!(c.tempurl_digest(), TempUrlDigest::Sha256);
         let all = serde_json::json!({"tempurl": {"allowed_digests": ["sha1", "sha256", "sha512"]}});
         assert_eq!(Capabilities::from_info(&all).tempurl_digest(), TempUrlDigest::Sha256);
