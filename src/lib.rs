@@ -38,4 +38,5 @@ pub mod testing {
     pub use crate::model::{Phase, SegKind, SegState, SegmentRecord};
     pub use crate::names::SegmentNaming;
     pub use crate::source::md5_range;
+    pub use crate::swift::capabilities::StoreTraits;
 }

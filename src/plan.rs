@@ -85,7 +85,7 @@ impl Plan {
     /// The first cuts of a new job: `(offset, length)` pieces covering the file, in
     /// order. An SLO starts with the ramp ([`RAMP_START`]), a DLO is uniform.
     pub fn cuts(&self) -> impl Iterator<Item = (u64, u64)> + use<> {
-        self.cuts_around(&[]).into_iter().map(|(off, len, _)| (off, len))
+        self.cuts_around(&[], None).into_iter().map(|(off, len, _)| (off, len))
     }
 
     /// The first cuts around `zeros` (runs known to hold only zeros: sorted, disjoint,
@@ -93,13 +93,17 @@ impl Plan {
     /// order. Data between the runs is cut as by [`Plan::cuts`] (the ramp goes on
     /// across runs); a run is cut in pieces of at most the segment size (a DLO copies
     /// each into a segment of its own). No data piece before a run is under
-    /// [`MIN_SEGMENT_SIZE`].
-    pub fn cuts_around(&self, zeros: &[(u64, u64)]) -> Vec<(u64, u64, bool)> {
-        let (size, max, ramp) = (self.file_size, self.segment_size.max(1), self.manifest == ManifestKind::Slo);
+    /// [`MIN_SEGMENT_SIZE`]. With a `unit`, each run is cut in pieces of exactly
+    /// the unit, and the rest of it (under a unit) is data.
+    pub fn cuts_around(&self, zeros: &[(u64, u64)], unit: Option<u64>) -> Vec<(u64, u64, bool)> {
+        let (size, ramp) = (self.file_size, self.manifest == ManifestKind::Slo);
+        let max = self.segment_size.max(1);
+        let run_piece = unit.unwrap_or(max).max(1);
         let mut out = vec![];
         let mut n = 0u64;
         let mut at = 0u64;
-        let mut runs = zeros.iter().copied().filter(|&(o, l)| l > 0 && o + l <= size).peekable();
+        let trim = |(o, l): (u64, u64)| (o, unit.map_or(l, |u| l / u.max(1) * u.max(1)));
+        let mut runs = zeros.iter().copied().map(trim).filter(|&(o, l)| l > 0 && o + l <= size).peekable();
         while at < size {
             if let Some(&(o, l)) = runs.peek()
                 && o <= at
@@ -107,7 +111,7 @@ impl Plan {
                 runs.next();
                 let end = o + l;
                 while at < end {
-                    let len = max.min(end - at);
+                    let len = run_piece.min(end - at);
                     out.push((at, len, true));
                     at += len;
                 }
@@ -376,7 +380,7 @@ mod tests {
             manifest: ManifestKind::Slo,
             per_manifest: 1000,
         };
-        let c = q.cuts_around(&[(9 * MIB, 40 * MIB), (60 * MIB, 3 * MIB)]);
+        let c = q.cuts_around(&[(9 * MIB, 40 * MIB), (60 * MIB, 3 * MIB)], None);
         let mib: Vec<_> = c.iter().map(|&(o, l, z)| (o / MIB, l / MIB, z)).collect();
         assert_eq!(
             mib,
@@ -404,9 +408,9 @@ mod tests {
             manifest: ManifestKind::Dlo,
             per_manifest: 0,
         };
-        let c = q.cuts_around(&[(8 * MIB + MIB / 2, 0), (17 * MIB + MIB / 2, 10 * MIB)]);
+        let c = q.cuts_around(&[(8 * MIB + MIB / 2, 0), (17 * MIB + MIB / 2, 10 * MIB)], None);
         assert!(c.iter().all(|&(_, l, _)| l >= MIB), "{c:?}");
-        assert_eq!(q.cuts_around(&[]).len(), 5);
+        assert_eq!(q.cuts_around(&[], None).len(), 5);
     }
 
     #[test]

@@ -19,6 +19,19 @@ pub(crate) const BLOCK: u64 = CHUNK as u64;
 /// segments, a second each on every read of the object).
 pub(crate) const DLO_MIN_RUN: u64 = 32 * BLOCK;
 
+/// How a job skips zeros: runs of at least `min_run` bytes are not sent; where
+/// `unit` is set, every zero piece is exactly `unit` bytes (the rest of a run is
+/// sent as data), and one zero object of that length is sent once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ZeroRule {
+    /// The shortest run skipped.
+    pub min_run: u64,
+    /// The one length of zero pieces, on a store that cannot make zeros of any
+    /// length on the server (Ceph RGW ignores SLO ranges and copies whole objects)
+    /// or cannot nest manifests (zero pieces must then fit in one manifest).
+    pub unit: Option<u64>,
+}
+
 /// True when every byte of `buf` is zero. Reads in 4 KiB steps whose OR-reduction
 /// the compiler vectorises: far faster than MD5, so it costs little beside it.
 pub(crate) fn is_zero(buf: &[u8]) -> bool {
@@ -146,6 +159,8 @@ pub(crate) struct Splitter {
     /// The run found by the last [`Push::Cut`], until [`Splitter::cut`].
     run: Option<(u64, u64)>,
     min_run: u64,
+    /// Zero pieces of exactly this length (see [`ZeroRule::unit`]).
+    unit: Option<u64>,
     /// A last partial chunk may follow a run (the segment ends the file).
     ends_file: bool,
     pieces: Vec<Piece>,
@@ -154,16 +169,34 @@ pub(crate) struct Splitter {
 impl Splitter {
     /// For the segment of `length` bytes at `offset`; runs shorter than `min_run`
     /// are hashed as data. `ends_file`: the segment ends at the end of the file.
-    pub(crate) fn new(offset: u64, length: u64, min_run: u64, ends_file: bool) -> Self {
+    pub(crate) fn new(offset: u64, length: u64, rule: ZeroRule, ends_file: bool) -> Self {
         Splitter {
             end: offset + length,
             pos: offset,
             data_from: offset,
             zeros_from: None,
             run: None,
-            min_run: min_run.max(BLOCK),
+            min_run: rule.min_run.max(BLOCK).max(rule.unit.unwrap_or(0)),
+            unit: rule.unit,
             ends_file,
             pieces: vec![],
+        }
+    }
+
+    /// Records the run `from..to`: one zero piece, or pieces of the unit and the
+    /// rest as data (whose MD5 is that of its zeros).
+    fn push_run(&mut self, from: u64, to: u64) {
+        let Some(u) = self.unit else {
+            self.pieces.push(Piece { offset: from, length: to - from, md5: None });
+            return;
+        };
+        let mut at = from;
+        while to - at >= u {
+            self.pieces.push(Piece { offset: at, length: u, md5: None });
+            at += u;
+        }
+        if at < to {
+            self.pieces.push(Piece { offset: at, length: to - at, md5: Some(md5_of_zeros(to - at)) });
         }
     }
 
@@ -196,7 +229,7 @@ impl Splitter {
         if let Some(m) = md5.filter(|_| self.data_from < z) {
             self.pieces.push(Piece { offset: self.data_from, length: z - self.data_from, md5: Some(m) });
         }
-        self.pieces.push(Piece { offset: z, length: at - z, md5: None });
+        self.push_run(z, at);
         self.data_from = at;
     }
 
@@ -225,24 +258,24 @@ impl Splitter {
             self.pieces.push(Piece { offset: self.data_from, length: data_end - self.data_from, md5 });
         }
         if data_end < self.end {
-            self.pieces.push(Piece { offset: data_end, length: self.end - data_end, md5: None });
+            self.push_run(data_end, self.end);
         }
         self.pieces
     }
 }
 
 /// Reads and hashes `len` bytes at `off` of `file`, split into data pieces and zero
-/// runs of at least `min_run` (`None`: no zeros skipped, one piece). Blocking.
+/// runs as `rule` says (`None`: no zeros skipped, one piece). Blocking.
 pub(crate) fn scan_range(
     file: &File,
     off: u64,
     len: u64,
-    min_run: Option<u64>,
+    rule: Option<ZeroRule>,
     ends_file: bool,
 ) -> std::io::Result<Vec<Piece>> {
     use md5::{Digest, Md5};
     use std::os::unix::fs::FileExt;
-    let mut split = min_run.map(|m| Splitter::new(off, len, m, ends_file));
+    let mut split = rule.map(|r| Splitter::new(off, len, r, ends_file));
     let mut h = Md5::new();
     let mut buf = vec![0u8; CHUNK.min(len as usize).max(1)];
     let mut done = 0u64;
@@ -287,6 +320,27 @@ mod tests {
 
     const M: u64 = BLOCK;
 
+    fn rule(min_run: u64) -> ZeroRule {
+        ZeroRule { min_run, unit: None }
+    }
+
+    #[test]
+    fn a_unit_cuts_runs_into_pieces_of_it_and_sends_the_rest_as_data() {
+        // 1 MiB data, 7 MiB zeros, 1 MiB data, 2 MiB zeros (ends the file); unit 2 MiB.
+        let (t, _) = file_of(&[(1, 7), (7, 0), (1, 9), (2, 0)], b"");
+        let f = t.as_file();
+        let p = scan_range(f, 0, 11 * M, Some(ZeroRule { min_run: M, unit: Some(2 * M) }), true).unwrap();
+        let shape: Vec<(u64, u64, bool)> = p.iter().map(|p| (p.offset / M, p.length / M, p.md5.is_none())).collect();
+        assert_eq!(
+            shape,
+            [(0, 1, false), (1, 2, true), (3, 2, true), (5, 2, true), (7, 1, false), (8, 1, false), (9, 2, true)]
+        );
+        assert_eq!(p[4].md5.as_deref(), Some(md5_of_zeros(M).as_str()), "the rest of a run is data: its zeros");
+        // A run under the unit is data (hashed with its neighbours).
+        let p = scan_range(f, 0, 11 * M, Some(ZeroRule { min_run: M, unit: Some(8 * M) }), true).unwrap();
+        assert_eq!(p.len(), 1);
+    }
+
     /// A file from (length in MiB, fill byte) runs, and its bytes.
     fn file_of(runs: &[(u64, u8)], tail: &[u8]) -> (tempfile::NamedTempFile, Vec<u8>) {
         let mut data = vec![];
@@ -307,7 +361,7 @@ mod tests {
     fn zero_runs_are_cut_out_and_data_md5s_cover_only_data() {
         let (t, data) = file_of(&[(2, 7), (3, 0), (1, 9), (1, 0), (1, 5), (2, 0)], &[]);
         let f = t.as_file();
-        let p = scan_range(f, 0, 10 * M, Some(M), true).unwrap();
+        let p = scan_range(f, 0, 10 * M, Some(rule(M)), true).unwrap();
         assert_eq!(
             summary(&p),
             vec![(0, 2, true), (2, 3, false), (5, 1, true), (6, 1, false), (7, 1, true), (8, 2, false)]
@@ -317,7 +371,7 @@ mod tests {
             assert_eq!(piece.md5.as_deref(), Some(md5_hex(r).as_str()));
         }
         // Runs shorter than the minimum stay in the data (hashed, zeros included).
-        let p = scan_range(f, 0, 10 * M, Some(2 * M), true).unwrap();
+        let p = scan_range(f, 0, 10 * M, Some(rule(2 * M)), true).unwrap();
         assert_eq!(summary(&p), vec![(0, 2, true), (2, 3, false), (5, 3, true), (8, 2, false)]);
         assert_eq!(p[2].md5.as_deref(), Some(md5_hex(&data[5 * M as usize..8 * M as usize]).as_str()));
         // No splitting asked: one piece, the plain MD5.
@@ -331,15 +385,15 @@ mod tests {
         let f = t.as_file();
         let size = data.len() as u64;
         // The last partial chunk after a run: cut only when the segment ends the file.
-        let p = scan_range(f, 0, size, Some(M), true).unwrap();
+        let p = scan_range(f, 0, size, Some(rule(M)), true).unwrap();
         assert_eq!(p.len(), 2);
         assert_eq!((p[0].offset, p[0].length, p[0].md5.is_none()), (0, 3 * M, true));
         assert_eq!((p[1].offset, p[1].length), (3 * M, 3));
         assert_eq!(p[1].md5.as_deref(), Some(md5_hex(&[1, 2, 3]).as_str()));
-        let p = scan_range(f, 0, size, Some(M), false).unwrap();
+        let p = scan_range(f, 0, size, Some(rule(M)), false).unwrap();
         assert_eq!(p, vec![Piece { offset: 0, length: size, md5: Some(md5_hex(&data)) }]);
         // A segment of zeros only is one zero piece.
-        let p = scan_range(f, M, 2 * M, Some(M), false).unwrap();
+        let p = scan_range(f, M, 2 * M, Some(rule(M)), false).unwrap();
         assert_eq!(p, vec![Piece { offset: M, length: 2 * M, md5: None }]);
         assert!(is_zero(&[0; 5000]) && !is_zero(&[0, 0, 0, 1]));
         assert_eq!(md5_of_zeros(5), md5_hex(&[0; 5]));

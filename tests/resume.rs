@@ -466,7 +466,7 @@ fn a_job_of_k5up_0_1_with_index_names_resumes_unchanged() {
     for s in &segs[..2] {
         obs.put(&segs_c, &old.name(s), &data[s.offset as usize..(s.offset + s.length) as usize]);
     }
-    drop(root.create(&rec, segs.clone().into_iter()).unwrap());
+    drop(root.create(&rec, &k5up::testing::StoreTraits::swift(), segs.clone().into_iter()).unwrap());
     let before = obs.list(&segs_c, &old.prefix);
     assert_eq!(before.len(), 2);
 

@@ -217,6 +217,20 @@ pub(super) fn dry_run(p: &Planned) {
     let levels = if p.manifest_levels > 1 { format!(", nested {} levels", p.manifest_levels) } else { String::new() };
     out!("manifest       {}{levels}", j.plan.manifest.as_str().to_uppercase());
     out!("server limits  {}", describe_limits(&j.limits));
+    let how = if p.existing {
+        "as when the job was planned"
+    } else if p.store.probed_now {
+        "probed now"
+    } else {
+        "as probed before, kept in the journal"
+    };
+    out!("object store   {} ({how})", p.store.traits.describe());
+    if let Some(u) = crate::engine::zero_rule(j, &p.store.traits).and_then(|r| r.unit) {
+        out!(
+            "zeros          runs cut in pieces of {}: one zero object of that size is sent once (this store cannot make zeros of any length)",
+            format_size(u)
+        );
+    }
     if let Some(i) = &j.import {
         let os = i.os_type.as_deref().map(|o| format!(", os_type {o}")).unwrap_or_default();
         out!("import         {} as `{}` ({}{os})", i.kind.as_str(), clean(&i.image_name), i.disk_format);

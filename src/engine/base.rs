@@ -9,7 +9,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::BaseSegment;
-use crate::swift::{Swift, manifest};
+use crate::swift::{StoreTraits, Swift, manifest};
 
 /// Nested SLOs deeper than this are refused (Swift allows 10 levels).
 const MAX_DEPTH: usize = 10;
@@ -24,7 +24,13 @@ pub(crate) fn parse(arg: &str) -> Result<(String, String)> {
 }
 
 /// The segments of `container/object`, in order, with their offsets.
-pub(super) async fn segments_of(swift: &Swift, container: &str, object: &str) -> Result<Vec<BaseSegment>> {
+pub(super) async fn segments_of(
+    swift: &Swift,
+    store: &StoreTraits,
+    container: &str,
+    object: &str,
+    journaled: impl FnOnce(&str) -> Option<Vec<BaseSegment>>,
+) -> Result<Vec<BaseSegment>> {
     let what = format!("--base {container}/{object}");
     let se = |e: crate::swift::SwiftError| e.into_error(ErrorKind::Resumable).context(what.clone());
     let Some(head) = swift.head(container, object).await.map_err(se)? else {
@@ -32,7 +38,17 @@ pub(super) async fn segments_of(swift: &Swift, container: &str, object: &str) ->
             .hint("check the name (`swift list CONTAINER`), or upload without --base"));
     };
     let mut out = vec![];
-    if head.slo {
+    if head.slo && !store.manifest_readable {
+        // The store cannot give the manifest back (Ceph RGW): the job that wrote it
+        // knows its segments, if this journal has it.
+        out = journaled(&head.etag).ok_or_else(|| {
+            Error::input(format!(
+                "{what}: this object store cannot give an SLO manifest back (GET ?multipart-manifest=get is empty), and no job of this journal wrote this version of it (ETag {})",
+                head.etag
+            ))
+            .hint("give --base an object that k5up uploaded from this journal, a DLO, or a plain object; or upload without --base")
+        })?;
+    } else if head.slo {
         slo_leaves(swift, container, object, 0, &mut out).await?;
     } else if let Some(m) = head.dlo_manifest.as_deref() {
         let value = percent_decode_str(m).decode_utf8_lossy().to_string();
@@ -60,6 +76,29 @@ pub(super) async fn segments_of(swift: &Swift, container: &str, object: &str) ->
             .hint("the base changed while it was read; try again, or upload without --base"));
     }
     Ok(out)
+}
+
+/// The segments of a finished job as its manifest lists them, in order, from its
+/// journal: for a store that cannot give a manifest back (Ceph RGW).
+pub(super) fn as_base(job: &crate::journal::JobRecord, segs: &[crate::journal::SegmentRecord]) -> Vec<BaseSegment> {
+    let naming = super::naming_of(job);
+    let zero = segs.iter().filter(|s| s.is_zero()).map(|s| s.length).max();
+    segs.iter()
+        .map(|s| {
+            let (name, md5) = match (s.is_zero(), s.repeat_of()) {
+                // The whole zero object (a zero segment of a store without ranges), or
+                // a range of it: part of it, never a copy source.
+                (true, _) => {
+                    let z = zero.unwrap_or(s.length);
+                    let md5 = (z == s.length).then(|| crate::zeros::md5_of_zeros(z));
+                    (naming.zero_name(&format!("object+{z}")), md5)
+                }
+                (false, Some(of)) => (naming.name_at(of, s.length), s.md5.clone()),
+                (false, None) => (naming.name(s), s.md5.clone()),
+            };
+            BaseSegment { offset: s.offset, length: s.length, md5, container: naming.container.clone(), name }
+        })
+        .collect()
 }
 
 /// The leaves of an SLO (sub-manifests followed), appended to `out`.

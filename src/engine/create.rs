@@ -54,7 +54,8 @@ impl Engine {
             say_base_replaced(&planned.job, &of_base);
             super::replace::merge(&mut replaced, of_base);
         }
-        let j = self.root.create(&planned.job, first_cuts(&planned.job, Some(&file), &planned.base))?;
+        let store = planned.store.traits;
+        let j = self.root.create(&planned.job, &store, first_cuts(&planned.job, &store, Some(&file), &planned.base))?;
         // Durable before the old journals go: the old segments are this job's to delete.
         j.put_source_stamp(&stamp)?;
         j.put_replaces(&replaced)?;

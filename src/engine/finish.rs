@@ -9,9 +9,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{JobRecord, SegmentRecord};
 use crate::names::SegmentNaming;
 use crate::plan::ManifestKind;
+use crate::swift::StoreTraits;
 use crate::swift::manifest::{Entry, HeartbeatResult, large_object_etag, slo_body, slo_etag, slo_layout};
 use crate::swift::{Swift, dlo_manifest_value};
-use crate::upload::zero_source::ZeroSource;
+use crate::upload::zero_source::{ZeroSource, put_zeros};
 use crate::zeros::md5_of_zeros;
 
 /// MD5 of nothing: the ETag of an empty object.
@@ -81,6 +82,7 @@ fn layout(job: &JobRecord, segs: &[SegmentRecord], naming: &SegmentNaming) -> cr
 async fn ensure_zero_object(
     swift: &Swift,
     job: &JobRecord,
+    store: &StoreTraits,
     naming: &SegmentNaming,
     name: &str,
     len: u64,
@@ -88,6 +90,13 @@ async fn ensure_zero_object(
     let fail = |e: crate::swift::SwiftError| {
         e.into_error(ErrorKind::Resumable).hint(format!("run `k5up resume {}` to try the manifest again", job.id))
     };
+    if !store.makes_zeros() {
+        let sent = put_zeros(swift, &naming.container, name, len).await.map_err(fail)?;
+        if sent > 0 {
+            tracing::info!("job {}: zero object of {} sent (once per job)", job.id, crate::units::format_size(len));
+        }
+        return Ok(sent);
+    }
     let md5 = crate::runtime::blocking(|| md5_of_zeros(len));
     if let Some(h) = swift.head(&naming.container, name).await.map_err(fail)?
         && h.size == len
@@ -106,6 +115,7 @@ async fn ensure_zero_object(
 pub(super) async fn write_manifest(
     swift: &Swift,
     job: &JobRecord,
+    store: &StoreTraits,
     segs: &[SegmentRecord],
     naming: &SegmentNaming,
 ) -> Result<Written> {
@@ -139,15 +149,33 @@ pub(super) async fn write_manifest(
         }
         ManifestKind::Slo => {
             let l = layout(job, segs, naming);
+            if !l.subs.is_empty() && !store.nested_slo {
+                return Err(Error::failed(format!(
+                    "job {}: {} segments do not fit in one manifest of {} entries, and this store does not take nested manifests",
+                    job.id,
+                    segs.len(),
+                    job.plan.per_manifest
+                ))
+                .hint(format!("`k5up abort {}`, then upload again with --manifest dlo", job.id)));
+            }
             let mut sent = 0;
             if let Some((name, len)) = zero_object(segs, naming) {
-                sent += ensure_zero_object(swift, job, naming, &name, len).await?;
+                sent += ensure_zero_object(swift, job, store, naming, &name, len).await?;
+            }
+            if !store.manifest_etag {
+                // The store takes no Etag header on a manifest: what the manifest names
+                // is checked against the listing first, the object by HEAD after.
+                let resend = check_listed(swift, job, &l, naming).await?;
+                if !resend.is_empty() {
+                    return Ok(Written::Resend(resend));
+                }
             }
             for sub in &l.subs {
                 let body = slo_body(&sub.entries);
                 sent += body.len() as u64;
                 let want = slo_etag(&sub.entries);
-                let r = swift.put_slo(&naming.container, &sub.name, body, &want).await.map_err(fail)?;
+                let etag = store.manifest_etag.then_some(want.as_str());
+                let r = swift.put_slo(&naming.container, &sub.name, body, etag).await.map_err(fail)?;
                 if let Some(resend) = check(job, naming, &sub.name, &r, &want)? {
                     return Ok(Written::Resend(resend));
                 }
@@ -155,13 +183,63 @@ pub(super) async fn write_manifest(
             let body = slo_body(&l.top);
             sent += body.len() as u64;
             let want = slo_etag(&l.top);
-            let r = swift.put_slo(&job.container, &job.object, body, &want).await.map_err(fail)?;
+            let etag = store.manifest_etag.then_some(want.as_str());
+            let r = swift.put_slo(&job.container, &job.object, body, etag).await.map_err(fail)?;
             if let Some(resend) = check(job, naming, &job.object, &r, &want)? {
                 return Ok(Written::Resend(resend));
             }
             Ok(Written::Ok { etag: want, sent })
         }
     }
+}
+
+/// Checks that the segment container lists every object a manifest names with
+/// its size and MD5 (for a store that does not check a manifest's ETag). Returns
+/// the keys of segments to send again (missing, or other bytes).
+async fn check_listed(
+    swift: &Swift,
+    job: &JobRecord,
+    l: &crate::swift::manifest::SloLayout,
+    naming: &SegmentNaming,
+) -> Result<Vec<u64>> {
+    let fail = |e: crate::swift::SwiftError| {
+        e.into_error(ErrorKind::Resumable).hint(format!("run `k5up resume {}` to try the manifest again", job.id))
+    };
+    let mut listing = swift.list(&naming.container, &naming.prefix).await.map_err(fail)?;
+    listing.extend(swift.list(&naming.container, &naming.zero_prefix()).await.map_err(fail)?);
+    let held: std::collections::HashMap<&str, (u64, &str)> =
+        listing.iter().map(|e| (e.name.as_str(), (e.bytes, e.hash.as_str()))).collect();
+    let prefix = format!("/{}/", naming.container);
+    let mut resend = vec![];
+    for e in &l.top {
+        let name = e.path.strip_prefix(&prefix).unwrap_or(&e.path);
+        match held.get(name) {
+            Some((b, h)) if *b == e.size_bytes && h.eq_ignore_ascii_case(&e.etag) => {}
+            _ if naming.key_of(name).is_some() => resend.extend(naming.key_of(name)),
+            other => {
+                return Err(Error::resumable(format!(
+                    "job {}: segment {name} of the manifest is {} in the listing of {}, expected {} bytes with MD5 {}",
+                    job.id,
+                    other.map_or("missing".to_string(), |(b, h)| format!("{b} bytes with MD5 {h}")),
+                    naming.container,
+                    e.size_bytes,
+                    e.etag
+                ))
+                .hint(format!("`k5up resume {}` sends it again", job.id)));
+            }
+        }
+    }
+    if !resend.is_empty() {
+        tracing::warn!(
+            "job {}: {} segment(s) of the manifest are missing or differ in the listing of {}; sending them again",
+            job.id,
+            resend.len(),
+            naming.container
+        );
+    }
+    resend.sort_unstable();
+    resend.dedup();
+    Ok(resend)
 }
 
 /// Deletes the job's own names (see [`SegmentNaming::is_own`]) besides the

@@ -16,6 +16,7 @@ mod run;
 mod send;
 mod settings;
 mod sharing;
+mod store;
 mod verify;
 
 use std::fs::File;
@@ -69,17 +70,50 @@ fn naming_of(job: &JobRecord) -> SegmentNaming {
     SegmentNaming::of_job(&job.segment_container, &job.segment_prefix)
 }
 
-/// The shortest zero run a job skips, or `None` when it sends every byte: jobs of
-/// k5up 0.1 (index names), and DLO jobs on a server without SLO (a DLO's zero
-/// segments are copied from an SLO of a zero seed).
-pub(crate) fn zero_run(job: &JobRecord) -> Option<u64> {
+/// How `job` skips zeros on a store that does `store`, or `None` when it sends
+/// every byte: jobs of k5up 0.1 (index names), and DLO jobs on a server without
+/// SLO (a DLO's zero segments are copied from an SLO of a zero seed).
+pub(crate) fn zero_rule(job: &JobRecord, store: &crate::swift::StoreTraits) -> Option<crate::zeros::ZeroRule> {
+    use crate::zeros::ZeroRule;
     if !naming_of(job).ranged {
         return None;
     }
-    match job.plan.manifest {
-        ManifestKind::Slo => Some(crate::zeros::BLOCK),
-        ManifestKind::Dlo => job.limits.slo.is_some().then_some(crate::zeros::DLO_MIN_RUN),
+    let min_run = match job.plan.manifest {
+        ManifestKind::Slo => crate::zeros::BLOCK,
+        ManifestKind::Dlo => job.limits.slo.as_ref().map(|_| crate::zeros::DLO_MIN_RUN)?,
+    };
+    let nests = job.plan.manifest == ManifestKind::Dlo || store.nested_slo;
+    if store.makes_zeros() && nests {
+        return Some(ZeroRule { min_run, unit: None });
     }
+    let unit = zero_unit(&job.plan).max(min_run);
+    Some(ZeroRule { min_run: unit, unit: Some(unit) })
+}
+
+/// The most segments a job may have before the link's splits stop, on a store that
+/// cannot nest manifests (every segment must fit in one manifest, with room left
+/// for the pieces zero runs may still cut); `None`: no limit.
+pub(crate) fn split_cap(job: &JobRecord, store: &crate::swift::StoreTraits) -> Option<u64> {
+    if job.plan.manifest != ManifestKind::Slo || store.nested_slo {
+        return None;
+    }
+    let zeros = zero_rule(job, store).and_then(|r| r.unit).map_or(0, |u| job.plan.file_size.div_ceil(u) * 3);
+    Some(job.plan.per_manifest.saturating_sub(zeros).max(job.plan.segment_count))
+}
+
+/// The one length of a job's zero pieces where it needs one: a whole number of MiB
+/// (a power of two), at most a segment, and large enough that a file of zero runs
+/// still fits in one manifest beside the plan's data segments (each run adds at
+/// most one zero piece per unit and two data pieces: the data it splits, and the
+/// rest of the run under a unit).
+pub(crate) fn zero_unit(plan: &crate::plan::Plan) -> u64 {
+    let block = crate::zeros::BLOCK;
+    let room = plan.per_manifest.saturating_sub(plan.segment_count).max(1);
+    let mut unit = block;
+    while unit < plan.segment_size && plan.file_size.div_ceil(unit).saturating_mul(3) > room {
+        unit *= 2;
+    }
+    unit.min(plan.segment_size.max(block) / block * block).max(block)
 }
 
 /// Which server a first contact was with.
@@ -169,7 +203,8 @@ impl Engine {
                 job.phase = Phase::Uploading;
                 job.last_error = Some(format!("journal rebuilt after damage ({reason})"));
                 let source = File::open(job.file_path()).ok();
-                let segs = new_job::first_cuts(&job, source.as_ref(), &[]);
+                let store = self.root.job_store(id)?;
+                let segs = new_job::first_cuts(&job, &store, source.as_ref(), &[]);
                 self.root.rebuild(held, &job, segs)
             }
         }

@@ -62,6 +62,8 @@ pub(crate) struct Planned {
     pub base: Vec<BaseSegment>,
     /// The projects to share the image with (resolved in Keystone).
     pub share: Option<crate::journal::ShareState>,
+    /// What the store does (the job's, for a job that exists).
+    pub store: super::store::StoreFound,
 }
 
 /// The short, deterministic id of a job: the file's identity and the target.
@@ -92,6 +94,7 @@ fn new_segment(index: u64, offset: u64, length: u64) -> SegmentRecord {
 /// k5up 0.1.
 pub(super) fn first_cuts(
     job: &JobRecord,
+    store: &crate::swift::StoreTraits,
     file: Option<&File>,
     base: &[BaseSegment],
 ) -> Box<dyn Iterator<Item = SegmentRecord>> {
@@ -100,8 +103,9 @@ pub(super) fn first_cuts(
         let lens: Vec<u64> = base.iter().map(|b| b.length).collect();
         Box::new(p.cuts_along(&lens).into_iter().map(|(off, len)| SegmentRecord::at(off, len)))
     } else if super::naming_of(job).ranged {
-        let holes = match (super::zero_run(job), file) {
-            (Some(min), Some(f)) => crate::zeros::holes(f, p.file_size, min),
+        let rule = super::zero_rule(job, store);
+        let holes = match (rule, file) {
+            (Some(r), Some(f)) => crate::zeros::holes(f, p.file_size, r.min_run),
             _ => vec![],
         };
         if !holes.is_empty() {
@@ -112,7 +116,7 @@ pub(super) fn first_cuts(
                 crate::units::format_size(bytes)
             );
         }
-        Box::new(p.cuts_around(&holes).into_iter().map(|(off, len, zero)| {
+        Box::new(p.cuts_around(&holes, rule.and_then(|r| r.unit)).into_iter().map(|(off, len, zero)| {
             SegmentRecord::new(off, off, len, if zero { SegKind::Zero } else { SegKind::Data })
         }))
     } else {
@@ -211,13 +215,14 @@ impl Engine {
             }
             job.digests = digests_for(job.import.as_ref(), &[job.digests.clone(), digests].concat());
             let levels = job.plan.manifest_levels();
-            let base = self.base_segments(req).await?;
+            let store = super::store::StoreFound { traits: self.root.job_store(&id)?, probed_now: false };
+            let base = self.base_segments(req, &store.traits).await?;
             if share.is_some() && job.import.is_none() {
                 return Err(Error::input(format!("--share-with needs an import, and job {id} has none"))
                     .hint("add --import glance (or --import k5)"));
             }
             let planned =
-                Planned { job, existing: true, manifest_levels: levels, opened: ident, holes: 0, base, share };
+                Planned { job, existing: true, manifest_levels: levels, opened: ident, holes: 0, base, share, store };
             return Ok((path, file, planned));
         }
         let others = self.owners_of(&storage_url, &req.container, &object, &id)?;
@@ -248,7 +253,18 @@ impl Engine {
             SegmentNaming::new(&req.container, &object, kind == ManifestKind::Slo, ident.mtime_ns, ident.size, &nonce)?;
         // The longest entry path a manifest may hold, to keep manifests under their byte limit.
         let entry_path_len = naming.container.len() + naming.name_at(ident.size, ident.size).len() + 2;
+        let store = self.store_for(&storage_url, &req.container, &naming.container).await?;
         let plan = plan::plan(ident.size, &limits, req.segment_size, kind, entry_path_len)?;
+        if plan.manifest_levels() > 1 && !store.traits.nested_slo {
+            return Err(Error::input(format!(
+                "{} in segments of at most {} make {} segments: more than one manifest holds ({}), and this object store does not take nested manifests",
+                crate::units::format_size(ident.size),
+                crate::units::format_size(plan.segment_size),
+                plan.segment_count,
+                plan.per_manifest
+            ))
+            .hint("use --manifest dlo (or a larger --segment-size, up to the store's max_file_size)"));
+        }
         let job = JobRecord {
             id,
             created_unix: now_unix(),
@@ -272,22 +288,46 @@ impl Engine {
             direction: crate::model::Direction::Upload,
         };
         let levels = plan.manifest_levels();
-        let base = self.base_segments(req).await?;
-        let holes = match super::zero_run(&job) {
-            Some(min) if base.is_empty() => {
-                crate::zeros::holes(&file, job.plan.file_size, min).iter().map(|h| h.1).sum()
+        let base = self.base_segments(req, &store.traits).await?;
+        let holes = match super::zero_rule(&job, &store.traits) {
+            Some(r) if base.is_empty() => {
+                let holes = crate::zeros::holes(&file, job.plan.file_size, r.min_run);
+                let unit = r.unit.unwrap_or(1);
+                holes.iter().map(|h| h.1 / unit * unit).sum()
             }
             _ => 0,
         };
-        Ok((path, file, Planned { job, existing: false, manifest_levels: levels, opened: ident, holes, base, share }))
+        let planned =
+            Planned { job, existing: false, manifest_levels: levels, opened: ident, holes, base, share, store };
+        Ok((path, file, planned))
     }
 
     /// The segments of `--base`, if given.
-    async fn base_segments(&self, req: &UploadRequest) -> Result<Vec<BaseSegment>> {
+    async fn base_segments(&self, req: &UploadRequest, store: &crate::swift::StoreTraits) -> Result<Vec<BaseSegment>> {
         match &req.base {
-            Some((c, o)) => super::base::segments_of(&self.swift, c, o).await,
+            Some((c, o)) => {
+                super::base::segments_of(&self.swift, store, c, o, |etag| self.journaled_segments(c, o, etag)).await
+            }
             None => Ok(vec![]),
         }
+    }
+
+    /// The segments of `container/object` as the job of this journal that wrote the
+    /// version with ETag `etag` keeps them (for a store that cannot give an SLO
+    /// manifest back), in order.
+    fn journaled_segments(&self, container: &str, object: &str, etag: &str) -> Option<Vec<BaseSegment>> {
+        for id in self.root.job_ids().ok()? {
+            let Ok(Some(j)) = self.root.open_reader(&id) else { continue };
+            let Ok(job) = j.job() else { continue };
+            if job.container != container
+                || job.object != object
+                || !job.manifest_etag.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(etag))
+            {
+                continue;
+            }
+            return Some(super::base::as_base(&job, &j.segments().ok()?));
+        }
+        None
     }
 
     /// True when a job of this journal uploads `file` to `container/object` with

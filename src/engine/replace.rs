@@ -146,15 +146,17 @@ impl Engine {
         let keep: HashSet<String> = if job.plan.segment_count == 0 {
             HashSet::new()
         } else {
-            super::base::segments_of(&self.swift, &job.container, &job.object)
-                .await
-                .map_err(|e| {
-                    e.context(format!("job {}: reading its manifest before deleting replaced segments", job.id))
-                })?
-                .into_iter()
-                .filter(|b| b.container == ours.container)
-                .map(|b| b.name)
-                .collect()
+            let store = journal.store()?;
+            let segs = journal.segments()?;
+            super::base::segments_of(&self.swift, &store, &job.container, &job.object, |_| {
+                Some(super::base::as_base(job, &segs))
+            })
+            .await
+            .map_err(|e| e.context(format!("job {}: reading its manifest before deleting replaced segments", job.id)))?
+            .into_iter()
+            .filter(|b| b.container == ours.container)
+            .map(|b| b.name)
+            .collect()
         };
         let mut deleted = 0usize;
         for r in &replaced {

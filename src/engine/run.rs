@@ -149,7 +149,8 @@ impl Engine {
             let segs = journal.segments()?;
             let view = StatusView::live(job, &self.progress);
             let _ = self.write_snapshot(journal, &view);
-            match finish::write_manifest(&self.swift, job, &segs, &naming).await? {
+            let store = journal.store()?;
+            match finish::write_manifest(&self.swift, job, &store, &segs, &naming).await? {
                 finish::Written::Ok { etag, sent } => {
                     job.bytes_sent_other += sent;
                     let patience = if job.plan.manifest == ManifestKind::Dlo {

@@ -88,13 +88,19 @@ impl Engine {
         let settings = self.settings();
         let (requeue, requeued) = tokio::sync::mpsc::unbounded_channel();
         // A DLO's zero segments are copied on the server from a maker of the longest
-        // one (at most a segment).
-        let zeros = match (job.plan.manifest, super::zero_run(job), &job.limits.slo) {
-            (ManifestKind::Dlo, Some(_), Some(slo)) => Some(Arc::new(upload::zero_source::ZeroSource::new(
-                naming,
-                job.plan.segment_size.min(job.plan.file_size),
-                slo.max_manifest_segments,
-            ))),
+        // one (at most a segment), or from a zero object of the unit where the store
+        // cannot make zeros of any length.
+        let store = journal.store()?;
+        let rule = super::zero_rule(job, &store);
+        let zeros = match (job.plan.manifest, rule, &job.limits.slo) {
+            (ManifestKind::Dlo, Some(r), Some(slo)) => Some(Arc::new(match r.unit {
+                None => upload::zero_source::ZeroSource::new(
+                    naming,
+                    job.plan.segment_size.min(job.plan.file_size),
+                    slo.max_manifest_segments,
+                ),
+                Some(u) => upload::zero_source::ZeroSource::plain(naming, u),
+            })),
             _ => None,
         };
         let floor = job.plan.file_size.div_ceil(crate::plan::MAX_SEGMENTS);
@@ -111,7 +117,8 @@ impl Engine {
             pacer: settings.bwlimit.map(|r| Arc::new(crate::transfer::pace::Pacer::new(r))),
             sizer: crate::transfer::sizer::Sizer::new(floor, naming.ranged, job.plan.manifest == ManifestKind::Slo),
             requeue,
-            zero_run: super::zero_run(job),
+            zero_rule: rule,
+            split_cap: super::split_cap(job, &store),
             zeros: zeros.clone(),
             listed: listed.clone(),
             originals: naming.ranged.then(|| upload::repeats::Originals::new(&all)),
@@ -124,7 +131,7 @@ impl Engine {
             file: file.clone(),
             job_id: job.id.clone(),
             naming: naming.clone(),
-            zero_run: super::zero_run(job),
+            zero_rule: rule,
             file_size: job.plan.file_size,
             progress: self.progress.clone(),
             listed,

@@ -189,7 +189,8 @@ impl Engine {
                     rebuild,
                 ));
                 if !segs.is_empty() {
-                    let mut c = self.check_manifest(&job, &naming, h, &segs).await?;
+                    let readable = self.root.job_store(id)?.manifest_readable;
+                    let mut c = self.check_manifest(&job, &naming, h, &segs, readable).await?;
                     if !c.ok {
                         c.repair = Some(rebuild());
                     }
@@ -227,6 +228,7 @@ impl Engine {
         naming: &crate::names::SegmentNaming,
         head: &crate::swift::ObjectInfo,
         segs: &[crate::journal::SegmentRecord],
+        readable: bool,
     ) -> Result<Check> {
         Ok(match job.plan.manifest {
             ManifestKind::Dlo => {
@@ -246,6 +248,20 @@ impl Engine {
                 detail: format!("{}/{} is not an SLO (no X-Static-Large-Object)", job.container, job.object),
                 repair: None,
             },
+            ManifestKind::Slo if !readable => {
+                let want = super::finish::expected_etag(job, segs, naming);
+                Check {
+                    name: "manifest".into(),
+                    ok: head.size == job.plan.file_size && head.etag.eq_ignore_ascii_case(&want),
+                    detail: format!(
+                        "SLO of {} bytes with ETag {} (expected {want}: the MD5 of the ETags of the {} segments the journal lists; this store cannot give a manifest back)",
+                        head.size,
+                        head.etag,
+                        segs.len()
+                    ),
+                    repair: None,
+                }
+            }
             ManifestKind::Slo => {
                 let resp = self
                     .swift

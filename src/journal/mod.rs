@@ -39,6 +39,8 @@ pub(crate) const SHARE_FILE: &str = "share.json";
 const REPLACES_FILE: &str = "replaces.json";
 /// The source's change stamp, beside `birth.json`.
 const SOURCE_FILE: &str = "source.json";
+/// What the store did when the job was planned (its cuts and manifest follow it).
+pub(crate) const STORE_FILE: &str = "store.json";
 const SETTINGS_KEY: &[u8] = b"settings";
 const BASE_KEY: &[u8] = b"base";
 const SPLITS_KEY: &[u8] = b"splits";
@@ -206,6 +208,12 @@ impl Journal {
         write_json(&self.dir, SOURCE_FILE, s)
     }
 
+    /// What the job's store does, as probed when the job was planned; a job made
+    /// before the probes was planned for Swift's behaviour, and keeps it.
+    pub fn store(&self) -> Result<crate::swift::StoreTraits> {
+        read_json(&self.dir, STORE_FILE).map(|t| t.unwrap_or(crate::swift::StoreTraits::swift()))
+    }
+
     fn get_extra<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
         match self.db.get(key).map_err(|e| self.sled_err(e))? {
             Some(raw) => decode(&self.id, &raw).map(Some),
@@ -232,7 +240,7 @@ impl Journal {
 }
 
 /// A JSON file of a job's directory; `None` when it does not exist.
-fn read_json<T: DeserializeOwned>(dir: &std::path::Path, name: &str) -> Result<Option<T>> {
+pub(super) fn read_json<T: DeserializeOwned>(dir: &std::path::Path, name: &str) -> Result<Option<T>> {
     match std::fs::read(dir.join(name)) {
         Ok(b) => serde_json::from_slice(&b)
             .map(Some)
@@ -262,7 +270,7 @@ mod tests {
     fn create_reopen_and_update() {
         let d = tempfile::tempdir().unwrap();
         let root = Root::new(Some(d.path().to_path_buf())).unwrap();
-        let j = root.create(&sample_job("abc123"), (0..3).map(seg)).unwrap();
+        let j = root.create(&sample_job("abc123"), &crate::swift::StoreTraits::swift(), (0..3).map(seg)).unwrap();
         let mut s = seg(300);
         s.index = 1;
         s.state = SegState::Confirmed;
@@ -287,7 +295,7 @@ mod tests {
     fn second_writer_is_refused_and_reader_falls_back() {
         let d = tempfile::tempdir().unwrap();
         let root = Root::new(Some(d.path().to_path_buf())).unwrap();
-        let j = root.create(&sample_job("abc"), (0..3).map(seg)).unwrap();
+        let j = root.create(&sample_job("abc"), &crate::swift::StoreTraits::swift(), (0..3).map(seg)).unwrap();
         // flock is per open file description: a second open in this process conflicts too
         let e = root.open("abc").unwrap_err();
         assert!(e.msg.contains("is busy: k5up pid"), "{e}");
@@ -300,7 +308,7 @@ mod tests {
     fn a_creation_cut_off_after_the_birth_record_is_finished_from_it() {
         let d = tempfile::tempdir().unwrap();
         let root = Root::new(Some(d.path().to_path_buf())).unwrap();
-        drop(root.create(&sample_job("cut"), (0..3).map(seg)).unwrap());
+        drop(root.create(&sample_job("cut"), &crate::swift::StoreTraits::swift(), (0..3).map(seg)).unwrap());
         // As after a kill between birth.json and the rename of db.new into place.
         let dir = d.path().join("jobs/cut");
         std::fs::rename(dir.join("db"), dir.join("db.new")).unwrap();
@@ -317,7 +325,7 @@ mod tests {
     fn damaged_journal_is_reported_not_trusted_and_rebuilt() {
         let d = tempfile::tempdir().unwrap();
         let root = Root::new(Some(d.path().to_path_buf())).unwrap();
-        let j = root.create(&sample_job("dmg"), (0..3).map(seg)).unwrap();
+        let j = root.create(&sample_job("dmg"), &crate::swift::StoreTraits::swift(), (0..3).map(seg)).unwrap();
         let mut bad = SCHEMA_VERSION.to_be_bytes().to_vec();
         bad.extend([0xff, 0xff]);
         j.segs.insert(1u64.to_be_bytes(), bad).unwrap();
@@ -339,7 +347,7 @@ mod tests {
     fn a_rebuilt_journal_keeps_the_sharing_request_and_shares_again() {
         let d = tempfile::tempdir().unwrap();
         let root = Root::new(Some(d.path().to_path_buf())).unwrap();
-        let j = root.create(&sample_job("shr"), (0..2).map(seg)).unwrap();
+        let j = root.create(&sample_job("shr"), &crate::swift::StoreTraits::swift(), (0..2).map(seg)).unwrap();
         let t = crate::model::ShareTarget { id: "p2".into(), name: Some("team".into()) };
         let mut s = ShareState::new(vec![t], Some("http://glance".into()));
         s.set_status("p2", "accepted");
@@ -374,7 +382,7 @@ mod tests {
         let root = Root::new(Some(d.path().to_path_buf())).unwrap();
         assert!(root.open("nope").unwrap_err().msg.contains("unknown job"));
         assert!(root.open("../x").unwrap_err().msg.contains("unknown job"));
-        let j = root.create(&sample_job("v"), (0..1).map(seg)).unwrap();
+        let j = root.create(&sample_job("v"), &crate::swift::StoreTraits::swift(), (0..1).map(seg)).unwrap();
         let mut raw = encode(&sample_job("v")).unwrap();
         raw[0..2].copy_from_slice(&99u16.to_be_bytes());
         j.db.insert(JOB_KEY, raw).unwrap();

@@ -124,6 +124,37 @@ impl Root {
         }
     }
 
+    /// What the store of job `id` does, as probed when it was planned (Swift's
+    /// behaviour for a job made before the probes).
+    pub fn job_store(&self, id: &str) -> Result<crate::swift::StoreTraits> {
+        super::read_json(&self.job_dir(id), super::STORE_FILE).map(|t| t.unwrap_or(crate::swift::StoreTraits::swift()))
+    }
+
+    /// What the store at `storage_url` was found to do, if it was probed (kept per
+    /// storage URL in `stores/`, for every job of this journal).
+    pub fn store_of(&self, storage_url: &str) -> Option<crate::swift::StoreTraits> {
+        let raw = std::fs::read(self.store_file(storage_url)).ok()?;
+        let k: KnownStore = serde_json::from_slice(&raw).ok()?;
+        (k.storage_url == storage_url).then_some(k.traits)
+    }
+
+    /// Keeps what the store at `storage_url` was found to do.
+    pub fn put_store_of(&self, storage_url: &str, traits: &crate::swift::StoreTraits) -> Result<()> {
+        let dir = self.dir.join("stores");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+        let k = KnownStore { storage_url: storage_url.to_string(), probed_unix: now_unix(), traits: *traits };
+        let bytes = serde_json::to_vec_pretty(&k).map_err(|e| Error::failed(e.to_string()).caused_by(e))?;
+        let path = self.store_file(storage_url);
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("store.json").to_string();
+        write_durable(&dir, &name, &bytes)
+    }
+
+    fn store_file(&self, storage_url: &str) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let h = hex::encode(&Sha256::digest(storage_url.as_bytes())[..8]);
+        self.dir.join("stores").join(format!("{h}.json"))
+    }
+
     /// Opens `id` for a run; fails clearly if another process is working on it.
     pub fn open(&self, id: &str) -> Result<Journal> {
         self.check_known(id)?;
@@ -133,8 +164,14 @@ impl Root {
         Journal::open_db(dir, id, l)
     }
 
-    /// Creates the journal of a new job with its segments. Fails if it exists.
-    pub fn create(&self, job: &JobRecord, segments: impl Iterator<Item = SegmentRecord>) -> Result<Journal> {
+    /// Creates the journal of a new job with its segments, planned for a store that
+    /// does `store` (kept beside the birth record, before it). Fails if it exists.
+    pub fn create(
+        &self,
+        job: &JobRecord,
+        store: &crate::swift::StoreTraits,
+        segments: impl Iterator<Item = SegmentRecord>,
+    ) -> Result<Journal> {
         let dir = self.job_dir(&job.id);
         std::fs::create_dir_all(&dir).map_err(|e| {
             let full = e.kind() == std::io::ErrorKind::StorageFull;
@@ -150,6 +187,8 @@ impl Root {
         if dir.join("db").exists() {
             return Err(Error::failed(format!("job {} exists already", job.id)));
         }
+        let t = serde_json::to_vec_pretty(store).map_err(|e| Error::failed(e.to_string()).caused_by(e))?;
+        write_durable(&dir, super::STORE_FILE, &t)?;
         Self::create_locked(dir, l, job, segments)
     }
 
@@ -366,6 +405,18 @@ pub(super) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes)
         .and_then(|_| std::fs::rename(&tmp, dir.join(name)))
         .map_err(|e| Error::io(format!("cannot write {}", dir.join(name).display()), e))
+}
+
+/// A probed store, as `stores/<hash of its URL>.json` keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KnownStore {
+    storage_url: String,
+    probed_unix: u64,
+    traits: crate::swift::StoreTraits,
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -52,6 +52,72 @@ impl Limits {
     }
 }
 
+/// What a store does where Swift's API leaves room (Ceph RGW differs from Swift on
+/// each), found by [`Swift::probe_store`] on tiny objects and kept in the journal per
+/// storage URL, and in each job for the job's life (its cuts and manifest follow
+/// them). Serialized by name (JSON) and by field order (bincode): append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreTraits {
+    /// An SLO manifest PUT may carry an `Etag` header (RGW answers 422 to any).
+    pub manifest_etag: bool,
+    /// `GET ?multipart-manifest=get` gives the manifest back (RGW: an empty body).
+    pub manifest_readable: bool,
+    /// An SLO entry's `range` is honoured (RGW accepts it and puts the whole segment in).
+    pub slo_ranges: bool,
+    /// An SLO may name an SLO (a sub-manifest; RGW: 400).
+    pub nested_slo: bool,
+    /// A server-side copy of an SLO with a `Range` writes a plain object of those
+    /// bytes (RGW copies the whole source, and a copy of an SLO is an SLO).
+    pub copy_range: bool,
+}
+
+impl StoreTraits {
+    /// Swift's behaviour: what every job planned before the probes existed assumed.
+    pub const fn swift() -> Self {
+        StoreTraits {
+            manifest_etag: true,
+            manifest_readable: true,
+            slo_ranges: true,
+            nested_slo: true,
+            copy_range: true,
+        }
+    }
+
+    /// The least any store tested does (RGW's): assumed when a probe cannot run.
+    pub const fn least() -> Self {
+        StoreTraits {
+            manifest_etag: false,
+            manifest_readable: false,
+            slo_ranges: false,
+            nested_slo: false,
+            copy_range: false,
+        }
+    }
+
+    /// Zeros can be made on the server at any length (a ranged copy of an SLO maker,
+    /// ranges of one zero object): else each zero object is sent once, whole.
+    pub fn makes_zeros(&self) -> bool {
+        self.slo_ranges && self.copy_range
+    }
+
+    /// One line for `--dry-run` and the log: what differs from Swift.
+    pub fn describe(&self) -> String {
+        if *self == StoreTraits::swift() {
+            return "as Swift (manifest ETag checked, manifests readable, SLO ranges, nested SLO, ranged copies)"
+                .into();
+        }
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        format!(
+            "manifest Etag header accepted: {}; manifest readable back: {}; SLO ranges honoured: {}; nested SLO: {}; ranged copy of an SLO: {}",
+            yn(self.manifest_etag),
+            yn(self.manifest_readable),
+            yn(self.slo_ranges),
+            yn(self.nested_slo),
+            yn(self.copy_range)
+        )
+    }
+}
+
 /// A digest a TempURL signature can be made with (`tempurl.allowed_digests`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TempUrlDigest {
@@ -91,15 +157,9 @@ pub(crate) struct Capabilities {
     /// Digests TempURL signatures may use (`tempurl.allowed_digests`). Without it
     /// (no `/info`, or a `tempurl` section without the list): SHA-256, assumed.
     pub tempurl_digests: Vec<TempUrlDigest>,
-    /// An SLO entry's `range` is honoured (only those bytes of the segment are
-    /// read). Assumed true (Swift since 2.7); the store probes of the Ceph RGW work
-    /// fill it.
-    pub slo_ranges: bool,
-    /// An SLO may name SLOs (sub-manifests). Assumed true (Swift); probed later.
-    pub nested_slo: bool,
-    /// A `Range` on a server-side copy (`X-Copy-From`) copies only those bytes.
-    /// Assumed true (Swift); probed later.
-    pub copy_range: bool,
+    /// What probes found that `/info` does not say (Swift's behaviour assumed until
+    /// [`Swift::probe_store`] ran).
+    pub traits: StoreTraits,
 }
 
 impl Capabilities {
@@ -109,9 +169,7 @@ impl Capabilities {
             limits: Limits::swift_defaults(),
             dlo: true,
             tempurl_digests: vec![TempUrlDigest::Sha256],
-            slo_ranges: true,
-            nested_slo: true,
-            copy_range: true,
+            traits: StoreTraits::swift(),
         }
     }
 
@@ -244,7 +302,7 @@ mod tests {
         assert_eq!((s.max_manifest_segments, s.max_manifest_size, s.min_segment_size), (16, 8 << 20, 1));
         assert_eq!(c.tempurl_digests, [TempUrlDigest::Sha1, TempUrlDigest::Sha512]);
         assert_eq!(c.tempurl_digest(), TempUrlDigest::Sha512, "the strongest allowed when SHA-256 is not");
-        assert!(c.dlo && c.slo_ranges && c.nested_slo && c.copy_range, "assumed until probed");
+        assert!(c.dlo && c.traits == StoreTraits::swift(), "assumed until probed");
 
         let c = Capabilities::from_info(&serde_json::json!({"swift": {}}));
         assert!(c.limits.slo.is_none(), "no slo section: no SLO");

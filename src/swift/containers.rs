@@ -5,17 +5,35 @@ use reqwest::Method;
 use super::{Swift, SwiftError};
 
 impl Swift {
-    /// Creates `container` if it does not exist.
-    pub(crate) async fn ensure_container(&self, container: &str) -> Result<(), SwiftError> {
-        let op = format!("HEAD container {container}");
-        match self.send_retrying(&op, Method::HEAD, container, None, "", |r| r).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.status == Some(404) => {}
-            Err(e) => return Err(e),
+    /// Creates `container` if it does not exist; true when it was created.
+    pub(crate) async fn ensure_container(&self, container: &str) -> Result<bool, SwiftError> {
+        if self.container_exists(container).await? {
+            return Ok(false);
         }
         let op = format!("create container {container}");
         self.send_retrying(&op, Method::PUT, container, None, "", |r| r.header("Content-Length", "0")).await?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// HEADs `container`: false when it does not exist. A store that refuses the
+    /// name (Ceph RGW: under 3 bytes, HTTP 400) fails with that status.
+    pub(crate) async fn container_exists(&self, container: &str) -> Result<bool, SwiftError> {
+        let op = format!("HEAD container {container}");
+        match self.send_retrying(&op, Method::HEAD, container, None, "", |r| r).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.status == Some(404) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// DELETEs `container` (empty); false when it was not there.
+    pub(crate) async fn delete_container(&self, container: &str) -> Result<bool, SwiftError> {
+        let op = format!("DELETE container {container}");
+        match self.send_retrying(&op, Method::DELETE, container, None, "", |r| r).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.status == Some(404) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// How `container` keeps overwritten objects, if it does: the versioning header

@@ -16,6 +16,7 @@ mod login;
 pub(crate) mod manifest;
 mod objects;
 pub(crate) mod path;
+mod probe;
 mod request;
 pub(crate) mod secret;
 pub(crate) mod session;
@@ -28,7 +29,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 pub(crate) use auth::{Auth, Credentials};
-pub(crate) use capabilities::{Capabilities, Limits, TempUrlDigest};
+pub(crate) use capabilities::{Capabilities, Limits, StoreTraits, TempUrlDigest};
 pub(crate) use error::{Origin, SwiftError};
 pub(crate) use listing::ListEntry;
 pub(crate) use objects::ObjectInfo;

@@ -82,9 +82,35 @@ impl Swift {
         len: Option<u64>,
         want: &str,
     ) -> Result<(), SwiftError> {
+        let range = len.map(|n| (0, n.saturating_sub(1)));
+        self.copy_bytes(op, container, object, from, range, want).await
+    }
+
+    /// [`Swift::copy`] of bytes `first..=last` of `from`.
+    pub(crate) async fn copy_range(
+        &self,
+        op: &str,
+        container: &str,
+        object: &str,
+        from: (&str, &str),
+        range: (u64, u64),
+        want: &str,
+    ) -> Result<(), SwiftError> {
+        self.copy_bytes(op, container, object, from, Some(range), want).await
+    }
+
+    async fn copy_bytes(
+        &self,
+        op: &str,
+        container: &str,
+        object: &str,
+        from: (&str, &str),
+        range: Option<(u64, u64)>,
+        want: &str,
+    ) -> Result<(), SwiftError> {
         let mut headers = vec![("X-Copy-From", copy_source_value(from.0, from.1))];
-        if let Some(n) = len {
-            headers.push(("Range", format!("bytes=0-{}", n.saturating_sub(1))));
+        if let Some((a, b)) = range {
+            headers.push(("Range", format!("bytes={a}-{b}")));
         }
         let r = self.put_small(op, container, object, "", vec![], &headers).await?;
         let got = r.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or_default().trim_matches('"');
@@ -98,13 +124,16 @@ impl Swift {
         Ok(())
     }
 
-    /// PUTs an SLO manifest with `heartbeat=on` and returns its real outcome.
+    /// PUTs an SLO manifest with `heartbeat=on` and returns its real outcome. `etag`
+    /// (the ETag the object must get) goes in the `Etag` header where the store
+    /// takes one (Ceph RGW refuses any with 422). A 422 is never retried: a manifest
+    /// the store refuses once it refuses again.
     pub(crate) async fn put_slo(
         &self,
         container: &str,
         object: &str,
         body: Vec<u8>,
-        etag: &str,
+        etag: Option<&str>,
     ) -> Result<manifest::HeartbeatResult, SwiftError> {
         let op = format!("PUT SLO manifest {container}/{object}");
         // The answer streams in while Swift checks the segments (heartbeat): a link that
@@ -116,12 +145,21 @@ impl Swift {
             let query = "multipart-manifest=put&heartbeat=on";
             let resp = self
                 .send(&op, Method::PUT, container, Some(object), query, |r| {
+                    let r = match etag {
+                        Some(e) => r.header("Etag", e),
+                        None => r,
+                    };
                     r.header("Accept", "application/json")
-                        .header("Etag", etag)
                         .header("Content-Length", body.len().to_string())
                         .body(body.clone())
                 })
-                .await?;
+                .await
+                .map_err(|mut e| {
+                    if e.status == Some(422) {
+                        e.class = Class::Fatal;
+                    }
+                    e
+                })?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
             let text = resp.text().await.map_err(|e| SwiftError::transport(&op, &e))?;

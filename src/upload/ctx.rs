@@ -39,7 +39,10 @@ pub(crate) struct Ctx {
     pub requeue: tokio::sync::mpsc::UnboundedSender<(SegmentRecord, Option<ListEntry>)>,
     /// Zero runs of at least this many bytes are cut out and not sent (`None`: all
     /// bytes are sent).
-    pub zero_run: Option<u64>,
+    pub zero_rule: Option<crate::zeros::ZeroRule>,
+    /// Segments split for the link only while the job has fewer than this many (a
+    /// store that cannot nest manifests: every one must fit in one); `None`: no limit.
+    pub split_cap: Option<u64>,
     /// Where a DLO's zero segments are copied from (`None` for an SLO: its manifest
     /// points at one zero object).
     pub zeros: Option<Arc<super::zero_source::ZeroSource>>,

@@ -11,7 +11,12 @@ impl Ctx {
     /// the rest back to the pool. The head keeps the segment's attempts and bytes sent.
     pub(super) async fn cut(&self, seg: SegmentRecord) -> Result<SegmentRecord> {
         let (sent, streams, secs) = self.link_counters();
-        let Some(size) = self.naming.ranged.then(|| self.sizer.cut(seg.length, sent, streams, secs)).flatten() else {
+        let room = self
+            .split_cap
+            .is_none_or(|cap| self.progress.segments_total.load(std::sync::atomic::Ordering::Relaxed) < cap);
+        let Some(size) =
+            (self.naming.ranged && room).then(|| self.sizer.cut(seg.length, sent, streams, secs)).flatten()
+        else {
             return Ok(seg);
         };
         let head = SegmentRecord { length: size, md5: None, inflight: 0, ..seg.clone() };

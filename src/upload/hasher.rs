@@ -45,7 +45,7 @@ pub(crate) struct Stage {
     pub naming: SegmentNaming,
     /// Zero runs of at least this many bytes are cut out of data segments and not
     /// sent (`None`: every byte is sent).
-    pub zero_run: Option<u64>,
+    pub zero_rule: Option<crate::zeros::ZeroRule>,
     /// The source's size (a segment that ends the file may end in a short piece).
     pub file_size: u64,
     /// Counts the pieces of split segments.
@@ -58,7 +58,7 @@ impl Stage {
     /// The splitter of a data segment, when zeros are skipped.
     fn splitter(&self, rec: &SegmentRecord) -> Option<Splitter> {
         let ends_file = rec.offset + rec.length == self.file_size;
-        self.zero_run.map(|m| Splitter::new(rec.offset, rec.length, m, ends_file))
+        self.zero_rule.map(|r| Splitter::new(rec.offset, rec.length, r, ends_file))
     }
 
     /// Journals the pieces a segment was split into (the first keeps the segment's

@@ -102,7 +102,7 @@ pub(crate) async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option
 
 /// Reads and hashes a segment on a blocking thread, cutting out zero runs.
 async fn scan(ctx: &Ctx, off: u64, len: u64) -> std::io::Result<Vec<crate::zeros::Piece>> {
-    let (file, min, ends) = (ctx.file.clone(), ctx.zero_run, off + len == ctx.file_size);
+    let (file, min, ends) = (ctx.file.clone(), ctx.zero_rule, off + len == ctx.file_size);
     tokio::task::spawn_blocking(move || crate::zeros::scan_range(&file, off, len, min, ends))
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)))

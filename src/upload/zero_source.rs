@@ -18,9 +18,34 @@ use crate::swift::manifest::{Entry, slo_body, slo_etag};
 use crate::swift::{Swift, SwiftError};
 use crate::zeros::{BLOCK, md5_of_zeros};
 
+/// Sends `len` zeros (from memory, streamed) to `container/name`, unless the
+/// server holds them there whole already, and returns the bytes sent. The way to
+/// zeros on a store that cannot make them (Ceph RGW ignores SLO ranges and copies
+/// whole objects): one object per length, sent once.
+pub(crate) async fn put_zeros(swift: &Swift, container: &str, name: &str, len: u64) -> Result<u64, SwiftError> {
+    let md5 = crate::runtime::blocking(|| md5_of_zeros(len));
+    if let Some(h) = swift.head(container, name).await?
+        && h.size == len
+        && h.etag.eq_ignore_ascii_case(&md5)
+    {
+        return Ok(0);
+    }
+    let op = format!("PUT zero object {container}/{name} ({})", crate::units::format_size(len));
+    crate::retry::retry(swift.policy(), &op, |_| async {
+        let chunks = crate::zeros::zero_pieces(len).map(|p| Ok::<_, std::io::Error>(bytes::Bytes::from_static(p)));
+        let body = crate::swift::Body::wrap_stream(futures_util::stream::iter(chunks));
+        swift.put_segment(&op, container, name, &md5, len, body).await
+    })
+    .await?;
+    Ok(len)
+}
+
 /// The maker of one job's zeros.
 #[derive(Debug)]
 pub(crate) struct ZeroSource {
+    /// A plain zero object of `maker_len`, sent once, copied whole (no seed, no
+    /// maker): for a store that cannot make zeros of any length.
+    plain: bool,
     container: String,
     seed: String,
     maker: String,
@@ -39,11 +64,27 @@ impl ZeroSource {
         let maker_len = longest.max(BLOCK).next_multiple_of(BLOCK);
         let seed_len = maker_len.div_ceil(per_manifest.max(2)).max(BLOCK).next_multiple_of(BLOCK);
         ZeroSource {
+            plain: false,
             container: naming.container.clone(),
             seed: naming.zero_name(&format!("seed+{seed_len}")),
             maker: naming.zero_name(&format!("maker+{maker_len}")),
             seed_len,
             maker_len,
+            made: OnceCell::new(),
+            sent: AtomicU64::new(0),
+        }
+    }
+
+    /// Zero segments of exactly `unit` bytes, copied whole from one zero object of
+    /// that length, sent once.
+    pub(crate) fn plain(naming: &SegmentNaming, unit: u64) -> Self {
+        ZeroSource {
+            plain: true,
+            container: naming.container.clone(),
+            seed: String::new(),
+            maker: naming.zero_name(&format!("object+{unit}")),
+            seed_len: 0,
+            maker_len: unit,
             made: OnceCell::new(),
             sent: AtomicU64::new(0),
         }
@@ -63,6 +104,11 @@ impl ZeroSource {
     async fn ensure(&self, swift: &Swift) -> Result<(), SwiftError> {
         self.made
             .get_or_try_init(|| async {
+                if self.plain {
+                    let n = put_zeros(swift, &self.container, &self.maker, self.maker_len).await?;
+                    self.sent.fetch_add(n, Ordering::Relaxed);
+                    return Ok(());
+                }
                 let seed_md5 = crate::runtime::blocking(|| self.md5(self.seed_len));
                 let op = format!("PUT zero seed {}/{}", self.container, self.seed);
                 let body = vec![0u8; self.seed_len as usize];
@@ -78,7 +124,7 @@ impl ZeroSource {
                 let want = slo_etag(&entries);
                 let body = slo_body(&entries);
                 self.sent.fetch_add(self.seed_len + body.len() as u64, Ordering::Relaxed);
-                let r = swift.put_slo(&self.container, &self.maker, body, &want).await?;
+                let r = swift.put_slo(&self.container, &self.maker, body, Some(&want)).await?;
                 if r.status != 201 && r.status != 200 {
                     return Err(SwiftError::local(
                         &format!("PUT zero maker {}/{}", self.container, self.maker),
@@ -105,6 +151,16 @@ impl ZeroSource {
             ));
         }
         let want = crate::runtime::blocking(|| self.md5(len));
+        if self.plain {
+            if len != self.maker_len {
+                return Err(SwiftError::local(
+                    &op,
+                    format!("{len} bytes of zeros: this store's zero object holds {}", self.maker_len),
+                    crate::retry::Class::Fatal,
+                ));
+            }
+            return swift.copy(&op, container, name, (&self.container, &self.maker), None, &want).await;
+        }
         swift.copy(&op, container, name, (&self.container, &self.maker), Some(len), &want).await
     }
 }
