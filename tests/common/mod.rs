@@ -83,6 +83,14 @@ impl Testbed {
         self.creds("STOCK_")
     }
     /// Small max_file_size and max_manifest_segments.
+    /// The one-node Ceph RGW (its Swift API), from `testbed/rgw`.
+    pub fn rgw(&self) -> Creds {
+        assert!(
+            self.env.contains_key("RGW_ST_AUTH"),
+            "the testbed has no Ceph RGW (no RGW_ST_AUTH in testbed/run/env): start it with `testbed/up`"
+        );
+        self.creds("RGW_")
+    }
     pub fn small(&self) -> Creds {
         self.creds("SMALL_")
     }
