@@ -30,6 +30,13 @@ impl Swift {
     /// named `prefix` + a letter, every one deleted afterwards (also when a probe
     /// fails). About ten small requests.
     pub(crate) async fn probe_store(&self, container: &str, prefix: &str) -> Result<StoreTraits, SwiftError> {
+        // What a probe killed midway left (under the same parent prefix) goes first.
+        let parent = prefix.trim_end_matches('/').rsplit_once('/').map_or("", |(p, _)| p);
+        if !parent.is_empty() {
+            for e in self.list(container, &format!("{parent}/")).await? {
+                let _ = self.delete(container, &e.name, "").await;
+            }
+        }
         let names: Vec<String> = ["a", "m", "n", "w", "c"].iter().map(|l| format!("{prefix}{l}")).collect();
         let r = self.probes(container, &names).await;
         for n in &names {
