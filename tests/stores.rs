@@ -212,6 +212,7 @@ both!(a_container_name_the_store_refuses_is_bad_input_before_any_upload, |store:
 /// `--dry-run` says what they found.
 #[test]
 fn the_store_probe_says_what_it_found_and_leaves_nothing() {
+    #[allow(clippy::single_element_loop)]
     for store in [Store::swift()] {
         let obs = store.observer();
         let run = Run::new(store.creds.clone());
