@@ -144,8 +144,9 @@ impl TempUrlDigest {
     }
 }
 
-/// What the store can do: read from `/info` (and, later, from probes), kept per
-/// storage URL on the [`Swift`] client.
+/// What the store says it can do: read from `/info`, kept per storage URL on the
+/// [`Swift`] client. What it does where `/info` is silent is [`StoreTraits`],
+/// probed once per storage URL and kept in the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Capabilities {
     /// The limits a plan is made for (and its job keeps): `max_file_size`, the SLO
@@ -157,9 +158,6 @@ pub(crate) struct Capabilities {
     /// Digests TempURL signatures may use (`tempurl.allowed_digests`). Without it
     /// (no `/info`, or a `tempurl` section without the list): SHA-256, assumed.
     pub tempurl_digests: Vec<TempUrlDigest>,
-    /// What probes found that `/info` does not say (Swift's behaviour assumed until
-    /// [`Swift::probe_store`] ran).
-    pub traits: StoreTraits,
 }
 
 impl Capabilities {
@@ -169,7 +167,6 @@ impl Capabilities {
             limits: Limits::swift_defaults(),
             dlo: true,
             tempurl_digests: vec![TempUrlDigest::Sha256],
-            traits: StoreTraits::swift(),
         }
     }
 
@@ -302,7 +299,7 @@ mod tests {
         assert_eq!((s.max_manifest_segments, s.max_manifest_size, s.min_segment_size), (16, 8 << 20, 1));
         assert_eq!(c.tempurl_digests, [TempUrlDigest::Sha1, TempUrlDigest::Sha512]);
         assert_eq!(c.tempurl_digest(), TempUrlDigest::Sha512, "the strongest allowed when SHA-256 is not");
-        assert!(c.dlo && c.traits == StoreTraits::swift(), "assumed until probed");
+        assert!(c.dlo, "assumed");
 
         let c = Capabilities::from_info(&serde_json::json!({"swift": {}}));
         assert!(c.limits.slo.is_none(), "no slo section: no SLO");
