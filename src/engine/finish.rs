@@ -12,7 +12,7 @@ use crate::plan::ManifestKind;
 use crate::swift::StoreTraits;
 use crate::swift::manifest::{Entry, HeartbeatResult, large_object_etag, slo_body, slo_etag, slo_layout};
 use crate::swift::{Swift, dlo_manifest_value};
-use crate::upload::zero_source::{ZeroSource, put_zeros};
+use crate::upload::zero_source::{ZeroSource, holds_zeros, put_zeros};
 use crate::zeros::md5_of_zeros;
 
 /// MD5 of nothing: the ETag of an empty object.
@@ -78,7 +78,8 @@ fn layout(job: &JobRecord, segs: &[SegmentRecord], naming: &SegmentNaming) -> cr
 }
 
 /// Makes the SLO's zero object unless the server holds it whole. Returns the
-/// bytes put on the wire (the zero seed and its maker).
+/// bytes put on the wire (the zero seed and its maker, or the zero object itself
+/// where the store cannot make zeros).
 async fn ensure_zero_object(
     swift: &Swift,
     job: &JobRecord,
@@ -90,19 +91,13 @@ async fn ensure_zero_object(
     let fail = |e: crate::swift::SwiftError| {
         e.into_error(ErrorKind::Resumable).hint(format!("run `k5up resume {}` to try the manifest again", job.id))
     };
+    if holds_zeros(swift, &naming.container, name, len).await.map_err(fail)? {
+        return Ok(0);
+    }
     if !store.makes_zeros() {
         let sent = put_zeros(swift, &naming.container, name, len).await.map_err(fail)?;
-        if sent > 0 {
-            tracing::info!("job {}: zero object of {} sent (once per job)", job.id, crate::units::format_size(len));
-        }
+        tracing::info!("job {}: zero object of {} sent (once per job)", job.id, crate::units::format_size(len));
         return Ok(sent);
-    }
-    let md5 = crate::runtime::blocking(|| md5_of_zeros(len));
-    if let Some(h) = swift.head(&naming.container, name).await.map_err(fail)?
-        && h.size == len
-        && h.etag.eq_ignore_ascii_case(&md5)
-    {
-        return Ok(0);
     }
     let per = job.limits.slo.as_ref().map_or(1000, |s| s.max_manifest_segments);
     let src = ZeroSource::new(naming, len, per);

@@ -18,18 +18,18 @@ use crate::swift::manifest::{Entry, slo_body, slo_etag};
 use crate::swift::{Swift, SwiftError};
 use crate::zeros::{BLOCK, md5_of_zeros};
 
-/// Sends `len` zeros (from memory, streamed) to `container/name`, unless the
-/// server holds them there whole already, and returns the bytes sent. The way to
-/// zeros on a store that cannot make them (Ceph RGW ignores SLO ranges and copies
-/// whole objects): one object per length, sent once.
+/// True when `container/name` holds `len` zeros whole (its size and ETag say so).
+pub(crate) async fn holds_zeros(swift: &Swift, container: &str, name: &str, len: u64) -> Result<bool, SwiftError> {
+    let md5 = crate::runtime::blocking(|| md5_of_zeros(len));
+    Ok(swift.head(container, name).await?.is_some_and(|h| h.size == len && h.etag.eq_ignore_ascii_case(&md5)))
+}
+
+/// Sends `len` zeros (from memory, streamed) to `container/name` and returns the
+/// bytes sent (callers first ask [`holds_zeros`]). The way to zeros on a store that
+/// cannot make them (Ceph RGW ignores SLO ranges and copies whole objects): one
+/// object per length, sent once.
 pub(crate) async fn put_zeros(swift: &Swift, container: &str, name: &str, len: u64) -> Result<u64, SwiftError> {
     let md5 = crate::runtime::blocking(|| md5_of_zeros(len));
-    if let Some(h) = swift.head(container, name).await?
-        && h.size == len
-        && h.etag.eq_ignore_ascii_case(&md5)
-    {
-        return Ok(0);
-    }
     let op = format!("PUT zero object {container}/{name} ({})", crate::units::format_size(len));
     crate::retry::retry(swift.policy(), &op, |_| async {
         let chunks = crate::zeros::zero_pieces(len).map(|p| Ok::<_, std::io::Error>(bytes::Bytes::from_static(p)));
@@ -105,8 +105,10 @@ impl ZeroSource {
         self.made
             .get_or_try_init(|| async {
                 if self.plain {
-                    let n = put_zeros(swift, &self.container, &self.maker, self.maker_len).await?;
-                    self.sent.fetch_add(n, Ordering::Relaxed);
+                    if !holds_zeros(swift, &self.container, &self.maker, self.maker_len).await? {
+                        let n = put_zeros(swift, &self.container, &self.maker, self.maker_len).await?;
+                        self.sent.fetch_add(n, Ordering::Relaxed);
+                    }
                     return Ok(());
                 }
                 let seed_md5 = crate::runtime::blocking(|| self.md5(self.seed_len));
