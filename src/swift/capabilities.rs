@@ -163,11 +163,7 @@ pub(crate) struct Capabilities {
 impl Capabilities {
     /// Swift's documented defaults, assumed when `/info` is disabled.
     pub(crate) fn swift_defaults() -> Self {
-        Capabilities {
-            limits: Limits::swift_defaults(),
-            dlo: true,
-            tempurl_digests: vec![TempUrlDigest::Sha256],
-        }
+        Capabilities { limits: Limits::swift_defaults(), dlo: true, tempurl_digests: vec![TempUrlDigest::Sha256] }
     }
 
     /// What a `/info` answer says; Swift's defaults for what it leaves out.

@@ -2,6 +2,7 @@
 
 use reqwest::Method;
 
+use super::request::unless_404;
 use super::{Swift, SwiftError};
 
 impl Swift {
@@ -19,21 +20,13 @@ impl Swift {
     /// name (Ceph RGW: under 3 bytes, HTTP 400) fails with that status.
     pub(crate) async fn container_exists(&self, container: &str) -> Result<bool, SwiftError> {
         let op = format!("HEAD container {container}");
-        match self.send_retrying(&op, Method::HEAD, container, None, "", |r| r).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.status == Some(404) => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(unless_404(self.send_retrying(&op, Method::HEAD, container, None, "", |r| r).await)?.is_some())
     }
 
     /// DELETEs `container` (empty); false when it was not there.
     pub(crate) async fn delete_container(&self, container: &str) -> Result<bool, SwiftError> {
         let op = format!("DELETE container {container}");
-        match self.send_retrying(&op, Method::DELETE, container, None, "", |r| r).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.status == Some(404) => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(unless_404(self.send_retrying(&op, Method::DELETE, container, None, "", |r| r).await)?.is_some())
     }
 
     /// How `container` keeps overwritten objects, if it does: the versioning header
@@ -43,10 +36,8 @@ impl Swift {
     /// or no such container.
     pub(crate) async fn versioning(&self, container: &str) -> Result<Option<(String, String)>, SwiftError> {
         let op = format!("HEAD container {container}");
-        let resp = match self.send_retrying(&op, Method::HEAD, container, None, "", |r| r).await {
-            Ok(r) => r,
-            Err(e) if e.status == Some(404) => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(resp) = unless_404(self.send_retrying(&op, Method::HEAD, container, None, "", |r| r).await)? else {
+            return Ok(None);
         };
         let h = resp.headers();
         let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);

@@ -4,6 +4,7 @@
 use reqwest::{Method, Response};
 
 use super::path::copy_source_value;
+use super::request::unless_404;
 use super::{Body, Swift, SwiftError, manifest};
 use crate::retry::Class;
 
@@ -24,10 +25,9 @@ impl Swift {
     /// HEADs an object; `None` when it does not exist.
     pub(crate) async fn head(&self, container: &str, object: &str) -> Result<Option<ObjectInfo>, SwiftError> {
         let op = format!("HEAD {container}/{object}");
-        let resp = match self.send_retrying(&op, Method::HEAD, container, Some(object), "", |r| r).await {
-            Ok(r) => r,
-            Err(e) if e.status == Some(404) => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(resp) = unless_404(self.send_retrying(&op, Method::HEAD, container, Some(object), "", |r| r).await)?
+        else {
+            return Ok(None);
         };
         let h = resp.headers();
         let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -42,11 +42,7 @@ impl Swift {
     /// DELETEs an object; false when it was not there.
     pub(crate) async fn delete(&self, container: &str, object: &str, query: &str) -> Result<bool, SwiftError> {
         let op = format!("DELETE {container}/{object}");
-        match self.send_retrying(&op, Method::DELETE, container, Some(object), query, |r| r).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.status == Some(404) => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(unless_404(self.send_retrying(&op, Method::DELETE, container, Some(object), query, |r| r).await)?.is_some())
     }
 
     /// PUTs a small object from memory (manifests, empty objects), with retries.

@@ -58,3 +58,12 @@ impl Swift {
         retry::retry(self.policy(), op, |_| self.send(op, method.clone(), container, object, query, &build)).await
     }
 }
+
+/// A request's answer; `None` when the server says 404 (there is no such thing).
+pub(super) fn unless_404(r: Result<Response, SwiftError>) -> Result<Option<Response>, SwiftError> {
+    match r {
+        Ok(resp) => Ok(Some(resp)),
+        Err(e) if e.status == Some(404) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
