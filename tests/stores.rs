@@ -134,7 +134,7 @@ both!(a_sparse_image_crosses_as_its_data_and_at_most_one_segment, |store: Store|
         let md5 = md5_of(&f);
         run.ok(&["upload", f.to_str().unwrap(), "-c", &c, "--manifest", manifest]);
         assert_eq!(obs.get_md5(&c, "sparse.raw"), Some((md5, 1 << 30)), "{manifest} read back");
-        let seg = status(&run)["segment_size"].as_u64().unwrap_or(256 * MIB);
+        let seg = status(&run)["segment_size"].as_u64().expect("status --json has segment_size");
         let put = bytes_put(&proxy);
         assert!(
             put <= 16 * MIB + seg + MIB,
@@ -194,7 +194,7 @@ both!(a_container_name_the_store_refuses_is_bad_input_before_any_upload, |store:
     let obs = store.observer();
     let run = Run::new(store.creds.clone());
     let f = run.path("x.raw");
-    write_random(&f, MIB, 9);
+    let md5 = write_random(&f, MIB, 9);
     let name = format!("t{}", std::process::id() % 10);
     let out = run.run(&["upload", f.to_str().unwrap(), "-c", &name]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -204,7 +204,7 @@ both!(a_container_name_the_store_refuses_is_bad_input_before_any_upload, |store:
         assert!(obs.list(&format!("{name}_segments"), "").is_empty(), "nothing was uploaded");
     } else {
         assert!(out.status.success(), "Swift takes a 2-byte container name: {err}");
-        assert!(obs.get_md5(&name, "x.raw").is_some());
+        assert_eq!(obs.get_md5(&name, "x.raw"), Some((md5, MIB)), "this file, read back");
     }
 });
 
@@ -232,4 +232,21 @@ fn the_store_probe_says_what_it_found_and_leaves_nothing() {
         let again = run.ok(&["upload", "--dry-run", f.to_str().unwrap(), "-c", &c]);
         assert!(again.contains("as probed before, kept in the journal"), "{again}");
     }
+}
+
+/// Credentials that may not write (a reader): the probe is refused, the dry run
+/// still plans (for the least any store does) and says so, and nothing is kept.
+#[test]
+fn a_probe_the_store_refuses_plans_for_the_least_and_keeps_nothing() {
+    let tb = Testbed::get();
+    let reader = Creds { user: tb.var("READER_ST_USER"), key: tb.var("READER_ST_KEY"), ..tb.stock() };
+    let run = Run::new(reader);
+    let f = run.path("r.raw");
+    write_random(&f, MIB, 6);
+    let c = unique("st-reader");
+    let out = run.ok(&["upload", "--dry-run", f.to_str().unwrap(), "-c", &c]);
+    let line = out.lines().find(|l| l.starts_with("object store")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("assumed: the probe was refused") && line.contains("nested SLO: no"), "{line}");
+    assert!(!run.journal().join("stores").exists(), "a refused probe is not kept");
+    assert!(Store::swift().observer().list(&format!("{c}_segments"), "").is_empty());
 }

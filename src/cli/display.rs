@@ -217,14 +217,7 @@ pub(super) fn dry_run(p: &Planned) {
     let levels = if p.manifest_levels > 1 { format!(", nested {} levels", p.manifest_levels) } else { String::new() };
     out!("manifest       {}{levels}", j.plan.manifest.as_str().to_uppercase());
     out!("server limits  {}", describe_limits(&j.limits));
-    let how = if p.existing {
-        "as when the job was planned"
-    } else if p.store.probed_now {
-        "probed now"
-    } else {
-        "as probed before, kept in the journal"
-    };
-    out!("object store   {} ({how})", p.store.traits.describe());
+    out!("object store   {} ({})", p.store.traits.describe(), p.store.how);
     if let Some(u) = crate::engine::zero_rule(j, &p.store.traits).and_then(|r| r.unit) {
         out!(
             "zeros          runs cut in pieces of {}: one zero object of that size is sent once (this store cannot make zeros of any length)",

@@ -85,15 +85,18 @@ pub(super) fn as_base(job: &crate::journal::JobRecord, segs: &[crate::journal::S
     let zero = segs.iter().filter(|s| s.is_zero()).map(|s| s.length).max();
     segs.iter()
         .map(|s| {
-            let (name, md5) = match (s.is_zero(), s.repeat_of()) {
-                // The whole zero object (a zero segment of a store without ranges), or
-                // a range of it: part of it, never a copy source.
+            let slo = job.plan.manifest == crate::plan::ManifestKind::Slo;
+            let (name, md5) = match (s.is_zero() && slo, s.repeat_of()) {
+                // An SLO's zero segment names the whole zero object (a store without
+                // ranges), or a range of it: part of it, never a copy source. (A DLO's
+                // are copies under its own names.)
                 (true, _) => {
                     let z = zero.unwrap_or(s.length);
                     let md5 = (z == s.length).then(|| crate::zeros::md5_of_zeros(z));
                     (naming.zero_name(&format!("object+{z}")), md5)
                 }
                 (false, Some(of)) => (naming.name_at(of, s.length), s.md5.clone()),
+                (false, None) if s.is_zero() => (naming.name(s), Some(crate::zeros::md5_of_zeros(s.length))),
                 (false, None) => (naming.name(s), s.md5.clone()),
             };
             BaseSegment { offset: s.offset, length: s.length, md5, container: naming.container.clone(), name }

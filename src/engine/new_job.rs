@@ -215,7 +215,8 @@ impl Engine {
             }
             job.digests = digests_for(job.import.as_ref(), &[job.digests.clone(), digests].concat());
             let levels = job.plan.manifest_levels();
-            let store = super::store::StoreFound { traits: self.root.job_store(&id)?, probed_now: false };
+            let store =
+                super::store::StoreFound { traits: self.root.job_store(&id)?, how: "as when the job was planned" };
             let base = self.base_segments(req, &store.traits).await?;
             if share.is_some() && job.import.is_none() {
                 return Err(Error::input(format!("--share-with needs an import, and job {id} has none"))

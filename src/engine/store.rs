@@ -8,13 +8,13 @@ use super::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::swift::StoreTraits;
 
-/// What the store does, as a new job's plan found it.
+/// What the store does, as a job's plan found it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StoreFound {
     /// Its traits.
     pub traits: StoreTraits,
-    /// Probed by this run (else known from the journal).
-    pub probed_now: bool,
+    /// Where they come from, for `--dry-run`.
+    pub how: &'static str,
 }
 
 impl Engine {
@@ -32,29 +32,44 @@ impl Engine {
         let seg_exists =
             if segment_container == container { exists } else { self.check_container_name(segment_container).await? };
         if let Some(traits) = self.root.store_of(storage_url) {
-            return Ok(StoreFound { traits, probed_now: false });
+            return Ok(StoreFound { traits, how: "as probed before, kept in the journal" });
         }
         let started = Instant::now();
         let fail = |e: crate::swift::SwiftError| {
             e.into_error(ErrorKind::Resumable)
                 .context("probing what the object store does (a few requests on tiny objects)")
         };
-        if !seg_exists {
-            self.swift.ensure_container(segment_container).await.map_err(fail)?;
-        }
         let prefix = format!(".k5up-probe/{}/", crate::names::new_nonce()?);
-        let probed = self.swift.probe_store(segment_container, &prefix).await;
-        if !seg_exists && let Err(e) = self.swift.delete_container(segment_container).await {
+        let mut made = false;
+        let probed = async {
+            made = !seg_exists && self.swift.ensure_container(segment_container).await?;
+            self.swift.probe_store(segment_container, &prefix).await
+        }
+        .await;
+        if made && let Err(e) = self.swift.delete_container(segment_container).await {
             tracing::warn!("the container {segment_container} made for the store probe could not be deleted: {e}");
         }
-        let traits = probed.map_err(fail)?;
-        self.root.put_store_of(storage_url, &traits)?;
-        tracing::info!(
-            "object store {storage_url}: {} (probed in {} ms, kept in the journal)",
-            traits.describe(),
-            started.elapsed().as_millis()
-        );
-        Ok(StoreFound { traits, probed_now: true })
+        let (traits, how) = match probed {
+            Ok(t) => {
+                self.root.put_store_of(storage_url, &t)?;
+                tracing::info!(
+                    "object store {storage_url}: {} (probed in {} ms, kept in the journal)",
+                    t.describe(),
+                    started.elapsed().as_millis()
+                );
+                (t, "probed now")
+            }
+            // Refused (credentials that may read but not write, a policy): plan for
+            // the least any store does, which works on all, and probe again next time.
+            Err(e) if e.class == crate::retry::Class::Fatal => {
+                tracing::warn!(
+                    "object store {storage_url}: the store probe was refused ({e}); planning for the least a store does (no manifest Etag, ranges or nesting)"
+                );
+                (StoreTraits::least(), "assumed: the probe was refused")
+            }
+            Err(e) => return Err(fail(e)),
+        };
+        Ok(StoreFound { traits, how })
     }
 
     /// HEADs `container`: true when it exists. A name the store refuses (HTTP 400:
@@ -67,6 +82,8 @@ impl Engine {
                 e.trans_id.as_deref().map(|t| format!(", X-Trans-Id {t}")).unwrap_or_default()
             ))
             .hint("choose a container name of at least 3 bytes")),
+            // Not ours to read (yet): the upload itself says so; a dry run goes on.
+            Err(e) if e.status == Some(403) => Ok(false),
             Err(e) => Err(e.into_error(ErrorKind::Resumable)),
         }
     }
