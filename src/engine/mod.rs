@@ -101,13 +101,18 @@ pub(crate) fn split_cap(job: &JobRecord, store: &crate::swift::StoreTraits) -> O
     Some(job.plan.per_manifest.saturating_sub(zeros).max(job.plan.segment_count))
 }
 
-/// The one length of a job's zero pieces where it needs one: a whole number of MiB
-/// (a power of two), at most a segment, and large enough that a file of zero runs
-/// still fits in one manifest beside the plan's data segments (each run adds at
+/// The one length of a job's zero pieces where it needs one (before
+/// [`zero_rule`] raises it to the shortest run skipped): a whole number of MiB (a
+/// power of two), at most a segment, and for an SLO large enough that a file of
+/// zero runs still fits in one manifest beside the plan's data segments (each run adds at
 /// most one zero piece per unit and two data pieces: the data it splits, and the
 /// rest of the run under a unit).
 pub(crate) fn zero_unit(plan: &crate::plan::Plan) -> u64 {
     let block = crate::zeros::BLOCK;
+    if plan.manifest == ManifestKind::Dlo {
+        // No manifest to fit: the unit is the shortest run a DLO skips.
+        return block;
+    }
     let room = plan.per_manifest.saturating_sub(plan.segment_count).max(1);
     let mut unit = block;
     while unit < plan.segment_size && plan.file_size.div_ceil(unit).saturating_mul(3) > room {
@@ -221,5 +226,29 @@ impl Engine {
         let (_, file, opened) = source::open(&job.file_path()).map_err(|e| e.context(format!("job {}", job.id)))?;
         self.or_cancel(self.storage_url_first(true)).await?;
         self.run(journal, file, &opened).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Plan;
+
+    #[test]
+    fn the_zero_unit_fits_one_manifest_for_an_slo_and_is_the_smallest_for_a_dlo() {
+        const MIB: u64 = 1 << 20;
+        let slo = Plan {
+            file_size: 1 << 30,
+            segment_size: 256 * MIB,
+            segment_count: 21,
+            manifest: ManifestKind::Slo,
+            per_manifest: 1000,
+        };
+        // 3 × 1024 MiB / unit must fit in the 979 entries left: 4 MiB.
+        assert_eq!(zero_unit(&slo), 4 * MIB);
+        let huge = Plan { file_size: 4 << 40, segment_size: 5 << 30, segment_count: 820, ..slo.clone() };
+        assert_eq!(zero_unit(&huge), 5 << 30, "at most a segment");
+        let dlo = Plan { manifest: ManifestKind::Dlo, per_manifest: 0, ..slo };
+        assert_eq!(zero_unit(&dlo), MIB, "a DLO has no manifest to fit (zero_rule raises it to the shortest run)");
     }
 }
