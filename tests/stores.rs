@@ -27,6 +27,9 @@ impl Store {
     fn rgw() -> Store {
         Store { creds: Testbed::get().rgw(), rgw: true }
     }
+    fn name(&self) -> &'static str {
+        if self.rgw { "rgw" } else { "swift" }
+    }
     fn observer(&self) -> Observer {
         Observer::login(&self.creds)
     }
@@ -136,6 +139,7 @@ both!(a_sparse_image_crosses_as_its_data_and_at_most_one_segment, |store: Store|
         assert_eq!(obs.get_md5(&c, "sparse.raw"), Some((md5, 1 << 30)), "{manifest} read back");
         let seg = status(&run)["segment_size"].as_u64().expect("status --json has segment_size");
         let put = bytes_put(&proxy);
+        eprintln!("figure: {} sparse 1 GiB {manifest}: {put} bytes sent for {} of data", store.name(), 16 * MIB);
         assert!(
             put <= 16 * MIB + seg + MIB,
             "{manifest}: {put} bytes crossed the link for 16 MiB of data (a segment is {seg})"
@@ -158,6 +162,7 @@ both!(repeated_blocks_read_back_and_are_sent_once, |store: Store| {
     run.ok(&["upload", f.to_str().unwrap(), "-c", &c, "--segment-size", "4MiB", "--concurrency", "1"]);
     assert_eq!(obs.get_md5(&c, "rep.raw"), Some((md5, 20 * MIB)));
     let put = bytes_put(&proxy);
+    eprintln!("figure: {} repeats A B A C A: {put} bytes sent for 20 MiB", store.name());
     assert!(put < 13 * MIB, "{put} bytes sent for 12 MiB of distinct blocks");
     run.ok(&["verify", &run.only_job()]);
 });
@@ -186,6 +191,10 @@ both!(a_new_version_on_its_base_sends_only_what_changed, |store: Store| {
         run2.ok(&[&["upload", v2.to_str().unwrap(), "-c", &c, "--base", &base][..], &seg[..]].concat());
         assert_eq!(obs.get_md5(&c, "v2.raw"), Some((md5, 32 * MIB)), "{manifest} v2 read back");
         let put = bytes_put(&proxy);
+        eprintln!(
+            "figure: {} --base {manifest}: {put} bytes sent for a 32 MiB v2 with one changed 8 MiB segment",
+            store.name()
+        );
         assert!(put <= 8 * MIB + MIB, "{manifest}: {put} bytes sent for one changed segment of 8 MiB");
     }
 });
