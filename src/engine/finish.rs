@@ -160,7 +160,7 @@ pub(super) async fn write_manifest(
             if !store.manifest_etag {
                 // The store takes no Etag header on a manifest: what the manifest names
                 // is checked against the listing first, the object by HEAD after.
-                let resend = check_listed(swift, job, &l, naming).await?;
+                let resend = not_listed(swift, job, segs, naming).await?;
                 if !resend.is_empty() {
                     return Ok(Written::Resend(resend));
                 }
@@ -188,42 +188,21 @@ pub(super) async fn write_manifest(
     }
 }
 
-/// Checks that the segment container lists every object a manifest names with
-/// its size and MD5 (for a store that does not check a manifest's ETag). Returns
-/// the keys of segments to send again (missing, or other bytes).
-async fn check_listed(
+/// The keys of the segments the listing of the job's prefix does not hold whole
+/// (size and MD5), to send again before a manifest the store does not check by
+/// its ETag (the zero object was checked when it was made; repeats name their
+/// originals, which are among these).
+async fn not_listed(
     swift: &Swift,
     job: &JobRecord,
-    l: &crate::swift::manifest::SloLayout,
+    segs: &[SegmentRecord],
     naming: &SegmentNaming,
 ) -> Result<Vec<u64>> {
-    let fail = |e: crate::swift::SwiftError| {
+    let listing = swift.list(&naming.container, &naming.prefix).await.map_err(|e| {
         e.into_error(ErrorKind::Resumable).hint(format!("run `k5up resume {}` to try the manifest again", job.id))
-    };
-    let mut listing = swift.list(&naming.container, &naming.prefix).await.map_err(fail)?;
-    listing.extend(swift.list(&naming.container, &naming.zero_prefix()).await.map_err(fail)?);
-    let held: std::collections::HashMap<&str, (u64, &str)> =
-        listing.iter().map(|e| (e.name.as_str(), (e.bytes, e.hash.as_str()))).collect();
-    let prefix = format!("/{}/", naming.container);
-    let mut resend = vec![];
-    for e in &l.top {
-        let name = e.path.strip_prefix(&prefix).unwrap_or(&e.path);
-        match held.get(name) {
-            Some((b, h)) if *b == e.size_bytes && h.eq_ignore_ascii_case(&e.etag) => {}
-            _ if naming.key_of(name).is_some() => resend.extend(naming.key_of(name)),
-            other => {
-                return Err(Error::resumable(format!(
-                    "job {}: segment {name} of the manifest is {} in the listing of {}, expected {} bytes with MD5 {}",
-                    job.id,
-                    other.map_or("missing".to_string(), |(b, h)| format!("{b} bytes with MD5 {h}")),
-                    naming.container,
-                    e.size_bytes,
-                    e.etag
-                ))
-                .hint(format!("`k5up resume {}` sends it again", job.id)));
-            }
-        }
-    }
+    })?;
+    let resend: Vec<u64> =
+        super::reconcile::missing_on_server(segs, &listing, naming, true).iter().map(|s| s.index).collect();
     if !resend.is_empty() {
         tracing::warn!(
             "job {}: {} segment(s) of the manifest are missing or differ in the listing of {}; sending them again",
@@ -232,8 +211,6 @@ async fn check_listed(
             naming.container
         );
     }
-    resend.sort_unstable();
-    resend.dedup();
     Ok(resend)
 }
 
