@@ -99,7 +99,7 @@ fn ctrl_c_exits_75_and_resume_completes() {
     let args = t.upload_args(&["--concurrency", "2"]);
     let job = run.job_id(&args);
     let mut child = run.spawn(&args);
-    wait_for(Duration::from_secs(60), || (obs.list(&t.segs, "").len() >= 3).then_some(()));
+    wait_for(Duration::from_secs(60), || (obs.count_segments(&t.segs) >= 3).then_some(()));
     let pid = child.id().to_string();
     std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
     let status = child.wait().unwrap();

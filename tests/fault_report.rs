@@ -71,7 +71,7 @@ fn run_case(tb: &Testbed, k: &Case, size: u64) -> Outcome {
     let mut up_at = None;
     if let Some(d) = k.link_down {
         let obs = Observer::login(&creds);
-        common::wait_for(Duration::from_secs(60), || (obs.list(&format!("{c}_segments"), "").len() >= 2).then_some(()));
+        common::wait_for(Duration::from_secs(60), || (obs.count_segments(&format!("{c}_segments")) >= 2).then_some(()));
         proxy.link_down(d);
         up_at = Some(Instant::now() + d);
     }

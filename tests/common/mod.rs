@@ -253,7 +253,7 @@ impl Run {
     /// once, with its stderr, if the child exits first.
     pub fn wait_segments(&self, child: &mut Child, obs: &Observer, container: &str, n: usize) {
         wait_for(Duration::from_secs(60), || {
-            if obs.list(container, "").len() >= n {
+            if obs.count_segments(container) >= n {
                 return Some(());
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -507,6 +507,12 @@ impl Observer {
                 all.insert(e["name"].as_str().unwrap().to_string(), e);
             }
         }
+    }
+
+    /// Objects in `container` other than the store probe's (a new job's first upload
+    /// puts tiny objects under `.k5up-probe/` there for a moment; they are not segments).
+    pub fn count_segments(&self, container: &str) -> usize {
+        self.list(container, "").keys().filter(|k| !k.starts_with(".k5up-probe/")).count()
     }
 
     /// Fails unless every object of `before` (an earlier [`Observer::list`] of
