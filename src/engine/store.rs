@@ -51,7 +51,11 @@ impl Engine {
         }
         let (traits, how) = match probed {
             Ok(t) => {
-                self.root.put_store_of(storage_url, &t)?;
+                // Kept to save the next run its probe; a journal that cannot be written
+                // is said by the job's creation (a dry run creates none).
+                if let Err(e) = self.root.put_store_of(storage_url, &t) {
+                    tracing::debug!("the store probe's answer is not kept: {e}");
+                }
                 tracing::info!(
                     "object store {storage_url}: {} (probed in {} ms, kept in the journal)",
                     t.describe(),
