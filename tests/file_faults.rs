@@ -89,7 +89,7 @@ fn a_full_disk_under_the_journal_stops_cleanly_and_resumes_once_space_is_freed()
     assert!(err.contains("free space"), "the way out: {err}");
     assert!(obs.list(&t.segs, "").is_empty(), "nothing was sent");
     let puts: Vec<String> =
-        t.proxy.stats.requests().into_iter().filter(|r| r.method() == "PUT").map(|r| r.line).collect();
+        t.proxy.stats.requests().into_iter().filter(|r| r.put_into(&t.segs).is_some()).map(|r| r.line).collect();
     assert!(puts.is_empty(), "nothing was sent, as the proxy saw: {puts:?}");
     std::fs::remove_file(&filler).unwrap();
 

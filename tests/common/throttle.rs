@@ -117,6 +117,10 @@ impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
+    /// A request of k5up's store probe: it names an object under `.k5up-probe/`.
+    pub fn is_probe(&self) -> bool {
+        is_probe_line(&self.line)
+    }
     /// The method (`PUT`).
     pub fn method(&self) -> &str {
         self.line.split(' ').next().unwrap_or("")
@@ -149,9 +153,11 @@ impl Seen {
 }
 
 impl Stats {
-    /// A copy of the requests seen so far.
+    /// A copy of the requests seen so far, but for the store probe's (see
+    /// [`Seen::is_probe`]: about ten tiny requests before a new journal's first job,
+    /// which scripted faults never meet either).
     pub fn requests(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        self.seen.lock().unwrap().iter().filter(|r| !r.is_probe()).cloned().collect()
     }
     fn saw(&self, head: &str) -> usize {
         let mut lines = head.lines();
@@ -324,7 +330,14 @@ async fn accept(l: std::net::TcpListener, sh: Arc<Shared>) {
 }
 
 /// Takes the fault that applies to a request starting with `head`, if any.
+fn is_probe_line(line: &str) -> bool {
+    line.split(' ').nth(1).is_some_and(|p| p.contains("%2F.k5up-probe%2F"))
+}
+
 fn take_fault(script: &Mutex<Vec<Fault>>, head: &[u8]) -> Option<Fault> {
+    if is_probe_line(std::str::from_utf8(head).unwrap_or("").lines().next().unwrap_or("")) {
+        return None; // the faults are scripted for the job's own requests
+    }
     let mut s = script.lock().unwrap();
     let pos = s.iter().position(|f| head.starts_with(f.method().as_bytes()))?;
     let f = s[pos].clone();
