@@ -51,3 +51,10 @@ tb_wait_http() {
   done
   return 1
 }
+
+# Ceph (testbed/rgw): mon (msgr2, msgr1), the OSD's port range, radosgw.
+TB_CEPH_MON_PORT=${K5UP_TB_CEPH_MON_PORT:-17300}
+TB_CEPH_MON1_PORT=${K5UP_TB_CEPH_MON1_PORT:-17301}
+TB_CEPH_OSD_PORT_MIN=${K5UP_TB_CEPH_OSD_PORT_MIN:-17310}
+TB_CEPH_OSD_PORT_MAX=${K5UP_TB_CEPH_OSD_PORT_MAX:-17399}
+TB_RGW_PORT=${K5UP_TB_RGW_PORT:-17480}

@@ -49,7 +49,6 @@ macro_rules! both {
                 ($body)(Store::swift())
             }
             #[test]
-            #[ignore = "needs testbed/rgw, on branch rgw-testbed, not on main yet"]
             fn rgw() {
                 ($body)(Store::rgw())
             }
