@@ -132,6 +132,40 @@ impl Plan {
         out
     }
 
+    /// [`Plan::cuts_around`] in at most `cap` cuts (the entries one manifest holds, on
+    /// a store that cannot nest manifests): where all the runs would make more, only
+    /// the longest runs that fit are skipped, the others are sent as data. Returns the
+    /// cuts and the bytes of the runs given up.
+    pub fn cuts_around_within(
+        &self,
+        zeros: &[(u64, u64)],
+        unit: Option<u64>,
+        cap: u64,
+    ) -> (Vec<(u64, u64, bool)>, u64) {
+        let zero_bytes = |c: &[(u64, u64, bool)]| c.iter().filter(|c| c.2).map(|c| c.1).sum::<u64>();
+        let all = self.cuts_around(zeros, unit);
+        if all.len() as u64 <= cap || zeros.is_empty() {
+            return (all, 0);
+        }
+        // Longest first (earliest first among equals): keep(k) skips the k longest.
+        let mut order: Vec<usize> = (0..zeros.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(zeros[i].1));
+        let keep = |k: usize| {
+            let mut runs: Vec<(u64, u64)> = order[..k].iter().map(|&i| zeros[i]).collect();
+            runs.sort_unstable();
+            self.cuts_around(&runs, unit)
+        };
+        // keep(lo) fits (none skipped: the plan's own cuts), keep(hi) does not.
+        let (mut lo, mut hi) = (0, zeros.len());
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if keep(mid).len() as u64 <= cap { lo = mid } else { hi = mid }
+        }
+        let cuts = keep(lo);
+        let given_up = zero_bytes(&all) - zero_bytes(&cuts);
+        (cuts, given_up)
+    }
+
     /// The first cuts of a new version of an image whose previous version (the
     /// base) has segments of `base` lengths, in order: the base's cuts as far as the
     /// file goes (the last one clipped), then cuts of the segment size. A piece under
@@ -369,6 +403,34 @@ mod tests {
         let p = plan(10 * 1024 * GIB, &l, None, ManifestKind::Slo, 60).unwrap();
         assert_eq!(p.segment_size, 5 * GIB);
         assert_eq!(p.manifest_levels(), 2);
+    }
+
+    #[test]
+    fn cuts_within_a_cap_skip_the_longest_runs_that_fit() {
+        let q = Plan {
+            file_size: 64 * MIB,
+            segment_size: 4 * MIB,
+            segment_count: 16,
+            manifest: ManifestKind::Slo,
+            per_manifest: 1000,
+        };
+        // Runs of 1 MiB every 2 MiB (each splits a data piece), and one of 8 MiB.
+        let mut runs: Vec<(u64, u64)> = (0..20).map(|i| (2 * MIB * i + MIB, MIB)).collect();
+        runs.push((48 * MIB, 8 * MIB));
+        let (all, none) = q.cuts_around_within(&runs, Some(MIB), 1000);
+        assert_eq!((all, none), (q.cuts_around(&runs, Some(MIB)), 0), "under the cap: every run");
+        let cap = 30;
+        let (cuts, given_up) = q.cuts_around_within(&runs, Some(MIB), cap);
+        assert!(cuts.len() as u64 <= cap, "{} cuts for a cap of {cap}", cuts.len());
+        assert!(cuts.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0) && cuts.last().map(|c| c.0 + c.1) == Some(64 * MIB));
+        let zero: Vec<_> = cuts.iter().filter(|c| c.2).map(|c| (c.0, c.1)).collect();
+        assert!(zero.iter().any(|&(o, _)| o == 48 * MIB), "the longest run is kept: {zero:?}");
+        let kept: u64 = zero.iter().map(|z| z.1).sum();
+        assert_eq!(kept + given_up, 28 * MIB, "what is not skipped is given up");
+        assert!(given_up > 0 && given_up < 20 * MIB, "{given_up}");
+        // A cap not even the plan's own cuts fit in: the plan's cuts.
+        let (cuts, given_up) = q.cuts_around_within(&runs, Some(MIB), 3);
+        assert_eq!((cuts, given_up), (q.cuts_around(&[], Some(MIB)), 28 * MIB));
     }
 
     #[test]

@@ -108,15 +108,31 @@ pub(super) fn first_cuts(
             (Some(r), Some(f)) => crate::zeros::holes(f, p.file_size, r.min_run),
             _ => vec![],
         };
-        if !holes.is_empty() {
-            let bytes: u64 = holes.iter().map(|h| h.1).sum();
+        let unit = rule.and_then(|r| r.unit);
+        let cuts = if p.manifest == ManifestKind::Slo && !store.nested_slo {
+            // Every cut is an entry of the one manifest this store takes.
+            let (cuts, given_up) = p.cuts_around_within(&holes, unit, p.per_manifest);
+            if given_up > 0 {
+                tracing::warn!(
+                    "job {}: {} of holes sent as data: skipping every hole would need more than the {} entries one manifest holds, and this store takes no nested manifests (--manifest dlo skips them all)",
+                    job.id,
+                    crate::units::format_size(given_up),
+                    p.per_manifest
+                );
+            }
+            cuts
+        } else {
+            p.cuts_around(&holes, unit)
+        };
+        let skipped: u64 = cuts.iter().filter(|c| c.2).map(|c| c.1).sum();
+        if skipped > 0 {
             tracing::info!(
                 "job {}: {} in holes of the file: not read, not sent",
                 job.id,
-                crate::units::format_size(bytes)
+                crate::units::format_size(skipped)
             );
         }
-        Box::new(p.cuts_around(&holes, rule.and_then(|r| r.unit)).into_iter().map(|(off, len, zero)| {
+        Box::new(cuts.into_iter().map(|(off, len, zero)| {
             SegmentRecord::new(off, off, len, if zero { SegKind::Zero } else { SegKind::Data })
         }))
     } else {
