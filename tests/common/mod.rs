@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mounts;
+pub mod swift_proxy;
 pub mod throttle;
 
 use std::collections::HashMap;
@@ -60,9 +61,18 @@ pub struct Testbed {
     env: HashMap<String, String>,
 }
 
+/// The testbed's run directory: `K5UP_TESTBED_RUN` (as `testbed/up` reads it: a
+/// worktree can use the testbed another tree started), else `testbed/run` here.
+pub fn testbed_run() -> PathBuf {
+    match std::env::var_os("K5UP_TESTBED_RUN") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/run"),
+    }
+}
+
 impl Testbed {
     pub fn get() -> Testbed {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/run/env");
+        let path = testbed_run().join("env");
         let text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
             panic!("{} is missing: start the testbed with `testbed/up` (or run `scripts/test`)", path.display())
         });
