@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::mounts::EioFs;
+use common::swift_proxy::SwiftProxy;
 use common::throttle::{Fault, Throttle};
 use common::{Observer, Run, Testbed, curl_json, unique, wait_for, write_random};
 use serde_json::Value;
@@ -190,10 +191,44 @@ fn glance_import_digests_match_and_existing_tempurl_keys_are_kept() {
     assert!(out.status.success(), "{}", out_text(&out));
     assert_eq!(run.status(&run.only_job())["import"]["outcome"], "succeeded");
     assert_eq!(account_keys(&obs), (Some("operator-key".into()), None));
+    // This proxy hides /info: the TempURL was signed with SHA-1, and Swift took it.
+    assert!(
+        out_text(&out).contains("signed with HMAC-SHA1 (assumed: the store's /info lists no"),
+        "{}",
+        out_text(&out)
+    );
     // The key and the signed URL never reach the logs (even -vv) or the journal.
     let everything = format!("{}{}", out_text(&out), all_files_text(&run.journal()));
     assert!(!everything.contains("operator-key"), "the TempURL key leaked");
     assert_no_signature(&everything);
+}
+
+/// A store whose /info lists the TempURL digests it allows: the strongest is used.
+/// This one allows SHA-512 only, so the import succeeds only if k5up signs with it.
+#[test]
+fn glance_tempurl_is_signed_with_the_strongest_digest_the_store_lists() {
+    let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = Testbed::get();
+    let proxy = SwiftProxy::keystone_with_tempurl("allowed_digests = sha512", true);
+    let url = common::via_port(&tb.var("KS_SWIFT_URL"), proxy.port);
+    let run = ks_run(&tb, &[("OS_STORAGE_URL", &url)]);
+    let src = run.path("strong.raw");
+    write_random(&src, MIB + 7, 71);
+    let c = unique("tu512");
+    let out = run.run(&["-v", "upload", src.to_str().unwrap(), "-c", &c, "--import", "glance", "--no-progress"]);
+    let text = out_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("signed with HMAC-SHA512 (the strongest the store's /info lists"), "{text}");
+    let st = run.status(&run.only_job());
+    assert_eq!(st["import"]["outcome"], "succeeded");
+    let obs = Observer::keystone(&tb);
+    let g = curl_json(
+        &obs.token,
+        "GET",
+        &format!("{}/v2/images/{}", tb.var("GLANCE_URL"), st["import"]["id"].as_str().unwrap()),
+    );
+    assert_eq!((g["status"].as_str(), g["size"].as_u64()), (Some("active"), Some(MIB + 7)));
+    assert_no_signature(&format!("{text}{}", all_files_text(&run.journal())));
 }
 
 #[test]

@@ -175,7 +175,14 @@ async fn start_import(ctx: &Ctx<'_>, base: &str, id: &str, state: &mut ImportSta
         .ok_or_else(|| Failure::Run(Error::failed(format!("the storage URL {} has no host", ctx.job.storage_url))))?;
     let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
         + tempurl::LIFETIME_SECS;
-    let digest = tempurl::digest(ctx.swift).await.map_err(run_err)?;
+    let caps = ctx.swift.capabilities().await.map_err(run_err)?;
+    let digest = caps.tempurl_digest();
+    tracing::debug!(
+        "job {}: the TempURL for Glance is signed with HMAC-{} ({})",
+        ctx.job.id,
+        digest.label(),
+        caps.tempurl_digest_reason()
+    );
     let uri = tempurl::sign(digest, &origin, &account, &ctx.job.container, &ctx.job.object, &key, expires);
     state.status = "requested".into();
     ctx.save(state)?;

@@ -30,12 +30,6 @@ pub(crate) async fn account_key(swift: &Swift) -> Result<(Secret, bool), SwiftEr
     Ok((key, true))
 }
 
-/// The digest to sign this account's TempURLs with: the server's
-/// (`tempurl.allowed_digests`, see [`crate::swift::Capabilities::tempurl_digest`]).
-pub(crate) async fn digest(swift: &Swift) -> Result<TempUrlDigest, SwiftError> {
-    Ok(swift.capabilities().await?.tempurl_digest())
-}
-
 /// A GET TempURL of `container`/`object` in the account at `account` (`/v1/AUTH_x`,
 /// not percent-encoded), signed with HMAC-`digest` (hex, which Swift tells apart by
 /// its length), on `origin` (`http://host:port`). Swift signs the decoded path; the

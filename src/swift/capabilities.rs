@@ -139,6 +139,15 @@ impl TempUrlDigest {
         }
     }
 
+    /// Its name in messages (`HMAC-SHA1`, with the prefix).
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            TempUrlDigest::Sha1 => "SHA1",
+            TempUrlDigest::Sha256 => "SHA256",
+            TempUrlDigest::Sha512 => "SHA512",
+        }
+    }
+
     fn parse(s: &str) -> Option<Self> {
         [TempUrlDigest::Sha1, TempUrlDigest::Sha256, TempUrlDigest::Sha512].into_iter().find(|d| d.as_str() == s)
     }
@@ -155,15 +164,17 @@ pub(crate) struct Capabilities {
     /// DLO offered. Swift's `dlo` middleware does not say itself in `/info`:
     /// assumed true, as it is in Swift's default pipeline.
     pub dlo: bool,
-    /// Digests TempURL signatures may use (`tempurl.allowed_digests`). Without it
-    /// (no `/info`, or a `tempurl` section without the list): SHA-256, assumed.
+    /// Digests TempURL signatures may use (`tempurl.allowed_digests`), as listed.
+    /// Empty when `/info` lists none (RGW and older Swift have a `tempurl` section
+    /// without the list) or there is no `/info`: [`Capabilities::tempurl_digest`]
+    /// then falls back to SHA-1, the one digest those stores accept.
     pub tempurl_digests: Vec<TempUrlDigest>,
 }
 
 impl Capabilities {
     /// Swift's documented defaults, assumed when `/info` is disabled.
     pub(crate) fn swift_defaults() -> Self {
-        Capabilities { limits: Limits::swift_defaults(), dlo: true, tempurl_digests: vec![TempUrlDigest::Sha256] }
+        Capabilities { limits: Limits::swift_defaults(), dlo: true, tempurl_digests: vec![] }
     }
 
     /// What a `/info` answer says; Swift's defaults for what it leaves out.
@@ -188,20 +199,29 @@ impl Capabilities {
             }),
             from_info: true,
         };
-        Capabilities {
-            limits,
-            tempurl_digests: if digests.is_empty() { d.tempurl_digests.clone() } else { digests },
-            ..d
-        }
+        Capabilities { limits, tempurl_digests: digests, ..d }
     }
 
-    /// The digest to sign TempURLs with: SHA-256 when allowed, else the strongest
-    /// the server allows.
+    /// The digest to sign TempURLs with: the strongest the store lists (SHA-512,
+    /// then SHA-256, then SHA-1); SHA-1 when it lists none (see
+    /// [`Capabilities::tempurl_digests`]): RGW (16.2) accepts only SHA-1 and lists
+    /// nothing, and Swift's own docs say a `tempurl` section without the list means
+    /// "only HMAC-SHA1 is supported" (older clusters).
     pub(crate) fn tempurl_digest(&self) -> TempUrlDigest {
-        [TempUrlDigest::Sha256, TempUrlDigest::Sha512, TempUrlDigest::Sha1]
+        [TempUrlDigest::Sha512, TempUrlDigest::Sha256, TempUrlDigest::Sha1]
             .into_iter()
             .find(|d| self.tempurl_digests.contains(d))
-            .unwrap_or(TempUrlDigest::Sha256)
+            .unwrap_or(TempUrlDigest::Sha1)
+    }
+
+    /// How [`Capabilities::tempurl_digest`] was chosen, for messages: listed by the
+    /// store, or assumed.
+    pub(crate) fn tempurl_digest_reason(&self) -> &'static str {
+        if self.tempurl_digests.is_empty() {
+            "assumed: the store's /info lists no tempurl.allowed_digests"
+        } else {
+            "the strongest the store's /info lists in tempurl.allowed_digests"
+        }
     }
 }
 
@@ -294,14 +314,37 @@ mod tests {
         let s = l.slo.clone().unwrap();
         assert_eq!((s.max_manifest_segments, s.max_manifest_size, s.min_segment_size), (16, 8 << 20, 1));
         assert_eq!(c.tempurl_digests, [TempUrlDigest::Sha1, TempUrlDigest::Sha512]);
-        assert_eq!(c.tempurl_digest(), TempUrlDigest::Sha512, "the strongest allowed when SHA-256 is not");
+        assert_eq!(c.tempurl_digest(), TempUrlDigest::Sha512);
         assert!(c.dlo, "assumed");
 
         let c = Capabilities::from_info(&serde_json::json!({"swift": {}}));
         assert!(c.limits.slo.is_none(), "no slo section: no SLO");
-        assert_eq!(c.tempurl_digest(), TempUrlDigest::Sha256);
-        let all = serde_json::json!({"tempurl": {"allowed_digests": ["sha1", "sha256", "sha512"]}});
-        assert_eq!(Capabilities::from_info(&all).tempurl_digest(), TempUrlDigest::Sha256);
+        assert_eq!(c.tempurl_digest(), TempUrlDigest::Sha1, "no tempurl section: SHA-1");
+    }
+
+    /// The strongest digest listed; SHA-1 where none is (RGW, older Swift, no /info).
+    #[test]
+    fn tempurl_digest_is_the_strongest_listed_else_sha1() {
+        let with = |list: serde_json::Value| Capabilities::from_info(&serde_json::json!({"tempurl": list}));
+        let pick = |list: &[&str]| with(serde_json::json!({"allowed_digests": list})).tempurl_digest();
+        assert_eq!(pick(&["sha1", "sha256", "sha512"]), TempUrlDigest::Sha512);
+        assert_eq!(pick(&["sha512", "sha1"]), TempUrlDigest::Sha512, "order does not matter");
+        assert_eq!(pick(&["sha256", "sha1"]), TempUrlDigest::Sha256);
+        assert_eq!(pick(&["sha1"]), TempUrlDigest::Sha1);
+        assert_eq!(pick(&["sha256"]), TempUrlDigest::Sha256);
+        // Names no store should sign with are ignored; nothing usable left: SHA-1.
+        assert_eq!(pick(&["md5", "sha384"]), TempUrlDigest::Sha1);
+        // RGW 16.2's /swift/info: a tempurl section with `methods` only.
+        let rgw = with(serde_json::json!({"methods": ["GET", "HEAD", "PUT", "POST", "DELETE"]}));
+        assert_eq!(rgw.tempurl_digest(), TempUrlDigest::Sha1);
+        assert!(rgw.tempurl_digest_reason().starts_with("assumed"), "{}", rgw.tempurl_digest_reason());
+        // No /info at all (hidden, unreadable).
+        let none = Capabilities::swift_defaults();
+        assert_eq!(none.tempurl_digest(), TempUrlDigest::Sha1);
+        assert!(none.tempurl_digests.is_empty());
+        assert!(
+            !with(serde_json::json!({"allowed_digests": ["sha256"]})).tempurl_digest_reason().starts_with("assumed")
+        );
     }
 
     /// `Limits` is a journal record's layout (bincode: field order and types; JSON
