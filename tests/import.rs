@@ -231,6 +231,48 @@ fn glance_tempurl_is_signed_with_the_strongest_digest_the_store_lists() {
     assert_no_signature(&format!("{text}{}", all_files_text(&run.journal())));
 }
 
+/// A store that refuses the digest k5up signs with: a modern Swift that hides /info
+/// (k5up falls back to SHA-1) and allows only SHA-2, as Swift will once SHA-1 goes.
+/// The GET of byte 0 finds it before Glance is asked anything.
+#[test]
+fn a_tempurl_the_store_refuses_is_caught_before_glance_is_asked() {
+    let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = Testbed::get();
+    let proxy = SwiftProxy::keystone_with_tempurl("allowed_digests = sha256 sha512", false);
+    let url = common::via_port(&tb.var("KS_SWIFT_URL"), proxy.port);
+    let run = ks_run(&tb, &[("OS_STORAGE_URL", &url)]);
+    let src = run.path("sha1.raw");
+    write_random(&src, MIB, 72);
+    let c = unique("tusha1");
+    let out = run.run(&["-vv", "upload", src.to_str().unwrap(), "-c", &c, "--import", "glance", "--no-progress"]);
+    let text = out_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    // What Swift answered, and the digest, in the message; what to do in the hint.
+    assert!(
+        text.contains("the object store refused the TempURL made for Glance, signed with HMAC-SHA1 (assumed"),
+        "{text}"
+    );
+    assert!(text.contains("by its TempURL (HMAC-SHA1, no token) failed: HTTP 401"), "{text}");
+    assert!(text.contains("(X-Trans-Id: tx"), "Swift's transaction id: {text}");
+    assert!(text.contains("allowed_digests") && text.contains(&format!("k5up import {}", run.only_job())), "{text}");
+    assert_no_signature(&format!("{text}{}", all_files_text(&run.journal())));
+    let st = run.status(&run.only_job());
+    assert_eq!(st["import"]["outcome"], "failed");
+    assert!(st["import"]["message"].as_str().unwrap().contains("HMAC-SHA1"), "{st}");
+    // Glance was never asked: no image of that id, none of this job.
+    let obs = Observer::keystone(&tb);
+    let glance = tb.var("GLANCE_URL");
+    let id = st["import"]["id"].as_str().unwrap();
+    let code = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", &format!("X-Auth-Token: {}", obs.token)])
+        .arg(format!("{glance}/v2/images/{id}"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&code.stdout), "404", "no image {id} in Glance");
+    assert!(common::glance_images(&glance, &obs.token, &format!("k5up_job={}", run.only_job())).is_empty());
+    assert!(obs.get_md5(&c, "sha1.raw").is_some(), "the object stays in Swift");
+}
+
 #[test]
 fn glance_refusing_the_url_and_a_failed_download_are_reported() {
     let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());

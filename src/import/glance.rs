@@ -8,12 +8,13 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{Ctx, Failure, next_poll, tempurl};
+use super::tempurl::{self, Reach, TempUrl};
+use super::{Ctx, Failure, next_poll};
 use crate::digest::Algo;
 use crate::error::{Error, ErrorKind};
 use crate::model::ImportState;
-use crate::swift::SwiftError;
 use crate::swift::session::read_json;
+use crate::swift::{SwiftError, TempUrlDigest};
 
 /// Disk formats Glance knows besides those k5up detects.
 pub(crate) const OTHER_FORMATS: [&str; 5] = ["ami", "ari", "aki", "vdi", "ploop"];
@@ -73,14 +74,21 @@ pub(crate) async fn run(ctx: &Ctx<'_>, state: &mut ImportState) -> Result<(), Fa
     let image_url = format!("{base}/v2/images/{id}");
     let job = &ctx.job.id;
 
-    let image = match get_json(ctx, &format!("GET Glance image {id}"), &image_url).await? {
+    let found = get_json(ctx, &format!("GET Glance image {id}"), &image_url).await?;
+    let requested = matches!(state.status.as_str(), "requested" | "importing");
+    let start = match &found {
+        None => true,
+        Some(img) => img["status"].as_str() == Some("queued") && !(requested && failed_import(img)),
+    };
+    // The URL Glance will read is made and checked before Glance is asked anything.
+    let uri = if start { Some(checked_tempurl(ctx).await?) } else { None };
+    let image = match found {
         Some(v) => v,
         None => create(ctx, &base, &id).await?,
     };
     let mut status = image["status"].as_str().unwrap_or("").to_string();
-    let requested = matches!(state.status.as_str(), "requested" | "importing");
-    if status == "queued" && !(requested && failed_import(&image)) {
-        start_import(ctx, &base, &id, state).await?;
+    if let Some(uri) = uri {
+        start_import(ctx, &base, &id, state, &uri).await?;
     } else if status != "active" {
         tracing::info!("job {job}: Glance image {id} is {status}: following the import already started");
     }
@@ -162,7 +170,10 @@ async fn create(ctx: &Ctx<'_>, base: &str, id: &str) -> Result<Value, Failure> {
     }
 }
 
-async fn start_import(ctx: &Ctx<'_>, base: &str, id: &str, state: &mut ImportState) -> Result<(), Failure> {
+/// The TempURL Glance will download, signed with the store's digest and checked
+/// with one GET of byte 0 without a token: a URL the store refuses is a clear
+/// failure here, before Glance is asked to create or import anything.
+async fn checked_tempurl(ctx: &Ctx<'_>) -> Result<TempUrl, Failure> {
     let (key, created) = tempurl::account_key(ctx.swift).await.map_err(run_err)?;
     if created {
         tracing::info!(
@@ -184,10 +195,49 @@ async fn start_import(ctx: &Ctx<'_>, base: &str, id: &str, state: &mut ImportSta
         caps.tempurl_digest_reason()
     );
     let uri = tempurl::sign(digest, &origin, &account, &ctx.job.container, &ctx.job.object, &key, expires);
+    let what = format!("{}/{}", ctx.job.container, ctx.job.object);
+    match tempurl::check(ctx.swift.session().http(), &uri, &what).await {
+        Reach::Works => Ok(uri),
+        Reach::Unknown(e) => {
+            tracing::warn!("job {}: the TempURL could not be checked ({e}); Glance gets it anyway", ctx.job.id);
+            Ok(uri)
+        }
+        Reach::Refused(e) => Err(Failure::Service(
+            format!(
+                "the object store refused the TempURL made for Glance, signed with HMAC-{} ({}): {e}",
+                digest.label(),
+                caps.tempurl_digest_reason()
+            ),
+            refused_hint(digest, &ctx.job.id),
+        )),
+        Reach::Broken(e) => Err(Failure::Service(
+            format!("the TempURL made for Glance does not lead to the object: {e}"),
+            retry_hint(&ctx.job.id),
+        )),
+    }
+}
+
+/// What to do when the store refuses a TempURL signed with `digest`.
+fn refused_hint(digest: TempUrlDigest, job: &str) -> String {
+    format!(
+        "the store does not accept HMAC-{d} TempURLs with the account's key: ask its operator which digests its tempurl middleware allows (allowed_digests) and to list them in /info (k5up then signs with the strongest), or to allow {s}; check that nothing changed the account's Temp-URL-Key meanwhile; then `k5up import {job}` (the object stays in Swift)",
+        d = digest.label(),
+        s = digest.as_str(),
+    )
+}
+
+async fn start_import(
+    ctx: &Ctx<'_>,
+    base: &str,
+    id: &str,
+    state: &mut ImportState,
+    uri: &TempUrl,
+) -> Result<(), Failure> {
+    let origin = crate::swift::url::origin(&ctx.job.storage_url).unwrap_or_default();
     state.status = "requested".into();
     ctx.save(state)?;
     let op = format!("POST Glance image {id} import (web-download of {}/{})", ctx.job.container, ctx.job.object);
-    let body = json!({"method": {"name": "web-download", "uri": uri}});
+    let body = json!({"method": {"name": "web-download", "uri": uri.expose()}});
     let url = format!("{base}/v2/images/{id}/import");
     match ctx
         .swift
