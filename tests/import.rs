@@ -273,6 +273,36 @@ fn a_tempurl_the_store_refuses_is_caught_before_glance_is_asked() {
     assert!(obs.get_md5(&c, "sha1.raw").is_some(), "the object stays in Swift");
 }
 
+/// Glance is told the image's size (X-OpenStack-Image-Size, which Glance 31+ checks
+/// with the quota before taking data) on its import call: seen by a proxy in front
+/// of Glance; the image ends up with that size.
+#[test]
+fn glance_is_told_the_image_size() {
+    let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = Testbed::get();
+    let glance = tb.var("GLANCE_URL");
+    let proxy = Throttle::start(common::port_of(&glance), 1 << 40);
+    let via = format!("http://127.0.0.1:{}", proxy.port);
+    let run = ks_run(&tb, &[]);
+    let src = run.path("sized.raw");
+    let size = 2 * MIB + 12345;
+    write_random(&src, size, 73);
+    let c = unique("gsize");
+    run.ok(&["upload", src.to_str().unwrap(), "-c", &c, "--import", "glance", "--glance-url", &via, "--no-progress"]);
+    let st = run.status(&run.only_job());
+    let id = st["import"]["id"].as_str().unwrap();
+    let imports: Vec<_> = proxy
+        .stats
+        .requests()
+        .into_iter()
+        .filter(|r| r.method() == "POST" && r.line.contains(&format!("/v2/images/{id}/import")))
+        .collect();
+    assert_eq!(imports.len(), 1, "one import call: {imports:?}");
+    assert_eq!(imports[0].header("x-openstack-image-size"), Some(size.to_string().as_str()), "{imports:?}");
+    let g = curl_json(&Observer::keystone(&tb).token, "GET", &format!("{glance}/v2/images/{id}"));
+    assert_eq!((g["status"].as_str(), g["size"].as_u64()), (Some("active"), Some(size)));
+}
+
 #[test]
 fn glance_refusing_the_url_and_a_failed_download_are_reported() {
     let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());

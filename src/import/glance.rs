@@ -16,6 +16,11 @@ use crate::model::ImportState;
 use crate::swift::session::read_json;
 use crate::swift::{SwiftError, TempUrlDigest};
 
+/// The image's size in bytes, sent (as openstacksdk does) with the calls that give
+/// Glance data or start an import: Glance 31 and later check it, and the quota,
+/// before taking any data; older ones ignore it.
+pub(crate) const IMAGE_SIZE: &str = "X-OpenStack-Image-Size";
+
 /// Disk formats Glance knows besides those k5up detects.
 pub(crate) const OTHER_FORMATS: [&str; 5] = ["ami", "ari", "aki", "vdi", "ploop"];
 
@@ -242,7 +247,9 @@ async fn start_import(
     match ctx
         .swift
         .session()
-        .send_url_retrying(&op, Method::POST, &url, |r| r.header("Accept", "application/json").json(&body))
+        .send_url_retrying(&op, Method::POST, &url, |r| {
+            r.header("Accept", "application/json").header(IMAGE_SIZE, ctx.job.plan.file_size).json(&body)
+        })
         .await
     {
         Ok(_) => {
