@@ -144,7 +144,7 @@ pub(crate) struct ImportView {
     pub progress: Option<u8>,
     /// `running`, `succeeded` or `failed`.
     pub outcome: String,
-    /// The service's failure message.
+    /// The service's failure message, or why a Glance import went glance-direct.
     pub message: Option<String>,
 }
 

@@ -231,100 +231,163 @@ fn glance_tempurl_is_signed_with_the_strongest_digest_the_store_lists() {
     assert_no_signature(&format!("{text}{}", all_files_text(&run.journal())));
 }
 
+/// The import methods of image `id`'s tasks, as Glance records them.
+fn import_methods(token: &str, glance: &str, id: &str) -> Vec<String> {
+    let v = curl_json(token, "GET", &format!("{glance}/v2/images/{id}/tasks"));
+    let tasks = v["tasks"].as_array().unwrap_or_else(|| panic!("not a task list: {v}"));
+    tasks.iter().map(|t| t["input"]["import_req"]["method"]["name"].as_str().unwrap_or("?").to_string()).collect()
+}
+
+/// What Glance holds of image `id` is the source: active, its size, MD5 and SHA-512.
+fn assert_image_is(token: &str, glance: &str, id: &str, src: &Path) {
+    let g = curl_json(token, "GET", &format!("{glance}/v2/images/{id}"));
+    assert_eq!(g["status"], "active", "{g}");
+    assert_eq!(g["size"].as_u64(), Some(std::fs::metadata(src).unwrap().len()), "{g}");
+    assert_eq!(g["checksum"].as_str(), Some(hex_of::<md5::Md5>(src).as_str()), "{g}");
+    assert_eq!(g["os_hash_value"].as_str(), Some(hex_of::<sha2::Sha512>(src).as_str()), "{g}");
+}
+
 /// A store that refuses the digest k5up signs with: a modern Swift that hides /info
 /// (k5up falls back to SHA-1) and allows only SHA-2, as Swift will once SHA-1 goes.
-/// The GET of byte 0 finds it before Glance is asked anything.
+/// The GET of byte 0 finds it before Glance is asked anything, so Glance is never
+/// given that URL: the image is staged by k5up instead (glance-direct), and says why.
 #[test]
-fn a_tempurl_the_store_refuses_is_caught_before_glance_is_asked() {
+fn a_tempurl_the_store_refuses_is_caught_before_glance_and_glance_direct_is_used() {
     let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
     let tb = Testbed::get();
     let proxy = SwiftProxy::keystone_with_tempurl("allowed_digests = sha256 sha512", false);
     let url = common::via_port(&tb.var("KS_SWIFT_URL"), proxy.port);
     let run = ks_run(&tb, &[("OS_STORAGE_URL", &url)]);
     let src = run.path("sha1.raw");
-    write_random(&src, MIB, 72);
+    write_random(&src, 3 * MIB + 5, 72);
     let c = unique("tusha1");
     let out = run.run(&["-vv", "upload", src.to_str().unwrap(), "-c", &c, "--import", "glance", "--no-progress"]);
     let text = out_text(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
-    // What Swift answered, and the digest, in the message; what to do in the hint.
-    assert!(
-        text.contains("the object store refused the TempURL made for Glance, signed with HMAC-SHA1 (assumed"),
-        "{text}"
-    );
+    assert!(out.status.success(), "{text}");
+    // What Swift answered, the digest, and the way taken, printed; what to ask, warned.
+    let why = "the object store refused the TempURL made for Glance, signed with HMAC-SHA1 (assumed";
+    assert!(text.contains(&format!("web-download cannot be used ({why}")), "{text}");
     assert!(text.contains("by its TempURL (HMAC-SHA1, no token) failed: HTTP 401"), "{text}");
     assert!(text.contains("(X-Trans-Id: tx"), "Swift's transaction id: {text}");
-    assert!(text.contains("allowed_digests") && text.contains(&format!("k5up import {}", run.only_job())), "{text}");
+    assert!(text.contains("allowed_digests") && text.contains("glance-direct"), "{text}");
     assert_no_signature(&format!("{text}{}", all_files_text(&run.journal())));
+    // ... and in the status (--json).
     let st = run.status(&run.only_job());
-    assert_eq!(st["import"]["outcome"], "failed");
-    assert!(st["import"]["message"].as_str().unwrap().contains("HMAC-SHA1"), "{st}");
-    // Glance was never asked: no image of that id, none of this job.
+    assert_eq!(st["import"]["outcome"], "succeeded");
+    let msg = st["import"]["message"].as_str().unwrap_or_else(|| panic!("the reason in the status: {st}"));
+    assert!(msg.starts_with("glance-direct (staged by k5up from the local file): ") && msg.contains(why), "{msg}");
+    // Glance never got the URL: its one import task is glance-direct; the image is the file.
     let obs = Observer::keystone(&tb);
     let glance = tb.var("GLANCE_URL");
     let id = st["import"]["id"].as_str().unwrap();
-    let code = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", &format!("X-Auth-Token: {}", obs.token)])
-        .arg(format!("{glance}/v2/images/{id}"))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&code.stdout), "404", "no image {id} in Glance");
-    assert!(common::glance_images(&glance, &obs.token, &format!("k5up_job={}", run.only_job())).is_empty());
-    assert!(obs.get_md5(&c, "sha1.raw").is_some(), "the object stays in Swift");
+    assert_eq!(import_methods(&obs.token, &glance, id), ["glance-direct"]);
+    assert_image_is(&obs.token, &glance, id, &src);
 }
 
-/// Glance is told the image's size (X-OpenStack-Image-Size, which Glance 31+ checks
-/// with the quota before taking data) on its import call: seen by a proxy in front
-/// of Glance; the image ends up with that size.
+/// Glance's URL filter refuses the TempURL (the testbed's Glance allows 127.0.0.1
+/// only, so a storage URL naming localhost is refused by the same filter that
+/// refuses a port outside `allowed_ports`): k5up stages the image itself
+/// (glance-direct) from the local file, telling Glance the size, and says why.
 #[test]
-fn glance_is_told_the_image_size() {
+fn glance_filtering_the_tempurl_falls_back_to_glance_direct() {
     let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
     let tb = Testbed::get();
-    let glance = tb.var("GLANCE_URL");
-    let proxy = Throttle::start(common::port_of(&glance), 1 << 40);
-    let via = format!("http://127.0.0.1:{}", proxy.port);
-    let run = ks_run(&tb, &[]);
-    let src = run.path("sized.raw");
-    let size = 2 * MIB + 12345;
-    write_random(&src, size, 73);
-    let c = unique("gsize");
-    run.ok(&["upload", src.to_str().unwrap(), "-c", &c, "--import", "glance", "--glance-url", &via, "--no-progress"]);
-    let st = run.status(&run.only_job());
-    let id = st["import"]["id"].as_str().unwrap();
-    let imports: Vec<_> = proxy
-        .stats
-        .requests()
-        .into_iter()
-        .filter(|r| r.method() == "POST" && r.line.contains(&format!("/v2/images/{id}/import")))
-        .collect();
-    assert_eq!(imports.len(), 1, "one import call: {imports:?}");
-    assert_eq!(imports[0].header("x-openstack-image-size"), Some(size.to_string().as_str()), "{imports:?}");
-    let g = curl_json(&Observer::keystone(&tb).token, "GET", &format!("{glance}/v2/images/{id}"));
-    assert_eq!((g["status"].as_str(), g["size"].as_u64()), (Some("active"), Some(size)));
-}
-
-#[test]
-fn glance_refusing_the_url_and_a_failed_download_are_reported() {
-    let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
-    let tb = Testbed::get();
-    // Glance allows downloads from 127.0.0.1 only: a storage URL naming localhost is refused.
     let url = tb.var("KS_SWIFT_URL").replace("127.0.0.1", "localhost");
+    let glance = tb.var("GLANCE_URL");
+    let seen = Throttle::start(common::port_of(&glance), 1 << 40);
+    let via = format!("http://127.0.0.1:{}", seen.port);
     let run = ks_run(&tb, &[("OS_STORAGE_URL", &url)]);
     let src = run.path("refused.raw");
-    write_random(&src, MIB, 41);
+    let size = 5 * MIB + 321;
+    write_random(&src, size, 41);
     let c = unique("refused");
-    let out = run.run(&["upload", src.to_str().unwrap(), "-c", &c, "--import", "glance", "--no-progress"]);
-    assert_eq!(out.status.code(), Some(1), "{}", out_text(&out));
+    let out = run.run(&[
+        "upload",
+        src.to_str().unwrap(),
+        "-c",
+        &c,
+        "--import",
+        "glance",
+        "--glance-url",
+        &via,
+        "--no-progress",
+    ]);
     let text = out_text(&out);
-    assert!(text.contains("Glance refused the web-download") && text.contains("allowed_hosts"), "{text}");
+    assert!(out.status.success(), "{text}");
+    let why = "Glance refused the web-download (HTTP 400): URI for web-download does not pass filtering";
+    assert!(text.contains(&format!("web-download cannot be used ({why}")) && text.contains("glance-direct"), "{text}");
     // The object store is on a port a default Glance refuses: the line that allows it.
     let port = common::port_of(&url);
-    assert!(text.contains(&format!("allowed_ports = [80,443,{port}]")), "{text}");
+    assert!(text.contains(&format!("allowed_ports = [80,443,{port}]")) && text.contains("allowed_hosts"), "{text}");
     assert_no_signature(&format!("{text}{}", all_files_text(&run.journal())));
     let st = run.status(&run.only_job());
-    assert_eq!(st["import"]["outcome"], "failed");
-    assert!(Observer::keystone(&tb).get_md5(&c, "refused.raw").is_some(), "the object stays in Swift");
+    assert_eq!(st["import"]["outcome"], "succeeded");
+    assert!(st["import"]["message"].as_str().is_some_and(|m| m.contains(why)), "{st}");
+    // What Glance was sent: one refused web-download, then the data staged whole with
+    // its size, then the glance-direct import, with its size.
+    let id = st["import"]["id"].as_str().unwrap();
+    let reqs: Vec<_> =
+        seen.stats.requests().into_iter().filter(|r| r.line.contains(&format!("/v2/images/{id}/"))).collect();
+    let lines: Vec<String> = reqs
+        .iter()
+        .map(|r| format!("{} {}", r.method(), r.line.split(' ').nth(1).unwrap().rsplit('/').next().unwrap()))
+        .collect();
+    assert_eq!(lines, ["POST import", "PUT stage", "POST import"], "{reqs:?}");
+    let size_s = size.to_string();
+    for r in &reqs {
+        assert_eq!(r.header("x-openstack-image-size"), Some(size_s.as_str()), "{r:?}");
+    }
+    assert_eq!(reqs[1].body_len(), size, "the stage carries the whole file: {:?}", reqs[1]);
+    let obs = Observer::keystone(&tb);
+    assert_eq!(import_methods(&obs.token, &glance, id), ["glance-direct"]);
+    assert_image_is(&obs.token, &glance, id, &src);
+    assert!(obs.get_md5(&c, "refused.raw").is_some(), "the object stays in Swift");
+}
 
+/// Killed while the data is being staged (glance-direct): `resume` ends with one
+/// image of the job, active and whole.
+#[test]
+fn a_kill_while_staging_resumes_to_one_whole_image() {
+    let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = Testbed::get();
+    let url = tb.var("KS_SWIFT_URL").replace("127.0.0.1", "localhost");
+    let glance = tb.var("GLANCE_URL");
+    // A slow link to Glance: the stage of 6 MiB lasts about 6 s.
+    let slow = Throttle::start(common::port_of(&glance), MIB);
+    let via = format!("http://127.0.0.1:{}", slow.port);
+    let run = ks_run(&tb, &[("OS_STORAGE_URL", &url)]);
+    let src = run.path("cut.raw");
+    write_random(&src, 6 * MIB, 74);
+    let c = unique("gcut");
+    let args = ["upload", src.to_str().unwrap(), "-c", &c, "--import", "glance", "--glance-url", &via, "--no-progress"];
+    let mut child = run.spawn(&args);
+    let job = wait_for(Duration::from_secs(120), || {
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("k5up exited ({s}) before the stage was cut:\n{}", run.stderr());
+        }
+        let staging = slow.stats.requests().iter().any(|r| r.method() == "PUT" && r.line.contains("/stage "));
+        let up = slow.stats.bytes_up.load(std::sync::atomic::Ordering::Relaxed);
+        (staging && up > 2 * MIB).then(|| run.only_job())
+    });
+    run.kill(&mut child);
+    slow.wait_idle(Duration::from_secs(10));
+    let out = run.run(&["resume", &job, "--no-progress"]);
+    let text = out_text(&out);
+    assert!(out.status.success(), "{text}");
+    let obs = Observer::keystone(&tb);
+    let images = common::glance_images(&glance, &obs.token, &format!("k5up_job={job}"));
+    let active: Vec<_> = images.iter().filter(|i| i["status"] == "active").collect();
+    assert_eq!(active.len(), 1, "one active image of the job: {images:?}");
+    let id = active[0]["id"].as_str().unwrap();
+    assert_eq!(run.status(&job)["import"]["id"].as_str(), Some(id));
+    assert_image_is(&obs.token, &glance, id, &src);
+}
+
+/// Glance accepts the URL but cannot download it: reported with Glance's words.
+#[test]
+fn a_failed_web_download_is_reported() {
+    let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = Testbed::get();
     // Glance accepts the URL but cannot download it (the object store answers 503).
     let c = unique("gfail");
     let fault = Observer::keystone(&tb).object_request("GET", &c);

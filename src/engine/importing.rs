@@ -69,6 +69,8 @@ impl Engine {
             saved: journal.import()?,
             on_state: &on_state,
             poll: first_poll(),
+            // Read only if Glance must be given the data (glance-direct).
+            source: super::run::ensure_unchanged(job, file).map(|_| file.clone()).map_err(|e| e.to_string()),
         };
         let done = import::run(&ctx).await?;
         job.phase = Phase::Done;

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::tempurl::{self, Reach, TempUrl};
-use super::{Ctx, Failure, next_poll};
+use super::{Ctx, Failure, direct, next_poll};
 use crate::digest::Algo;
 use crate::error::{Error, ErrorKind};
 use crate::model::ImportState;
@@ -86,16 +86,31 @@ pub(crate) async fn run(ctx: &Ctx<'_>, state: &mut ImportState) -> Result<(), Fa
         Some(img) => img["status"].as_str() == Some("queued") && !(requested && failed_import(img)),
     };
     // The URL Glance will read is made and checked before Glance is asked anything.
-    let uri = if start { Some(checked_tempurl(ctx).await?) } else { None };
+    let route = if start { Some(route(ctx).await?) } else { None };
     let image = match found {
         Some(v) => v,
         None => create(ctx, &base, &id).await?,
     };
     let mut status = image["status"].as_str().unwrap_or("").to_string();
-    if let Some(uri) = uri {
-        start_import(ctx, &base, &id, state, &uri).await?;
-    } else if status != "active" {
-        tracing::info!("job {job}: Glance image {id} is {status}: following the import already started");
+    match route {
+        Some(Route::Web(uri)) => {
+            if let Some(why) = start_import(ctx, &base, &id, state, &uri).await? {
+                direct::stage_and_import(ctx, &base, &id, state, &why).await?;
+            }
+        }
+        Some(Route::Direct(why)) => direct::stage_and_import(ctx, &base, &id, state, &why).await?,
+        // Staged by a run that stopped before the import was asked for.
+        None if status == "uploading" && state.status == "staged" => {
+            direct::import_staged(ctx, &base, &id, state).await?
+        }
+        None if status == "uploading" && state.status == "staging" => {
+            tracing::info!("job {job}: Glance image {id} was being staged: checking what it holds");
+            direct::import_staged(ctx, &base, &id, state).await?
+        }
+        None if status != "active" => {
+            tracing::info!("job {job}: Glance image {id} is {status}: following the import already started")
+        }
+        None => {}
     }
 
     let mut wait = ctx.poll;
@@ -131,7 +146,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, state: &mut ImportState) -> Result<(), Fa
     }
 }
 
-fn retry_hint(job: &str) -> String {
+pub(crate) fn retry_hint(job: &str) -> String {
     format!("fix the cause, then `k5up import {job}` tries again (the object stays in Swift)")
 }
 
@@ -175,10 +190,19 @@ async fn create(ctx: &Ctx<'_>, base: &str, id: &str) -> Result<Value, Failure> {
     }
 }
 
+/// How Glance gets the data.
+enum Route {
+    /// It downloads it from this TempURL (web-download).
+    Web(TempUrl),
+    /// k5up stages it (glance-direct), for this reason.
+    Direct(String),
+}
+
 /// The TempURL Glance will download, signed with the store's digest and checked
-/// with one GET of byte 0 without a token: a URL the store refuses is a clear
-/// failure here, before Glance is asked to create or import anything.
-async fn checked_tempurl(ctx: &Ctx<'_>) -> Result<TempUrl, Failure> {
+/// with one GET of byte 0 without a token, before Glance is asked to create or
+/// import anything: a URL the store refuses means glance-direct (with the reason,
+/// and what to ask the store's operator in the log).
+async fn route(ctx: &Ctx<'_>) -> Result<Route, Failure> {
     let (key, created) = tempurl::account_key(ctx.swift).await.map_err(run_err)?;
     if created {
         tracing::info!(
@@ -202,42 +226,42 @@ async fn checked_tempurl(ctx: &Ctx<'_>) -> Result<TempUrl, Failure> {
     let uri = tempurl::sign(digest, &origin, &account, &ctx.job.container, &ctx.job.object, &key, expires);
     let what = format!("{}/{}", ctx.job.container, ctx.job.object);
     match tempurl::check(ctx.swift.session().http(), &uri, &what).await {
-        Reach::Works => Ok(uri),
+        Reach::Works => Ok(Route::Web(uri)),
         Reach::Unknown(e) => {
             tracing::warn!("job {}: the TempURL could not be checked ({e}); Glance gets it anyway", ctx.job.id);
-            Ok(uri)
+            Ok(Route::Web(uri))
         }
-        Reach::Refused(e) => Err(Failure::Service(
-            format!(
+        Reach::Refused(e) => {
+            tracing::warn!("job {}: {}", ctx.job.id, refused_hint(digest));
+            Ok(Route::Direct(format!(
                 "the object store refused the TempURL made for Glance, signed with HMAC-{} ({}): {e}",
                 digest.label(),
                 caps.tempurl_digest_reason()
-            ),
-            refused_hint(digest, &ctx.job.id),
-        )),
-        Reach::Broken(e) => Err(Failure::Service(
-            format!("the TempURL made for Glance does not lead to the object: {e}"),
-            retry_hint(&ctx.job.id),
-        )),
+            )))
+        }
+        Reach::Broken(e) => Ok(Route::Direct(format!("the TempURL made for Glance does not lead to the object: {e}"))),
     }
 }
 
 /// What to do when the store refuses a TempURL signed with `digest`.
-fn refused_hint(digest: TempUrlDigest, job: &str) -> String {
+fn refused_hint(digest: TempUrlDigest) -> String {
     format!(
-        "the store does not accept HMAC-{d} TempURLs with the account's key: ask its operator which digests its tempurl middleware allows (allowed_digests) and to list them in /info (k5up then signs with the strongest), or to allow {s}; check that nothing changed the account's Temp-URL-Key meanwhile; then `k5up import {job}` (the object stays in Swift)",
+        "the store does not accept HMAC-{d} TempURLs with the account's key, so Glance cannot download the object itself: ask the store's operator which digests its tempurl middleware allows (allowed_digests) and to list them in /info (k5up then signs with the strongest), or to allow {s}; check that nothing changed the account's Temp-URL-Key meanwhile",
         d = digest.label(),
         s = digest.as_str(),
     )
 }
 
+/// Asks Glance to download `uri` (web-download). `Some(why)` when Glance will not
+/// download it but glance-direct may work: its URL filter refuses the TempURL (a
+/// default Glance allows only ports 80 and 443), or it does not offer web-download.
 async fn start_import(
     ctx: &Ctx<'_>,
     base: &str,
     id: &str,
     state: &mut ImportState,
     uri: &TempUrl,
-) -> Result<(), Failure> {
+) -> Result<Option<String>, Failure> {
     let origin = crate::swift::url::origin(&ctx.job.storage_url).unwrap_or_default();
     state.status = "requested".into();
     ctx.save(state)?;
@@ -254,10 +278,18 @@ async fn start_import(
     {
         Ok(_) => {
             tracing::info!("job {}: Glance is importing image {id} from Swift (web-download)", ctx.job.id);
-            Ok(())
+            Ok(None)
         }
         // Another import of this image is running (a previous run's).
-        Err(e) if e.status == Some(409) => Ok(()),
+        Err(e) if e.status == Some(409) => Ok(None),
+        Err(e) if e.status == Some(400) && web_download_refused(&e.detail) => {
+            tracing::warn!(
+                "job {}: for Glance to download from the store itself (the image then crosses this link once), {}; ask its operator (README: \"For the Glance administrator\")",
+                ctx.job.id,
+                allow_hint(&origin)
+            );
+            Ok(Some(format!("Glance refused the web-download (HTTP 400): {}", e.detail)))
+        }
         Err(e) if e.status == Some(400) || e.status == Some(403) || e.status == Some(415) => Err(Failure::Service(
             format!("Glance refused the web-download (HTTP {}): {}", e.status.unwrap_or(0), e.detail),
             refusal_hint(&origin, &ctx.job.id),
@@ -266,9 +298,15 @@ async fn start_import(
     }
 }
 
+/// Glance's words when web-download is refused whatever the image: its URL filter
+/// (`[import_filtering_opts]`), or the method not enabled (`enabled_import_methods`).
+fn web_download_refused(detail: &str) -> bool {
+    detail.contains("does not pass filtering") || detail.contains("Unknown import method name 'web-download'")
+}
+
 /// What the Glance administrator must allow for a web-download from `origin`
 /// (`http://host:port`): a default Glance allows only ports 80 and 443.
-fn refusal_hint(origin: &str, job: &str) -> String {
+fn allow_hint(origin: &str) -> String {
     let port = origin.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
     let ports = match port {
         Some(p) if p != 80 && p != 443 => format!(
@@ -277,7 +315,15 @@ fn refusal_hint(origin: &str, job: &str) -> String {
         _ => String::new(),
     };
     format!(
-        "Glance must be allowed to download from {origin} ([import_filtering_opts] allowed_schemes/allowed_hosts/allowed_ports, and web-download in enabled_import_methods){ports}; ask its operator, then `k5up import {job}` (the object stays in Swift; README: \"For the Glance administrator\")"
+        "Glance must be allowed to download from {origin} ([import_filtering_opts] allowed_schemes/allowed_hosts/allowed_ports, and web-download in enabled_import_methods){ports}"
+    )
+}
+
+/// [`allow_hint`], when the import stops there.
+fn refusal_hint(origin: &str, job: &str) -> String {
+    format!(
+        "{}; ask its operator, then `k5up import {job}` (the object stays in Swift; README: \"For the Glance administrator\")",
+        allow_hint(origin)
     )
 }
 
@@ -341,6 +387,16 @@ fn verify(ctx: &Ctx<'_>, img: &Value) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_that_leave_glance_direct() {
+        let filtered =
+            "URI for web-download does not pass filtering: http://localhost:8083/v1/AUTH_x/c%2Fo?temp_url_sig=…";
+        assert!(web_download_refused(filtered));
+        assert!(web_download_refused("Unknown import method name 'web-download'."));
+        assert!(!web_download_refused("Unknown import method name 'glance-direct'."));
+        assert!(!web_download_refused("Image needs to be in 'queued' state to use 'web-download' method"));
+    }
 
     #[test]
     fn a_refused_port_is_named_with_the_line_that_allows_it() {

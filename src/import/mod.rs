@@ -6,6 +6,7 @@
 //! journal recorded it finds its own import again (Glance: `GET /v2/images/<id>`;
 //! K5: the import list, by image id) instead of starting a second one.
 
+pub(crate) mod direct;
 pub(crate) mod format;
 pub(crate) mod glance;
 pub(crate) mod k5;
@@ -135,6 +136,9 @@ pub(crate) struct Ctx<'a> {
     pub on_state: &'a (dyn Fn(&ImportState) -> Result<()> + Sync),
     /// First poll interval (grows to [`MAX_POLL`]).
     pub poll: Duration,
+    /// The source file, when it is still the one uploaded (what Glance's
+    /// glance-direct fallback stages); else why it cannot be used.
+    pub source: std::result::Result<std::sync::Arc<std::fs::File>, String>,
 }
 
 /// Longest interval between two status polls.

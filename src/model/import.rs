@@ -79,12 +79,14 @@ pub struct ImportState {
     pub image_id: String,
     /// K5's `import_id`, once the request was accepted.
     pub import_id: Option<String>,
-    /// The last status the service reported.
+    /// The last status the service reported; k5up's own steps of a glance-direct
+    /// import in between: `staging` (the data being sent), `staged`.
     pub status: String,
     /// The last progress (percent) the service reported.
     pub progress: Option<u8>,
     /// Running, succeeded or failed.
     pub outcome: ImportOutcome,
-    /// The service's failure message.
+    /// The service's failure message; before that, why a Glance import went
+    /// glance-direct instead of web-download (kept after success).
     pub message: Option<String>,
 }
