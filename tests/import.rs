@@ -231,13 +231,6 @@ fn glance_tempurl_is_signed_with_the_strongest_digest_the_store_lists() {
     assert_no_signature(&format!("{text}{}", all_files_text(&run.journal())));
 }
 
-/// The import methods of image `id`'s tasks, as Glance records them.
-fn import_methods(token: &str, glance: &str, id: &str) -> Vec<String> {
-    let v = curl_json(token, "GET", &format!("{glance}/v2/images/{id}/tasks"));
-    let tasks = v["tasks"].as_array().unwrap_or_else(|| panic!("not a task list: {v}"));
-    tasks.iter().map(|t| t["input"]["import_req"]["method"]["name"].as_str().unwrap_or("?").to_string()).collect()
-}
-
 /// What Glance holds of image `id` is the source: active, its size, MD5 and SHA-512.
 fn assert_image_is(token: &str, glance: &str, id: &str, src: &Path) {
     let g = curl_json(token, "GET", &format!("{glance}/v2/images/{id}"));
@@ -280,7 +273,7 @@ fn a_tempurl_the_store_refuses_is_caught_before_glance_and_glance_direct_is_used
     let obs = Observer::keystone(&tb);
     let glance = tb.var("GLANCE_URL");
     let id = st["import"]["id"].as_str().unwrap();
-    assert_eq!(import_methods(&obs.token, &glance, id), ["glance-direct"]);
+    assert_eq!(common::glance_import_methods(&obs.token, &glance, id), ["glance-direct"]);
     assert_image_is(&obs.token, &glance, id, &src);
 }
 
@@ -339,7 +332,7 @@ fn glance_filtering_the_tempurl_falls_back_to_glance_direct() {
     }
     assert_eq!(reqs[1].body_len(), size, "the stage carries the whole file: {:?}", reqs[1]);
     let obs = Observer::keystone(&tb);
-    assert_eq!(import_methods(&obs.token, &glance, id), ["glance-direct"]);
+    assert_eq!(common::glance_import_methods(&obs.token, &glance, id), ["glance-direct"]);
     assert_image_is(&obs.token, &glance, id, &src);
     assert!(obs.get_md5(&c, "refused.raw").is_some(), "the object stays in Swift");
 }

@@ -33,6 +33,17 @@ impl Store {
     fn observer(&self) -> Observer {
         Observer::login(&self.creds)
     }
+    /// This store's account of the testbed's Keystone project `demo`, and an observer of
+    /// it with a Keystone token (Swift: the proxy behind Keystone; RGW takes Keystone
+    /// tokens as well as its own).
+    fn keystone_account(&self, tb: &Testbed) -> Observer {
+        let storage_url = if self.rgw {
+            format!("{}/AUTH_{}", tb.var("RGW_SWIFT_BASE"), tb.var("KS_OS_PROJECT_ID"))
+        } else {
+            tb.var("KS_SWIFT_URL")
+        };
+        Observer { storage_url, token: common::keystone_token(tb, "KS") }
+    }
     /// A container name for this test (RGW takes at least 3 bytes; these are longer).
     fn container(&self, what: &str) -> String {
         unique(&format!("st-{what}"))
@@ -97,6 +108,50 @@ both!(slo_and_dlo_read_back_verify_and_purge, |store: Store| {
         run.ok(&["abort", "--purge", &job]);
         assert_eq!(obs.get_md5(&c, "img.raw"), None, "{manifest}: --purge deletes the object");
         assert!(obs.list(&segs, "").is_empty(), "{manifest}: --purge deletes every segment: {:?}", obs.list(&segs, ""));
+    }
+});
+
+both!(abort_keeps_a_finished_object_and_removes_an_unfinished_jobs_segments, |store: Store| {
+    let obs = store.observer();
+    for manifest in ["slo", "dlo"] {
+        // Finished: abort forgets the job, the object and its segments stay readable.
+        let run = Run::new(store.creds.clone());
+        let c = store.container(&format!("ab-{manifest}"));
+        let segs = format!("{c}_segments");
+        let f = run.path("img.raw");
+        let md5 = write_random(&f, 10 * MIB, 13);
+        run.ok(&["upload", f.to_str().unwrap(), "-c", &c, "--segment-size", "4MiB", "--manifest", manifest]);
+        let held = obs.list(&segs, "");
+        run.ok(&["abort", &run.only_job()]);
+        assert_eq!(obs.get_md5(&c, "img.raw"), Some((md5, 10 * MIB)), "{manifest}: abort keeps the object");
+        assert_eq!(obs.list(&segs, ""), held, "{manifest}: abort keeps the finished object's segments");
+
+        // Unfinished (killed after two segments): abort deletes what it had sent.
+        let run = Run::new(store.creds.clone());
+        let c = store.container(&format!("ab2-{manifest}"));
+        let segs = format!("{c}_segments");
+        let f = run.path("img.raw");
+        write_random(&f, 40 * MIB, 17);
+        let args = [
+            "upload",
+            f.to_str().unwrap(),
+            "-c",
+            &c,
+            "--segment-size",
+            "4MiB",
+            "--manifest",
+            manifest,
+            "--bwlimit",
+            "8MiB",
+            "--concurrency",
+            "1",
+        ];
+        let job = run.job_id(&args);
+        run.kill_after(&args, &obs, &segs, 2);
+        assert!(obs.count_segments(&segs) >= 2, "{manifest}: segments were on the server before the abort");
+        run.ok(&["abort", &job]);
+        assert_eq!(obs.get_md5(&c, "img.raw"), None, "{manifest}: no object was written");
+        assert_eq!(obs.count_segments(&segs), 0, "{manifest}: abort deletes the unfinished job's segments");
     }
 });
 
@@ -258,3 +313,36 @@ fn a_probe_the_store_refuses_plans_for_the_least_and_keeps_nothing() {
     assert!(!run.journal().join("stores").exists(), "a refused probe is not kept");
     assert!(Store::swift().observer().list(&format!("{c}_segments"), "").is_empty());
 }
+
+/// One Glance import at a time (the testbed's Glance runs one worker).
+static GLANCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+both!(glance_imports_the_object_by_web_download_from_a_tempurl, |store: Store| {
+    let _one = GLANCE.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = Testbed::get();
+    let obs = store.keystone_account(&tb);
+    let mut vars = tb.keystone_password_env();
+    vars.push(("OS_STORAGE_URL".into(), obs.storage_url.clone()));
+    vars.push(("K5UP_IMPORT_POLL_MS".into(), "100".into()));
+    let v: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let run = Run::with_env(&v);
+    let c = store.container("glance");
+    let f = run.path("disk.raw");
+    let md5 = write_random(&f, 6 * MIB + 77, 19);
+    run.ok(&["upload", f.to_str().unwrap(), "-c", &c, "--segment-size", "2MiB", "--import", "glance", "--no-progress"]);
+    assert_eq!(obs.get_md5(&c, "disk.raw"), Some((md5, 6 * MIB + 77)), "the object reads back");
+    let st = status(&run);
+    let id = st["import"]["id"].as_str().expect("status --json has the image id");
+    // What Glance holds, asked independently.
+    let g = common::curl_json(&obs.token, "GET", &format!("{}/v2/images/{id}", tb.var("GLANCE_URL")));
+    assert_eq!(g["status"], "active", "{g}");
+    assert_eq!(g["size"].as_u64(), Some(6 * MIB + 77));
+    let sha512 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha512::digest(std::fs::read(&f).unwrap()))
+    };
+    assert_eq!(g["os_hash_value"].as_str(), Some(sha512.as_str()), "Glance's SHA-512 is the file's");
+    // Glance downloaded it from the store (the testbed's Glance may read 127.0.0.1 on any port).
+    assert_eq!(common::glance_import_methods(&obs.token, &tb.var("GLANCE_URL"), id), ["web-download"]);
+    eprintln!("figure: {} Glance import: {}", store.name(), st["import"]);
+});

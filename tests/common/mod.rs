@@ -670,6 +670,13 @@ pub fn keystone_token(tb: &Testbed, prefix: &str) -> String {
         .unwrap_or_else(|| panic!("no token from Keystone for {prefix}: {text}"))
 }
 
+/// The import methods of Glance image `id`'s tasks, as Glance records them.
+pub fn glance_import_methods(token: &str, glance: &str, id: &str) -> Vec<String> {
+    let v = curl_json(token, "GET", &format!("{glance}/v2/images/{id}/tasks"));
+    let tasks = v["tasks"].as_array().unwrap_or_else(|| panic!("not a task list: {v}"));
+    tasks.iter().map(|t| t["input"]["import_req"]["method"]["name"].as_str().unwrap_or("?").to_string()).collect()
+}
+
 /// The JSON answer of an OpenStack API (Glance, the vmimport emulator), read with
 /// curl as `token`. Fails the test unless the server answers 2xx with JSON: an error
 /// page is never read as an empty list or a missing field.
