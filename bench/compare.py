@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Side-by-side upload benchmark against the testbed's stock Swift proxy (see
+"""Side-by-side upload benchmark against the testbed's stock Swift proxy or its Ceph RGW (see
 bench/compare.sh, which sets everything up and calls this).
 
 For each tool, alternating runs, the same random file: wall time, MiB/s, client
@@ -24,7 +24,10 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TB = os.path.join(ROOT, "testbed", "run")
 CLK = os.sysconf("SC_CLK_TCK")
-SERVERS = ["proxy-stock", "object-server", "container-server", "account-server"]
+# The store's server processes (their CPU is counted), per --store.
+SERVERS = {"swift": ["proxy-stock", "object-server", "container-server", "account-server"],
+           "rgw": ["ceph-rgw", "ceph-osd", "ceph-mon"]}
+STORE = "swift"
 
 
 def tb_env():
@@ -54,7 +57,7 @@ def proc_stats():
 def server_cpu():
     """CPU seconds used so far by the Swift servers and their workers."""
     roots = set()
-    for name in SERVERS:
+    for name in SERVERS[STORE]:
         try:
             roots.add(int(open(os.path.join(TB, "pids", name)).read().split()[0]))
         except (OSError, ValueError):
@@ -99,8 +102,9 @@ class Bench:
     def __init__(self, a):
         self.a = a
         self.env = tb_env()
-        self.auth = self.env["ST_AUTH"]
-        self.user, self.key = self.env["ST_USER"], self.env["ST_KEY"]
+        pre = "RGW_" if a.store == "rgw" else ""
+        self.auth = self.env[pre + "ST_AUTH"]
+        self.user, self.key = self.env[pre + "ST_USER"], self.env[pre + "ST_KEY"]
         self.work = tempfile.mkdtemp(prefix="k5up-compare.", dir=a.workdir)
         self.file = os.path.join(self.work, "image.raw")
         self.size = a.size_gib << 30
@@ -150,8 +154,9 @@ class Bench:
                   f"cd {parts} && printf '%s\\n' {' '.join(names)} | xargs -P {self.a.concurrency} -I{{}} "
                   f"curl -sf -o /dev/null -X PUT -H 'X-Auth-Token: {sw.token}' -T {{}} "
                   f"{sw.url}/{container}_segments/{obj}/{{}}")
-        manifest = json.dumps([{"path": f"/{container}_segments/{obj}/{n}", "etag": None, "size_bytes": None}
-                               for n in names])
+        # size_bytes given: RGW refuses null (Swift takes either).
+        manifest = json.dumps([{"path": f"/{container}_segments/{obj}/{n}", "etag": None,
+                                "size_bytes": os.path.getsize(os.path.join(parts, n))} for n in names])
         mf = os.path.join(self.work, "manifest.json")
         open(mf, "w").write(manifest)
         script += (f" && curl -sf -o /dev/null -X PUT -H 'X-Auth-Token: {sw.token}' --data-binary @{mf} "
@@ -257,7 +262,14 @@ def main():
     ap.add_argument("--k5up", default=os.path.join(ROOT, "target", "release", "k5up"))
     ap.add_argument("--swift", default="swift")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--store", choices=["swift", "rgw"], default="swift",
+                    help="the testbed's stock Swift proxy, or Ceph RGW (testbed/rgw); on RGW there is no "
+                         "kill phase: RGW hands out its own storage URL, so the counting relay would be bypassed")
     a = ap.parse_args()
+    global STORE
+    STORE = a.store
+    if a.store == "rgw":
+        a.no_kill = True
     tools = a.tools.split(",")
     b = Bench(a)
     floor = md5_floor()
@@ -282,7 +294,7 @@ def main():
         shutil.rmtree(b.work, ignore_errors=True)
 
     gib = a.size_gib
-    print(f"\n{a.size_gib} GiB random file, {a.segment_mib} MiB segments, {a.concurrency} in parallel, "
+    print(f"\n{a.store}: {a.size_gib} GiB random file, {a.segment_mib} MiB segments, {a.concurrency} in parallel, "
           f"{a.runs} alternating run(s) per tool (median shown)\n")
     print("| tool | wall s | MiB/s | client CPU-s/GiB | server CPU-s/GiB | peak RSS MiB | reads back |")
     print("|---|---|---|---|---|---|---|")
