@@ -19,8 +19,7 @@ use bytes::Bytes;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::glance::{IMAGE_SIZE, retry_hint};
-use super::{Ctx, Failure};
+use super::{Ctx, Failure, IMAGE_SIZE, retry_hint};
 use crate::model::ImportState;
 use crate::source::CHUNK;
 use crate::swift::SwiftError;

@@ -9,17 +9,12 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::tempurl::{self, Reach, TempUrl};
-use super::{Ctx, Failure, direct, next_poll};
+use super::{Ctx, Failure, IMAGE_SIZE, direct, next_poll, retry_hint};
 use crate::digest::Algo;
 use crate::error::{Error, ErrorKind};
 use crate::model::ImportState;
 use crate::swift::session::read_json;
 use crate::swift::{SwiftError, TempUrlDigest};
-
-/// The image's size in bytes, sent (as openstacksdk does) with the calls that give
-/// Glance data or start an import: Glance 31 and later check it, and the quota,
-/// before taking any data; older ones ignore it.
-pub(crate) const IMAGE_SIZE: &str = "X-OpenStack-Image-Size";
 
 /// Disk formats Glance knows besides those k5up detects.
 pub(crate) const OTHER_FORMATS: [&str; 5] = ["ami", "ari", "aki", "vdi", "ploop"];
@@ -144,10 +139,6 @@ pub(crate) async fn run(ctx: &Ctx<'_>, state: &mut ImportState) -> Result<(), Fa
         tokio::time::sleep(wait).await;
         wait = next_poll(wait);
     }
-}
-
-pub(crate) fn retry_hint(job: &str) -> String {
-    format!("fix the cause, then `k5up import {job}` tries again (the object stays in Swift)")
 }
 
 fn failed_import(img: &Value) -> bool {

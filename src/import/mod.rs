@@ -24,6 +24,16 @@ pub(crate) use crate::model::{ImportKind, ImportSpec};
 use crate::model::{ImportOutcome, ImportState, JobRecord};
 use crate::swift::Swift;
 
+/// The image's size in bytes, sent (as openstacksdk does) with the Glance calls that
+/// give it data or start an import: Glance 31 and later check it, and the quota,
+/// before taking any data; older ones ignore it.
+pub(crate) const IMAGE_SIZE: &str = "X-OpenStack-Image-Size";
+
+/// What to do after a failed Glance import.
+pub(crate) fn retry_hint(job: &str) -> String {
+    format!("fix the cause, then `k5up import {job}` tries again (the object stays in Swift)")
+}
+
 /// Fills what the user left out (the disk format, detected from the file; the image
 /// name, from the object name) and validates the result.
 pub(crate) fn complete(mut spec: ImportSpec, file: &std::fs::File, size: u64, object: &str) -> Result<ImportSpec> {
