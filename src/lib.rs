@@ -14,6 +14,7 @@ mod error;
 mod import;
 mod journal;
 mod md5lanes;
+mod memory;
 mod model;
 mod names;
 mod plan;

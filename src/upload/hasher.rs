@@ -27,6 +27,7 @@ use crate::md5lanes::{Backend, Lanes, Md5Stream, update_many};
 use crate::names::SegmentNaming;
 use crate::source::CHUNK;
 use crate::swift::ListEntry;
+use crate::units::format_size;
 use crate::zeros::{Piece, Push, Splitter, zero_pieces};
 
 /// A segment ready for a worker (its MD5 known when the stage hashed it).
@@ -120,14 +121,35 @@ pub(crate) fn spawn(
         let _open = OpenOnDrop(frontier.clone());
         let backend = Backend::from_env().unwrap_or_else(|_| Backend::best()); // checked at start-up
         let seg = todo.iter().map(|(r, _)| r.length).max().unwrap_or(0);
-        if backend.lanes() == Lanes::Scalar || lanes_for(backend.width(), seg) < 2 {
+        let room = crate::memory::page_cache_room();
+        let ahead = read_ahead(room);
+        let lanes = lanes_for(backend.width(), seg, ahead);
+        let how = if lanes >= 2 {
+            format!("{lanes} segments at a time in SIMD lanes")
+        } else {
+            "none: each upload hashes its own segment".into()
+        };
+        let why = match room {
+            Some(r) => format!(
+                "the lesser of {} and half the {} of page cache this process can count on",
+                format_size(LANES_AHEAD),
+                format_size(r)
+            ),
+            None => format!("{}: the memory available is unknown", format_size(LANES_AHEAD)),
+        };
+        tracing::debug!(
+            "job {}: hashing ahead of the uploads: {how}; at most {} read ahead ({why})",
+            stage.job_id,
+            format_size(ahead)
+        );
+        if backend.lanes() == Lanes::Scalar || lanes < 2 {
             frontier.open();
             for item in todo {
                 if tx.blocking_send(Ok(item)).is_err() {
                     return;
                 }
             }
-        } else if let Err(e) = hash_in_lanes(&stage, todo, backend, &frontier, &tx) {
+        } else if let Err(e) = hash_in_lanes(&stage, todo, backend, lanes, &frontier, &tx) {
             let _ = tx.blocking_send(Err(e));
         }
     });
@@ -245,14 +267,22 @@ fn read_at(file: &File, buf: &mut [u8], off: u64, segment: &str, job_id: &str) -
     })
 }
 
-/// How far (in bytes) the lanes may read ahead of the uploads. Every segment is read
-/// twice, to hash it and to send it; the second read should find it in the page cache.
+/// How far (in bytes) the lanes may read ahead of the uploads at most. Every segment
+/// is read twice, to hash it and to send it; the second read should find it in the
+/// page cache.
 const LANES_AHEAD: u64 = 2 << 30;
 
-/// Lanes for segments of `seg` bytes: as many as the backend has, within
-/// [`LANES_AHEAD`] (huge segments get fewer; below two, the workers hash instead).
-fn lanes_for(width: usize, seg: u64) -> usize {
-    width.min((LANES_AHEAD / seg.max(1)) as usize)
+/// How far the lanes may read ahead given `room`, the page cache this process can
+/// count on ([`crate::memory::page_cache_room`]): half of it (the other half holds
+/// the segments hashed and being sent), at most [`LANES_AHEAD`].
+fn read_ahead(room: Option<u64>) -> u64 {
+    room.map_or(LANES_AHEAD, |r| (r / 2).min(LANES_AHEAD))
+}
+
+/// Lanes for segments of `seg` bytes: as many as the backend has, within `ahead`
+/// bytes (huge segments get fewer; below two, the workers hash instead).
+fn lanes_for(width: usize, seg: u64, ahead: u64) -> usize {
+    width.min((ahead / seg.max(1)) as usize)
 }
 
 /// One segment being hashed in a lane.
@@ -274,12 +304,12 @@ fn hash_in_lanes(
     stage: &Stage,
     todo: Vec<(SegmentRecord, Option<ListEntry>)>,
     backend: Backend,
+    width: usize,
     frontier: &Frontier,
     tx: &mpsc::Sender<Ready>,
 ) -> Result<()> {
     let (file, job_id) = (&*stage.file, stage.job_id.as_str());
     let seg = todo.iter().map(|(r, _)| r.length).max().unwrap_or(0);
-    let width = lanes_for(backend.width(), seg);
     let mut queue = todo.into_iter();
     let mut lanes: Vec<Lane> = Vec::with_capacity(width);
     let mut spare: Vec<Vec<u8>> = Vec::new();
@@ -390,10 +420,16 @@ mod tests {
 
     #[test]
     fn lanes_stay_within_the_read_ahead_budget() {
-        assert_eq!(lanes_for(8, 256 << 20), 8);
-        assert_eq!(lanes_for(4, 256 << 20), 4);
-        assert_eq!(lanes_for(8, 1 << 30), 2);
-        assert_eq!(lanes_for(8, 5 << 30), 0, "5 GiB segments: the workers hash");
-        assert_eq!(lanes_for(8, 0), 8);
+        let a = LANES_AHEAD;
+        assert_eq!(lanes_for(8, 256 << 20, a), 8);
+        assert_eq!(lanes_for(4, 256 << 20, a), 4);
+        assert_eq!(lanes_for(8, 1 << 30, a), 2);
+        assert_eq!(lanes_for(8, 5 << 30, a), 0, "5 GiB segments: the workers hash");
+        assert_eq!(lanes_for(8, 0, a), 8);
+        // A 768 MiB cgroup: no further ahead than half its page cache.
+        assert_eq!(read_ahead(Some(768 << 20)), 384 << 20);
+        assert_eq!(read_ahead(Some(64 << 30)), LANES_AHEAD);
+        assert_eq!(read_ahead(None), LANES_AHEAD);
+        assert_eq!(lanes_for(16, 64 << 20, read_ahead(Some(768 << 20))), 6);
     }
 }
