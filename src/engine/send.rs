@@ -104,6 +104,21 @@ impl Engine {
             _ => None,
         };
         let floor = job.plan.file_size.div_ceil(crate::plan::MAX_SEGMENTS);
+        let base = copy_sources(journal.base()?, (naming.container.clone(), foreign));
+        // A small page cache: read each segment once, hashing it while it is sent
+        // (not for a new version: its segments' MD5s find the base's copies).
+        let room = crate::memory::page_cache_room();
+        let hash_while_sending = job.plan.segment_size > 0
+            && upload::hasher::hash_while_sending(job.plan.segment_size, settings.concurrency, room);
+        if hash_while_sending && base.is_empty() {
+            tracing::debug!(
+                "job {}: segments are hashed while they are sent (read from storage once; repeats are not looked for): {} segments of {} hashed, then sent, would not fit in half the {} of page cache this process can count on",
+                job.id,
+                settings.concurrency,
+                crate::units::format_size(job.plan.segment_size),
+                crate::units::format_size(room.unwrap_or(0))
+            );
+        }
         let ctx = Arc::new(upload::Ctx {
             swift: self.swift.clone(),
             journal: journal.clone(),
@@ -122,7 +137,8 @@ impl Engine {
             zeros: zeros.clone(),
             listed: listed.clone(),
             originals: naming.ranged.then(|| upload::repeats::Originals::new(&all)),
-            base: copy_sources(journal.base()?, (naming.container.clone(), foreign)),
+            hash_while_sending: hash_while_sending && base.is_empty(),
+            base,
         });
         let mut cancel = self.cancel.clone();
         let snap_job = job.clone();

@@ -176,9 +176,11 @@ impl Swift {
         .await
     }
 
-    /// PUTs one segment, once (the caller retries, and watches the body for stalls):
-    /// `md5` goes in the `ETag` header, so Swift stores nothing that does not match
-    /// it (422), and the answer's ETag must be that MD5 too.
+    /// PUTs one segment, once (the caller retries, and watches the body for stalls),
+    /// and returns the ETag the server answered. With `md5`, it goes in the `ETag`
+    /// header, so Swift stores nothing that does not match it (422), and the answer's
+    /// ETag must be that MD5 too. Without (the MD5 is computed while the body is
+    /// sent), the caller compares the answer with it.
     ///
     /// Reference: <https://docs.openstack.org/api-ref/object-store/#create-or-replace-object>
     pub(crate) async fn put_segment(
@@ -186,26 +188,31 @@ impl Swift {
         op: &str,
         container: &str,
         name: &str,
-        md5: &str,
+        md5: Option<&str>,
         len: u64,
         body: Body,
-    ) -> Result<(), SwiftError> {
+    ) -> Result<String, SwiftError> {
         let resp = self
             .send(op, Method::PUT, container, Some(name), "", |r| {
-                r.header("ETag", md5)
-                    .header("Content-Length", len.to_string())
+                let r = match md5 {
+                    Some(m) => r.header("ETag", m),
+                    None => r,
+                };
+                r.header("Content-Length", len.to_string())
                     .header("Content-Type", "application/octet-stream")
                     .body(body)
             })
             .await?;
         let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or("").trim_matches('"');
-        if etag.eq_ignore_ascii_case(md5) {
-            return Ok(());
+        match md5 {
+            Some(m) if !etag.eq_ignore_ascii_case(m) => {
+                let mut e =
+                    SwiftError::from_response(op, 200, resp.headers(), &format!("server ETag {etag} ≠ local MD5 {m}"));
+                e.class = Class::Transient;
+                Err(e)
+            }
+            _ => Ok(etag.to_ascii_lowercase()),
         }
-        let mut e =
-            SwiftError::from_response(op, 200, resp.headers(), &format!("server ETag {etag} ≠ local MD5 {md5}"));
-        e.class = Class::Transient;
-        Err(e)
     }
 
     /// GETs an object (optionally with a query), for reading it back.

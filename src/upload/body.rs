@@ -25,7 +25,12 @@ fn same_error(e: &std::io::Error) -> std::io::Error {
     }
 }
 
-/// A streamed body of `len` bytes at `off` in `file`.
+/// Where the MD5 of a body's bytes lands once the reader has read them all (hex):
+/// a segment hashed while it is sent is read from storage once.
+pub(crate) type Md5Slot = Arc<std::sync::Mutex<Option<String>>>;
+
+/// A streamed body of `len` bytes at `off` in `file`; with `md5`, the MD5 of the
+/// bytes read is put there after the last block.
 pub(crate) fn segment_body(
     file: Arc<File>,
     off: u64,
@@ -33,20 +38,35 @@ pub(crate) fn segment_body(
     meter: Arc<Meter>,
     progress: Arc<Progress>,
     pacer: Option<Arc<Pacer>>,
+    md5: Option<Md5Slot>,
 ) -> crate::swift::Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
     let pool = Pool::default();
     tokio::task::spawn_blocking(move || {
+        use md5::Digest;
+        let mut hasher = md5.as_ref().map(|_| md5::Md5::new());
         let mut done = 0u64;
         while done < len {
             let n = CHUNK.min((len - done) as usize);
             let mut buf = pool.take();
-            let r = file.read_exact_at(&mut buf[..n], off + done).map(|_| pool.bytes(buf, n));
+            let r = file.read_exact_at(&mut buf[..n], off + done).map(|_| {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&buf[..n]);
+                }
+                pool.bytes(buf, n)
+            });
             let failed = r.is_err();
+            done += n as u64;
+            if !failed
+                && done == len
+                && let (Some(h), Some(slot)) = (hasher.take(), md5.as_ref())
+                && let Ok(mut s) = slot.lock()
+            {
+                *s = Some(hex::encode(h.finalize()));
+            }
             if tx.blocking_send(r).is_err() || failed {
                 return; // the request was dropped, or the read failed (sent as the error)
             }
-            done += n as u64;
         }
     });
     let stream =

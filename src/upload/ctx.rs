@@ -53,6 +53,10 @@ pub(crate) struct Ctx {
     pub originals: Option<super::repeats::Originals>,
     /// The segments of `--base` by (MD5, length): (container, name) to copy from.
     pub base: std::collections::HashMap<(String, u64), (String, String)>,
+    /// Segments the hasher left unhashed are hashed while they are sent (read from
+    /// storage once; no repeats looked for), instead of hashed, then sent (see
+    /// [`super::hasher::hash_while_sending`]).
+    pub hash_while_sending: bool,
 }
 
 /// How a segment got confirmed.

@@ -279,6 +279,16 @@ fn read_ahead(room: Option<u64>) -> u64 {
     room.map_or(LANES_AHEAD, |r| (r / 2).min(LANES_AHEAD))
 }
 
+/// Whether segments the lanes leave unhashed should be hashed while they are sent:
+/// when the lanes cannot run (too little page cache for two segments ahead), and
+/// `concurrency` segments of `seg` bytes, hashed and then sent, would not fit in
+/// half the page cache `room` either, so that each would be read from storage twice.
+pub(crate) fn hash_while_sending(seg: u64, concurrency: usize, room: Option<u64>) -> bool {
+    let width = Backend::from_env().unwrap_or_else(|_| Backend::best()).width();
+    lanes_for(width, seg, read_ahead(room)) < 2
+        && room.is_some_and(|r| seg.saturating_mul(concurrency.max(1) as u64) > r / 2)
+}
+
 /// Lanes for segments of `seg` bytes: as many as the backend has, within `ahead`
 /// bytes (huge segments get fewer; below two, the workers hash instead).
 fn lanes_for(width: usize, seg: u64, ahead: u64) -> usize {

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::sync::{Arc, Mutex};
 
-use super::body::segment_body;
+use super::body::{Md5Slot, segment_body};
 use super::ctx::Ctx;
 use super::failure::{exhausted, read_failure};
 use super::record::save;
@@ -67,11 +67,13 @@ pub(super) enum Step {
 
 /// Sends one segment, retrying, until its ETag is checked; or stops early with
 /// [`Step::Split`] when an outage cut it off and it no longer fits the link.
+/// Without `md5` the segment is hashed while it is sent (read from storage once):
+/// the server's ETag must be the MD5 of the bytes sent, which then goes in `rec`.
 pub(super) async fn send(
     ctx: &Ctx,
     rec: &Mutex<SegmentRecord>,
     label: &str,
-    md5: &str,
+    md5: Option<&str>,
     probe_first: &Mutex<bool>,
 ) -> Result<Step> {
     let (off, len, name) = {
@@ -93,10 +95,13 @@ pub(super) async fn send(
             let now = hash_range(ctx.file.clone(), off, len)
                 .await
                 .map_err(|e| SwiftError::source(&op, format!("cannot re-read the source: {e}")).caused_by(e))?;
-            if now != md5 {
+            if Some(now.as_str()) != md5 {
                 return Err(SwiftError::source(
                     &op,
-                    format!("the file changed while uploading (MD5 of this segment was {md5}, is now {now})"),
+                    format!(
+                        "the file changed while uploading (MD5 of this segment was {}, is now {now})",
+                        md5.unwrap_or("-")
+                    ),
                 ));
             }
         }
@@ -123,13 +128,27 @@ pub(super) async fn send(
             return Err(SwiftError::local(&op, msg, Class::Fatal));
         }
         let mut attempt = Attempt { ctx, rec, meter: Meter::new(), settled: false };
-        let body =
-            segment_body(ctx.file.clone(), off, len, attempt.meter.clone(), ctx.progress.clone(), ctx.pacer.clone());
+        let slot = md5.is_none().then(Md5Slot::default);
+        let (meter, progress, pacer) = (attempt.meter.clone(), ctx.progress.clone(), ctx.pacer.clone());
+        let body = segment_body(ctx.file.clone(), off, len, meter, progress, pacer, slot.clone());
         let put = ctx.swift.put_segment(&op, &ctx.naming.container, &name, md5, len, body);
         let res = tokio::select! {
             r = put => r,
             _ = stalled(&attempt.meter, ctx.stall_timeout) => Err(SwiftError::stalled(&op, ctx.stall_timeout)),
         };
+        // Hashed while sent: the server must hold what was read.
+        let res = res.and_then(|etag| match slot.map(|s| s.lock().expect("md5 slot").take()) {
+            None => Ok(()),
+            Some(Some(sent)) if sent == etag => {
+                rec.lock().expect("segment lock").md5 = Some(sent);
+                Ok(())
+            }
+            Some(sent) => Err(SwiftError::local(
+                &op,
+                format!("server ETag {etag} ≠ MD5 of the bytes sent {}", sent.as_deref().unwrap_or("(not all read)")),
+                Class::Transient,
+            )),
+        });
         let sent = attempt.settle();
         // A read failure of the source surfaces as a body error: it is the file's fault,
         // not the network's, so it is not retried.

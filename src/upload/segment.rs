@@ -1,5 +1,6 @@
 //! One segment: hash → (adopt if the server already holds it whole) → PUT with its
-//! MD5 as `ETag` → verify the returned ETag → journal it durably.
+//! MD5 as `ETag` → verify the returned ETag → journal it durably. Where the page
+//! cache cannot hold a second read, the hash is made while the PUT sends the bytes.
 
 use std::sync::{Arc, Mutex};
 
@@ -38,7 +39,10 @@ pub(crate) async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option
         //    runs found while hashing are cut out: this task goes on with the first
         //    piece, the others go back to the pool.
         let md5 = match seg.md5.clone() {
-            Some(m) => m,
+            Some(m) => Some(m),
+            // Hashed while it is sent (no repeats looked for), unless it starts with
+            // zeros, which a scan cuts out first.
+            None if ctx.hash_while_sending && listed.is_none() && !starts_with_zeros(&ctx, off, len).await => None,
             None => {
                 let pieces = scan(&ctx, off, len).await.map_err(|e| {
                     Error::failed(format!("{label}: cannot read the source: {}", read_failure(&e)))
@@ -62,17 +66,21 @@ pub(crate) async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option
                 let m = pieces[0].md5.clone().expect("data");
                 seg.md5 = Some(m.clone());
                 save(&ctx.journal, seg.clone(), false).await?;
-                m
+                Some(m)
             }
         };
 
         // 3. Already on the server, whole? (a PUT that completed before a crash, or a lost journal)
-        if listed.take().is_some_and(|e| e.hash == md5 && e.bytes == len) {
+        if let Some(md5) = &md5
+            && listed.take().is_some_and(|e| &e.hash == md5 && e.bytes == len)
+        {
             tracing::debug!("{label}: already on the server with MD5 {md5}: adopted");
             return confirm(&ctx, seg, Outcome::Adopted).await;
         }
         // 3b. The bytes of a confirmed segment of this job: made on the server.
-        if let Some(of) = ctx.originals.as_ref().and_then(|o| o.find(&md5, len, off)) {
+        if let Some(md5) = &md5
+            && let Some(of) = ctx.originals.as_ref().and_then(|o| o.find(md5, len, off))
+        {
             if !ctx.zero_objects() {
                 seg.kind = SegKind::Repeat { of };
                 return confirm(&ctx, seg, Outcome::Repeat).await;
@@ -83,7 +91,8 @@ pub(crate) async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option
             }
         }
         // 3c. The bytes of a segment of the base: copied on the server.
-        if let Some(from) = ctx.base.get(&(md5.clone(), len))
+        if let Some(md5) = &md5
+            && let Some(from) = ctx.base.get(&(md5.clone(), len))
             && let Some(done) = copy_in(&ctx, &mut seg, from, SegKind::Copied, &label).await?
         {
             return Ok(done);
@@ -91,13 +100,30 @@ pub(crate) async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option
 
         // 4. PUT with retries.
         let rec = Mutex::new(seg);
-        let step = send(&ctx, &rec, &label, &md5, &probe_first).await;
+        let step = send(&ctx, &rec, &label, md5.as_deref(), &probe_first).await;
         seg = rec.into_inner().expect("segment lock");
         match step? {
             Step::Sent => return confirm(&ctx, seg, Outcome::Sent).await,
             Step::Split => continue,
         }
     }
+}
+
+/// Whether the segment's first block is all zeros (only when zeros are skipped: a
+/// scan then cuts the run out before anything is sent). A read error says yes: the
+/// scan reports it.
+async fn starts_with_zeros(ctx: &Ctx, off: u64, len: u64) -> bool {
+    if ctx.zero_rule.is_none() {
+        return false;
+    }
+    let (file, n) = (ctx.file.clone(), len.min(crate::zeros::BLOCK) as usize);
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; n];
+        file.read_exact_at(&mut buf, off).map_or(true, |_| buf.iter().all(|&b| b == 0))
+    })
+    .await
+    .unwrap_or(true)
 }
 
 /// Reads and hashes a segment on a blocking thread, cutting out zero runs.

@@ -34,7 +34,7 @@ pub(crate) async fn put_zeros(swift: &Swift, container: &str, name: &str, len: u
     crate::retry::retry(swift.policy(), &op, |_| async {
         let chunks = crate::zeros::zero_pieces(len).map(|p| Ok::<_, std::io::Error>(bytes::Bytes::from_static(p)));
         let body = crate::swift::Body::wrap_stream(futures_util::stream::iter(chunks));
-        swift.put_segment(&op, container, name, &md5, len, body).await
+        swift.put_segment(&op, container, name, Some(&md5), len, body).await.map(|_| ())
     })
     .await?;
     Ok(len)
