@@ -21,22 +21,12 @@ import tempfile
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TB = os.path.join(ROOT, "testbed", "run")
+from testbed_env import ROOT, TB, tb_env
 CLK = os.sysconf("SC_CLK_TCK")
 # The store's server processes (their CPU is counted), per --store.
 SERVERS = {"swift": ["proxy-stock", "object-server", "container-server", "account-server"],
            "rgw": ["ceph-rgw", "ceph-osd", "ceph-mon"]}
 STORE = "swift"
-
-
-def tb_env():
-    env = {}
-    for line in open(os.path.join(TB, "env")):
-        if line.startswith("export ") and "=" in line:
-            k, v = line[len("export "):].strip().split("=", 1)
-            env[k] = v
-    return env
 
 
 def proc_stats():

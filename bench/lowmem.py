@@ -19,17 +19,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TB = os.path.join(ROOT, "testbed", "run")
-
-
-def tb_env():
-    env = {}
-    for line in open(os.path.join(TB, "env")):
-        if line.startswith("export ") and "=" in line:
-            k, v = line[len("export "):].strip().split("=", 1)
-            env[k] = v
-    return env
+from testbed_env import ROOT, TB, tb_env
 
 
 class Cgroup:
