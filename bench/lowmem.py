@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from testbed_env import ROOT, TB, tb_env
+from testbed_env import ROOT, tb_env
 
 
 class Cgroup:
