@@ -87,29 +87,5 @@ fn a_small_page_cache_hashes_while_sending_and_checks_what_the_server_stored() {
     );
 }
 
-/// Killed while segments are hashed as they are sent: a resume sends none of the
-/// segments the server held before the kill again, and the object is the file.
-#[test]
-fn a_kill_while_hashing_as_sending_resumes_without_resending() {
-    let tb = Testbed::get();
-    let obs = Observer::login(&tb.stock());
-    let creds = tb.stock();
-    let run = Run::with_env(&[
-        ("ST_AUTH", &creds.auth),
-        ("ST_USER", &creds.user),
-        ("ST_KEY", &creds.key),
-        ("K5UP_PAGE_CACHE_ROOM", "12MiB"),
-    ]);
-    let c = unique("onekill");
-    let segs = format!("{c}_segments");
-    let src = run.path("img.raw");
-    let md5 = write_random(&src, 40 * MIB, 53);
-    let args = ["upload", src.to_str().unwrap(), "-c", &c, "--segment-size", "4MiB", "--bwlimit", "8MiB"];
-    let job = run.job_id(&args);
-    run.kill_after(&args, &obs, &segs, 3);
-    let before = obs.list(&segs, "");
-    assert!(before.len() < 10, "the kill landed before the last segment: {} of 10", before.len());
-    run.ok(&["resume", &job]);
-    obs.assert_not_resent(&segs, &before, "a segment on the server before the kill: ");
-    assert_eq!(obs.get_md5(&c, "img.raw"), Some((md5, 40 * MIB)));
-}
+// A kill and resume in this mode, on Swift and on RGW: tests/stores.rs
+// (hashed_while_sent_then_killed_resumes_without_resending).

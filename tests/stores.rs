@@ -346,3 +346,28 @@ both!(glance_imports_the_object_by_web_download_from_a_tempurl, |store: Store| {
     assert_eq!(common::glance_import_methods(&obs.token, &tb.var("GLANCE_URL"), id), ["web-download"]);
     eprintln!("figure: {} Glance import: {}", store.name(), st["import"]);
 });
+
+both!(hashed_while_sent_then_killed_resumes_without_resending, |store: Store| {
+    // A small page cache (K5UP_PAGE_CACHE_ROOM): segments are hashed as they are sent,
+    // with no ETag header; the store's answer is what is checked.
+    let obs = store.observer();
+    let c = &store.creds;
+    let run = Run::with_env(&[
+        ("ST_AUTH", &c.auth),
+        ("ST_USER", &c.user),
+        ("ST_KEY", &c.key),
+        ("K5UP_PAGE_CACHE_ROOM", "12MiB"),
+    ]);
+    let c = store.container("hws");
+    let segs = format!("{c}_segments");
+    let f = run.path("img.raw");
+    let md5 = write_random(&f, 40 * MIB, 59);
+    let args = ["upload", f.to_str().unwrap(), "-c", &c, "--segment-size", "4MiB", "--bwlimit", "8MiB"];
+    let job = run.job_id(&args);
+    run.kill_after(&args, &obs, &segs, 3);
+    let before = obs.list(&segs, "");
+    assert!(before.len() < 10, "the kill landed before the last segment: {} of 10", before.len());
+    run.ok(&["resume", &job]);
+    obs.assert_not_resent(&segs, &before, "a segment on the store before the kill: ");
+    assert_eq!(obs.get_md5(&c, "img.raw"), Some((md5, 40 * MIB)));
+});
