@@ -9,23 +9,17 @@
 //! would cross it twice (down from Swift, then up to Glance). The file must be the
 //! one uploaded (its identity is checked by the engine, and Glance's size and
 //! SHA-512 are compared with the upload's digests once the image is active). It is
-//! streamed in [`CHUNK`] blocks, a few ahead of the network, never held whole.
+//! streamed in 1 MiB blocks, a few ahead of the network, never held whole.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::{Ctx, Failure, IMAGE_SIZE, retry_hint};
 use crate::model::ImportState;
-use crate::source::CHUNK;
 use crate::swift::SwiftError;
-
-/// Blocks read ahead of the network (so a few MiB in memory, whatever the image).
-const READ_AHEAD: usize = 4;
 
 fn run_err(e: SwiftError) -> Failure {
     Failure::Run(e.into_error(crate::error::ErrorKind::Resumable))
@@ -133,54 +127,10 @@ pub(crate) async fn import_staged(ctx: &Ctx<'_>, base: &str, id: &str, state: &m
     }
 }
 
-/// A streamed body of the first `len` bytes of `file`.
+/// A streamed body of the first `len` bytes of `file`: the upload's segment body
+/// (pooled 1 MiB blocks read a few ahead of the network, a read error ends it),
+/// counted apart from the upload's progress.
 fn file_body(file: Arc<File>, len: u64) -> reqwest::Body {
-    reqwest::Body::wrap_stream(file_stream(file, len))
-}
-
-/// The first `len` bytes of `file` in [`CHUNK`] blocks, read by a blocking reader
-/// [`READ_AHEAD`] blocks ahead of the consumer; a read error ends the stream.
-fn file_stream(file: Arc<File>, len: u64) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
-    tokio::task::spawn_blocking(move || {
-        let mut off = 0u64;
-        while off < len {
-            let n = CHUNK.min((len - off) as usize);
-            let mut buf = vec![0u8; n];
-            let r = file.read_exact_at(&mut buf, off).map(|_| Bytes::from(buf));
-            let failed = r.is_err();
-            if tx.blocking_send(r).is_err() || failed {
-                return;
-            }
-            off += n as u64;
-        }
-    });
-    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use futures_util::StreamExt;
-
-    /// The body is the file's bytes, in blocks of at most CHUNK, and stops at `len`.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_body_streams_the_file_in_blocks() {
-        let mut f = tempfile::tempfile().unwrap();
-        let data: Vec<u8> = (0..(2 * CHUNK + 77)).map(|i| (i % 251) as u8).collect();
-        std::io::Write::write_all(&mut f, &data).unwrap();
-        std::io::Write::write_all(&mut f, b"past the end").unwrap();
-        let s = file_stream(Arc::new(f), data.len() as u64);
-        let mut s = std::pin::pin!(s);
-        let mut got = vec![];
-        let mut blocks = 0;
-        while let Some(b) = s.next().await {
-            let b = b.unwrap();
-            assert!(b.len() <= CHUNK);
-            got.extend_from_slice(&b);
-            blocks += 1;
-        }
-        assert_eq!(blocks, 3);
-        assert!(got == data, "the file's bytes, and no more");
-    }
+    let progress = Arc::new(crate::transfer::progress::Progress::default());
+    crate::upload::body::segment_body(file, 0, len, crate::transfer::meter::Meter::new(), progress, None, None)
 }
