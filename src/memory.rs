@@ -51,14 +51,24 @@ fn cgroup_room(proc_cgroup: &str, root: &Path, read: &dyn Fn(&Path) -> Option<St
         let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
         let rel = path.trim_start_matches('/');
         if controllers.split(',').any(|c| c == "memory") {
+            // v1: the group's own limit, or a parent's (systemd slices, containers):
+            // memory.stat's hierarchical_memory_limit is the one that applies.
             let dir = root.join("memory").join(rel);
-            let limit = num(dir.join("memory.limit_in_bytes")).filter(|&l| l < NO_LIMIT)?;
+            let own = num(dir.join("memory.limit_in_bytes"));
+            let inherited = stat(dir.join("memory.stat"), "hierarchical_memory_limit");
+            let limit = own.into_iter().chain(inherited).min().filter(|&l| l < NO_LIMIT)?;
             let anon = stat(dir.join("memory.stat"), "total_rss").or_else(|| stat(dir.join("memory.stat"), "rss"));
             return Some(limit.saturating_sub(anon.unwrap_or(0)));
         }
         if controllers.is_empty() && line.starts_with("0::") {
+            // v2: the least memory.max of the group and its parents.
             let dir = root.join(rel);
-            let limit = num(dir.join("memory.max")).filter(|&l| l < NO_LIMIT);
+            let limit = dir
+                .ancestors()
+                .take_while(|d| d.starts_with(root))
+                .filter_map(|d| num(d.join("memory.max")))
+                .min()
+                .filter(|&l| l < NO_LIMIT);
             if let Some(limit) = limit {
                 return Some(limit.saturating_sub(stat(dir.join("memory.stat"), "anon").unwrap_or(0)));
             }
@@ -95,6 +105,12 @@ mod tests {
         // No limit (v1's ~2^63) is none.
         let read = files(&[("/cg/memory/k5/memory.limit_in_bytes", "9223372036854771712\n")]);
         assert_eq!(cgroup_room(pc, Path::new("/cg"), &read), None);
+        // A parent's limit (the group's own is none): memory.stat says it.
+        let read = files(&[
+            ("/cg/memory/k5/memory.limit_in_bytes", "9223372036854771712\n"),
+            ("/cg/memory/k5/memory.stat", "hierarchical_memory_limit 536870912\ntotal_rss 0\n"),
+        ]);
+        assert_eq!(cgroup_room(pc, Path::new("/cg"), &read), Some(512 << 20));
         // The root group of a container.
         let read = files(&[("/cg/memory/memory.limit_in_bytes", "1073741824\n")]);
         assert_eq!(cgroup_room("4:memory:/\n", Path::new("/cg"), &read), Some(1 << 30));
@@ -107,6 +123,9 @@ mod tests {
         assert_eq!(cgroup_room("0::/ci/job\n", Path::new("/cg"), &read), Some(805306368 - 10000000));
         let read = files(&[("/cg/ci/job/memory.max", "max\n")]);
         assert_eq!(cgroup_room("0::/ci/job\n", Path::new("/cg"), &read), None);
+        // A parent's memory.max applies to the group too.
+        let read = files(&[("/cg/ci/job/memory.max", "max\n"), ("/cg/ci/memory.max", "268435456\n")]);
+        assert_eq!(cgroup_room("0::/ci/job\n", Path::new("/cg"), &read), Some(256 << 20));
         assert_eq!(cgroup_room("garbage", Path::new("/cg"), &read), None);
     }
 }

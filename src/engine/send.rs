@@ -108,8 +108,7 @@ impl Engine {
         // A small page cache: read each segment once, hashing it while it is sent
         // (not for a new version: its segments' MD5s find the base's copies).
         let room = crate::memory::page_cache_room();
-        let hash_while_sending = job.plan.segment_size > 0
-            && upload::hasher::hash_while_sending(job.plan.segment_size, settings.concurrency, room);
+        let hash_while_sending = upload::hasher::hash_while_sending(job.plan.segment_size, settings.concurrency, room);
         if hash_while_sending && base.is_empty() {
             tracing::debug!(
                 "job {}: segments are hashed while they are sent (read from storage once; repeats are not looked for): {} segments of {} hashed, then sent, would not fit in half the {} of page cache this process can count on",
@@ -150,6 +149,7 @@ impl Engine {
             zero_rule: rule,
             file_size: job.plan.file_size,
             progress: self.progress.clone(),
+            page_cache_room: room,
             listed,
         };
         let ready = upload::hasher::spawn(stage, all_for_hasher, r.todo, whole, settings.concurrency);

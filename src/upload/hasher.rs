@@ -51,6 +51,9 @@ pub(crate) struct Stage {
     pub file_size: u64,
     /// Counts the pieces of split segments.
     pub progress: Arc<crate::transfer::progress::Progress>,
+    /// The page cache this process can count on ([`crate::memory::page_cache_room`],
+    /// read once per run): how far the lanes may read ahead.
+    pub page_cache_room: Option<u64>,
     /// What the server held under the job's prefix when the run began (see [`super::Ctx::listed`]).
     pub listed: Arc<std::collections::HashMap<(u64, u64), ListEntry>>,
 }
@@ -121,7 +124,7 @@ pub(crate) fn spawn(
         let _open = OpenOnDrop(frontier.clone());
         let backend = Backend::from_env().unwrap_or_else(|_| Backend::best()); // checked at start-up
         let seg = todo.iter().map(|(r, _)| r.length).max().unwrap_or(0);
-        let room = crate::memory::page_cache_room();
+        let room = stage.page_cache_room;
         let ahead = read_ahead(room);
         let lanes = lanes_for(backend.width(), seg, ahead);
         let how = if lanes >= 2 {
