@@ -97,6 +97,8 @@ def main():
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--k5up", default=os.path.join(ROOT, "target", "release", "k5up"))
     ap.add_argument("--swift", default="swift")
+    ap.add_argument("--digest", default=None,
+                    help="also run k5up with --digest ALGO (a whole-image digest, as an import needs)")
     ap.add_argument("--workdir", default=None, help="where the file is made (its disk is the one limited)")
     a = ap.parse_args()
     env0 = tb_env()
@@ -116,7 +118,7 @@ def main():
     cg = Cgroup(f"k5up-lowmem-{os.getpid()}", 0, dev, 0)
     cases = [("memory limit", a.mem_mib << 20, 0), ("memory and read-rate limits", a.mem_mib << 20,
                                                      a.read_mbps * 1000 * 1000)]
-    tools = ["k5up", "swift"]
+    tools = ["k5up"] + ([f"k5up --digest {a.digest}"] if a.digest else []) + ["swift"]
     res = {}
     n = 0
     try:
@@ -130,9 +132,11 @@ def main():
                     for k in [k for k in e if k.startswith("OS_")]:
                         del e[k]
                     e.update({"ST_AUTH": auth, "ST_USER": user, "ST_KEY": key})
-                    if t == "k5up":
+                    c = c.replace(" ", "").replace("--", "-")
+                    if t.startswith("k5up"):
                         e["K5UP_JOURNAL"] = os.path.join(work, "journal-" + c)
                         cmd = [a.k5up, "upload", src, "-c", c, "--concurrency", str(a.concurrency), "--no-progress"]
+                        cmd += t.split()[1:]
                     else:
                         cmd = [a.swift, "upload", c, src, "--object-name", "image.raw", "--use-slo", "-S",
                                str(256 << 20), "--segment-threads", str(a.concurrency)]

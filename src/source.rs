@@ -102,6 +102,18 @@ pub(crate) fn stamp(file: &File) -> std::io::Result<crate::model::SourceStamp> {
     Ok(crate::model::SourceStamp { ctime_ns: Some(ctime_ns), dev: meta.dev(), ino: meta.ino() })
 }
 
+/// Tells the kernel that `[off, off + len)` of `file` will not be read again, so
+/// its page cache goes before pages still to be read a second time (otherwise the
+/// pages read twice are the ones it keeps). Advice only: a failure changes nothing.
+pub(crate) fn done_with(file: &File, off: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(off), Ok(len)) = (libc::off_t::try_from(off), libc::off_t::try_from(len)) else { return };
+    // SAFETY: posix_fadvise only reads its integer arguments; the descriptor is open.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), off, len, libc::POSIX_FADV_DONTNEED);
+    }
+}
+
 /// The size of an open source: a regular file's length, or a block device's size
 /// (whose metadata says 0).
 pub(crate) fn size_of(file: &File) -> std::io::Result<u64> {

@@ -87,5 +87,94 @@ fn a_small_page_cache_hashes_while_sending_and_checks_what_the_server_stored() {
     );
 }
 
+#[test]
+fn whole_image_digests_are_made_from_the_uploads_reads_across_a_kill() {
+    // Hashed while sent, with whole-image digests (as an import needs): the digests
+    // read each byte after the upload has, within the page cache's budget. Two kills
+    // land while they run; the digests continue from their saved state.
+    let tb = Testbed::get();
+    let obs = Observer::login(&tb.stock());
+    let c = tb.stock();
+    let run = Run::with_env(&[
+        ("ST_AUTH", &c.auth),
+        ("ST_USER", &c.user),
+        ("ST_KEY", &c.key),
+        ("K5UP_PAGE_CACHE_ROOM", "12MiB"),
+    ]);
+    let c = unique("onedigest");
+    let segs = format!("{c}_segments");
+    let f = run.path("img.raw");
+    let md5 = write_random(&f, 40 * MIB + 5, 61);
+    let path = f.to_str().unwrap();
+    let args = [
+        "upload",
+        path,
+        "-c",
+        &c,
+        "--segment-size",
+        "4MiB",
+        "--digest",
+        "sha256,sha1",
+        "--bwlimit",
+        "8MiB",
+        "--no-progress",
+    ];
+    let job = run.job_id(&args);
+    run.kill_after(&args, &obs, &segs, 3);
+    let first = obs.list(&segs, "");
+    assert!(first.len() < 11, "the first kill landed before the last segment: {} of 11", first.len());
+    let resume = ["resume", job.as_str(), "--bwlimit", "8MiB", "--no-progress"];
+    run.kill_after(&resume, &obs, &segs, first.len() + 2);
+    let second = obs.list(&segs, "");
+    assert!(second.len() < 11, "the second kill landed before the last segment: {} of 11", second.len());
+    run.ok(&["resume", &job]);
+    obs.assert_not_resent(&segs, &first, "a segment on the server before the first kill: ");
+    assert_eq!(obs.get_md5(&c, "img.raw"), Some((md5, 40 * MIB + 5)));
+    let img = std::fs::read(&f).unwrap();
+    let st = run.status(&job);
+    use sha2::Digest;
+    assert_eq!(st["digests"]["sha256"].as_str(), Some(hex::encode(sha2::Sha256::digest(&img)).as_str()), "{st}");
+    assert_eq!(st["digests"]["sha1"].as_str(), Some(hex::encode(sha1::Sha1::digest(&img)).as_str()), "{st}");
+}
+
+#[test]
+fn a_link_much_slower_than_the_disk_hashes_first_and_finds_repeats() {
+    // A small page cache, but a 4 MiB/s link: once measured, a second read costs
+    // nothing next to the send, so segments are hashed first and repeats are not sent.
+    let tb = Testbed::get();
+    let obs = Observer::login(&tb.stock());
+    let run = Run::new(tb.stock());
+    // Eight different 2 MiB segments, then the first one six times more.
+    let src = run.path("repeats.img");
+    let data = run.path("data");
+    write_random(&data, 16 * MIB, 63);
+    let mut bytes = std::fs::read(&data).unwrap();
+    let first = bytes[..2 * MIB as usize].to_vec();
+    for _ in 0..6 {
+        bytes.extend_from_slice(&first);
+    }
+    std::fs::write(&src, &bytes).unwrap();
+    let md5 = common::md5_of_range(&src, 0, bytes.len() as u64);
+    let proxy = Throttle::new(tb.stock().port(), 4 * MIB, std::time::Duration::ZERO, vec![]);
+    let creds = tb.stock().via(proxy.port);
+    let run = Run::with_env(&[
+        ("ST_AUTH", &creds.auth),
+        ("ST_USER", &creds.user),
+        ("ST_KEY", &creds.key),
+        ("K5UP_PAGE_CACHE_ROOM", "3MiB"),
+    ]);
+    let c = unique("slowlink");
+    let segs = format!("{c}_segments");
+    let path = src.to_str().unwrap();
+    run.ok(&["upload", path, "-c", &c, "--segment-size", "2MiB", "--concurrency", "2", "--no-progress"]);
+    assert_eq!(obs.get_md5(&c, "repeats.img"), Some((md5, bytes.len() as u64)), "the object is the file");
+    let puts: Vec<_> =
+        proxy.stats.puts_into(&segs).into_iter().filter(|p| p.put_into(&segs).unwrap().contains("/bytes/")).collect();
+    assert!(puts.first().is_some_and(|p| p.header("etag").is_none()), "before any measure: hashed while sent");
+    assert!(puts.last().is_some_and(|p| p.header("etag").is_some()), "once the link is known slow: hashed first");
+    let sent: u64 = puts.iter().map(|p| p.body_len()).sum();
+    assert!(sent <= 18 * MIB, "the repeats of the first segment were not sent: {sent} bytes PUT");
+}
+
 // A kill and resume in this mode, on Swift and on RGW: tests/stores.rs
 // (hashed_while_sent_then_killed_resumes_without_resending).

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use super::{Ctx, Failure, IMAGE_SIZE, retry_hint};
 use crate::model::ImportState;
 use crate::swift::SwiftError;
+use crate::upload::body::{Span, segment_body};
 
 fn run_err(e: SwiftError) -> Failure {
     Failure::Run(e.into_error(crate::error::ErrorKind::Resumable))
@@ -132,5 +133,5 @@ pub(crate) async fn import_staged(ctx: &Ctx<'_>, base: &str, id: &str, state: &m
 /// counted apart from the upload's progress.
 fn file_body(file: Arc<File>, len: u64) -> reqwest::Body {
     let progress = Arc::new(crate::transfer::progress::Progress::default());
-    crate::upload::body::segment_body(file, 0, len, crate::transfer::meter::Meter::new(), progress, None, None)
+    segment_body(Span::whole(file, len), crate::transfer::meter::Meter::new(), progress, None)
 }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::read_mode::DiskMeter;
+use super::shared_reads::SharedReads;
 use crate::source::CHUNK;
 use crate::transfer::meter::Meter;
 use crate::transfer::pace::Pacer;
@@ -29,27 +31,59 @@ fn same_error(e: &std::io::Error) -> std::io::Error {
 /// a segment hashed while it is sent is read from storage once.
 pub(crate) type Md5Slot = Arc<std::sync::Mutex<Option<String>>>;
 
-/// A streamed body of `len` bytes at `off` in `file`; with `md5`, the MD5 of the
-/// bytes read is put there after the last block.
+/// What a body reads: `len` bytes at `off` in `file`.
+pub(crate) struct Span {
+    /// The source.
+    pub file: Arc<File>,
+    /// Where the body starts in it.
+    pub off: u64,
+    /// How many bytes it holds.
+    pub len: u64,
+    /// With a slot, the MD5 of the bytes read is put there after the last block.
+    pub md5: Option<Md5Slot>,
+    /// With a ledger, the whole-image digests read these bytes after the body, from
+    /// the page cache: the body keeps within its budget ([`SharedReads`]).
+    pub shared: Option<Arc<SharedReads>>,
+    /// Times the reads (what the disk's rate is measured from).
+    pub disk: Option<Arc<DiskMeter>>,
+}
+
+impl Span {
+    /// The whole of `file` (`len` bytes), read for no one else.
+    pub(crate) fn whole(file: Arc<File>, len: u64) -> Span {
+        Span { file, off: 0, len, md5: None, shared: None, disk: None }
+    }
+}
+
+/// A streamed body of `span`'s bytes.
 pub(crate) fn segment_body(
-    file: Arc<File>,
-    off: u64,
-    len: u64,
+    span: Span,
     meter: Arc<Meter>,
     progress: Arc<Progress>,
     pacer: Option<Arc<Pacer>>,
-    md5: Option<Md5Slot>,
 ) -> crate::swift::Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
     let pool = Pool::default();
     tokio::task::spawn_blocking(move || {
         use md5::Digest;
+        let Span { file, off, len, md5, shared, disk } = span;
         let mut hasher = md5.as_ref().map(|_| md5::Md5::new());
+        let reader = shared.as_ref().map(|s| s.reader(off));
         let mut done = 0u64;
         while done < len {
             let n = CHUNK.min((len - done) as usize);
+            if let (Some(s), Some(r)) = (&shared, &reader)
+                && !s.body_read(r, off + done, n as u64, &|| tx.is_closed())
+            {
+                return; // the request was dropped while waiting for the digests
+            }
             let mut buf = pool.take();
-            let r = file.read_exact_at(&mut buf[..n], off + done).map(|_| {
+            let read = |b: &mut [u8]| file.read_exact_at(b, off + done);
+            let r = match &disk {
+                Some(d) => d.time(n as u64, || read(&mut buf[..n])),
+                None => read(&mut buf[..n]),
+            };
+            let r = r.map(|_| {
                 if let Some(h) = hasher.as_mut() {
                     h.update(&buf[..n]);
                 }

@@ -53,10 +53,13 @@ pub(crate) struct Ctx {
     pub originals: Option<super::repeats::Originals>,
     /// The segments of `--base` by (MD5, length): (container, name) to copy from.
     pub base: std::collections::HashMap<(String, u64), (String, String)>,
-    /// Segments the hasher left unhashed are hashed while they are sent (read from
-    /// storage once; no repeats looked for), instead of hashed, then sent (see
-    /// [`super::hasher::hash_while_sending`]).
-    pub hash_while_sending: bool,
+    /// Whether a segment the hasher left unhashed is hashed while it is sent (read
+    /// from storage once; no repeats looked for), or hashed, then sent: chosen per
+    /// segment ([`super::ReadMode`]).
+    pub read_mode: super::ReadMode,
+    /// When segments are hashed while sent and whole-image digests are computed:
+    /// the digests read what the bodies read, from the page cache.
+    pub shared_reads: Option<Arc<super::shared_reads::SharedReads>>,
 }
 
 /// How a segment got confirmed.

@@ -56,6 +56,9 @@ pub(crate) struct Stage {
     pub page_cache_room: Option<u64>,
     /// What the server held under the job's prefix when the run began (see [`super::Ctx::listed`]).
     pub listed: Arc<std::collections::HashMap<(u64, u64), ListEntry>>,
+    /// When segments are hashed while sent: the whole-image digests read each byte
+    /// after the body that sends it (see [`super::shared_reads`]).
+    pub shared_reads: Option<Arc<super::shared_reads::SharedReads>>,
 }
 
 impl Stage {
@@ -114,6 +117,8 @@ pub(crate) fn spawn(
         let (stage, tx) = (stage.clone(), tx.clone());
         let frontier = frontier.clone();
         tokio::task::spawn_blocking(move || {
+            // However the digests end, the bodies stop waiting for them.
+            let _close = super::shared_reads::CloseOnDrop(stage.shared_reads.clone());
             if let Err(e) = whole_digests(&stage, &all, whole, &frontier, &tx) {
                 let _ = tx.blocking_send(Err(e));
             }
@@ -241,12 +246,24 @@ fn whole_digests(
             done = seg.length;
         }
         while done < seg.length {
-            let n = buf.len().min((seg.length - done) as usize);
+            let mut n = buf.len().min((seg.length - done) as usize);
             if tx.is_closed() || !frontier.wait_for(seg.offset + done + n as u64, tx) {
                 return Ok(()); // the run stopped
             }
+            if let Some(s) = &stage.shared_reads {
+                // Bytes still to be sent: after their body has read them.
+                n = s.digest_read(seg.offset + done, n as u64, &|| tx.is_closed()) as usize;
+                if n == 0 {
+                    return Ok(()); // the run stopped
+                }
+            }
             read_at(file, &mut buf[..n], seg.offset + done, &stage.naming.label(seg), job_id)?;
             whole.update(&buf[..n]);
+            if stage.shared_reads.is_some() {
+                // Read by its body and by the digests: what the page cache should drop
+                // first (it would keep these, read twice, over those read once so far).
+                crate::source::done_with(file, seg.offset + done, n as u64);
+            }
             done += n as u64;
         }
         journal.put_digest(&whole.checkpoint())?;

@@ -9,9 +9,11 @@ mod failure;
 pub(crate) mod hasher;
 mod on_server;
 mod put;
+mod read_mode;
 mod record;
 pub(crate) mod repeats;
 pub(crate) mod segment;
+pub(crate) mod shared_reads;
 pub(crate) mod zero_source;
 
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 pub(crate) use ctx::Ctx;
+pub(crate) use read_mode::ReadMode;
 
 use crate::error::Result;
 use crate::transfer::pool::{self, Feed, Shape};

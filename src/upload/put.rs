@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::sync::{Arc, Mutex};
 
-use super::body::{Md5Slot, segment_body};
+use super::body::{Md5Slot, Span, segment_body};
 use super::ctx::Ctx;
 use super::failure::{exhausted, read_failure};
 use super::record::save;
@@ -130,7 +130,15 @@ pub(super) async fn send(
         let mut attempt = Attempt { ctx, rec, meter: Meter::new(), settled: false };
         let slot = md5.is_none().then(Md5Slot::default);
         let (meter, progress, pacer) = (attempt.meter.clone(), ctx.progress.clone(), ctx.pacer.clone());
-        let body = segment_body(ctx.file.clone(), off, len, meter, progress, pacer, slot.clone());
+        let span = Span {
+            file: ctx.file.clone(),
+            off,
+            len,
+            md5: slot.clone(),
+            shared: ctx.shared_reads.clone(),
+            disk: Some(ctx.read_mode.disk.clone()),
+        };
+        let body = segment_body(span, meter, progress, pacer);
         let put = ctx.swift.put_segment(&op, &ctx.naming.container, &name, md5, len, body);
         let res = tokio::select! {
             r = put => r,

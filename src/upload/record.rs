@@ -23,6 +23,9 @@ pub(super) async fn confirm(ctx: &Ctx, mut r: SegmentRecord, how: Outcome) -> Re
     r.inflight = 0;
     let len = r.length;
     save(&ctx.journal, r.clone(), true).await?;
+    if let Some(s) = &ctx.shared_reads {
+        s.confirmed(r.offset, len);
+    }
     if let Some(o) = &ctx.originals {
         o.add(&r);
     }

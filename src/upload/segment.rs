@@ -42,7 +42,12 @@ pub(crate) async fn process(ctx: Arc<Ctx>, seg: SegmentRecord, on_server: Option
             Some(m) => Some(m),
             // Hashed while it is sent (no repeats looked for), unless it starts with
             // zeros, which a scan cuts out first.
-            None if ctx.hash_while_sending && listed.is_none() && !starts_with_zeros(&ctx, off, len).await => None,
+            None if listed.is_none()
+                && ctx.read_mode.stream(&ctx.progress)
+                && !starts_with_zeros(&ctx, off, len).await =>
+            {
+                None
+            }
             None => {
                 let pieces = scan(&ctx, off, len).await.map_err(|e| {
                     Error::failed(format!("{label}: cannot read the source: {}", read_failure(&e)))
@@ -129,7 +134,8 @@ async fn starts_with_zeros(ctx: &Ctx, off: u64, len: u64) -> bool {
 /// Reads and hashes a segment on a blocking thread, cutting out zero runs.
 async fn scan(ctx: &Ctx, off: u64, len: u64) -> std::io::Result<Vec<crate::zeros::Piece>> {
     let (file, min, ends) = (ctx.file.clone(), ctx.zero_rule, off + len == ctx.file_size);
-    tokio::task::spawn_blocking(move || crate::zeros::scan_range(&file, off, len, min, ends))
+    let disk = ctx.read_mode.disk.clone();
+    tokio::task::spawn_blocking(move || disk.time(len, || crate::zeros::scan_range(&file, off, len, min, ends)))
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
