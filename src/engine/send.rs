@@ -108,8 +108,9 @@ impl Engine {
         // A small page cache: read each segment once, hashing it while it is sent
         // (not for a new version: its segments' MD5s find the base's copies).
         let room = crate::memory::page_cache_room();
-        let hash_while_sending = upload::hasher::hash_while_sending(job.plan.segment_size, settings.concurrency, room);
-        if hash_while_sending && base.is_empty() {
+        let hash_while_sending =
+            base.is_empty() && upload::hasher::hash_while_sending(job.plan.segment_size, settings.concurrency, room);
+        if hash_while_sending {
             tracing::debug!(
                 "job {}: segments are hashed while they are sent (read from storage once; repeats are not looked for) unless the link proves much slower than the disk: {} segments of {} hashed, then sent, would not fit in half the {} of page cache this process can count on",
                 job.id,
@@ -119,8 +120,8 @@ impl Engine {
             );
         }
         // Hashed while sent, with whole-image digests to make: the digests read each
-        // byte after the body that sends it, from the page cache, within half of it.
-        let shared_reads = match (&whole, hash_while_sending && base.is_empty()) {
+        // byte after the body that sends it, from the page cache, within a quarter of it.
+        let shared_reads = match (&whole, hash_while_sending) {
             (Some(w), true) => {
                 // A quarter: the reader furthest behind may go past the budget, and the
                 // kernel's read-ahead and the uploads' own blocks take cache too
@@ -154,7 +155,7 @@ impl Engine {
             zeros: zeros.clone(),
             listed: listed.clone(),
             originals: naming.ranged.then(|| upload::repeats::Originals::new(&all)),
-            read_mode: upload::ReadMode::new(hash_while_sending && base.is_empty(), &job.id),
+            read_mode: upload::ReadMode::new(hash_while_sending, &job.id),
             shared_reads: shared_reads.clone(),
             base,
         });
