@@ -16,8 +16,20 @@ const MIB: u64 = 1 << 20;
 /// Uploads `src` to `c` (stock proxy) through a proxy with `faults`, counting on
 /// `room` of page cache; returns the segment PUTs the proxy saw, and the proxy.
 fn upload(room: &str, c: &str, src: &std::path::Path, faults: Vec<Fault>) -> (Vec<common::throttle::Seen>, Throttle) {
+    upload_via(1 << 40, room, c, src, faults, ["4MiB", "4"])
+}
+
+/// [`upload`] over a link of `rate` bytes/s, with [segment size, concurrency].
+fn upload_via(
+    rate: u64,
+    room: &str,
+    c: &str,
+    src: &std::path::Path,
+    faults: Vec<Fault>,
+    [seg, conc]: [&str; 2],
+) -> (Vec<common::throttle::Seen>, Throttle) {
     let tb = Testbed::get();
-    let proxy = Throttle::new(tb.stock().port(), 1 << 40, std::time::Duration::ZERO, faults);
+    let proxy = Throttle::new(tb.stock().port(), rate, std::time::Duration::ZERO, faults);
     let creds = tb.stock().via(proxy.port);
     let run = Run::with_env(&[
         ("ST_AUTH", &creds.auth),
@@ -25,17 +37,7 @@ fn upload(room: &str, c: &str, src: &std::path::Path, faults: Vec<Fault>) -> (Ve
         ("ST_KEY", &creds.key),
         ("K5UP_PAGE_CACHE_ROOM", room),
     ]);
-    run.ok(&[
-        "upload",
-        src.to_str().unwrap(),
-        "-c",
-        c,
-        "--segment-size",
-        "4MiB",
-        "--concurrency",
-        "4",
-        "--no-progress",
-    ]);
+    run.ok(&["upload", src.to_str().unwrap(), "-c", c, "--segment-size", seg, "--concurrency", conc, "--no-progress"]);
     // The data segments (names `…/bytes/OFFSET+LENGTH`), not the job's zero object.
     let segs = format!("{c}_segments");
     let data = proxy.stats.puts_into(&segs).into_iter().filter(|p| p.put_into(&segs).unwrap().contains("/bytes/"));
@@ -155,21 +157,9 @@ fn a_link_much_slower_than_the_disk_hashes_first_and_finds_repeats() {
     }
     std::fs::write(&src, &bytes).unwrap();
     let md5 = common::md5_of_range(&src, 0, bytes.len() as u64);
-    let proxy = Throttle::new(tb.stock().port(), 4 * MIB, std::time::Duration::ZERO, vec![]);
-    let creds = tb.stock().via(proxy.port);
-    let run = Run::with_env(&[
-        ("ST_AUTH", &creds.auth),
-        ("ST_USER", &creds.user),
-        ("ST_KEY", &creds.key),
-        ("K5UP_PAGE_CACHE_ROOM", "3MiB"),
-    ]);
     let c = unique("slowlink");
-    let segs = format!("{c}_segments");
-    let path = src.to_str().unwrap();
-    run.ok(&["upload", path, "-c", &c, "--segment-size", "2MiB", "--concurrency", "2", "--no-progress"]);
+    let (puts, _proxy) = upload_via(4 * MIB, "3MiB", &c, &src, vec![], ["2MiB", "2"]);
     assert_eq!(obs.get_md5(&c, "repeats.img"), Some((md5, bytes.len() as u64)), "the object is the file");
-    let puts: Vec<_> =
-        proxy.stats.puts_into(&segs).into_iter().filter(|p| p.put_into(&segs).unwrap().contains("/bytes/")).collect();
     assert!(puts.first().is_some_and(|p| p.header("etag").is_none()), "before any measure: hashed while sent");
     assert!(puts.last().is_some_and(|p| p.header("etag").is_some()), "once the link is known slow: hashed first");
     let sent: u64 = puts.iter().map(|p| p.body_len()).sum();
